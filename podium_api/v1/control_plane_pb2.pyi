@@ -1,0 +1,144 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class CreateEndpointRequest(_message.Message):
+    __slots__ = ("endpoint_json", "caller")
+    ENDPOINT_JSON_FIELD_NUMBER: _ClassVar[int]
+    CALLER_FIELD_NUMBER: _ClassVar[int]
+    endpoint_json: str
+    caller: str
+    def __init__(self, endpoint_json: _Optional[str] = ..., caller: _Optional[str] = ...) -> None: ...
+
+class GetEndpointRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class DeleteEndpointRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class DeleteEndpointReply(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListEndpointsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class UpdateConfigRequest(_message.Message):
+    __slots__ = ("name", "config_json")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_JSON_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    config_json: str
+    def __init__(self, name: _Optional[str] = ..., config_json: _Optional[str] = ...) -> None: ...
+
+class EndpointReply(_message.Message):
+    __slots__ = ("endpoint_json",)
+    ENDPOINT_JSON_FIELD_NUMBER: _ClassVar[int]
+    endpoint_json: str
+    def __init__(self, endpoint_json: _Optional[str] = ...) -> None: ...
+
+class ListEndpointsReply(_message.Message):
+    __slots__ = ("endpoints_json",)
+    ENDPOINTS_JSON_FIELD_NUMBER: _ClassVar[int]
+    endpoints_json: str
+    def __init__(self, endpoints_json: _Optional[str] = ...) -> None: ...
+
+class WatchRoutingTableRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class RoutingTable(_message.Message):
+    __slots__ = ("endpoints",)
+    ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
+    endpoints: _containers.RepeatedCompositeFieldContainer[EndpointRoutes]
+    def __init__(self, endpoints: _Optional[_Iterable[_Union[EndpointRoutes, _Mapping]]] = ...) -> None: ...
+
+class EndpointRoutes(_message.Message):
+    __slots__ = ("name", "id", "routes")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ROUTES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    id: str
+    routes: _containers.RepeatedCompositeFieldContainer[Route]
+    def __init__(self, name: _Optional[str] = ..., id: _Optional[str] = ..., routes: _Optional[_Iterable[_Union[Route, _Mapping]]] = ...) -> None: ...
+
+class Route(_message.Message):
+    __slots__ = ("served_entity_name", "traffic_percentage", "deployment_key", "replica_addresses")
+    SERVED_ENTITY_NAME_FIELD_NUMBER: _ClassVar[int]
+    TRAFFIC_PERCENTAGE_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_KEY_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_ADDRESSES_FIELD_NUMBER: _ClassVar[int]
+    served_entity_name: str
+    traffic_percentage: int
+    deployment_key: str
+    replica_addresses: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, served_entity_name: _Optional[str] = ..., traffic_percentage: _Optional[int] = ..., deployment_key: _Optional[str] = ..., replica_addresses: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ListDeploymentsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Deployment(_message.Message):
+    __slots__ = ("key", "endpoint_name", "served_entity_name", "model_uri", "min_replicas", "max_replicas", "environment_vars")
+    class EnvironmentVarsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINT_NAME_FIELD_NUMBER: _ClassVar[int]
+    SERVED_ENTITY_NAME_FIELD_NUMBER: _ClassVar[int]
+    MODEL_URI_FIELD_NUMBER: _ClassVar[int]
+    MIN_REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    MAX_REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_VARS_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    endpoint_name: str
+    served_entity_name: str
+    model_uri: str
+    min_replicas: int
+    max_replicas: int
+    environment_vars: _containers.ScalarMap[str, str]
+    def __init__(self, key: _Optional[str] = ..., endpoint_name: _Optional[str] = ..., served_entity_name: _Optional[str] = ..., model_uri: _Optional[str] = ..., min_replicas: _Optional[int] = ..., max_replicas: _Optional[int] = ..., environment_vars: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class ListDeploymentsReply(_message.Message):
+    __slots__ = ("deployments",)
+    DEPLOYMENTS_FIELD_NUMBER: _ClassVar[int]
+    deployments: _containers.RepeatedCompositeFieldContainer[Deployment]
+    def __init__(self, deployments: _Optional[_Iterable[_Union[Deployment, _Mapping]]] = ...) -> None: ...
+
+class DeploymentStatus(_message.Message):
+    __slots__ = ("key", "ready_addresses", "starting_replicas", "failure")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    READY_ADDRESSES_FIELD_NUMBER: _ClassVar[int]
+    STARTING_REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    ready_addresses: _containers.RepeatedScalarFieldContainer[str]
+    starting_replicas: int
+    failure: str
+    def __init__(self, key: _Optional[str] = ..., ready_addresses: _Optional[_Iterable[str]] = ..., starting_replicas: _Optional[int] = ..., failure: _Optional[str] = ...) -> None: ...
+
+class ReportDeploymentsRequest(_message.Message):
+    __slots__ = ("statuses",)
+    STATUSES_FIELD_NUMBER: _ClassVar[int]
+    statuses: _containers.RepeatedCompositeFieldContainer[DeploymentStatus]
+    def __init__(self, statuses: _Optional[_Iterable[_Union[DeploymentStatus, _Mapping]]] = ...) -> None: ...
+
+class ReportDeploymentsReply(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

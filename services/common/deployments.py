@@ -1,0 +1,48 @@
+"""The plain records that cross the internal hops (control plane ↔ router, control plane ↔ scaler).
+
+The gRPC adapters convert them to and from podium_api messages, so cores never see protobuf.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """A served entity that should be running: what the scaler starts replicas of."""
+
+    key: str
+    endpoint_name: str
+    served_entity_name: str
+    model_uri: str
+    min_replicas: int
+    max_replicas: int
+    environment_vars: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DeploymentStatus:
+    """What the scaler observed of one deployment."""
+
+    key: str
+    ready_addresses: tuple[str, ...] = ()
+    starting_replicas: int = 0
+    failure: str = ""   # non-empty: the deployment cannot start, and why
+
+
+@dataclass(frozen=True)
+class RouteTarget:
+    served_entity_name: str
+    traffic_percentage: int
+    deployment_key: str
+    replica_addresses: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class EndpointRoutes:
+    """One endpoint in the routing table: empty routes while it has no serving config yet."""
+
+    name: str
+    id: str
+    routes: tuple[RouteTarget, ...]

@@ -1,0 +1,49 @@
+"""The gRPC edge: PodiumError ↔ gRPC status, on the server and on the client side."""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+import grpc
+
+from services.common.errors import PodiumError, Unavailable, DeadlineExceeded, error_from_code, grpc_status_name
+
+log = logging.getLogger(__name__)
+
+ERROR_CODE_KEY = "error-code"
+
+
+def grpc_edge(method):
+    """Wraps a grpc.aio servicer method: a PodiumError becomes its status; anything else INTERNAL."""
+
+    @functools.wraps(method)
+    async def wrapper(self, request, context):
+        try:
+            return await method(self, request, context)
+        except grpc.aio.AbortError:
+            raise  # already a gRPC status: keep it
+        except PodiumError as exc:
+            failure = exc
+        except Exception:
+            log.exception("unhandled error in %s", method.__name__)
+            failure = PodiumError("internal error")  # never leak internals to the caller
+        await context.abort(
+            grpc.StatusCode[grpc_status_name(failure.code, failure.http_status)],
+            failure.message,
+            trailing_metadata=((ERROR_CODE_KEY, failure.code),),
+        )
+
+    return wrapper
+
+
+def error_from_rpc(exc: grpc.aio.AioRpcError, peer: str) -> PodiumError:
+    """Turns a failed call to another Podium service back into the PodiumError it carried."""
+    for key, value in exc.trailing_metadata() or ():
+        if key == ERROR_CODE_KEY:
+            return error_from_code(value, exc.details() or "")
+    if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return DeadlineExceeded(f"{peer} did not answer in time")
+    if exc.code() == grpc.StatusCode.UNAVAILABLE:
+        return Unavailable(f"{peer} is unavailable", retry_after_s=1)
+    return PodiumError(f"{peer} failed: {exc.code().name}")

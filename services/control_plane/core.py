@@ -1,0 +1,189 @@
+"""The control plane's one core: serving-endpoint specs, their state machine, and change streams.
+
+The REST adapter (on the router) and the gRPC adapter call these methods and nothing else. The database is
+the source of truth; this process is its only writer, so it keeps a write-through copy in memory and
+answers reads (and the 10,000-endpoint list) without a query.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator
+
+from services.common.capacity import replica_bounds
+from services.common.deployments import Deployment, DeploymentStatus, EndpointRoutes, RouteTarget
+from services.common.errors import AlreadyExists, Conflict, EndpointNotFound
+from services.control_plane import spec, views
+from services.control_plane.state import (
+    IN_PROGRESS, NOT_READY, Observation, advance, deployed_configs, deployment_key,
+)
+from services.control_plane.store import EndpointStore
+
+log = logging.getLogger(__name__)
+
+
+class EndpointService:
+    def __init__(self, store: EndpointStore, report_expiry_s: float = 10.0, clock=time.time):
+        self._store = store
+        self._clock = clock
+        self._report_expiry_s = report_expiry_s
+        self._endpoints: dict[str, dict] = {}
+        self._reports: dict[str, tuple[Observation, float]] = {}
+        self._write_lock = asyncio.Lock()
+        self._changed = asyncio.Condition()
+        self._generation = 0
+
+    async def start(self) -> None:
+        for endpoint in await asyncio.to_thread(self._store.load_all):
+            self._endpoints[endpoint["name"]] = endpoint
+        log.info("loaded %d endpoints", len(self._endpoints))
+
+    # ---- the serving-endpoint API ----
+
+    async def create(self, body: object, caller: str) -> dict:
+        request = spec.validate_create(body)
+        now_ms = self._now_ms()
+        endpoint = {
+            "id": secrets.token_hex(16),
+            "name": request["name"],
+            "creator": caller,
+            "creation_timestamp": now_ms,
+            "last_updated_timestamp": now_ms,
+            "config": None,
+            "pending_config": self._new_config(request["config"], 1, caller, now_ms),
+            "state": {"ready": NOT_READY, "config_update": IN_PROGRESS},
+            "failure": "",
+            **{k: request[k] for k in ("tags", "rate_limits", "ai_gateway", "route_optimized", "description")},
+        }
+        async with self._write_lock:
+            if endpoint["name"] in self._endpoints:
+                raise AlreadyExists(f"Endpoint with name '{endpoint['name']}' already exists")
+            await asyncio.to_thread(self._store.insert, endpoint)
+            self._endpoints[endpoint["name"]] = endpoint
+        await self._notify()
+        log.info("created endpoint %s", endpoint["name"])
+        return views.detailed(endpoint, self._observed())
+
+    async def get(self, name: str) -> dict:
+        return views.detailed(self._require(name), self._observed())
+
+    async def list(self) -> dict:
+        return {"endpoints": [views.summary(e) for e in self._endpoints.values()]}
+
+    async def update_config(self, name: str, body: object, caller: str) -> dict:
+        config = spec.validate_config(body, "config")
+        async with self._write_lock:
+            endpoint = self._require(name)
+            if endpoint["state"]["config_update"] == IN_PROGRESS:
+                raise Conflict(f"Endpoint '{name}' is already being updated; wait until its config_update is "
+                               "NOT_UPDATING or UPDATE_FAILED")
+            now_ms = self._now_ms()
+            latest = max(c["config_version"] for c in (endpoint.get("config"), endpoint.get("pending_config")) if c)
+            updated = {
+                **endpoint,
+                "pending_config": self._new_config(config, latest + 1, caller, now_ms),
+                "state": {**endpoint["state"], "config_update": IN_PROGRESS},
+                "failure": "",
+                "last_updated_timestamp": now_ms,
+            }
+            await asyncio.to_thread(self._store.update, updated)
+            self._endpoints[name] = updated
+        await self._notify()
+        log.info("updating endpoint %s to config version %d", name, latest + 1)
+        return views.detailed(updated, self._observed())
+
+    async def delete(self, name: str) -> None:
+        async with self._write_lock:
+            endpoint = self._require(name)
+            await asyncio.to_thread(self._store.delete, endpoint["id"])
+            del self._endpoints[name]
+        await self._notify()
+        log.info("deleted endpoint %s", name)
+
+    # ---- internal: the scaler and the router ----
+
+    def deployments(self) -> list[Deployment]:
+        """One Deployment per served entity that should be running now."""
+        out: dict[str, Deployment] = {}
+        for endpoint in self._endpoints.values():
+            for config in deployed_configs(endpoint):
+                for entity in config["served_entities"]:
+                    key = deployment_key(endpoint["id"], entity)
+                    low, high = replica_bounds(entity)
+                    out[key] = Deployment(key, endpoint["name"], entity["name"], spec.model_uri(entity),
+                                          low, high, dict(entity.get("environment_vars", {})))
+        return list(out.values())
+
+    async def report(self, statuses: list[DeploymentStatus]) -> None:
+        """Takes the scaler's observations and moves every endpoint's state machine on."""
+        routes_before = self.routing_table()
+        now = self._clock()
+        self._reports.update({
+            s.key: (Observation(s.ready_addresses, s.starting_replicas, s.failure), now) for s in statuses})
+        observed = self._observed()
+        changed = False
+        async with self._write_lock:
+            for name, endpoint in list(self._endpoints.items()):
+                moved = advance(endpoint, observed, self._now_ms())
+                if moved is not endpoint:
+                    await asyncio.to_thread(self._store.update, moved)
+                    self._endpoints[name] = moved
+                    log.info("endpoint %s is now %s", name, moved["state"])
+                    changed = True
+        if changed or self.routing_table() != routes_before:
+            await self._notify()
+
+    def routing_table(self) -> list[EndpointRoutes]:
+        observed = self._observed()
+        table = []
+        for endpoint in self._endpoints.values():
+            config = endpoint.get("config")
+            if not config:  # still being created: known to routers, but nothing to route to yet
+                table.append(EndpointRoutes(endpoint["name"], endpoint["id"], ()))
+                continue
+            entities = {e["name"]: e for e in config["served_entities"]}
+            routes = []
+            for route in config["traffic_config"]["routes"]:
+                key = deployment_key(endpoint["id"], entities[route["served_entity_name"]])
+                addresses = observed.get(key, Observation()).ready_addresses
+                routes.append(RouteTarget(route["served_entity_name"], route["traffic_percentage"], key, addresses))
+            table.append(EndpointRoutes(endpoint["name"], endpoint["id"], tuple(routes)))
+        return table
+
+    async def watch(self) -> AsyncIterator[list[EndpointRoutes]]:
+        """The routing table now, then again after every change."""
+        seen = -1
+        while True:
+            async with self._changed:
+                await self._changed.wait_for(lambda: self._generation != seen)
+                seen = self._generation
+            yield self.routing_table()
+
+    # ---- helpers ----
+
+    def _require(self, name: str) -> dict:
+        endpoint = self._endpoints.get(name)
+        if endpoint is None:
+            raise EndpointNotFound(f"Endpoint with name '{name}' does not exist")
+        return endpoint
+
+    def _observed(self) -> dict[str, Observation]:
+        fresh_after = self._clock() - self._report_expiry_s
+        return {key: obs for key, (obs, at) in self._reports.items() if at >= fresh_after}
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    @staticmethod
+    def _new_config(config: dict, version: int, caller: str, now_ms: int) -> dict:
+        entities = [{**e, "creator": caller, "creation_timestamp": now_ms} for e in config["served_entities"]]
+        return {**config, "served_entities": entities, "config_version": version, "start_time": now_ms}
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._generation += 1
+            self._changed.notify_all()
+

@@ -1,0 +1,74 @@
+"""gRPC adapter of the control plane: parses the wire, calls one core method, renders the wire."""
+
+from __future__ import annotations
+
+import orjson
+
+from podium_api.v1 import control_plane_pb2 as pb
+from podium_api.v1 import control_plane_pb2_grpc
+from services.common.errors import MalformedRequest
+from services.common.grpc_edge import grpc_edge
+from services.control_plane.core import EndpointService
+from services.common.deployments import DeploymentStatus
+
+DEFAULT_CALLER = "admin"
+
+
+def parse_json(text: str, what: str) -> object:
+    try:
+        return orjson.loads(text or "null")
+    except orjson.JSONDecodeError as exc:
+        raise MalformedRequest(f"{what} is not valid JSON: {exc}") from None
+
+
+class ControlPlaneServicer(control_plane_pb2_grpc.ControlPlaneServicer):
+    def __init__(self, service: EndpointService):
+        self._service = service
+
+    @grpc_edge
+    async def CreateEndpoint(self, request, context):
+        endpoint = await self._service.create(parse_json(request.endpoint_json, "endpoint_json"),
+                                              request.caller or DEFAULT_CALLER)
+        return pb.EndpointReply(endpoint_json=orjson.dumps(endpoint).decode())
+
+    @grpc_edge
+    async def GetEndpoint(self, request, context):
+        return pb.EndpointReply(endpoint_json=orjson.dumps(await self._service.get(request.name)).decode())
+
+    @grpc_edge
+    async def ListEndpoints(self, request, context):
+        return pb.ListEndpointsReply(endpoints_json=orjson.dumps(await self._service.list()).decode())
+
+    @grpc_edge
+    async def UpdateConfig(self, request, context):
+        endpoint = await self._service.update_config(
+            request.name, parse_json(request.config_json, "config_json"), DEFAULT_CALLER)
+        return pb.EndpointReply(endpoint_json=orjson.dumps(endpoint).decode())
+
+    @grpc_edge
+    async def DeleteEndpoint(self, request, context):
+        await self._service.delete(request.name)
+        return pb.DeleteEndpointReply()
+
+    async def WatchRoutingTable(self, request, context):
+        async for table in self._service.watch():
+            yield pb.RoutingTable(endpoints=[
+                pb.EndpointRoutes(name=e.name, id=e.id, routes=[
+                    pb.Route(served_entity_name=r.served_entity_name, traffic_percentage=r.traffic_percentage,
+                             deployment_key=r.deployment_key, replica_addresses=list(r.replica_addresses))
+                    for r in e.routes])
+                for e in table])
+
+    @grpc_edge
+    async def ListDeployments(self, request, context):
+        return pb.ListDeploymentsReply(deployments=[
+            pb.Deployment(key=d.key, endpoint_name=d.endpoint_name, served_entity_name=d.served_entity_name,
+                          model_uri=d.model_uri, min_replicas=d.min_replicas, max_replicas=d.max_replicas,
+                          environment_vars=d.environment_vars)
+            for d in self._service.deployments()])
+
+    @grpc_edge
+    async def ReportDeployments(self, request, context):
+        await self._service.report([
+            DeploymentStatus(s.key, tuple(s.ready_addresses), s.starting_replicas, s.failure) for s in request.statuses])
+        return pb.ReportDeploymentsReply()

@@ -1,0 +1,223 @@
+"""Validates serving-endpoint requests in the Databricks shapes and normalizes them for storage.
+
+Pure functions: a request dict in, a normalized dict out, or InvalidParameter / MalformedRequest naming
+the offending field. Every later step (storage, state, rendering) trusts what comes out of here.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from services.common.errors import InvalidParameter, MalformedRequest
+
+ENDPOINT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+SERVED_ENTITY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+MODEL_VERSION = re.compile(r"^[0-9]+$")
+MODEL_ALIAS = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+WORKLOAD_SIZES = ("Small", "Medium", "Large")
+WORKLOAD_TYPES = (
+    "CPU", "CPU_MEDIUM", "CPU_LARGE", "GPU_SMALL", "GPU_MEDIUM", "GPU_LARGE",
+    "GPU_XLARGE", "GPU_XLARGE_8", "MULTIGPU_MEDIUM",
+)
+MAX_SERVED_ENTITIES = 10
+# Paths under /serving-endpoints/ that belong to the OpenAI-compatible API, not to an endpoint.
+RESERVED_ENDPOINT_NAMES = frozenset({"chat", "completions", "embeddings", "responses", "models", "anthropic", "v1"})
+
+
+def validate_create(body: Any) -> dict:
+    """Returns {"name", "config", "tags", ...} for a POST /api/2.0/serving-endpoints body."""
+    body = _object(body, "request body")
+    name = body.get("name")
+    if not isinstance(name, str) or not name:
+        raise InvalidParameter("Missing required field: name")
+    validate_endpoint_name(name)
+    if "config" not in body or body["config"] is None:
+        raise InvalidParameter("Missing required field: config")
+    return {
+        "name": name,
+        "config": validate_config(body["config"], "config"),
+        "tags": validate_tags(body.get("tags", []), "tags"),
+        "rate_limits": _list(body.get("rate_limits", []), "rate_limits"),
+        "ai_gateway": _object(body.get("ai_gateway", {}), "ai_gateway"),
+        "route_optimized": _bool(body.get("route_optimized", False), "route_optimized"),
+        "description": _str(body.get("description", ""), "description"),
+    }
+
+
+def validate_endpoint_name(name: str) -> None:
+    if not ENDPOINT_NAME.match(name):
+        raise InvalidParameter(
+            f"Invalid endpoint name '{name}': use 1-63 letters, digits, '-' or '_', starting with a letter or digit"
+        )
+    if name.lower() in RESERVED_ENDPOINT_NAMES:
+        raise InvalidParameter(
+            f"Invalid endpoint name '{name}': it clashes with the OpenAI-compatible path /serving-endpoints/{name}"
+        )
+
+
+def validate_config(config: Any, field: str = "config") -> dict:
+    """Returns {"served_entities": [...], "traffic_config": {"routes": [...]}} (PUT .../config body)."""
+    config = _object(config, field)
+    raw_entities = config.get("served_entities")
+    legacy = config.get("served_models")
+    if raw_entities and legacy:
+        raise InvalidParameter(f"{field}: give served_entities or served_models, not both")
+    if legacy:
+        raw_entities = [_from_served_model(m, f"{field}.served_models[{i}]")
+                        for i, m in enumerate(_list(legacy, f"{field}.served_models"))]
+    raw_entities = _list(raw_entities or [], f"{field}.served_entities")
+    if not raw_entities:
+        raise InvalidParameter(f"{field}.served_entities must name at least one served entity")
+    if len(raw_entities) > MAX_SERVED_ENTITIES:
+        raise InvalidParameter(f"{field}.served_entities: at most {MAX_SERVED_ENTITIES} served entities per endpoint")
+    entities = [validate_served_entity(e, f"{field}.served_entities[{i}]") for i, e in enumerate(raw_entities)]
+    names = [e["name"] for e in entities]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise InvalidParameter(f"{field}.served_entities: duplicate served entity name '{duplicates[0]}'")
+    traffic = validate_traffic_config(config.get("traffic_config"), names, f"{field}.traffic_config")
+    return {"served_entities": entities, "traffic_config": traffic}
+
+
+def _from_served_model(model: Any, field: str) -> dict:
+    model = dict(_object(model, field))
+    if "model_name" in model:
+        model["entity_name"] = model.pop("model_name")
+    if "model_version" in model:
+        model["entity_version"] = model.pop("model_version")
+    return model
+
+
+def validate_served_entity(entity: Any, field: str) -> dict:
+    entity = _object(entity, field)
+    if entity.get("external_model") is not None:
+        raise InvalidParameter(f"{field}.external_model: external models are not supported by this Podium version")
+    entity_name = entity.get("entity_name")
+    if not isinstance(entity_name, str) or not entity_name.strip():
+        raise InvalidParameter(f"Missing required field: {field}.entity_name")
+    version = entity.get("entity_version")
+    if isinstance(version, int) and not isinstance(version, bool):
+        version = str(version)
+    if not isinstance(version, str) or not version:
+        raise InvalidParameter(f"Missing required field: {field}.entity_version")
+    version = version.lstrip("@")
+    if not (MODEL_VERSION.match(version) or MODEL_ALIAS.match(version)):
+        raise InvalidParameter(f"{field}.entity_version '{version}' is neither a version number nor an alias")
+    short_name = entity_name.rsplit(".", 1)[-1]
+    name = entity.get("name") or f"{short_name}-{version}"
+    if not isinstance(name, str) or not SERVED_ENTITY_NAME.match(name):
+        raise InvalidParameter(f"{field}.name '{name}' must be 1-63 letters, digits, '-', '_' or '.'")
+    workload_size = _str(entity.get("workload_size", "Small"), f"{field}.workload_size") or "Small"
+    canonical_size = {s.lower(): s for s in WORKLOAD_SIZES}.get(workload_size.lower())
+    if canonical_size is None:
+        raise InvalidParameter(f"{field}.workload_size '{workload_size}' must be one of {', '.join(WORKLOAD_SIZES)}")
+    workload_type = _str(entity.get("workload_type", "CPU"), f"{field}.workload_type") or "CPU"
+    if workload_type not in WORKLOAD_TYPES:
+        raise InvalidParameter(f"{field}.workload_type '{workload_type}' must be one of {', '.join(WORKLOAD_TYPES)}")
+    env = _object(entity.get("environment_vars") or {}, f"{field}.environment_vars")
+    for key, value in env.items():
+        if not isinstance(value, str):
+            raise InvalidParameter(f"{field}.environment_vars.{key} must be a string")
+    normalized = {
+        "name": name,
+        "entity_name": entity_name,
+        "entity_version": version,
+        "workload_size": canonical_size,
+        "workload_type": workload_type,
+        "scale_to_zero_enabled": _bool(entity.get("scale_to_zero_enabled", False), f"{field}.scale_to_zero_enabled"),
+        "environment_vars": env,
+    }
+    for bound in ("min_provisioned_concurrency", "max_provisioned_concurrency"):
+        if entity.get(bound) is not None:
+            normalized[bound] = _non_negative_int(entity[bound], f"{field}.{bound}")
+    low, high = normalized.get("min_provisioned_concurrency"), normalized.get("max_provisioned_concurrency")
+    if low is not None and high is not None and low > high:
+        raise InvalidParameter(f"{field}: min_provisioned_concurrency is above max_provisioned_concurrency")
+    return normalized
+
+
+def validate_traffic_config(traffic: Any, entity_names: list[str], field: str) -> dict:
+    """Routes as integers summing to 100 over existing served entities; defaulted for one entity."""
+    if traffic is None or traffic == {}:
+        if len(entity_names) == 1:
+            return {"routes": [_route(entity_names[0], 100)]}
+        raise InvalidParameter(f"Missing required field: {field} (needed when an endpoint serves several entities)")
+    routes_in = _list(_object(traffic, field).get("routes") or [], f"{field}.routes")
+    if not routes_in:
+        raise InvalidParameter(f"{field}.routes must not be empty")
+    routes, seen = [], set()
+    for i, route in enumerate(routes_in):
+        route = _object(route, f"{field}.routes[{i}]")
+        target = route.get("served_entity_name") or route.get("served_model_name")
+        if not isinstance(target, str) or not target:
+            raise InvalidParameter(f"Missing required field: {field}.routes[{i}].served_entity_name")
+        if target not in entity_names:
+            raise InvalidParameter(f"{field}.routes[{i}] names served entity '{target}', which the config does not serve")
+        if target in seen:
+            raise InvalidParameter(f"{field}.routes: served entity '{target}' is routed twice")
+        seen.add(target)
+        percentage = route.get("traffic_percentage")
+        if not isinstance(percentage, int) or isinstance(percentage, bool) or not 0 <= percentage <= 100:
+            raise InvalidParameter(f"{field}.routes[{i}].traffic_percentage must be an integer from 0 to 100")
+        routes.append(_route(target, percentage))
+    total = sum(r["traffic_percentage"] for r in routes)
+    if total != 100:
+        raise InvalidParameter(f"{field}.routes: traffic percentages must sum to 100, not {total}")
+    return {"routes": routes}
+
+
+def _route(entity_name: str, percentage: int) -> dict:
+    return {"served_model_name": entity_name, "served_entity_name": entity_name, "traffic_percentage": percentage}
+
+
+def validate_tags(tags: Any, field: str) -> list[dict]:
+    out = []
+    for i, tag in enumerate(_list(tags, field)):
+        tag = _object(tag, f"{field}[{i}]")
+        key = tag.get("key")
+        if not isinstance(key, str) or not key:
+            raise InvalidParameter(f"Missing required field: {field}[{i}].key")
+        value = tag.get("value")
+        if value is not None and not isinstance(value, str):
+            raise InvalidParameter(f"{field}[{i}].value must be a string")
+        out.append({"key": key, "value": value} if value is not None else {"key": key})
+    return out
+
+
+def model_uri(entity: dict) -> str:
+    """models:/<name>/<version> for a version number, models:/<name>@<alias> otherwise."""
+    version = entity["entity_version"]
+    if MODEL_VERSION.match(version):
+        return f"models:/{entity['entity_name']}/{version}"
+    return f"models:/{entity['entity_name']}@{version}"
+
+
+def _object(value: Any, field: str) -> dict:
+    if not isinstance(value, dict):
+        raise MalformedRequest(f"{field} must be a JSON object")
+    return value
+
+
+def _list(value: Any, field: str) -> list:
+    if not isinstance(value, list):
+        raise MalformedRequest(f"{field} must be a JSON array")
+    return value
+
+
+def _str(value: Any, field: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidParameter(f"{field} must be a string")
+    return value
+
+
+def _bool(value: Any, field: str) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidParameter(f"{field} must be true or false")
+    return value
+
+
+def _non_negative_int(value: Any, field: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise InvalidParameter(f"{field} must be a non-negative integer")
+    return value

@@ -1,0 +1,103 @@
+"""An endpoint's state machine: pure functions from (stored endpoint, observed deployments) to the next state.
+
+`ready`         NOT_READY → READY once the serving config has a ready replica for every routed entity.
+`config_update` IN_PROGRESS while a pending config starts; NOT_UPDATING once it serves (it then replaces
+                the old config, which kept serving meanwhile); UPDATE_FAILED with the reason when one of
+                its served entities cannot start (the old config, if any, keeps serving).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+READY, NOT_READY = "READY", "NOT_READY"
+NOT_UPDATING, IN_PROGRESS, UPDATE_FAILED = "NOT_UPDATING", "IN_PROGRESS", "UPDATE_FAILED"
+
+# Only these fields decide which process serves an entity: changing a route or a tag restarts nothing.
+_PROCESS_FIELDS = ("entity_name", "entity_version", "environment_vars", "workload_type")
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the scaler last reported about one deployment."""
+
+    ready_addresses: tuple[str, ...] = ()
+    starting_replicas: int = 0
+    failure: str = ""
+
+
+def deployment_key(endpoint_id: str, entity: dict) -> str:
+    """Stable id of the replicas serving `entity`: the same while its process-relevant spec is unchanged."""
+    spec = {field: entity.get(field) for field in _PROCESS_FIELDS}
+    digest = hashlib.sha256(json.dumps([endpoint_id, spec], sort_keys=True).encode()).hexdigest()
+    return digest[:20]
+
+
+def deployed_configs(endpoint: dict) -> list[dict]:
+    """The configs whose entities must run: the serving one, and a pending one that has not failed."""
+    configs = [endpoint["config"]] if endpoint.get("config") else []
+    pending = endpoint.get("pending_config")
+    if pending and endpoint["state"]["config_update"] == IN_PROGRESS:
+        configs.append(pending)
+    return configs
+
+
+def advance(endpoint: dict, observed: dict[str, Observation], now_ms: int) -> dict:
+    """The endpoint after applying what was observed; the same object when nothing changes."""
+    state = dict(endpoint["state"])
+    changes: dict = {}
+    pending = endpoint.get("pending_config")
+    if pending and state["config_update"] == IN_PROGRESS:
+        failures = _failures(endpoint["id"], pending, observed)
+        if failures:
+            state["config_update"] = UPDATE_FAILED
+            changes["failure"] = "; ".join(failures)
+        elif _serves(endpoint["id"], pending, observed):
+            changes["config"] = {k: v for k, v in pending.items() if k != "start_time"}
+            changes["pending_config"] = None
+            changes["failure"] = ""
+            state["config_update"] = NOT_UPDATING
+    serving = changes.get("config", endpoint.get("config"))
+    state["ready"] = READY if serving and _serves(endpoint["id"], serving, observed) else NOT_READY
+    if state == endpoint["state"] and not changes:
+        return endpoint
+    return {**endpoint, **changes, "state": state, "last_updated_timestamp": now_ms}
+
+
+def entity_state(endpoint: dict, entity: dict, observed: dict[str, Observation], *, is_pending: bool) -> dict:
+    """The served entity's `state` as Databricks shows it."""
+    seen = observed.get(deployment_key(endpoint["id"], entity), Observation())
+    if seen.failure:
+        return {"deployment": "DEPLOYMENT_FAILED", "deployment_state_message": seen.failure}
+    if is_pending and endpoint["state"]["config_update"] == UPDATE_FAILED:
+        return {"deployment": "DEPLOYMENT_ABORTED", "deployment_state_message": endpoint.get("failure", "")}
+    if seen.ready_addresses:
+        count = len(seen.ready_addresses)
+        return {"deployment": "DEPLOYMENT_READY",
+                "deployment_state_message": f"{count} replica{'s' if count != 1 else ''} ready"}
+    if is_pending or not endpoint.get("config"):
+        return {"deployment": "DEPLOYMENT_CREATING", "deployment_state_message": "starting replicas"}
+    return {"deployment": "DEPLOYMENT_RECOVERING", "deployment_state_message": "replacing replicas"}
+
+
+def _routed(config: dict) -> set[str]:
+    return {r["served_entity_name"] for r in config["traffic_config"]["routes"] if r["traffic_percentage"] > 0}
+
+
+def _serves(endpoint_id: str, config: dict, observed: dict[str, Observation]) -> bool:
+    routed = _routed(config)
+    return all(
+        observed.get(deployment_key(endpoint_id, e), Observation()).ready_addresses
+        for e in config["served_entities"] if e["name"] in routed
+    )
+
+
+def _failures(endpoint_id: str, config: dict, observed: dict[str, Observation]) -> list[str]:
+    failures = []
+    for entity in config["served_entities"]:
+        seen = observed.get(deployment_key(endpoint_id, entity))
+        if seen and seen.failure:
+            failures.append(f"served entity '{entity['name']}' failed to start: {seen.failure}")
+    return failures

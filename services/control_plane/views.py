@@ -1,0 +1,74 @@
+"""Renders stored endpoints in the Databricks response shapes (ServingEndpointDetailed, ServingEndpoint)."""
+
+from __future__ import annotations
+
+from services.control_plane.state import Observation, entity_state
+
+_ENTITY_SPEC_FIELDS = ("name", "entity_name", "entity_version")
+
+
+def detailed(endpoint: dict, observed: dict[str, Observation]) -> dict:
+    """ServingEndpointDetailed: what create, get and update-config answer."""
+    out = _common(endpoint)
+    if endpoint.get("config"):
+        out["config"] = _config(endpoint, endpoint["config"], observed, is_pending=False)
+    pending = endpoint.get("pending_config")
+    if pending:
+        out["pending_config"] = {**_config(endpoint, pending, observed, is_pending=True),
+                                 "start_time": pending["start_time"]}
+    out["permission_level"] = "CAN_MANAGE"
+    out["route_optimized"] = endpoint.get("route_optimized", False)
+    for optional in ("rate_limits", "ai_gateway", "description"):
+        if endpoint.get(optional):
+            out[optional] = endpoint[optional]
+    return out
+
+
+def summary(endpoint: dict) -> dict:
+    """ServingEndpoint: one item of the list answer, with a config summary."""
+    out = _common(endpoint)
+    config = endpoint.get("config") or endpoint.get("pending_config")
+    if config:
+        out["config"] = {
+            "served_entities": [{f: e[f] for f in _ENTITY_SPEC_FIELDS} for e in config["served_entities"]],
+            "served_models": [_served_model_spec(e) for e in config["served_entities"]],
+        }
+    return out
+
+
+def _common(endpoint: dict) -> dict:
+    return {
+        "name": endpoint["name"],
+        "id": endpoint["id"],
+        "creator": endpoint["creator"],
+        "creation_timestamp": endpoint["creation_timestamp"],
+        "last_updated_timestamp": endpoint["last_updated_timestamp"],
+        "state": dict(endpoint["state"]),
+        "tags": endpoint.get("tags", []),
+        "task": "",
+    }
+
+
+def _config(endpoint: dict, config: dict, observed: dict[str, Observation], *, is_pending: bool) -> dict:
+    entities = []
+    for entity in config["served_entities"]:
+        rendered = {**entity, "state": entity_state(endpoint, entity, observed, is_pending=is_pending)}
+        if not rendered.get("environment_vars"):
+            rendered.pop("environment_vars", None)
+        entities.append(rendered)
+    return {
+        "served_entities": entities,
+        "served_models": [_served_model(e) for e in entities],
+        "traffic_config": config["traffic_config"],
+        "config_version": config["config_version"],
+    }
+
+
+def _served_model(entity: dict) -> dict:
+    """The legacy `served_models` view of a served entity (older clients read only this)."""
+    model = {k: v for k, v in entity.items() if k not in ("entity_name", "entity_version")}
+    return {**model, "model_name": entity["entity_name"], "model_version": entity["entity_version"]}
+
+
+def _served_model_spec(entity: dict) -> dict:
+    return {"name": entity["name"], "model_name": entity["entity_name"], "model_version": entity["entity_version"]}

@@ -1,0 +1,97 @@
+"""The router's outbound I/O: worker channels, and the routing table followed from the control plane."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import grpc
+
+from podium_api.v1 import worker_pb2, worker_pb2_grpc
+from services.common.control_plane_client import ControlPlaneClient
+from services.common.deployments import EndpointRoutes
+from services.common.errors import DeadlineExceeded, ReplicaUnreachable
+from services.common.grpc_edge import error_from_rpc
+from services.common.grpc_server import CHANNEL_OPTIONS
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    http_status: int
+    body: bytes
+    content_type: str
+
+
+class WorkerPool:
+    """One long-lived gRPC channel per worker replica, and how many requests each has in flight."""
+
+    def __init__(self):
+        self._stubs: dict[str, worker_pb2_grpc.WorkerStub] = {}
+        self._channels: dict[str, grpc.aio.Channel] = {}
+        self.in_flight: dict[str, int] = {}
+
+    def keep_only(self, addresses: set[str]) -> None:
+        """Closes channels to replicas that left the routing table."""
+        for address in list(self._channels):
+            if address not in addresses:
+                channel = self._channels.pop(address)
+                self._stubs.pop(address, None)
+                self.in_flight.pop(address, None)
+                asyncio.get_running_loop().create_task(channel.close(grace=30))
+
+    def _stub(self, address: str) -> worker_pb2_grpc.WorkerStub:
+        stub = self._stubs.get(address)
+        if stub is None:
+            channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+            self._channels[address] = channel
+            stub = self._stubs[address] = worker_pb2_grpc.WorkerStub(channel)
+        return stub
+
+    async def predict(self, address: str, body: bytes, content_type: str, timeout_s: float) -> Prediction:
+        self.in_flight[address] = self.in_flight.get(address, 0) + 1
+        try:
+            reply = await self._stub(address).Predict(
+                worker_pb2.PredictRequest(body=body, content_type=content_type), timeout=timeout_s)
+            return Prediction(reply.http_status, reply.body, reply.content_type)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.UNAVAILABLE and "error-code" not in dict(exc.trailing_metadata() or ()):
+                raise ReplicaUnreachable(f"replica {address} is unreachable", retry_after_s=1) from None
+            if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise DeadlineExceeded(f"the model did not answer within {timeout_s:g} s") from None
+            raise error_from_rpc(exc, "worker") from None
+        finally:
+            if address in self.in_flight:
+                self.in_flight[address] -= 1
+
+    async def close(self) -> None:
+        await asyncio.gather(*(c.close() for c in self._channels.values()), return_exceptions=True)
+
+
+class RoutingTableFollower:
+    """Keeps the latest routing table from the control plane's watch stream, reconnecting when it breaks."""
+
+    def __init__(self, control_plane: ControlPlaneClient, pool: WorkerPool, retry_s: float = 0.5):
+        self._control_plane = control_plane
+        self._pool = pool
+        self._retry_s = retry_s
+        self.endpoints: dict[str, EndpointRoutes] = {}
+        self.first_table = asyncio.Event()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                async for table in self._control_plane.watch_routing_table():
+                    self._apply(table)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # keep serving from the last table while the control plane is away
+                log.warning("routing table stream broke (%s); reconnecting", getattr(exc, "message", exc))
+            await asyncio.sleep(self._retry_s)
+
+    def _apply(self, table: list[EndpointRoutes]) -> None:
+        self.endpoints = {e.name: e for e in table}
+        self._pool.keep_only({a for e in self.endpoints.values() for r in e.routes for a in r.replica_addresses})
+        self.first_table.set()

@@ -1,0 +1,117 @@
+"""REST adapter of the router (aiohttp): the Databricks serving API's paths and JSON shapes.
+
+Each handler parses the wire, calls one Gateway method and renders the answer; every error leaves as
+`{"error_code", "message"}` with the status from services/common/errors.py, aiohttp's own 404/405/413 too.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+from aiohttp import web
+
+from services.common.errors import (
+    MethodNotAllowed, NotFound, PayloadTooLarge, PodiumError, BadRequest,
+)
+from services.router.core import Gateway
+
+log = logging.getLogger(__name__)
+
+GATEWAY = web.AppKey("gateway", Gateway)
+JSON = "application/json"
+# Optional trailing slash: mlflow calls /api/2.0/serving-endpoints/ (sic) for list and create.
+SLASH = "{slash:/?}"
+ENDPOINTS = "/api/2.0/serving-endpoints"
+
+
+def error_response(error: PodiumError) -> web.Response:
+    headers = {"Retry-After": str(error.retry_after_s)} if error.retry_after_s else None
+    body = orjson.dumps({"error_code": error.code, "message": error.message})
+    return web.Response(status=error.http_status, body=body, content_type=JSON, headers=headers)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except PodiumError as exc:
+        return error_response(exc)
+    except web.HTTPRequestEntityTooLarge as exc:
+        return error_response(PayloadTooLarge(f"Request body is larger than {exc.max_size} bytes"))
+    except web.HTTPMethodNotAllowed:
+        return error_response(MethodNotAllowed(f"{request.method} is not allowed on {request.path}"))
+    except web.HTTPNotFound:
+        return error_response(NotFound(f"No API at {request.method} {request.path}"))
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error_response(PodiumError(exc.reason, http_status=exc.status))
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(PodiumError("internal error"))
+
+
+def _json(body: bytes, status: int = 200) -> web.Response:
+    return web.Response(body=body, status=status, content_type=JSON)
+
+
+async def _body(request: web.Request) -> bytes:
+    body = await request.read()
+    try:
+        orjson.loads(body or b"null")
+    except orjson.JSONDecodeError:
+        raise BadRequest("Request body is not valid JSON") from None
+    return body
+
+
+async def databricks_config(request: web.Request) -> web.Response:
+    # Every databricks-sdk client (and so every mlflow call) probes this first, unauthenticated: answer fast.
+    return _json(b"{}")
+
+
+async def health(request: web.Request) -> web.Response:
+    return _json(b'{"status":"ok"}')
+
+
+async def create_endpoint(request: web.Request) -> web.Response:
+    return _json(await request.app[GATEWAY].create_endpoint(await _body(request)))
+
+
+async def list_endpoints(request: web.Request) -> web.Response:
+    return _json(await request.app[GATEWAY].list_endpoints())
+
+
+async def get_endpoint(request: web.Request) -> web.Response:
+    return _json(await request.app[GATEWAY].get_endpoint(request.match_info["name"]))
+
+
+async def delete_endpoint(request: web.Request) -> web.Response:
+    await request.app[GATEWAY].delete_endpoint(request.match_info["name"])
+    return _json(b"{}")  # mlflow's delete_endpoint needs a JSON body
+
+
+async def update_config(request: web.Request) -> web.Response:
+    return _json(await request.app[GATEWAY].update_config(request.match_info["name"], await _body(request)))
+
+
+async def invocations(request: web.Request) -> web.Response:
+    # The payload is not parsed here: the worker scores the caller's bytes with MLflow's own parser.
+    result = await request.app[GATEWAY].query(
+        request.match_info["name"], await request.read(), request.headers.get("Content-Type", JSON))
+    return web.Response(body=result.body, headers={"served-model-name": result.served_entity_name,
+                                                   "Content-Type": result.content_type})
+
+
+def build_app(gateway: Gateway, max_request_bytes: int) -> web.Application:
+    app = web.Application(middlewares=[error_middleware], client_max_size=max_request_bytes)
+    app[GATEWAY] = gateway
+    app.router.add_get("/.well-known/databricks-config", databricks_config)
+    app.router.add_get("/healthz", health)
+    app.router.add_post(ENDPOINTS + SLASH, create_endpoint)
+    app.router.add_get(ENDPOINTS + SLASH, list_endpoints)
+    app.router.add_get(ENDPOINTS + "/{name}" + SLASH, get_endpoint)
+    app.router.add_delete(ENDPOINTS + "/{name}" + SLASH, delete_endpoint)
+    app.router.add_put(ENDPOINTS + "/{name}/config" + SLASH, update_config)
+    app.router.add_post("/serving-endpoints/{name}/invocations" + SLASH, invocations)
+    return app

@@ -1,0 +1,22 @@
+"""Scaler settings: env vars PODIUM_*, documented in the README's settings table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ScalerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PODIUM_", frozen=True, extra="ignore")
+
+    data_dir: Path = Path.home() / ".podium"
+    control_plane_target: str = "127.0.0.1:7070"
+    scaler_interval_s: float = Field(1.0, gt=0)          # one reconcile pass per interval
+    worker_start_timeout_s: float = Field(300.0, gt=0)   # a replica not ready by then is replaced
+    worker_host: str = "127.0.0.1"
+    # Consecutive start failures after which a deployment is reported failed instead of retried.
+    worker_max_start_failures: int = Field(3, ge=1)
+    registry_uri: str = Field("", validation_alias=AliasChoices("PODIUM_REGISTRY_URI", "MLFLOW_REGISTRY_URI"))
+    tracking_uri: str = Field("", validation_alias=AliasChoices("PODIUM_TRACKING_URI", "MLFLOW_TRACKING_URI"))

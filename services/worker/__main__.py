@@ -1,0 +1,78 @@
+"""Worker process: binds its gRPC port (health NOT_SERVING), loads the model, then serves predictions."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from podium_api.v1 import worker_pb2_grpc
+from services.common.grpc_server import SERVER_OPTIONS
+from services.common.logging import configure_logging
+from services.common.readiness import announce_failed, announce_listening, announce_ready
+from services.worker.core import Predictor, load_model
+from services.worker.grpc_api import WorkerServicer
+from services.worker.settings import WorkerSettings
+
+log = logging.getLogger("services.worker")
+
+
+async def serve(settings: WorkerSettings) -> int:
+    server = grpc.aio.server(options=SERVER_OPTIONS)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    address = f"{settings.host}:{port}"
+    await health_servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+    # The predict servicer is registered before start; it answers UNAVAILABLE until the model is in.
+    holder = _LateServicer()
+    worker_pb2_grpc.add_WorkerServicer_to_server(holder, server)
+    await server.start()
+    announce_listening("worker", address=address)
+    try:
+        model = await asyncio.to_thread(load_model, settings.model_uri, settings.registry_uri, settings.tracking_uri)
+    except Exception as exc:  # the registry's own reason goes to the caller, e.g. RESOURCE_DOES_NOT_EXIST
+        reason = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+        log.error("cannot load %s: %s", settings.model_uri, reason)
+        announce_failed("worker", reason)
+        await server.stop(grace=None)
+        return 3
+    predictor = Predictor(model, settings.predict_threads, settings.max_queued_requests)
+    holder.servicer = WorkerServicer(predictor)
+    await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    log.info("serving %s on %s", settings.model_uri, address)
+    announce_ready("worker", address=address)
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    await stop.wait()
+    # Graceful: leave health, finish what is in flight, then stop.
+    await health_servicer.enter_graceful_shutdown()
+    await server.stop(grace=10)
+    predictor.close()
+    return 0
+
+
+class _LateServicer(worker_pb2_grpc.WorkerServicer):
+    """Delegates to the real servicer once the model has loaded."""
+
+    servicer: WorkerServicer | None = None
+
+    async def Predict(self, request, context):
+        if self.servicer is None:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "model is still loading",
+                                trailing_metadata=(("error-code", "TEMPORARILY_UNAVAILABLE"),))
+        return await self.servicer.Predict(request, context)
+
+
+def main() -> None:
+    settings = WorkerSettings()
+    configure_logging("worker")
+    raise SystemExit(asyncio.run(serve(settings)))
+
+
+if __name__ == "__main__":
+    main()

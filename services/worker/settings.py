@@ -1,0 +1,18 @@
+"""Worker settings: env vars PODIUM_WORKER_* (and the registry/tracking URIs), see the README."""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class WorkerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PODIUM_WORKER_", frozen=True, extra="ignore")
+
+    model_uri: str                        # models:/<name>/<version> or models:/<name>@<alias>
+    host: str = "127.0.0.1"
+    port: int = 0                         # 0 = the OS picks; the bound port is announced on stdout
+    predict_threads: int = Field(2, ge=1)    # model calls run here, never on the event loop
+    max_queued_requests: int = Field(256, ge=1)  # beyond this a request is shed with 503
+    registry_uri: str = Field("", validation_alias=AliasChoices("PODIUM_REGISTRY_URI", "MLFLOW_REGISTRY_URI"))
+    tracking_uri: str = Field("", validation_alias=AliasChoices("PODIUM_TRACKING_URI", "MLFLOW_TRACKING_URI"))

@@ -1,0 +1,102 @@
+"""Starting `podium up` as a user would, and talking to it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+PODIUM = [sys.executable, "-m", "podium.cli"]
+
+
+@dataclass
+class RunningStack:
+    process: subprocess.Popen
+    data_dir: Path
+    info: dict
+
+    @property
+    def url(self) -> str:
+        return self.info["router_url"]
+
+    def api(self, method: str, path: str, **kwargs) -> requests.Response:
+        return requests.request(method, self.url + path, timeout=30, **kwargs)
+
+    def wait_endpoint(self, name: str, timeout_s: float = 120.0, until=("NOT_UPDATING", "UPDATE_FAILED")) -> dict:
+        """Polls GET until config_update reaches one of `until`; returns the endpoint."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            endpoint = self.api("GET", f"/api/2.0/serving-endpoints/{name}").json()
+            if endpoint.get("state", {}).get("config_update") in until:
+                return endpoint
+            if time.monotonic() > deadline:
+                raise AssertionError(f"endpoint {name} still {endpoint.get('state')} after {timeout_s} s")
+            time.sleep(0.3)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_stack(data_dir: Path, extra_env: dict[str, str] | None = None, timeout_s: float = 120.0) -> RunningStack:
+    env = {**os.environ, **(extra_env or {})}
+    env.pop("REDIS_URL", None) if "REDIS_URL" not in (extra_env or {}) else None
+    log = open(data_dir / "podium-up.log", "wb")
+    process = subprocess.Popen([*PODIUM, "up", "--data-dir", str(data_dir), "--port", "0"],
+                               stdout=log, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL)
+    podium_json = data_dir / "podium.json"
+    deadline = time.monotonic() + timeout_s
+    while not podium_json.exists():
+        if process.poll() is not None:
+            raise RuntimeError(f"podium up exited: {(data_dir / 'podium-up.log').read_text()[-3000:]}")
+        if time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"podium up not ready: {(data_dir / 'podium-up.log').read_text()[-3000:]}")
+        time.sleep(0.2)
+    return RunningStack(process, data_dir, json.loads(podium_json.read_text()))
+
+
+def service_pids(data_dir: Path, module: str, env_match: str = "") -> list[int]:
+    """PIDs of `python -m <module>` processes of this stack (and whose environment has env_match)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+            if module.encode() not in cmdline:
+                continue
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"PODIUM_DATA_DIR={data_dir}".encode() in environ and (not env_match or env_match.encode() in environ):
+            pids.append(int(proc.name))
+    return sorted(pids)
+
+
+def worker_pids(data_dir: Path, model_uri: str = "") -> list[int]:
+    return service_pids(data_dir, "services.worker", f"PODIUM_WORKER_MODEL_URI={model_uri}" if model_uri else "")
+
+
+def wait_for(condition, timeout_s: float = 60.0, interval_s: float = 0.2, what: str = "condition"):
+    """Polls until condition() is truthy and returns its value; fails the test after timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(interval_s)

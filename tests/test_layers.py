@@ -1,0 +1,52 @@
+"""Imports point one way: adapters → core → policy. Cores import no framework; policies do no I/O."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SERVICES = Path(__file__).resolve().parent.parent / "services"
+FRAMEWORKS = ("aiohttp", "grpc", "grpc_health", "podium_api", "redis", "sqlalchemy")
+IO = FRAMEWORKS + ("asyncio", "socket", "subprocess", "time", "os", "requests", "random")
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if isinstance(getattr(node, "parent", None), ast.If):
+                continue
+            names.add(node.module)
+    # imports under `if TYPE_CHECKING:` are for annotations only
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and getattr(node.test, "id", "") == "TYPE_CHECKING":
+            for inner in ast.walk(node):
+                if isinstance(inner, ast.ImportFrom) and inner.module:
+                    names.discard(inner.module)
+    return names
+
+
+def _top(name: str) -> str:
+    return name.split(".")[0]
+
+
+CORES = sorted(SERVICES.glob("*/core.py")) + sorted(SERVICES.glob("control_plane/state.py")) + \
+    sorted(SERVICES.glob("control_plane/spec.py")) + sorted(SERVICES.glob("control_plane/views.py"))
+POLICIES = sorted(SERVICES.glob("router/policy/*.py")) + [SERVICES / "scaler" / "policy.py", SERVICES / "common" / "capacity.py"]
+
+
+@pytest.mark.parametrize("path", CORES, ids=lambda p: str(p.relative_to(SERVICES)))
+def test_cores_import_no_framework(path):
+    bad = {n for n in _imports(path) if _top(n) in FRAMEWORKS or n.endswith("_pb2") or ".rest" in n or ".grpc_api" in n}
+    assert not bad, f"{path.name} imports {bad}"
+
+
+@pytest.mark.parametrize("path", POLICIES, ids=lambda p: str(p.relative_to(SERVICES)))
+def test_policies_do_no_io(path):
+    bad = {n for n in _imports(path) if _top(n) in IO}
+    assert not bad, f"{path.name} imports {bad}"
