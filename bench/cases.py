@@ -1,0 +1,263 @@
+"""The benchmark cases; each returns plain figures, and `summarize` turns them into the headline ratios."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from bench.load import LoadResult, grpc_latency, http_latency, wrk
+
+
+@dataclass
+class PodiumTargets:
+    router_url: str
+    router_grpc: str
+    control_plane: str
+    data_dir: Path
+    token: str
+    one_replica: str = "bench-one"
+    many_replicas: str = "bench-many"
+
+    @classmethod
+    def create(cls, info: dict, model_uri: str, token: str) -> "PodiumTargets":
+        targets = cls(info["router_url"], info["grpc_target"], info["control_plane_target"], Path(info["data_dir"]),
+                      token)
+        name, version = model_uri.removeprefix("models:/").rsplit("/", 1)
+        cores = os.cpu_count() or 2
+        for endpoint, extra in ((targets.one_replica, {}),
+                                (targets.many_replicas, {"min_provisioned_concurrency": 4 * cores,
+                                                         "max_provisioned_concurrency": 4 * cores})):
+            body = {"name": endpoint, "config": {"served_entities": [
+                {"entity_name": name, "entity_version": version, "workload_size": "Small", **extra}]}}
+            reply = requests.post(f"{targets.router_url}/api/2.0/serving-endpoints", json=body,
+                                  headers=targets.headers(), timeout=30)
+            reply.raise_for_status()
+        for endpoint in (targets.one_replica, targets.many_replicas):
+            targets.wait_ready(endpoint)
+        return targets
+
+    def headers(self) -> dict:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    def wait_ready(self, endpoint: str, timeout_s: float = 180) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            state = requests.get(f"{self.router_url}/api/2.0/serving-endpoints/{endpoint}", headers=self.headers(),
+                                 timeout=10).json().get("state", {})
+            if state.get("config_update") == "NOT_UPDATING":
+                return
+            if state.get("config_update") == "UPDATE_FAILED":
+                raise RuntimeError(f"{endpoint} failed to deploy")
+            time.sleep(0.5)
+        raise RuntimeError(f"{endpoint} not ready after {timeout_s} s")
+
+    def invocations(self, endpoint: str) -> str:
+        return f"{self.router_url}/serving-endpoints/{endpoint}/invocations"
+
+    async def worker_address(self, endpoint: str) -> str:
+        from services.common.control_plane_client import ControlPlaneClient
+
+        client = ControlPlaneClient(self.control_plane)
+        try:
+            async for table in client.watch_routing_table():
+                for entry in table:
+                    if entry.name == endpoint and entry.routes and entry.routes[0].replica_addresses:
+                        return entry.routes[0].replica_addresses[0]
+        finally:
+            await client.close()
+        raise RuntimeError("no worker address")
+
+
+def payload(row: list[float], rows: int) -> bytes:
+    return json.dumps({"dataframe_split": {"columns": ["a", "b", "c", "d"], "data": [row] * rows}}).encode()
+
+
+def _figures(result: LoadResult) -> dict:
+    return {"throughput_rps": round(result.throughput, 1), "p50_ms": round(result.p50_ms, 2),
+            "p99_ms": round(result.p99_ms, 2), "requests": result.requests, "errors": result.errors}
+
+
+def throughput(podium: PodiumTargets, mlflow_urls: dict[int, str], row, concurrencies, row_counts,
+               duration_s: float) -> dict:
+    """Case 1: saturation throughput and latency, mlflow models serve vs Podium's router."""
+    targets = {f"mlflow_{w}_workers": f"{url}/invocations" for w, url in mlflow_urls.items()}
+    targets["podium_1_replica"] = podium.invocations(podium.one_replica)
+    targets[f"podium_{os.cpu_count()}_replicas"] = podium.invocations(podium.many_replicas)
+    out: dict = {}
+    for rows in row_counts:
+        body = payload(row, rows)
+        for target, url in targets.items():
+            for concurrency in concurrencies:
+                wrk(url, body, concurrency, 1.0)  # warm-up
+                out[f"{target}/rows={rows}/c={concurrency}"] = _figures(wrk(url, body, concurrency, duration_s))
+    return out
+
+
+async def router_overhead(podium: PodiumTargets, row, duration_s: float) -> dict:
+    """Case 2: the same request to the worker's gRPC port directly vs through the router's gRPC API."""
+    from podium_api.v1 import query_pb2, query_pb2_grpc, worker_pb2, worker_pb2_grpc
+
+    body = payload(row, 1)
+    address = await podium.worker_address(podium.one_replica)
+    metadata = (("authorization", f"Bearer {podium.token}"),) if podium.token else ()
+
+    def direct(channel):
+        stub = worker_pb2_grpc.WorkerStub(channel)
+        request = worker_pb2.PredictRequest(body=body, content_type="application/json")
+        async def call():
+            return (await stub.Predict(request, timeout=10, metadata=metadata)).http_status == 200
+        return call
+
+    def routed(channel):
+        stub = query_pb2_grpc.QueryStub(channel)
+        request = query_pb2.InvokeRequest(endpoint=podium.one_replica, body=body, content_type="application/json")
+        async def call():
+            await stub.Invoke(request, timeout=10, metadata=metadata)
+            return True
+        return call
+
+    out: dict = {}
+    saturation = await grpc_latency(address, direct, 16, duration_s=duration_s)
+    # "Half of saturation": the closed-loop concurrency that gives about half the saturated throughput.
+    half_concurrency = max(2, round(saturation.throughput * saturation.p50_ms / 1000 / 2))
+    for label, concurrency in (("c=1", 1), (f"half_saturation(c={half_concurrency})", half_concurrency)):
+        worker = await grpc_latency(address, direct, concurrency, duration_s=duration_s)
+        router = await grpc_latency(podium.router_grpc, routed, concurrency, duration_s=duration_s)
+        rest = await http_latency(podium.invocations(podium.one_replica), body, concurrency, duration_s=duration_s)
+        out[label] = {"worker_direct": _figures(worker), "through_router_grpc": _figures(router),
+                      "through_router_rest": _figures(rest),
+                      "overhead_p50_ms": round(router.p50_ms - worker.p50_ms, 3),
+                      "overhead_p99_ms": round(router.p99_ms - worker.p99_ms, 3)}
+    out["worker_saturation_rps"] = round(saturation.throughput, 1)
+    return out
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _router_pid(data_dir: Path) -> int:
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if b"services.router" in (proc / "cmdline").read_bytes() and \
+                        f"PODIUM_DATA_DIR={data_dir}".encode() in (proc / "environ").read_bytes():
+                    return int(proc.name)
+            except OSError:
+                continue
+    raise RuntimeError("router process not found")
+
+
+def router_cpu(podium: PodiumTargets, bare_url: str, bare_pid: int, row, duration_s: float) -> dict:
+    """Case 3: CPU seconds per query at saturation, router vs a bare aiohttp handler."""
+    body = payload(row, 1)
+    out = {}
+    for label, url, pid in (("router", podium.invocations(podium.many_replicas), _router_pid(podium.data_dir)),
+                            ("bare_aiohttp", f"{bare_url}/serving-endpoints/x/invocations", bare_pid)):
+        before = _cpu_seconds(pid)
+        result = wrk(url, body, 64, duration_s)
+        used = _cpu_seconds(pid) - before
+        out[label] = {**_figures(result), "cpu_s": round(used, 3),
+                      "cpu_ms_per_query": round(1000 * used / max(result.requests, 1), 4)}
+    out["ratio"] = round(out["router"]["cpu_ms_per_query"] / out["bare_aiohttp"]["cpu_ms_per_query"], 2)
+    return out
+
+
+async def control_plane(procs, data_dir: Path) -> dict:
+    """Case 5: a control plane alone (no scaler, so no replicas): create 1,000, list 10,000, get one."""
+    from services.common.control_plane_client import ControlPlaneClient
+    from services.common.processes import start_service
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    process, ready = start_service("services.control_plane", {"PODIUM_DATA_DIR": str(data_dir),
+                                                              "PODIUM_CONTROL_PLANE_PORT": "0"},
+                                   data_dir / "control_plane.log")
+    client = ControlPlaneClient(ready["grpc_target"], timeout_s=60)
+    try:
+        def spec(i: int) -> str:
+            return json.dumps({"name": f"ep-{i:05d}", "config": {"served_entities": [
+                {"entity_name": "bench.default.tiny", "entity_version": "1"}]}})
+        create_ms = []
+        for i in range(1000):
+            start = time.perf_counter()
+            await client.create_endpoint(spec(i), "bench")
+            create_ms.append((time.perf_counter() - start) * 1000)
+        semaphore = asyncio.Semaphore(16)
+
+        async def create(i):
+            async with semaphore:
+                await client.create_endpoint(spec(i), "bench")
+        await asyncio.gather(*(create(i) for i in range(1000, 10_000)))
+        list_ms, get_ms = [], []
+        for _ in range(10):
+            start = time.perf_counter()
+            listed = json.loads(await client.list_endpoints())
+            list_ms.append((time.perf_counter() - start) * 1000)
+        assert len(listed["endpoints"]) == 10_000
+        for _ in range(200):
+            start = time.perf_counter()
+            await client.get_endpoint("ep-04242")
+            get_ms.append((time.perf_counter() - start) * 1000)
+    finally:
+        await client.close()
+        procs.stop(process)
+    median = lambda xs: sorted(xs)[len(xs) // 2]
+    p99 = lambda xs: sorted(xs)[int(len(xs) * 0.99)]
+    return {"create_p50_ms": round(median(create_ms), 2), "create_p99_ms": round(p99(create_ms), 2),
+            "list_10k_p50_ms": round(median(list_ms), 1), "get_p50_ms": round(median(get_ms), 2)}
+
+
+def summarize(report: dict) -> dict:
+    throughput_ = report["throughput"]
+    best_mlflow = max(throughput_.get(f"mlflow_{w}_workers/rows=1/c=64", {}).get("throughput_rps", 0) for w in (1, 2))
+    podium_best = max(v["throughput_rps"] for k, v in throughput_.items()
+                      if k.startswith("podium_") and k.endswith("/rows=1/c=64"))
+    half = next(v for k, v in report["overhead"].items() if k.startswith("half_saturation"))
+    return {
+        "router_overhead_p50_ms": half["overhead_p50_ms"],
+        "router_overhead_p99_ms": half["overhead_p99_ms"],
+        "router_overhead_c1_p50_ms": report["overhead"]["c=1"]["overhead_p50_ms"],
+        "throughput_ratio_vs_mlflow_c64": round(podium_best / best_mlflow, 2) if best_mlflow else None,
+        "throughput_ratio_vs_mlflow_batched_c64": None,
+        "throughput_ratio_vs_mlflow_batched_c64_note": "adaptive batching is not in this Podium version yet",
+        "router_cpu_ratio_vs_bare_aiohttp": report["router_cpu"]["ratio"],
+        "list_10k_endpoints_ms": report["control_plane"]["list_10k_p50_ms"],
+        "mlflow_best_rps_c64": best_mlflow,
+        "podium_best_rps_c64": podium_best,
+    }
+
+
+def to_markdown(report: dict) -> str:
+    lines = [f"# Podium benchmark ({report['started']}, {report['machine']['cores']} cores, "
+             f"{report['duration_s']:g} s per run)", "", "## Summary", "", "| figure | value |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in report["summary"].items()]
+    lines += ["", "## Throughput and latency (wrk, closed loop)", "",
+              "| target / rows / concurrency | req/s | p50 ms | p99 ms | errors |", "|---|---|---|---|---|"]
+    lines += [f"| {k} | {v['throughput_rps']} | {v['p50_ms']} | {v['p99_ms']} | {v['errors']} |"
+              for k, v in report["throughput"].items()]
+    lines += ["", "## Router overhead (gRPC: worker direct vs through the router)", "",
+              "| load | worker p50/p99 ms | router gRPC p50/p99 ms | router REST p50/p99 ms | overhead p50/p99 ms |",
+              "|---|---|---|---|---|"]
+    for label, v in report["overhead"].items():
+        if isinstance(v, dict):
+            lines.append(f"| {label} | {v['worker_direct']['p50_ms']}/{v['worker_direct']['p99_ms']} | "
+                         f"{v['through_router_grpc']['p50_ms']}/{v['through_router_grpc']['p99_ms']} | "
+                         f"{v['through_router_rest']['p50_ms']}/{v['through_router_rest']['p99_ms']} | "
+                         f"{v['overhead_p50_ms']}/{v['overhead_p99_ms']} |")
+    cpu = report["router_cpu"]
+    lines += ["", "## Router CPU per query at saturation (c=64)", "", "| process | req/s | CPU ms/query |", "|---|---|---|",
+              f"| router | {cpu['router']['throughput_rps']} | {cpu['router']['cpu_ms_per_query']} |",
+              f"| bare aiohttp | {cpu['bare_aiohttp']['throughput_rps']} | {cpu['bare_aiohttp']['cpu_ms_per_query']} |",
+              f"| ratio | | {cpu['ratio']} |", "", "## Control plane", ""]
+    lines += [f"- {k}: {v}" for k, v in report["control_plane"].items()]
+    lines += ["", f"External-model proxy: {report['external_model_proxy']}", ""]
+    return "\n".join(lines)

@@ -1,0 +1,128 @@
+"""Load generators for the benchmarks: wrk for HTTP throughput, asyncio clients for latency and gRPC.
+
+Every run is bounded by a duration or a request count, and targets 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import grpc
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    requests: int
+    errors: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+
+    @property
+    def throughput(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+
+def has_wrk() -> bool:
+    return shutil.which("wrk") is not None
+
+
+_WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local f = io.open("{body}", "rb"); wrk.body = f:read("*a"); f:close()
+"""
+
+
+def wrk(url: str, body: bytes, concurrency: int, duration_s: float) -> LoadResult:
+    """Closed-loop HTTP load with `concurrency` connections for duration_s (wrk --latency)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        body_path, script = Path(tmp) / "body.json", Path(tmp) / "post.lua"
+        body_path.write_bytes(body)
+        script.write_text(_WRK_SCRIPT.format(body=body_path))
+        threads = max(1, min(concurrency, 2))
+        out = subprocess.run(
+            ["wrk", "-t", str(threads), "-c", str(concurrency), "-d", f"{duration_s:g}s", "--latency",
+             "--timeout", "10s", "-s", str(script), url],
+            capture_output=True, text=True, timeout=duration_s + 30, check=True).stdout
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    seconds = float(re.search(r"requests in ([\d.]+)(m?s)", out).group(1))
+    if re.search(r"requests in [\d.]+ms", out):
+        seconds /= 1000
+    errors = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", out))
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if socket_errors:
+        errors += sum(int(n) for n in socket_errors.groups())
+    return LoadResult(requests, errors, seconds, _wrk_percentile(out, "50%"), _wrk_percentile(out, "99%"))
+
+
+def _wrk_percentile(out: str, label: str) -> float:
+    value, unit = re.search(rf"^\s+{re.escape(label)}\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+async def _closed_loop(call, concurrency: int, duration_s: float | None, total: int | None) -> LoadResult:
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.monotonic() + duration_s if duration_s else None
+    remaining = [total] if total else None
+
+    async def client():
+        nonlocal errors
+        while True:
+            if deadline and time.monotonic() >= deadline:
+                return
+            if remaining is not None:
+                if remaining[0] <= 0:
+                    return
+                remaining[0] -= 1
+            start = time.perf_counter()
+            try:
+                ok = await call()
+            except Exception:
+                ok = False
+            latencies.append((time.perf_counter() - start) * 1000)
+            errors += 0 if ok else 1
+
+    began = time.monotonic()
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    elapsed = time.monotonic() - began
+    return _summarize(latencies, errors, elapsed)
+
+
+def _summarize(latencies: list[float], errors: int, elapsed: float) -> LoadResult:
+    if not latencies:
+        return LoadResult(0, errors, elapsed, float("nan"), float("nan"))
+    ordered = sorted(latencies)
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    return LoadResult(len(latencies), errors, elapsed, statistics.median(ordered), p99)
+
+
+async def http_latency(url: str, body: bytes, concurrency: int, *, duration_s: float | None = None,
+                       total: int | None = None) -> LoadResult:
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        async def call():
+            async with session.post(url, data=body, headers={"Content-Type": "application/json"}) as reply:
+                await reply.read()
+                return reply.status == 200
+        await call()  # warm the connection
+        return await _closed_loop(call, concurrency, duration_s, total)
+
+
+async def grpc_latency(target: str, make_call, concurrency: int, *, duration_s: float | None = None,
+                       total: int | None = None) -> LoadResult:
+    """make_call(channel) -> an async function answering True on success."""
+    async with grpc.aio.insecure_channel(target) as channel:
+        call = make_call(channel)
+        await call()
+        return await _closed_loop(call, concurrency, duration_s, total)
