@@ -39,6 +39,16 @@ class WorkerStub:
                 request_serializer=podium__api_dot_v1_dot_worker__pb2.PredictRequest.SerializeToString,
                 response_deserializer=podium__api_dot_v1_dot_worker__pb2.PredictReply.FromString,
                 _registered_method=True)
+        self.Metadata = channel.unary_unary(
+                '/podium_api.v1.Worker/Metadata',
+                request_serializer=podium__api_dot_v1_dot_worker__pb2.MetadataRequest.SerializeToString,
+                response_deserializer=podium__api_dot_v1_dot_worker__pb2.MetadataReply.FromString,
+                _registered_method=True)
+        self.Infer = channel.unary_unary(
+                '/podium_api.v1.Worker/Infer',
+                request_serializer=podium__api_dot_v1_dot_worker__pb2.InferRequest.SerializeToString,
+                response_deserializer=podium__api_dot_v1_dot_worker__pb2.InferReply.FromString,
+                _registered_method=True)
 
 
 class WorkerServicer:
@@ -52,6 +62,21 @@ class WorkerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Metadata(self, request, context):
+        """The loaded model's inputs and outputs as Open Inference Protocol tensors, from its MLflow signature.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Infer(self, request, context):
+        """Scores typed tensors: an Open Inference Protocol v2 request, decoded by the router's REST or gRPC
+        adapter into raw tensors. Errors are gRPC status codes with `error-code` in the trailing metadata.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -59,6 +84,16 @@ def add_WorkerServicer_to_server(servicer, server):
                     servicer.Predict,
                     request_deserializer=podium__api_dot_v1_dot_worker__pb2.PredictRequest.FromString,
                     response_serializer=podium__api_dot_v1_dot_worker__pb2.PredictReply.SerializeToString,
+            ),
+            'Metadata': grpc.unary_unary_rpc_method_handler(
+                    servicer.Metadata,
+                    request_deserializer=podium__api_dot_v1_dot_worker__pb2.MetadataRequest.FromString,
+                    response_serializer=podium__api_dot_v1_dot_worker__pb2.MetadataReply.SerializeToString,
+            ),
+            'Infer': grpc.unary_unary_rpc_method_handler(
+                    servicer.Infer,
+                    request_deserializer=podium__api_dot_v1_dot_worker__pb2.InferRequest.FromString,
+                    response_serializer=podium__api_dot_v1_dot_worker__pb2.InferReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -88,6 +123,60 @@ class Worker:
             '/podium_api.v1.Worker/Predict',
             podium__api_dot_v1_dot_worker__pb2.PredictRequest.SerializeToString,
             podium__api_dot_v1_dot_worker__pb2.PredictReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Metadata(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/podium_api.v1.Worker/Metadata',
+            podium__api_dot_v1_dot_worker__pb2.MetadataRequest.SerializeToString,
+            podium__api_dot_v1_dot_worker__pb2.MetadataReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Infer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/podium_api.v1.Worker/Infer',
+            podium__api_dot_v1_dot_worker__pb2.InferRequest.SerializeToString,
+            podium__api_dot_v1_dot_worker__pb2.InferReply.FromString,
             options,
             channel_credentials,
             insecure,

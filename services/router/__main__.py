@@ -10,6 +10,7 @@ import grpc
 from aiohttp import web
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from podium_api.inference import grpc_predict_v2_pb2_grpc
 from podium_api.v1 import query_pb2_grpc
 from services.common.control_plane_client import ControlPlaneClient
 from services.common.grpc_server import SERVER_OPTIONS
@@ -18,6 +19,7 @@ from services.common.readiness import announce_ready
 from services.router.backends import RoutingTableFollower, WorkerPool
 from services.router.core import Gateway
 from services.router.grpc_api import QueryServicer
+from services.router.oip_grpc import InferenceServicer
 from services.router.rest import build_app
 from services.router.settings import RouterSettings
 
@@ -38,6 +40,7 @@ async def serve(settings: RouterSettings) -> None:
 
     grpc_server = grpc.aio.server(options=SERVER_OPTIONS)
     query_pb2_grpc.add_QueryServicer_to_server(QueryServicer(gateway), grpc_server)
+    grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(gateway), grpc_server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
     grpc_port = grpc_server.add_insecure_port(f"{settings.router_host}:{settings.router_grpc_port}")

@@ -14,6 +14,7 @@ from services.common.deployments import EndpointRoutes
 from services.common.errors import DeadlineExceeded, ReplicaUnreachable
 from services.common.grpc_edge import error_from_rpc
 from services.common.grpc_server import CHANNEL_OPTIONS
+from services.common.tensors import ModelMetadata, TensorMetadata
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ class WorkerPool:
 
     def __init__(self):
         self._stubs: dict[str, worker_pb2_grpc.WorkerStub] = {}
+        self._raw_infer: dict[str, grpc.aio.UnaryUnaryMultiCallable] = {}
         self._channels: dict[str, grpc.aio.Channel] = {}
         self.in_flight: dict[str, int] = {}
 
@@ -39,6 +41,7 @@ class WorkerPool:
             if address not in addresses:
                 channel = self._channels.pop(address)
                 self._stubs.pop(address, None)
+                self._raw_infer.pop(address, None)
                 self.in_flight.pop(address, None)
                 asyncio.get_running_loop().create_task(channel.close(grace=30))
 
@@ -48,14 +51,41 @@ class WorkerPool:
             channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
             self._channels[address] = channel
             stub = self._stubs[address] = worker_pb2_grpc.WorkerStub(channel)
+            # Infer bodies arrive serialized from the router's adapters: sent as they are, no re-encoding.
+            self._raw_infer[address] = channel.unary_unary("/podium_api.v1.Worker/Infer")
         return stub
 
     async def predict(self, address: str, body: bytes, content_type: str, timeout_s: float) -> Prediction:
+        return await self._call(address, timeout_s, self._predict, body, content_type)
+
+    async def infer(self, address: str, body: bytes, timeout_s: float) -> Prediction:
+        """Sends a serialized worker InferRequest; the reply body is a serialized InferReply."""
+        return await self._call(address, timeout_s, self._infer, body)
+
+    async def metadata(self, address: str, timeout_s: float) -> ModelMetadata:
+        reply = await self._call(address, timeout_s, self._metadata)
+
+        def tensors(items) -> tuple[TensorMetadata, ...]:
+            return tuple(TensorMetadata(t.name, t.datatype, tuple(t.shape)) for t in items)
+        return ModelMetadata(reply.platform, tensors(reply.inputs), tensors(reply.outputs))
+
+    async def _predict(self, address: str, timeout_s: float, body: bytes, content_type: str) -> Prediction:
+        reply = await self._stub(address).Predict(
+            worker_pb2.PredictRequest(body=body, content_type=content_type), timeout=timeout_s)
+        return Prediction(reply.http_status, reply.body, reply.content_type)
+
+    async def _infer(self, address: str, timeout_s: float, body: bytes) -> Prediction:
+        self._stub(address)
+        reply = await self._raw_infer[address](body, timeout=timeout_s)
+        return Prediction(200, reply, "application/x-protobuf")
+
+    async def _metadata(self, address: str, timeout_s: float):
+        return await self._stub(address).Metadata(worker_pb2.MetadataRequest(), timeout=timeout_s)
+
+    async def _call(self, address: str, timeout_s: float, method, *args):
         self.in_flight[address] = self.in_flight.get(address, 0) + 1
         try:
-            reply = await self._stub(address).Predict(
-                worker_pb2.PredictRequest(body=body, content_type=content_type), timeout=timeout_s)
-            return Prediction(reply.http_status, reply.body, reply.content_type)
+            return await method(address, timeout_s, *args)
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.UNAVAILABLE and "error-code" not in dict(exc.trailing_metadata() or ()):
                 raise ReplicaUnreachable(f"replica {address} is unreachable", retry_after_s=1) from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import logging
 import random
 from dataclasses import dataclass
@@ -9,7 +10,9 @@ from typing import TYPE_CHECKING
 
 import orjson
 
+from services.common.deployments import EndpointRoutes, RouteTarget
 from services.common.errors import EndpointNotFound, ReplicaUnreachable, Unavailable, error_from_code
+from services.common.tensors import ModelMetadata
 from services.router.policy.replica_choice import pick_replica
 from services.router.policy.traffic import pick_served_entity
 
@@ -22,11 +25,28 @@ log = logging.getLogger(__name__)
 DEFAULT_CALLER = "admin"
 
 
+class Protocol(enum.StrEnum):
+    """How a query's bytes are to be scored: which worker RPC takes them, unparsed by the router core."""
+
+    DATABRICKS = "databricks"            # MLflow scoring JSON (invocations), passed through to Worker.Predict
+    OPEN_INFERENCE = "open_inference"    # a serialized worker InferRequest (OIP v2), to Worker.Infer
+
+
 @dataclass(frozen=True)
 class QueryResult:
     body: bytes
     content_type: str
     served_entity_name: str
+
+
+@dataclass(frozen=True)
+class ModelDescription:
+    """An endpoint as a model: its served entities (the model's versions) and one entity's signature."""
+
+    endpoint_name: str
+    served_entity_names: tuple[str, ...]
+    served_entity_name: str
+    metadata: ModelMetadata
 
 
 class Gateway:
@@ -37,15 +57,20 @@ class Gateway:
         self._pool = pool
         self._forward_timeout_s = forward_timeout_s
         self._rng = rng or random.Random()
+        self._metadata: dict[str, ModelMetadata] = {}   # by deployment key: fixed while a deployment lives
 
     # ---- data plane ----
 
-    async def query(self, endpoint_name: str, body: bytes, content_type: str) -> QueryResult:
-        """Forwards the caller's bytes to a replica of the served entity the traffic split picks."""
-        endpoint = self._routing.endpoints.get(endpoint_name)
-        if endpoint is None:
-            raise EndpointNotFound(f"Endpoint with name '{endpoint_name}' does not exist")
-        route = pick_served_entity(endpoint.routes, self._rng.random())
+    async def query(self, endpoint_name: str, body: bytes, content_type: str, *,
+                    served_entity_name: str | None = None,
+                    protocol: Protocol = Protocol.DATABRICKS) -> QueryResult:
+        """Forwards the caller's bytes to a replica of the served entity the traffic split picks (or of the
+        one named), to the worker RPC of the protocol. Both protocols take this one path."""
+        endpoint = self._endpoint(endpoint_name)
+        if served_entity_name is None:
+            route = pick_served_entity(endpoint.routes, self._rng.random())
+        else:
+            route = self._served_entity(endpoint, served_entity_name)
         if route is None:
             raise Unavailable(f"Endpoint '{endpoint_name}' is not ready yet", retry_after_s=5)
         tried: set[str] = set()
@@ -57,8 +82,11 @@ class Gateway:
                 break
             tried.add(address)
             try:
-                reply = await self._pool.predict(address, body, content_type or "application/json",
-                                                 self._forward_timeout_s)
+                if protocol is Protocol.OPEN_INFERENCE:
+                    reply = await self._pool.infer(address, body, self._forward_timeout_s)
+                else:
+                    reply = await self._pool.predict(address, body, content_type or "application/json",
+                                                     self._forward_timeout_s)
             except ReplicaUnreachable:
                 log.warning("replica %s of %s unreachable", address, route.served_entity_name)
                 continue
@@ -67,6 +95,50 @@ class Gateway:
             return QueryResult(reply.body, reply.content_type or "application/json", route.served_entity_name)
         raise Unavailable(f"No ready replica of served entity '{route.served_entity_name}' of endpoint "
                           f"'{endpoint_name}'", retry_after_s=2)
+
+    def is_ready(self, endpoint_name: str, served_entity_name: str | None = None) -> bool:
+        """Whether queries would be served now: every routed entity (or the named one) has a ready replica."""
+        endpoint = self._endpoint(endpoint_name)
+        if served_entity_name is not None:
+            return bool(self._served_entity(endpoint, served_entity_name).replica_addresses)
+        routed = [r for r in endpoint.routes if r.traffic_percentage > 0]
+        return bool(routed) and all(r.replica_addresses for r in routed)
+
+    async def describe(self, endpoint_name: str, served_entity_name: str | None = None) -> ModelDescription:
+        """The endpoint's served entities, and the signature of the named one (default: the one taking the
+        largest share of traffic), asked of one of its replicas once per deployment."""
+        endpoint = self._endpoint(endpoint_name)
+        if served_entity_name is not None:
+            route = self._served_entity(endpoint, served_entity_name)
+        else:
+            route = max(endpoint.routes, key=lambda r: r.traffic_percentage, default=None)
+            if route is None:
+                raise Unavailable(f"Endpoint '{endpoint_name}' is not ready yet", retry_after_s=5)
+        metadata = self._metadata.get(route.deployment_key)
+        if metadata is None:
+            address = pick_replica(route.replica_addresses, self._pool.in_flight, self._rng.randint)
+            if address is None:
+                raise Unavailable(f"No ready replica of served entity '{route.served_entity_name}' of endpoint "
+                                  f"'{endpoint_name}'", retry_after_s=2)
+            metadata = await self._pool.metadata(address, self._forward_timeout_s)
+            live = {r.deployment_key for e in self._routing.endpoints.values() for r in e.routes}
+            self._metadata = {k: v for k, v in self._metadata.items() if k in live}
+            self._metadata[route.deployment_key] = metadata
+        return ModelDescription(endpoint_name, tuple(r.served_entity_name for r in endpoint.routes),
+                                route.served_entity_name, metadata)
+
+    def _endpoint(self, endpoint_name: str) -> EndpointRoutes:
+        endpoint = self._routing.endpoints.get(endpoint_name)
+        if endpoint is None:
+            raise EndpointNotFound(f"Endpoint with name '{endpoint_name}' does not exist")
+        return endpoint
+
+    @staticmethod
+    def _served_entity(endpoint: EndpointRoutes, served_entity_name: str) -> RouteTarget:
+        for route in endpoint.routes:
+            if route.served_entity_name == served_entity_name:
+                return route
+        raise EndpointNotFound(f"Served entity '{served_entity_name}' of endpoint '{endpoint.name}' does not exist")
 
     # ---- management: passed to the control plane, which validates and decides ----
 

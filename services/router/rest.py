@@ -1,7 +1,8 @@
 """REST adapter of the router (aiohttp): the Databricks serving API's paths and JSON shapes.
 
 Each handler parses the wire, calls one Gateway method and renders the answer; every error leaves as
-`{"error_code", "message"}` with the status from services/common/errors.py, aiohttp's own 404/405/413 too.
+`{"error_code", "message"}` with the status from services/common/errors.py, aiohttp's own 404/405/413 too,
+except on the Open Inference Protocol's paths (oip_rest.py), where it is that protocol's `{"error": ...}`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from services.common.errors import (
     MethodNotAllowed, NotFound, PayloadTooLarge, PodiumError, BadRequest,
 )
 from services.router.core import Gateway
+from services.router.oip_rest import OpenInferenceRoutes, is_oip_path
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +27,12 @@ SLASH = "{slash:/?}"
 ENDPOINTS = "/api/2.0/serving-endpoints"
 
 
-def error_response(error: PodiumError) -> web.Response:
+def error_response(error: PodiumError, is_oip: bool = False) -> web.Response:
     headers = {"Retry-After": str(error.retry_after_s)} if error.retry_after_s else None
-    body = orjson.dumps({"error_code": error.code, "message": error.message})
+    if is_oip:
+        body = orjson.dumps({"error": error.message})
+    else:
+        body = orjson.dumps({"error_code": error.code, "message": error.message})
     return web.Response(status=error.http_status, body=body, content_type=JSON, headers=headers)
 
 
@@ -35,21 +40,26 @@ def error_response(error: PodiumError) -> web.Response:
 async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
     try:
         return await handler(request)
-    except PodiumError as exc:
-        return error_response(exc)
-    except web.HTTPRequestEntityTooLarge as exc:
-        return error_response(PayloadTooLarge(f"Request body is larger than {exc.max_size} bytes"))
-    except web.HTTPMethodNotAllowed:
-        return error_response(MethodNotAllowed(f"{request.method} is not allowed on {request.path}"))
-    except web.HTTPNotFound:
-        return error_response(NotFound(f"No API at {request.method} {request.path}"))
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        return error_response(PodiumError(exc.reason, http_status=exc.status))
-    except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return error_response(PodiumError("internal error"))
+    except Exception as exc:  # noqa: BLE001 - every failure becomes the one JSON shape of its path
+        return _failure(request, exc)
+
+
+def _failure(request: web.Request, exc: Exception) -> web.Response:
+    is_oip = is_oip_path(request.path)
+    if isinstance(exc, PodiumError):
+        return error_response(exc, is_oip)
+    if isinstance(exc, web.HTTPRequestEntityTooLarge):
+        return error_response(PayloadTooLarge(f"Request body is larger than {exc.max_size} bytes"), is_oip)
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        return error_response(MethodNotAllowed(f"{request.method} is not allowed on {request.path}"), is_oip)
+    if isinstance(exc, web.HTTPNotFound):
+        return error_response(NotFound(f"No API at {request.method} {request.path}"), is_oip)
+    if isinstance(exc, web.HTTPException) and exc.status >= 400:
+        return error_response(PodiumError(exc.reason, http_status=exc.status), is_oip)
+    if isinstance(exc, web.HTTPException):
+        raise exc
+    log.exception("unhandled error on %s %s", request.method, request.path, exc_info=exc)
+    return error_response(PodiumError("internal error"), is_oip)
 
 
 def _json(body: bytes, status: int = 200) -> web.Response:
@@ -97,8 +107,10 @@ async def update_config(request: web.Request) -> web.Response:
 
 async def invocations(request: web.Request) -> web.Response:
     # The payload is not parsed here: the worker scores the caller's bytes with MLflow's own parser.
+    # /served-models/{served_entity}/invocations queries that served entity, whatever the traffic split.
     result = await request.app[GATEWAY].query(
-        request.match_info["name"], await request.read(), request.headers.get("Content-Type", JSON))
+        request.match_info["name"], await request.read(), request.headers.get("Content-Type", JSON),
+        served_entity_name=request.match_info.get("served_entity"))
     return web.Response(body=result.body, headers={"served-model-name": result.served_entity_name,
                                                    "Content-Type": result.content_type})
 
@@ -114,4 +126,6 @@ def build_app(gateway: Gateway, max_request_bytes: int) -> web.Application:
     app.router.add_delete(ENDPOINTS + "/{name}" + SLASH, delete_endpoint)
     app.router.add_put(ENDPOINTS + "/{name}/config" + SLASH, update_config)
     app.router.add_post("/serving-endpoints/{name}/invocations" + SLASH, invocations)
+    app.router.add_post("/serving-endpoints/{name}/served-models/{served_entity}/invocations" + SLASH, invocations)
+    OpenInferenceRoutes(gateway).register(app.router)
     return app

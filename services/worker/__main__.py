@@ -67,6 +67,19 @@ class _LateServicer(worker_pb2_grpc.WorkerServicer):
                                 trailing_metadata=(("error-code", "TEMPORARILY_UNAVAILABLE"),))
         return await self.servicer.Predict(request, context)
 
+    async def Metadata(self, request, context):
+        await self._require_loaded(context)
+        return await self.servicer.Metadata(request, context)
+
+    async def Infer(self, request, context):
+        await self._require_loaded(context)
+        return await self.servicer.Infer(request, context)
+
+    async def _require_loaded(self, context) -> None:
+        if self.servicer is None:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "model is still loading",
+                                trailing_metadata=(("error-code", "TEMPORARILY_UNAVAILABLE"),))
+
 
 def main() -> None:
     settings = WorkerSettings()

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 
 import orjson
 
-from services.common.errors import Unavailable
+from services.common.errors import BadRequest, InvalidParameter, PodiumError, Unavailable
+from services.common.tensors import ModelMetadata, RawTensor
+from services.worker import signature
 
 log = logging.getLogger(__name__)
 
@@ -42,16 +44,43 @@ class Predictor:
 
         self._model = model
         self._input_schema = model.metadata.get_input_schema()
+        self._output_schema = model.metadata.get_output_schema()
+        self._has_params = model.metadata.get_params_schema() is not None
+        self.metadata: ModelMetadata = signature.model_metadata(model.metadata)
         self._invocations = scoring_server.invocations
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="predict")
         self._slots = asyncio.Semaphore(queue_limit)
 
     async def predict(self, body: bytes, content_type: str) -> Prediction:
+        return await self._run(self._score, body, content_type or "application/json")
+
+    async def infer(self, inputs: list[RawTensor], outputs: list[str], params: dict) -> list[RawTensor]:
+        """Open Inference Protocol tensors in, tensors out; InvalidParameter when they do not fit the signature."""
+        return await self._run(self._infer, inputs, outputs, params)
+
+    async def _run(self, function, *args):
         if self._slots.locked():
             raise Unavailable("worker queue is full", retry_after_s=1)  # shed load; never queue without bound
         async with self._slots:
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._pool, self._score, body, content_type or "application/json")
+            return await loop.run_in_executor(self._pool, function, *args)
+
+    def _infer(self, inputs: list[RawTensor], outputs: list[str], params: dict) -> list[RawTensor]:
+        from mlflow.exceptions import MlflowException
+
+        data = signature.model_input(self._input_schema, inputs)
+        try:
+            prediction = self._model.predict(data, params=params or None) if self._has_params \
+                else self._model.predict(data)
+        except MlflowException as exc:   # MLflow's own signature enforcement, as `mlflow models serve` says it
+            raise InvalidParameter(exc.message) from None
+        except PodiumError:
+            raise
+        except Exception:
+            log.exception("model raised an unexpected error")
+            raise BadRequest("Encountered an unexpected error while evaluating the model. Verify that the input "
+                             "is compatible with the model for inference.") from None
+        return signature.output_tensors(prediction, self._output_schema, outputs)
 
     def _score(self, body: bytes, content_type: str) -> Prediction:
         from mlflow.exceptions import MlflowException

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import orjson
+
 from podium_api.v1 import worker_pb2, worker_pb2_grpc
+from services.common.errors import InvalidParameter
 from services.common.grpc_edge import grpc_edge
+from services.common.tensors import RawTensor, check_header
 from services.worker.core import Predictor
 
 
@@ -16,3 +20,25 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
         result = await self._predictor.predict(request.body, request.content_type)
         return worker_pb2.PredictReply(http_status=result.http_status, body=result.body,
                                        content_type=result.content_type)
+
+    @grpc_edge
+    async def Metadata(self, request, context):
+        metadata = self._predictor.metadata
+        return worker_pb2.MetadataReply(
+            platform=metadata.platform,
+            inputs=[worker_pb2.TensorMetadata(name=t.name, datatype=t.datatype, shape=t.shape) for t in metadata.inputs],
+            outputs=[worker_pb2.TensorMetadata(name=t.name, datatype=t.datatype, shape=t.shape)
+                     for t in metadata.outputs])
+
+    @grpc_edge
+    async def Infer(self, request, context):
+        inputs = [RawTensor(t.name, *check_header(t.name, t.datatype, list(t.shape)), t.raw) for t in request.inputs]
+        try:
+            params = orjson.loads(request.parameters_json or "{}")
+        except orjson.JSONDecodeError:
+            raise InvalidParameter("parameters must be a JSON object") from None
+        if not isinstance(params, dict):
+            raise InvalidParameter("parameters must be a JSON object")
+        outputs = await self._predictor.infer(inputs, list(request.outputs), params)
+        return worker_pb2.InferReply(outputs=[
+            worker_pb2.Tensor(name=t.name, datatype=t.datatype, shape=t.shape, raw=t.raw) for t in outputs])
