@@ -13,10 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import models
+from tests.support import flavors, models
 from tests.support.stack import RunningStack, start_stack
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# Nothing is fetched from a model hub, here or in the workers the stacks start (they inherit this).
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
 @pytest.fixture(scope="session")
@@ -31,3 +34,26 @@ def stack(tmp_path_factory) -> RunningStack:
 def iris_model(stack) -> models.RegisteredModel:
     """A tiny scikit-learn classifier registered as main.default.iris version 1 in the stack's registry."""
     return models.register_sklearn_classifier(stack.info, "main.default.iris")
+
+
+@pytest.fixture(scope="session")
+def iris_oip_endpoint(stack, iris_model) -> dict:
+    """Endpoint `iris-oip`: served entity `a` (iris_model) takes all traffic, `b` (another classifier) none."""
+    other = models.register_sklearn_classifier(stack.info, "main.default.iris_b", seed=7)
+    endpoint = stack.serve("iris-oip", [
+        {"name": "a", "entity_name": iris_model.name, "entity_version": iris_model.version},
+        {"name": "b", "entity_name": other.name, "entity_version": other.version},
+    ], routes=[{"served_entity_name": "a", "traffic_percentage": 100},
+               {"served_entity_name": "b", "traffic_percentage": 0}])
+    endpoint["models"] = {"a": iris_model, "b": other}
+    return endpoint
+
+
+@pytest.fixture(scope="session")
+def pytorch_model(stack) -> flavors.Flavored:
+    return flavors.register_pytorch(stack.info, "main.default.torch_net")
+
+
+@pytest.fixture(scope="session")
+def pytorch_endpoint(stack, pytorch_model) -> dict:
+    return stack.serve("torch-net", [{"entity_name": pytorch_model.name, "entity_version": pytorch_model.version}])

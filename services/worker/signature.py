@@ -56,21 +56,22 @@ def model_input(schema, tensors: Sequence[RawTensor]) -> Any:
         return next(iter(arrays.values())) if len(arrays) == 1 else arrays
     expected = input_metadata(schema)
     matched = _match(expected, tensors, named=schema.has_input_names())
+    # What was sent is checked first, so its own faults are named before anything missing.
+    given = {meta.name: _checked(matched[meta.name], meta) for meta in expected if meta.name in matched}
+    for spec, meta in zip(schema.inputs, expected):
+        if meta.name not in given and getattr(spec, "required", True):
+            raise InvalidParameter(f"input '{meta.name}' is missing; the model requires it")
     if schema.is_tensor_spec():
-        arrays = {}
-        for spec, meta in zip(schema.inputs, expected):
-            tensor = _required(matched, spec, meta)
-            if tensor is not None:
-                arrays[meta.name] = _checked(tensor, meta).astype(spec.type, copy=False) \
-                    if meta.datatype != "BYTES" else _plain(array_from_raw(tensor))
+        arrays = {meta.name: _plain(given[meta.name]) if meta.datatype == "BYTES"
+                  else given[meta.name].astype(spec.type, copy=False)
+                  for spec, meta in zip(schema.inputs, expected)}
         # MLflow names every spec of a multi-tensor signature; a single unnamed one takes the bare array.
         return arrays if schema.has_input_names() else next(iter(arrays.values()))
     columns, rows = {}, None
     for spec, meta in zip(schema.inputs, expected):
-        tensor = _required(matched, spec, meta)
-        if tensor is None:
+        if meta.name not in given:
             continue
-        values = _checked(tensor, meta)
+        values = given[meta.name]
         if len(meta.shape) == 1:
             values = values.reshape(-1)
         if rows is not None and len(values) != rows:
@@ -133,13 +134,6 @@ def _match(expected: Sequence[TensorMetadata], tensors: Sequence[RawTensor], *, 
             raise InvalidParameter(f"input '{tensor.name}' is not an input of this model; it takes: "
                                    f"{', '.join(m.name for m in expected)}")
     return by_name
-
-
-def _required(matched: dict[str, RawTensor], spec, meta: TensorMetadata) -> RawTensor | None:
-    tensor = matched.get(meta.name)
-    if tensor is None and getattr(spec, "required", True):
-        raise InvalidParameter(f"input '{meta.name}' is missing; the model requires it")
-    return tensor
 
 
 def _checked(tensor: RawTensor, meta: TensorMetadata) -> np.ndarray:

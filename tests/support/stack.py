@@ -40,6 +40,18 @@ class RunningStack:
                 raise AssertionError(f"endpoint {name} still {endpoint.get('state')} after {timeout_s} s")
             time.sleep(0.3)
 
+    def serve(self, name: str, served_entities: list[dict], routes: list[dict] | None = None,
+              timeout_s: float = 300.0) -> dict:
+        """Creates an endpoint over REST and waits until it serves (READY, NOT_UPDATING); returns it."""
+        config: dict = {"served_entities": served_entities}
+        if routes is not None:
+            config["traffic_config"] = {"routes": routes}
+        created = self.api("POST", "/api/2.0/serving-endpoints", json={"name": name, "config": config})
+        assert created.status_code == 200, created.text
+        endpoint = self.wait_endpoint(name, timeout_s)
+        assert endpoint["state"] == {"ready": "READY", "config_update": "NOT_UPDATING"}, endpoint
+        return endpoint
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
