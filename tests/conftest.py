@@ -39,7 +39,7 @@ def iris_model(stack) -> models.RegisteredModel:
 @pytest.fixture(scope="session")
 def iris_oip_endpoint(stack, iris_model) -> dict:
     """Endpoint `iris-oip`: served entity `a` (iris_model) takes all traffic, `b` (another classifier) none."""
-    other = models.register_sklearn_classifier(stack.info, "main.default.iris_b", seed=7)
+    other = models.register_sklearn_classifier(stack.info, "main.default.iris_b", invert=True)
     endpoint = stack.serve("iris-oip", [
         {"name": "a", "entity_name": iris_model.name, "entity_version": iris_model.version},
         {"name": "b", "entity_name": other.name, "entity_version": other.version},

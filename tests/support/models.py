@@ -25,7 +25,7 @@ def _use_registry(info: dict) -> None:
     mlflow.set_registry_uri(info["registry_uri"])
 
 
-def register_sklearn_classifier(info: dict, name: str, seed: int = 0) -> RegisteredModel:
+def register_sklearn_classifier(info: dict, name: str, seed: int = 0, invert: bool = False) -> RegisteredModel:
     import mlflow
     from mlflow.models import infer_signature
     from sklearn.linear_model import LogisticRegression
@@ -34,6 +34,8 @@ def register_sklearn_classifier(info: dict, name: str, seed: int = 0) -> Registe
     rng = np.random.default_rng(seed)
     frame = pd.DataFrame(rng.normal(size=(40, 4)), columns=FEATURES)
     labels = (frame.sepal_length + frame.petal_width > 0).astype(int) + (frame.sepal_width > 1).astype(int)
+    if invert:  # a model that answers differently on the same rows
+        labels = 2 - labels
     model = LogisticRegression(max_iter=200).fit(frame, labels)
     with mlflow.start_run():
         info_ = mlflow.sklearn.log_model(model, name="model", signature=infer_signature(frame, model.predict(frame)),
