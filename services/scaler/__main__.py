@@ -9,6 +9,7 @@ from services.common.control_plane_client import ControlPlaneClient
 from services.common.logging import configure_logging
 from services.common.readiness import announce_ready
 from services.scaler.core import Scaler, reconcile_forever
+from services.scaler.environments import VirtualenvManager
 from services.scaler.runtime import LocalProcessRuntime
 from services.scaler.settings import ScalerSettings
 
@@ -20,7 +21,12 @@ async def run(settings: ScalerSettings) -> None:
         worker_env["PODIUM_REGISTRY_URI"] = settings.registry_uri
     if settings.tracking_uri:
         worker_env["PODIUM_TRACKING_URI"] = settings.tracking_uri
-    runtime = LocalProcessRuntime(settings.data_dir / "logs", settings.worker_host, worker_env)
+    environments = None
+    if settings.worker_env_manager == "virtualenv":
+        environments = VirtualenvManager(settings.data_dir / "envs", settings.registry_uri, settings.tracking_uri,
+                                         settings.worker_env_build_timeout_s)
+    runtime = LocalProcessRuntime(settings.data_dir / "logs", settings.worker_host, worker_env,
+                                  environments=environments)
     scaler = Scaler(control_plane, runtime, start_timeout_s=settings.worker_start_timeout_s,
                     max_start_failures=settings.worker_max_start_failures)
     stop = asyncio.Event()

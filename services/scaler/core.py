@@ -85,7 +85,8 @@ class Scaler:
                     failures.reason = replica.failure
                 log.warning("replica %s is gone (%s); replacing it", replica.replica_id, replica.failure)
                 self._runtime.forget(replica.replica_id)
-            elif replica.status == STARTING and now - replica.started_at > self._start_timeout_s:
+            elif replica.status == STARTING and not replica.is_building \
+                    and now - replica.started_at > self._start_timeout_s:
                 failures.count += 1
                 failures.reason = f"replica not ready after {self._start_timeout_s:.0f} s"
                 self._draining.add(replica.replica_id)

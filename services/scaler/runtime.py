@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Protocol
 
 from services.common.processes import die_with_parent
+from services.scaler.environments import BUILD_LOG, EnvironmentBuildFailed, VirtualenvManager
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ class Replica:
     address: str = ""
     failure: str = ""
     ever_ready: bool = False
+    is_building: bool = False     # its environment is being built: the start deadline has not begun
     started_at: float = field(default_factory=time.monotonic)
     log_path: Path | None = None
 
@@ -56,11 +58,13 @@ class Runtime(Protocol):
 class LocalProcessRuntime:
     """Worker replicas as child processes; their stderr goes to <data_dir>/logs/<key>/<replica>.log."""
 
-    def __init__(self, logs_dir: Path, host: str, base_env: dict[str, str], stop_grace_s: float = 15.0):
+    def __init__(self, logs_dir: Path, host: str, base_env: dict[str, str], stop_grace_s: float = 15.0,
+                 environments: VirtualenvManager | None = None):
         self._logs_dir = logs_dir
         self._host = host
         self._base_env = base_env
         self._stop_grace_s = stop_grace_s
+        self._environments = environments   # None: workers run in the platform's own environment
         self._replicas: dict[str, Replica] = {}
         self._processes: dict[str, asyncio.subprocess.Process] = {}
         self._watchers: dict[str, asyncio.Task] = {}
@@ -70,19 +74,35 @@ class LocalProcessRuntime:
         replica_id = f"{spec.key}-{int(time.time() * 1000):013d}-{next(self._ids):04d}"
         log_path = self._logs_dir / spec.key / f"{replica_id}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
+        replica = Replica(replica_id, spec.key, log_path=log_path)
+        self._replicas[replica_id] = replica
+        self._watchers[replica_id] = asyncio.create_task(self._run(replica, spec))
+        return replica
+
+    async def _run(self, replica: Replica, spec: WorkerSpec) -> None:
+        """Builds (or reuses) the model's environment if asked to, starts the worker, follows it."""
+        python = sys.executable
+        if self._environments is not None:
+            replica.is_building = True
+            try:
+                python = await self._environments.python_for(spec.model_uri, self._logs_dir / spec.key / BUILD_LOG)
+            except EnvironmentBuildFailed as exc:
+                replica.status, replica.failure = FAILED, str(exc)
+                return
+            finally:
+                replica.is_building = False
+            replica.started_at = time.monotonic()   # the start deadline counts from the worker's own start
         env = {**os.environ, **self._base_env, **spec.environment_vars,
                "PODIUM_WORKER_MODEL_URI": spec.model_uri, "PODIUM_WORKER_HOST": self._host,
                "PODIUM_WORKER_PORT": "0"}
-        with open(log_path, "ab") as log_file:
+        assert replica.log_path is not None
+        with open(replica.log_path, "ab") as log_file:
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "services.worker", stdout=asyncio.subprocess.PIPE, stderr=log_file,
+                python, "-m", "services.worker", stdout=asyncio.subprocess.PIPE, stderr=log_file,
                 stdin=asyncio.subprocess.DEVNULL, env=env, preexec_fn=die_with_parent)
-        replica = Replica(replica_id, spec.key, log_path=log_path)
-        self._replicas[replica_id] = replica
-        self._processes[replica_id] = process
-        self._watchers[replica_id] = asyncio.create_task(self._watch(replica, process))
-        log.info("started replica %s of %s (pid %d)", replica_id, spec.model_uri, process.pid)
-        return replica
+        self._processes[replica.replica_id] = process
+        log.info("started replica %s of %s (pid %d)", replica.replica_id, spec.model_uri, process.pid)
+        await self._watch(replica, process)
 
     async def _watch(self, replica: Replica, process: asyncio.subprocess.Process) -> None:
         """Follows the worker's handshake lines, then waits for it to exit."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from typing import Literal
+
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -18,5 +20,9 @@ class ScalerSettings(BaseSettings):
     worker_host: str = "127.0.0.1"
     # Consecutive start failures after which a deployment is reported failed instead of retried.
     worker_max_start_failures: int = Field(3, ge=1)
+    # "local": workers run in the platform's environment; "virtualenv": each model in one built from its
+    # logged requirements (cached under <data_dir>/envs by their hash).
+    worker_env_manager: Literal["local", "virtualenv"] = "local"
+    worker_env_build_timeout_s: float = Field(1800.0, gt=0)   # one environment build, pip included
     registry_uri: str = Field("", validation_alias=AliasChoices("PODIUM_REGISTRY_URI", "MLFLOW_REGISTRY_URI"))
     tracking_uri: str = Field("", validation_alias=AliasChoices("PODIUM_TRACKING_URI", "MLFLOW_TRACKING_URI"))
