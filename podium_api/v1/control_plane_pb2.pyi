@@ -91,7 +91,7 @@ class ListDeploymentsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class Deployment(_message.Message):
-    __slots__ = ("key", "endpoint_name", "served_entity_name", "model_uri", "min_replicas", "max_replicas", "environment_vars")
+    __slots__ = ("key", "endpoint_name", "served_entity_name", "model_uri", "min_replicas", "max_replicas", "environment_vars", "workload_type")
     class EnvironmentVarsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -106,6 +106,7 @@ class Deployment(_message.Message):
     MIN_REPLICAS_FIELD_NUMBER: _ClassVar[int]
     MAX_REPLICAS_FIELD_NUMBER: _ClassVar[int]
     ENVIRONMENT_VARS_FIELD_NUMBER: _ClassVar[int]
+    WORKLOAD_TYPE_FIELD_NUMBER: _ClassVar[int]
     key: str
     endpoint_name: str
     served_entity_name: str
@@ -113,7 +114,8 @@ class Deployment(_message.Message):
     min_replicas: int
     max_replicas: int
     environment_vars: _containers.ScalarMap[str, str]
-    def __init__(self, key: _Optional[str] = ..., endpoint_name: _Optional[str] = ..., served_entity_name: _Optional[str] = ..., model_uri: _Optional[str] = ..., min_replicas: _Optional[int] = ..., max_replicas: _Optional[int] = ..., environment_vars: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    workload_type: str
+    def __init__(self, key: _Optional[str] = ..., endpoint_name: _Optional[str] = ..., served_entity_name: _Optional[str] = ..., model_uri: _Optional[str] = ..., min_replicas: _Optional[int] = ..., max_replicas: _Optional[int] = ..., environment_vars: _Optional[_Mapping[str, str]] = ..., workload_type: _Optional[str] = ...) -> None: ...
 
 class ListDeploymentsReply(_message.Message):
     __slots__ = ("deployments",)

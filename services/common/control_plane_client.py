@@ -58,7 +58,8 @@ class ControlPlaneClient:
     async def list_deployments(self) -> list[Deployment]:
         reply = await self._call(self._stub.ListDeployments, pb.ListDeploymentsRequest())
         return [Deployment(d.key, d.endpoint_name, d.served_entity_name, d.model_uri, d.min_replicas,
-                           d.max_replicas, dict(d.environment_vars)) for d in reply.deployments]
+                           d.max_replicas, dict(d.environment_vars), d.workload_type or "CPU")
+                for d in reply.deployments]
 
     async def report_deployments(self, statuses: list[DeploymentStatus]) -> None:
         request = pb.ReportDeploymentsRequest(statuses=[

@@ -19,6 +19,7 @@ class Deployment:
     min_replicas: int
     max_replicas: int
     environment_vars: dict[str, str] = field(default_factory=dict)
+    workload_type: str = "CPU"
 
 
 @dataclass(frozen=True)

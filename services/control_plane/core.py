@@ -114,7 +114,8 @@ class EndpointService:
                     key = deployment_key(endpoint["id"], entity)
                     low, high = replica_bounds(entity)
                     out[key] = Deployment(key, endpoint["name"], entity["name"], spec.model_uri(entity),
-                                          low, high, dict(entity.get("environment_vars", {})))
+                                          low, high, dict(entity.get("environment_vars", {})),
+                                          entity.get("workload_type", "CPU"))
         return list(out.values())
 
     async def report(self, statuses: list[DeploymentStatus]) -> None:

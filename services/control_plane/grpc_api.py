@@ -64,7 +64,7 @@ class ControlPlaneServicer(control_plane_pb2_grpc.ControlPlaneServicer):
         return pb.ListDeploymentsReply(deployments=[
             pb.Deployment(key=d.key, endpoint_name=d.endpoint_name, served_entity_name=d.served_entity_name,
                           model_uri=d.model_uri, min_replicas=d.min_replicas, max_replicas=d.max_replicas,
-                          environment_vars=d.environment_vars)
+                          environment_vars=d.environment_vars, workload_type=d.workload_type)
             for d in self._service.deployments()])
 
     @grpc_edge

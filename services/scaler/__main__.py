@@ -10,6 +10,7 @@ from services.common.logging import configure_logging
 from services.common.readiness import announce_ready
 from services.scaler.core import Scaler, reconcile_forever
 from services.scaler.environments import VirtualenvManager
+from services.scaler.gpus import detect_gpus
 from services.scaler.runtime import LocalProcessRuntime
 from services.scaler.settings import ScalerSettings
 
@@ -25,8 +26,9 @@ async def run(settings: ScalerSettings) -> None:
     if settings.worker_env_manager == "virtualenv":
         environments = VirtualenvManager(settings.data_dir / "envs", settings.registry_uri, settings.tracking_uri,
                                          settings.worker_env_build_timeout_s)
+    gpus = await asyncio.to_thread(detect_gpus, settings.gpus, settings.cuda_visible_devices)
     runtime = LocalProcessRuntime(settings.data_dir / "logs", settings.worker_host, worker_env,
-                                  environments=environments)
+                                  environments=environments, gpus=gpus)
     scaler = Scaler(control_plane, runtime, start_timeout_s=settings.worker_start_timeout_s,
                     max_start_failures=settings.worker_max_start_failures)
     stop = asyncio.Event()

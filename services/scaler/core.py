@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from typing import TYPE_CHECKING
 
+from services.common.capacity import gpus_for_workload_type
 from services.common.deployments import Deployment, DeploymentStatus
 from services.scaler.policy import Start, Stop, desired_replicas, plan
 from services.scaler.runtime import EXITED, FAILED, READY, STARTING, Runtime, WorkerSpec
@@ -60,7 +61,8 @@ class Scaler:
         for action in plan(desired, running):
             if isinstance(action, Start):
                 d = deployments[action.key]
-                await self._runtime.start(WorkerSpec(d.key, d.model_uri, dict(d.environment_vars)))
+                await self._runtime.start(WorkerSpec(d.key, d.model_uri, dict(d.environment_vars),
+                                                     gpus_for_workload_type(d.workload_type), d.workload_type))
             elif isinstance(action, Stop):
                 self._draining.add(action.replica_id)
         for key in list(self._failures):

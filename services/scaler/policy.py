@@ -34,3 +34,12 @@ def plan(desired: Mapping[str, int], running: Mapping[str, Sequence[str]]) -> li
         actions += [Start(key)] * max(0, want - len(have))
         actions += [Stop(key, replica_id) for replica_id in have[want:]]
     return actions
+
+
+def pick_gpus(gpus: Sequence[str], load: Mapping[str, int], count: int) -> tuple[str, ...] | None:
+    """The `count` GPUs with the fewest replicas on them (ties: the order of `gpus`); None when the machine
+    has fewer than `count`. Replicas may share a GPU: an update's new replicas start while the old serve."""
+    if count > len(gpus):
+        return None
+    ranked = sorted(range(len(gpus)), key=lambda i: (load.get(gpus[i], 0), i))
+    return tuple(gpus[i] for i in sorted(ranked[:count]))

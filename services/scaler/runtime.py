@@ -21,6 +21,7 @@ from typing import Protocol
 
 from services.common.processes import die_with_parent
 from services.scaler.environments import BUILD_LOG, EnvironmentBuildFailed, VirtualenvManager
+from services.scaler.policy import pick_gpus
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ class Replica:
     is_building: bool = False     # its environment is being built: the start deadline has not begun
     started_at: float = field(default_factory=time.monotonic)
     log_path: Path | None = None
+    gpus: tuple[str, ...] = ()    # the GPU ids its CUDA_VISIBLE_DEVICES names
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,8 @@ class WorkerSpec:
     key: str
     model_uri: str
     environment_vars: dict[str, str]
+    gpu_count: int = 0            # from the workload type; 0 = CPU only
+    workload_type: str = "CPU"
 
 
 class Runtime(Protocol):
@@ -59,12 +63,13 @@ class LocalProcessRuntime:
     """Worker replicas as child processes; their stderr goes to <data_dir>/logs/<key>/<replica>.log."""
 
     def __init__(self, logs_dir: Path, host: str, base_env: dict[str, str], stop_grace_s: float = 15.0,
-                 environments: VirtualenvManager | None = None):
+                 environments: VirtualenvManager | None = None, gpus: tuple[str, ...] = ()):
         self._logs_dir = logs_dir
         self._host = host
         self._base_env = base_env
         self._stop_grace_s = stop_grace_s
         self._environments = environments   # None: workers run in the platform's own environment
+        self._gpus = gpus
         self._replicas: dict[str, Replica] = {}
         self._processes: dict[str, asyncio.subprocess.Process] = {}
         self._watchers: dict[str, asyncio.Task] = {}
@@ -81,6 +86,9 @@ class LocalProcessRuntime:
 
     async def _run(self, replica: Replica, spec: WorkerSpec) -> None:
         """Builds (or reuses) the model's environment if asked to, starts the worker, follows it."""
+        placement = self._place(replica, spec)
+        if placement is None:
+            return
         python = sys.executable
         if self._environments is not None:
             replica.is_building = True
@@ -94,7 +102,7 @@ class LocalProcessRuntime:
             replica.started_at = time.monotonic()   # the start deadline counts from the worker's own start
         env = {**os.environ, **self._base_env, **spec.environment_vars,
                "PODIUM_WORKER_MODEL_URI": spec.model_uri, "PODIUM_WORKER_HOST": self._host,
-               "PODIUM_WORKER_PORT": "0"}
+               "PODIUM_WORKER_PORT": "0", **placement}
         assert replica.log_path is not None
         with open(replica.log_path, "ab") as log_file:
             process = await asyncio.create_subprocess_exec(
@@ -103,6 +111,26 @@ class LocalProcessRuntime:
         self._processes[replica.replica_id] = process
         log.info("started replica %s of %s (pid %d)", replica.replica_id, spec.model_uri, process.pid)
         await self._watch(replica, process)
+
+    def _place(self, replica: Replica, spec: WorkerSpec) -> dict[str, str] | None:
+        """The device environment of a replica: its GPUs, or none visible at all for a CPU workload (so no
+        framework picks a GPU by itself). None, and the replica FAILED, when the machine lacks the GPUs."""
+        if spec.gpu_count == 0:
+            return {"CUDA_VISIBLE_DEVICES": "", "PODIUM_WORKER_DEVICE": "cpu"}
+        load: dict[str, int] = {}
+        for other in self._replicas.values():
+            for gpu in other.gpus:
+                load[gpu] = load.get(gpu, 0) + 1
+        gpus = pick_gpus(self._gpus, load, spec.gpu_count)
+        if gpus is None:
+            replica.status = FAILED
+            replica.failure = (f"no GPU available: workload_type {spec.workload_type} needs {spec.gpu_count} "
+                               f"GPU{'s' if spec.gpu_count > 1 else ''} per replica and this machine offers "
+                               f"{len(self._gpus) or 'none'} (PODIUM_GPUS; nvidia-smi found "
+                               f"{len(self._gpus) if self._gpus else 'no GPU'})")
+            return None
+        replica.gpus = gpus
+        return {"CUDA_VISIBLE_DEVICES": ",".join(gpus), "PODIUM_WORKER_DEVICE": "cuda"}
 
     async def _watch(self, replica: Replica, process: asyncio.subprocess.Process) -> None:
         """Follows the worker's handshake lines, then waits for it to exit."""

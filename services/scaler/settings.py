@@ -24,5 +24,9 @@ class ScalerSettings(BaseSettings):
     # logged requirements (cached under <data_dir>/envs by their hash).
     worker_env_manager: Literal["local", "virtualenv"] = "local"
     worker_env_build_timeout_s: float = Field(1800.0, gt=0)   # one environment build, pip included
+    # GPUs for GPU workload types: "auto" (nvidia-smi), "none", or ids such as "0,1".
+    gpus: str = "auto"
+    # The scaler's own CUDA_VISIBLE_DEVICES, if set, limits what "auto" offers.
+    cuda_visible_devices: str | None = Field(None, validation_alias="CUDA_VISIBLE_DEVICES")
     registry_uri: str = Field("", validation_alias=AliasChoices("PODIUM_REGISTRY_URI", "MLFLOW_REGISTRY_URI"))
     tracking_uri: str = Field("", validation_alias=AliasChoices("PODIUM_TRACKING_URI", "MLFLOW_TRACKING_URI"))

@@ -13,7 +13,7 @@ from podium_api.v1 import worker_pb2_grpc
 from services.common.grpc_server import SERVER_OPTIONS
 from services.common.logging import configure_logging
 from services.common.readiness import announce_failed, announce_listening, announce_ready
-from services.worker.core import Predictor, load_model
+from services.worker.core import Predictor, load_model, usable_gpu_count
 from services.worker.grpc_api import WorkerServicer
 from services.worker.settings import WorkerSettings
 
@@ -32,6 +32,14 @@ async def serve(settings: WorkerSettings) -> int:
     worker_pb2_grpc.add_WorkerServicer_to_server(holder, server)
     await server.start()
     announce_listening("worker", address=address)
+    if settings.device == "cuda" and await asyncio.to_thread(usable_gpu_count) == 0:
+        # A GPU workload never falls back to the CPU silently: the endpoint's update fails, saying why.
+        reason = (f"no GPU available: this replica was given CUDA_VISIBLE_DEVICES="
+                  f"{settings.cuda_visible_devices or ''} but no CUDA device is usable in it")
+        log.error(reason)
+        announce_failed("worker", reason)
+        await server.stop(grace=None)
+        return 3
     try:
         model = await asyncio.to_thread(load_model, settings.model_uri, settings.registry_uri, settings.tracking_uri)
     except Exception as exc:  # the registry's own reason goes to the caller, e.g. RESOURCE_DOES_NOT_EXIST
@@ -43,7 +51,8 @@ async def serve(settings: WorkerSettings) -> int:
     predictor = Predictor(model, settings.predict_threads, settings.max_queued_requests)
     holder.servicer = WorkerServicer(predictor)
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-    log.info("serving %s on %s", settings.model_uri, address)
+    log.info("serving %s on %s (device %s, CUDA_VISIBLE_DEVICES=%s)", settings.model_uri, address,
+             settings.device, settings.cuda_visible_devices)
     announce_ready("worker", address=address)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

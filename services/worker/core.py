@@ -38,6 +38,26 @@ def load_model(model_uri: str, registry_uri: str = "", tracking_uri: str = ""):
     return mlflow.pyfunc.load_model(model_uri)
 
 
+def usable_gpu_count() -> int:
+    """CUDA devices this process can use (blocking: imports torch where installed, else asks nvidia-smi)."""
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    if torch is not None:
+        return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    import shutil
+    import subprocess
+
+    if shutil.which("nvidia-smi") is None:
+        return 0
+    try:
+        listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return 0
+    return sum(1 for line in listed.stdout.splitlines() if line.startswith("GPU ")) if listed.returncode == 0 else 0
+
+
 class Predictor:
     def __init__(self, model, threads: int, queue_limit: int):
         from mlflow.pyfunc import scoring_server

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -14,5 +16,9 @@ class WorkerSettings(BaseSettings):
     port: int = 0                         # 0 = the OS picks; the bound port is announced on stdout
     predict_threads: int = Field(2, ge=1)    # model calls run here, never on the event loop
     max_queued_requests: int = Field(256, ge=1)  # beyond this a request is shed with 503
+    # Set by the scaler: "cuda" for a GPU workload type (its GPUs in CUDA_VISIBLE_DEVICES), else "cpu" with
+    # no GPU visible. MLflow's torch-based flavors load onto the visible GPU by themselves.
+    device: Literal["cpu", "cuda"] = "cpu"
+    cuda_visible_devices: str | None = Field(None, validation_alias="CUDA_VISIBLE_DEVICES")
     registry_uri: str = Field("", validation_alias=AliasChoices("PODIUM_REGISTRY_URI", "MLFLOW_REGISTRY_URI"))
     tracking_uri: str = Field("", validation_alias=AliasChoices("PODIUM_TRACKING_URI", "MLFLOW_TRACKING_URI"))
