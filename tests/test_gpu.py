@@ -81,8 +81,8 @@ def _register_device_model(stack) -> str:
 
     _use_registry(stack.info)
     with mlflow.start_run():
-        logged = mlflow.pyfunc.log_model(name="model", python_model=str(DEVICE_MODEL), pip_requirements=[_torch_requirement()],
-                                         signature=infer_signature(pd.DataFrame({"x": [1.0]})),
+        logged = mlflow.pyfunc.log_model(name="model", python_model=str(DEVICE_MODEL),
+                                         pip_requirements=[_torch_requirement()], signature=infer_signature(pd.DataFrame({"x": [1.0]})),
                                          registered_model_name="main.default.device_probe")
     return str(logged.registered_model_version)
 
