@@ -36,7 +36,8 @@ def _top(name: str) -> str:
 
 
 CORES = sorted(SERVICES.glob("*/core.py")) + sorted(SERVICES.glob("control_plane/state.py")) + \
-    sorted(SERVICES.glob("control_plane/spec.py")) + sorted(SERVICES.glob("control_plane/views.py"))
+    sorted(SERVICES.glob("control_plane/spec.py")) + sorted(SERVICES.glob("control_plane/views.py")) + \
+    [SERVICES / "common" / "tensors.py", SERVICES / "worker" / "signature.py"]
 POLICIES = sorted(SERVICES.glob("router/policy/*.py")) + [SERVICES / "scaler" / "policy.py", SERVICES / "common" / "capacity.py"]
 
 
