@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!podium_api/v1/control_plane.proto\x12\rpodium_api.v1\">\n\x15\x43reateEndpointRequest\x12\x15\n\rendpoint_json\x18\x01 \x01(\t\x12\x0e\n\x06\x63\x61ller\x18\x02 \x01(\t\"\"\n\x12GetEndpointRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"%\n\x15\x44\x65leteEndpointRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x15\n\x13\x44\x65leteEndpointReply\"\x16\n\x14ListEndpointsRequest\"8\n\x13UpdateConfigRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x63onfig_json\x18\x02 \x01(\t\"&\n\rEndpointReply\x12\x15\n\rendpoint_json\x18\x01 \x01(\t\",\n\x12ListEndpointsReply\x12\x16\n\x0e\x65ndpoints_json\x18\x01 \x01(\t\"\x1a\n\x18WatchRoutingTableRequest\"@\n\x0cRoutingTable\x12\x30\n\tendpoints\x18\x01 \x03(\x0b\x32\x1d.podium_api.v1.EndpointRoutes\"P\n\x0e\x45ndpointRoutes\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12$\n\x06routes\x18\x03 \x03(\x0b\x32\x14.podium_api.v1.Route\"r\n\x05Route\x12\x1a\n\x12served_entity_name\x18\x01 \x01(\t\x12\x1a\n\x12traffic_percentage\x18\x02 \x01(\x05\x12\x16\n\x0e\x64\x65ployment_key\x18\x03 \x01(\t\x12\x19\n\x11replica_addresses\x18\x04 \x03(\t\"\x18\n\x16ListDeploymentsRequest\"\xa4\x02\n\nDeployment\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x15\n\rendpoint_name\x18\x02 \x01(\t\x12\x1a\n\x12served_entity_name\x18\x03 \x01(\t\x12\x11\n\tmodel_uri\x18\x04 \x01(\t\x12\x14\n\x0cmin_replicas\x18\x05 \x01(\x05\x12\x14\n\x0cmax_replicas\x18\x06 \x01(\x05\x12H\n\x10\x65nvironment_vars\x18\x07 \x03(\x0b\x32..podium_api.v1.Deployment.EnvironmentVarsEntry\x12\x15\n\rworkload_type\x18\x08 \x01(\t\x1a\x36\n\x14\x45nvironmentVarsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"F\n\x14ListDeploymentsReply\x12.\n\x0b\x64\x65ployments\x18\x01 \x03(\x0b\x32\x19.podium_api.v1.Deployment\"d\n\x10\x44\x65ploymentStatus\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x17\n\x0fready_addresses\x18\x02 \x03(\t\x12\x19\n\x11starting_replicas\x18\x03 \x01(\x05\x12\x0f\n\x07\x66\x61ilure\x18\x04 \x01(\t\"M\n\x18ReportDeploymentsRequest\x12\x31\n\x08statuses\x18\x01 \x03(\x0b\x32\x1f.podium_api.v1.DeploymentStatus\"\x18\n\x16ReportDeploymentsReply2\xdc\x05\n\x0c\x43ontrolPlane\x12T\n\x0e\x43reateEndpoint\x12$.podium_api.v1.CreateEndpointRequest\x1a\x1c.podium_api.v1.EndpointReply\x12N\n\x0bGetEndpoint\x12!.podium_api.v1.GetEndpointRequest\x1a\x1c.podium_api.v1.EndpointReply\x12W\n\rListEndpoints\x12#.podium_api.v1.ListEndpointsRequest\x1a!.podium_api.v1.ListEndpointsReply\x12P\n\x0cUpdateConfig\x12\".podium_api.v1.UpdateConfigRequest\x1a\x1c.podium_api.v1.EndpointReply\x12Z\n\x0e\x44\x65leteEndpoint\x12$.podium_api.v1.DeleteEndpointRequest\x1a\".podium_api.v1.DeleteEndpointReply\x12[\n\x11WatchRoutingTable\x12\'.podium_api.v1.WatchRoutingTableRequest\x1a\x1b.podium_api.v1.RoutingTable0\x01\x12]\n\x0fListDeployments\x12%.podium_api.v1.ListDeploymentsRequest\x1a#.podium_api.v1.ListDeploymentsReply\x12\x63\n\x11ReportDeployments\x12\'.podium_api.v1.ReportDeploymentsRequest\x1a%.podium_api.v1.ReportDeploymentsReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!podium_api/v1/control_plane.proto\x12\rpodium_api.v1\">\n\x15\x43reateEndpointRequest\x12\x15\n\rendpoint_json\x18\x01 \x01(\t\x12\x0e\n\x06\x63\x61ller\x18\x02 \x01(\t\"\"\n\x12GetEndpointRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"%\n\x15\x44\x65leteEndpointRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x15\n\x13\x44\x65leteEndpointReply\"\x16\n\x14ListEndpointsRequest\"8\n\x13UpdateConfigRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x63onfig_json\x18\x02 \x01(\t\"8\n\x15\x45ndpointUpdateRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tbody_json\x18\x02 \x01(\t\"\x19\n\tJsonReply\x12\x0c\n\x04json\x18\x01 \x01(\t\"A\n\x16ServedModelLogsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x19\n\x11served_model_name\x18\x02 \x01(\t\"$\n\x14ServedModelLogsReply\x12\x0c\n\x04logs\x18\x01 \x01(\t\"&\n\rEndpointReply\x12\x15\n\rendpoint_json\x18\x01 \x01(\t\",\n\x12ListEndpointsReply\x12\x16\n\x0e\x65ndpoints_json\x18\x01 \x01(\t\"\x1a\n\x18WatchRoutingTableRequest\"@\n\x0cRoutingTable\x12\x30\n\tendpoints\x18\x01 \x03(\x0b\x32\x1d.podium_api.v1.EndpointRoutes\"P\n\x0e\x45ndpointRoutes\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12$\n\x06routes\x18\x03 \x03(\x0b\x32\x14.podium_api.v1.Route\"r\n\x05Route\x12\x1a\n\x12served_entity_name\x18\x01 \x01(\t\x12\x1a\n\x12traffic_percentage\x18\x02 \x01(\x05\x12\x16\n\x0e\x64\x65ployment_key\x18\x03 \x01(\t\x12\x19\n\x11replica_addresses\x18\x04 \x03(\t\"\x18\n\x16ListDeploymentsRequest\"\xa4\x02\n\nDeployment\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x15\n\rendpoint_name\x18\x02 \x01(\t\x12\x1a\n\x12served_entity_name\x18\x03 \x01(\t\x12\x11\n\tmodel_uri\x18\x04 \x01(\t\x12\x14\n\x0cmin_replicas\x18\x05 \x01(\x05\x12\x14\n\x0cmax_replicas\x18\x06 \x01(\x05\x12H\n\x10\x65nvironment_vars\x18\x07 \x03(\x0b\x32..podium_api.v1.Deployment.EnvironmentVarsEntry\x12\x15\n\rworkload_type\x18\x08 \x01(\t\x1a\x36\n\x14\x45nvironmentVarsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"F\n\x14ListDeploymentsReply\x12.\n\x0b\x64\x65ployments\x18\x01 \x03(\x0b\x32\x19.podium_api.v1.Deployment\"d\n\x10\x44\x65ploymentStatus\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x17\n\x0fready_addresses\x18\x02 \x03(\t\x12\x19\n\x11starting_replicas\x18\x03 \x01(\x05\x12\x0f\n\x07\x66\x61ilure\x18\x04 \x01(\t\"d\n\x18ReportDeploymentsRequest\x12\x31\n\x08statuses\x18\x01 \x03(\x0b\x32\x1f.podium_api.v1.DeploymentStatus\x12\x15\n\rscaler_target\x18\x02 \x01(\t\"\x18\n\x16ReportDeploymentsReply2\xc6\n\n\x0c\x43ontrolPlane\x12T\n\x0e\x43reateEndpoint\x12$.podium_api.v1.CreateEndpointRequest\x1a\x1c.podium_api.v1.EndpointReply\x12N\n\x0bGetEndpoint\x12!.podium_api.v1.GetEndpointRequest\x1a\x1c.podium_api.v1.EndpointReply\x12W\n\rListEndpoints\x12#.podium_api.v1.ListEndpointsRequest\x1a!.podium_api.v1.ListEndpointsReply\x12P\n\x0cUpdateConfig\x12\".podium_api.v1.UpdateConfigRequest\x1a\x1c.podium_api.v1.EndpointReply\x12Z\n\x0e\x44\x65leteEndpoint\x12$.podium_api.v1.DeleteEndpointRequest\x1a\".podium_api.v1.DeleteEndpointReply\x12K\n\tPatchTags\x12$.podium_api.v1.EndpointUpdateRequest\x1a\x18.podium_api.v1.JsonReply\x12N\n\x0cPutAiGateway\x12$.podium_api.v1.EndpointUpdateRequest\x1a\x18.podium_api.v1.JsonReply\x12O\n\rPutRateLimits\x12$.podium_api.v1.EndpointUpdateRequest\x1a\x18.podium_api.v1.JsonReply\x12U\n\x13UpdateNotifications\x12$.podium_api.v1.EndpointUpdateRequest\x1a\x18.podium_api.v1.JsonReply\x12Z\n\x14PatchTelemetryConfig\x12$.podium_api.v1.EndpointUpdateRequest\x1a\x1c.podium_api.v1.EndpointReply\x12`\n\x12GetServedModelLogs\x12%.podium_api.v1.ServedModelLogsRequest\x1a#.podium_api.v1.ServedModelLogsReply\x12\x65\n\x17GetServedModelBuildLogs\x12%.podium_api.v1.ServedModelLogsRequest\x1a#.podium_api.v1.ServedModelLogsReply\x12[\n\x11WatchRoutingTable\x12\'.podium_api.v1.WatchRoutingTableRequest\x1a\x1b.podium_api.v1.RoutingTable0\x01\x12]\n\x0fListDeployments\x12%.podium_api.v1.ListDeploymentsRequest\x1a#.podium_api.v1.ListDeploymentsReply\x12\x63\n\x11ReportDeployments\x12\'.podium_api.v1.ReportDeploymentsRequest\x1a%.podium_api.v1.ReportDeploymentsReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,32 +45,40 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTENDPOINTSREQUEST']._serialized_end=236
   _globals['_UPDATECONFIGREQUEST']._serialized_start=238
   _globals['_UPDATECONFIGREQUEST']._serialized_end=294
-  _globals['_ENDPOINTREPLY']._serialized_start=296
-  _globals['_ENDPOINTREPLY']._serialized_end=334
-  _globals['_LISTENDPOINTSREPLY']._serialized_start=336
-  _globals['_LISTENDPOINTSREPLY']._serialized_end=380
-  _globals['_WATCHROUTINGTABLEREQUEST']._serialized_start=382
-  _globals['_WATCHROUTINGTABLEREQUEST']._serialized_end=408
-  _globals['_ROUTINGTABLE']._serialized_start=410
-  _globals['_ROUTINGTABLE']._serialized_end=474
-  _globals['_ENDPOINTROUTES']._serialized_start=476
-  _globals['_ENDPOINTROUTES']._serialized_end=556
-  _globals['_ROUTE']._serialized_start=558
-  _globals['_ROUTE']._serialized_end=672
-  _globals['_LISTDEPLOYMENTSREQUEST']._serialized_start=674
-  _globals['_LISTDEPLOYMENTSREQUEST']._serialized_end=698
-  _globals['_DEPLOYMENT']._serialized_start=701
-  _globals['_DEPLOYMENT']._serialized_end=993
-  _globals['_DEPLOYMENT_ENVIRONMENTVARSENTRY']._serialized_start=939
-  _globals['_DEPLOYMENT_ENVIRONMENTVARSENTRY']._serialized_end=993
-  _globals['_LISTDEPLOYMENTSREPLY']._serialized_start=995
-  _globals['_LISTDEPLOYMENTSREPLY']._serialized_end=1065
-  _globals['_DEPLOYMENTSTATUS']._serialized_start=1067
-  _globals['_DEPLOYMENTSTATUS']._serialized_end=1167
-  _globals['_REPORTDEPLOYMENTSREQUEST']._serialized_start=1169
-  _globals['_REPORTDEPLOYMENTSREQUEST']._serialized_end=1246
-  _globals['_REPORTDEPLOYMENTSREPLY']._serialized_start=1248
-  _globals['_REPORTDEPLOYMENTSREPLY']._serialized_end=1272
-  _globals['_CONTROLPLANE']._serialized_start=1275
-  _globals['_CONTROLPLANE']._serialized_end=2007
+  _globals['_ENDPOINTUPDATEREQUEST']._serialized_start=296
+  _globals['_ENDPOINTUPDATEREQUEST']._serialized_end=352
+  _globals['_JSONREPLY']._serialized_start=354
+  _globals['_JSONREPLY']._serialized_end=379
+  _globals['_SERVEDMODELLOGSREQUEST']._serialized_start=381
+  _globals['_SERVEDMODELLOGSREQUEST']._serialized_end=446
+  _globals['_SERVEDMODELLOGSREPLY']._serialized_start=448
+  _globals['_SERVEDMODELLOGSREPLY']._serialized_end=484
+  _globals['_ENDPOINTREPLY']._serialized_start=486
+  _globals['_ENDPOINTREPLY']._serialized_end=524
+  _globals['_LISTENDPOINTSREPLY']._serialized_start=526
+  _globals['_LISTENDPOINTSREPLY']._serialized_end=570
+  _globals['_WATCHROUTINGTABLEREQUEST']._serialized_start=572
+  _globals['_WATCHROUTINGTABLEREQUEST']._serialized_end=598
+  _globals['_ROUTINGTABLE']._serialized_start=600
+  _globals['_ROUTINGTABLE']._serialized_end=664
+  _globals['_ENDPOINTROUTES']._serialized_start=666
+  _globals['_ENDPOINTROUTES']._serialized_end=746
+  _globals['_ROUTE']._serialized_start=748
+  _globals['_ROUTE']._serialized_end=862
+  _globals['_LISTDEPLOYMENTSREQUEST']._serialized_start=864
+  _globals['_LISTDEPLOYMENTSREQUEST']._serialized_end=888
+  _globals['_DEPLOYMENT']._serialized_start=891
+  _globals['_DEPLOYMENT']._serialized_end=1183
+  _globals['_DEPLOYMENT_ENVIRONMENTVARSENTRY']._serialized_start=1129
+  _globals['_DEPLOYMENT_ENVIRONMENTVARSENTRY']._serialized_end=1183
+  _globals['_LISTDEPLOYMENTSREPLY']._serialized_start=1185
+  _globals['_LISTDEPLOYMENTSREPLY']._serialized_end=1255
+  _globals['_DEPLOYMENTSTATUS']._serialized_start=1257
+  _globals['_DEPLOYMENTSTATUS']._serialized_end=1357
+  _globals['_REPORTDEPLOYMENTSREQUEST']._serialized_start=1359
+  _globals['_REPORTDEPLOYMENTSREQUEST']._serialized_end=1459
+  _globals['_REPORTDEPLOYMENTSREPLY']._serialized_start=1461
+  _globals['_REPORTDEPLOYMENTSREPLY']._serialized_end=1485
+  _globals['_CONTROLPLANE']._serialized_start=1488
+  _globals['_CONTROLPLANE']._serialized_end=2838
 # @@protoc_insertion_point(module_scope)

@@ -42,6 +42,34 @@ class UpdateConfigRequest(_message.Message):
     config_json: str
     def __init__(self, name: _Optional[str] = ..., config_json: _Optional[str] = ...) -> None: ...
 
+class EndpointUpdateRequest(_message.Message):
+    __slots__ = ("name", "body_json")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    BODY_JSON_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    body_json: str
+    def __init__(self, name: _Optional[str] = ..., body_json: _Optional[str] = ...) -> None: ...
+
+class JsonReply(_message.Message):
+    __slots__ = ("json",)
+    JSON_FIELD_NUMBER: _ClassVar[int]
+    json: str
+    def __init__(self, json: _Optional[str] = ...) -> None: ...
+
+class ServedModelLogsRequest(_message.Message):
+    __slots__ = ("name", "served_model_name")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SERVED_MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    served_model_name: str
+    def __init__(self, name: _Optional[str] = ..., served_model_name: _Optional[str] = ...) -> None: ...
+
+class ServedModelLogsReply(_message.Message):
+    __slots__ = ("logs",)
+    LOGS_FIELD_NUMBER: _ClassVar[int]
+    logs: str
+    def __init__(self, logs: _Optional[str] = ...) -> None: ...
+
 class EndpointReply(_message.Message):
     __slots__ = ("endpoint_json",)
     ENDPOINT_JSON_FIELD_NUMBER: _ClassVar[int]
@@ -136,10 +164,12 @@ class DeploymentStatus(_message.Message):
     def __init__(self, key: _Optional[str] = ..., ready_addresses: _Optional[_Iterable[str]] = ..., starting_replicas: _Optional[int] = ..., failure: _Optional[str] = ...) -> None: ...
 
 class ReportDeploymentsRequest(_message.Message):
-    __slots__ = ("statuses",)
+    __slots__ = ("statuses", "scaler_target")
     STATUSES_FIELD_NUMBER: _ClassVar[int]
+    SCALER_TARGET_FIELD_NUMBER: _ClassVar[int]
     statuses: _containers.RepeatedCompositeFieldContainer[DeploymentStatus]
-    def __init__(self, statuses: _Optional[_Iterable[_Union[DeploymentStatus, _Mapping]]] = ...) -> None: ...
+    scaler_target: str
+    def __init__(self, statuses: _Optional[_Iterable[_Union[DeploymentStatus, _Mapping]]] = ..., scaler_target: _Optional[str] = ...) -> None: ...
 
 class ReportDeploymentsReply(_message.Message):
     __slots__ = ()

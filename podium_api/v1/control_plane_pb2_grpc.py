@@ -59,6 +59,41 @@ class ControlPlaneStub:
                 request_serializer=podium__api_dot_v1_dot_control__plane__pb2.DeleteEndpointRequest.SerializeToString,
                 response_deserializer=podium__api_dot_v1_dot_control__plane__pb2.DeleteEndpointReply.FromString,
                 _registered_method=True)
+        self.PatchTags = channel.unary_unary(
+                '/podium_api.v1.ControlPlane/PatchTags',
+                request_serializer=podium__api_dot_v1_dot_control__plane__pb2.EndpointUpdateRequest.SerializeToString,
+                response_deserializer=podium__api_dot_v1_dot_control__plane__pb2.JsonReply.FromString,
+                _registered_method=True)
+        self.PutAiGateway = channel.unary_unary(
+                '/podium_api.v1.ControlPlane/PutAiGateway',
+                request_serializer=podium__api_dot_v1_dot_control__plane__pb2.EndpointUpdateRequest.SerializeToString,
+                response_deserializer=podium__api_dot_v1_dot_control__plane__pb2.JsonReply.FromString,
+                _registered_method=True)
+        self.PutRateLimits = channel.unary_unary(
+                '/podium_api.v1.ControlPlane/PutRateLimits',
+                request_serializer=podium__api_dot_v1_dot_control__plane__pb2.EndpointUpdateRequest.SerializeToString,
+                response_deserializer=podium__api_dot_v1_dot_control__plane__pb2.JsonReply.FromString,
+                _registered_method=True)
+        self.UpdateNotifications = channel.unary_unary(
+                '/podium_api.v1.ControlPlane/UpdateNotifications',
+                request_serializer=podium__api_dot_v1_dot_control__plane__pb2.EndpointUpdateRequest.SerializeToString,
+                response_deserializer=podium__api_dot_v1_dot_control__plane__pb2.JsonReply.FromString,
+                _registered_method=True)
+        self.PatchTelemetryConfig = channel.unary_unary(
+                '/podium_api.v1.ControlPlane/PatchTelemetryConfig',
+                request_serializer=podium__api_dot_v1_dot_control__plane__pb2.EndpointUpdateRequest.SerializeToString,
+                response_deserializer=podium__api_dot_v1_dot_control__plane__pb2.EndpointReply.FromString,
+                _registered_method=True)
+        self.GetServedModelLogs = channel.unary_unary(
+                '/podium_api.v1.ControlPlane/GetServedModelLogs',
+                request_serializer=podium__api_dot_v1_dot_control__plane__pb2.ServedModelLogsRequest.SerializeToString,
+                response_deserializer=podium__api_dot_v1_dot_control__plane__pb2.ServedModelLogsReply.FromString,
+                _registered_method=True)
+        self.GetServedModelBuildLogs = channel.unary_unary(
+                '/podium_api.v1.ControlPlane/GetServedModelBuildLogs',
+                request_serializer=podium__api_dot_v1_dot_control__plane__pb2.ServedModelLogsRequest.SerializeToString,
+                response_deserializer=podium__api_dot_v1_dot_control__plane__pb2.ServedModelLogsReply.FromString,
+                _registered_method=True)
         self.WatchRoutingTable = channel.unary_stream(
                 '/podium_api.v1.ControlPlane/WatchRoutingTable',
                 request_serializer=podium__api_dot_v1_dot_control__plane__pb2.WatchRoutingTableRequest.SerializeToString,
@@ -106,6 +141,55 @@ class ControlPlaneServicer:
 
     def DeleteEndpoint(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PatchTags(self, request, context):
+        """PATCH .../tags: body {"add_tags", "delete_tags"}; answers {"tags": [...]} (the full list).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PutAiGateway(self, request, context):
+        """PUT .../ai-gateway: body AiGatewayConfig; answers PutAiGatewayResponse.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PutRateLimits(self, request, context):
+        """PUT .../rate-limits (legacy): body {"rate_limits"}; answers {"rate_limits": [...]}.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateNotifications(self, request, context):
+        """PATCH .../notifications: body {"email_notifications"}; answers {"name", "email_notifications"}.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PatchTelemetryConfig(self, request, context):
+        """PATCH .../telemetry-config: body {"telemetry_config"}; answers ServingEndpointDetailed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetServedModelLogs(self, request, context):
+        """GET .../served-models/{served_model_name}/logs: what the served model's replicas printed while serving.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetServedModelBuildLogs(self, request, context):
+        """GET .../served-models/{served_model_name}/build-logs: what they printed while preparing to serve.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -160,6 +244,41 @@ def add_ControlPlaneServicer_to_server(servicer, server):
                     servicer.DeleteEndpoint,
                     request_deserializer=podium__api_dot_v1_dot_control__plane__pb2.DeleteEndpointRequest.FromString,
                     response_serializer=podium__api_dot_v1_dot_control__plane__pb2.DeleteEndpointReply.SerializeToString,
+            ),
+            'PatchTags': grpc.unary_unary_rpc_method_handler(
+                    servicer.PatchTags,
+                    request_deserializer=podium__api_dot_v1_dot_control__plane__pb2.EndpointUpdateRequest.FromString,
+                    response_serializer=podium__api_dot_v1_dot_control__plane__pb2.JsonReply.SerializeToString,
+            ),
+            'PutAiGateway': grpc.unary_unary_rpc_method_handler(
+                    servicer.PutAiGateway,
+                    request_deserializer=podium__api_dot_v1_dot_control__plane__pb2.EndpointUpdateRequest.FromString,
+                    response_serializer=podium__api_dot_v1_dot_control__plane__pb2.JsonReply.SerializeToString,
+            ),
+            'PutRateLimits': grpc.unary_unary_rpc_method_handler(
+                    servicer.PutRateLimits,
+                    request_deserializer=podium__api_dot_v1_dot_control__plane__pb2.EndpointUpdateRequest.FromString,
+                    response_serializer=podium__api_dot_v1_dot_control__plane__pb2.JsonReply.SerializeToString,
+            ),
+            'UpdateNotifications': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateNotifications,
+                    request_deserializer=podium__api_dot_v1_dot_control__plane__pb2.EndpointUpdateRequest.FromString,
+                    response_serializer=podium__api_dot_v1_dot_control__plane__pb2.JsonReply.SerializeToString,
+            ),
+            'PatchTelemetryConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.PatchTelemetryConfig,
+                    request_deserializer=podium__api_dot_v1_dot_control__plane__pb2.EndpointUpdateRequest.FromString,
+                    response_serializer=podium__api_dot_v1_dot_control__plane__pb2.EndpointReply.SerializeToString,
+            ),
+            'GetServedModelLogs': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetServedModelLogs,
+                    request_deserializer=podium__api_dot_v1_dot_control__plane__pb2.ServedModelLogsRequest.FromString,
+                    response_serializer=podium__api_dot_v1_dot_control__plane__pb2.ServedModelLogsReply.SerializeToString,
+            ),
+            'GetServedModelBuildLogs': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetServedModelBuildLogs,
+                    request_deserializer=podium__api_dot_v1_dot_control__plane__pb2.ServedModelLogsRequest.FromString,
+                    response_serializer=podium__api_dot_v1_dot_control__plane__pb2.ServedModelLogsReply.SerializeToString,
             ),
             'WatchRoutingTable': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchRoutingTable,
@@ -312,6 +431,195 @@ class ControlPlane:
             '/podium_api.v1.ControlPlane/DeleteEndpoint',
             podium__api_dot_v1_dot_control__plane__pb2.DeleteEndpointRequest.SerializeToString,
             podium__api_dot_v1_dot_control__plane__pb2.DeleteEndpointReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PatchTags(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/podium_api.v1.ControlPlane/PatchTags',
+            podium__api_dot_v1_dot_control__plane__pb2.EndpointUpdateRequest.SerializeToString,
+            podium__api_dot_v1_dot_control__plane__pb2.JsonReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutAiGateway(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/podium_api.v1.ControlPlane/PutAiGateway',
+            podium__api_dot_v1_dot_control__plane__pb2.EndpointUpdateRequest.SerializeToString,
+            podium__api_dot_v1_dot_control__plane__pb2.JsonReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutRateLimits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/podium_api.v1.ControlPlane/PutRateLimits',
+            podium__api_dot_v1_dot_control__plane__pb2.EndpointUpdateRequest.SerializeToString,
+            podium__api_dot_v1_dot_control__plane__pb2.JsonReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateNotifications(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/podium_api.v1.ControlPlane/UpdateNotifications',
+            podium__api_dot_v1_dot_control__plane__pb2.EndpointUpdateRequest.SerializeToString,
+            podium__api_dot_v1_dot_control__plane__pb2.JsonReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PatchTelemetryConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/podium_api.v1.ControlPlane/PatchTelemetryConfig',
+            podium__api_dot_v1_dot_control__plane__pb2.EndpointUpdateRequest.SerializeToString,
+            podium__api_dot_v1_dot_control__plane__pb2.EndpointReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetServedModelLogs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/podium_api.v1.ControlPlane/GetServedModelLogs',
+            podium__api_dot_v1_dot_control__plane__pb2.ServedModelLogsRequest.SerializeToString,
+            podium__api_dot_v1_dot_control__plane__pb2.ServedModelLogsReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetServedModelBuildLogs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/podium_api.v1.ControlPlane/GetServedModelBuildLogs',
+            podium__api_dot_v1_dot_control__plane__pb2.ServedModelLogsRequest.SerializeToString,
+            podium__api_dot_v1_dot_control__plane__pb2.ServedModelLogsReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -39,6 +39,16 @@ class QueryStub:
                 request_serializer=podium__api_dot_v1_dot_query__pb2.InvokeRequest.SerializeToString,
                 response_deserializer=podium__api_dot_v1_dot_query__pb2.InvokeReply.FromString,
                 _registered_method=True)
+        self.ExportMetrics = channel.unary_unary(
+                '/podium_api.v1.Query/ExportMetrics',
+                request_serializer=podium__api_dot_v1_dot_query__pb2.EndpointContentsRequest.SerializeToString,
+                response_deserializer=podium__api_dot_v1_dot_query__pb2.ContentsReply.FromString,
+                _registered_method=True)
+        self.GetOpenApi = channel.unary_unary(
+                '/podium_api.v1.Query/GetOpenApi',
+                request_serializer=podium__api_dot_v1_dot_query__pb2.EndpointContentsRequest.SerializeToString,
+                response_deserializer=podium__api_dot_v1_dot_query__pb2.ContentsReply.FromString,
+                _registered_method=True)
 
 
 class QueryServicer:
@@ -50,6 +60,20 @@ class QueryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExportMetrics(self, request, context):
+        """GET /api/2.0/serving-endpoints/{name}/metrics: this router's counts for the endpoint, Prometheus text.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetOpenApi(self, request, context):
+        """GET /api/2.0/serving-endpoints/{name}/openapi: an OpenAPI 3 document from the served models' signatures.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_QueryServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -57,6 +81,16 @@ def add_QueryServicer_to_server(servicer, server):
                     servicer.Invoke,
                     request_deserializer=podium__api_dot_v1_dot_query__pb2.InvokeRequest.FromString,
                     response_serializer=podium__api_dot_v1_dot_query__pb2.InvokeReply.SerializeToString,
+            ),
+            'ExportMetrics': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportMetrics,
+                    request_deserializer=podium__api_dot_v1_dot_query__pb2.EndpointContentsRequest.FromString,
+                    response_serializer=podium__api_dot_v1_dot_query__pb2.ContentsReply.SerializeToString,
+            ),
+            'GetOpenApi': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetOpenApi,
+                    request_deserializer=podium__api_dot_v1_dot_query__pb2.EndpointContentsRequest.FromString,
+                    response_serializer=podium__api_dot_v1_dot_query__pb2.ContentsReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -86,6 +120,60 @@ class Query:
             '/podium_api.v1.Query/Invoke',
             podium__api_dot_v1_dot_query__pb2.InvokeRequest.SerializeToString,
             podium__api_dot_v1_dot_query__pb2.InvokeReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportMetrics(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/podium_api.v1.Query/ExportMetrics',
+            podium__api_dot_v1_dot_query__pb2.EndpointContentsRequest.SerializeToString,
+            podium__api_dot_v1_dot_query__pb2.ContentsReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetOpenApi(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/podium_api.v1.Query/GetOpenApi',
+            podium__api_dot_v1_dot_query__pb2.EndpointContentsRequest.SerializeToString,
+            podium__api_dot_v1_dot_query__pb2.ContentsReply.FromString,
             options,
             channel_credentials,
             insecure,
