@@ -50,6 +50,32 @@ class ControlPlaneClient:
     async def delete_endpoint(self, name: str) -> None:
         await self._call(self._stub.DeleteEndpoint, pb.DeleteEndpointRequest(name=name))
 
+    async def patch_tags(self, name: str, body: bytes | str) -> bytes:
+        return await self._update(self._stub.PatchTags, name, body)
+
+    async def put_ai_gateway(self, name: str, body: bytes | str) -> bytes:
+        return await self._update(self._stub.PutAiGateway, name, body)
+
+    async def put_rate_limits(self, name: str, body: bytes | str) -> bytes:
+        return await self._update(self._stub.PutRateLimits, name, body)
+
+    async def update_notifications(self, name: str, body: bytes | str) -> bytes:
+        return await self._update(self._stub.UpdateNotifications, name, body)
+
+    async def patch_telemetry_config(self, name: str, body: bytes | str) -> bytes:
+        text = body.decode() if isinstance(body, bytes) else body
+        reply = await self._call(self._stub.PatchTelemetryConfig, pb.EndpointUpdateRequest(name=name, body_json=text))
+        return reply.endpoint_json.encode()
+
+    async def served_model_logs(self, name: str, served_model_name: str, *, build: bool) -> str:
+        method = self._stub.GetServedModelBuildLogs if build else self._stub.GetServedModelLogs
+        reply = await self._call(method, pb.ServedModelLogsRequest(name=name, served_model_name=served_model_name))
+        return reply.logs
+
+    async def _update(self, method, name: str, body: bytes | str) -> bytes:
+        text = body.decode() if isinstance(body, bytes) else body
+        return (await self._call(method, pb.EndpointUpdateRequest(name=name, body_json=text))).json.encode()
+
     async def get_endpoint_dict(self, name: str) -> dict:
         return orjson.loads(await self.get_endpoint(name))
 
@@ -61,8 +87,8 @@ class ControlPlaneClient:
                            d.max_replicas, dict(d.environment_vars), d.workload_type or "CPU")
                 for d in reply.deployments]
 
-    async def report_deployments(self, statuses: list[DeploymentStatus]) -> None:
-        request = pb.ReportDeploymentsRequest(statuses=[
+    async def report_deployments(self, statuses: list[DeploymentStatus], scaler_target: str = "") -> None:
+        request = pb.ReportDeploymentsRequest(scaler_target=scaler_target, statuses=[
             pb.DeploymentStatus(key=s.key, ready_addresses=list(s.ready_addresses),
                                 starting_replicas=s.starting_replicas, failure=s.failure) for s in statuses])
         await self._call(self._stub.ReportDeployments, request)

@@ -5,6 +5,7 @@ The gRPC adapters convert them to and from podium_api messages, so cores never s
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 
@@ -47,3 +48,10 @@ class EndpointRoutes:
     name: str
     id: str
     routes: tuple[RouteTarget, ...]
+
+
+def model_uri(entity_name: str, entity_version: str) -> str:
+    """models:/<name>/<version> for a version number, models:/<name>@<alias> otherwise."""
+    if re.fullmatch(r"[0-9]+", entity_version):
+        return f"models:/{entity_name}/{entity_version}"
+    return f"models:/{entity_name}@{entity_version}"

@@ -12,6 +12,7 @@ from podium_api.v1 import control_plane_pb2_grpc
 from services.common.grpc_server import SERVER_OPTIONS
 from services.common.logging import configure_logging
 from services.common.readiness import announce_ready
+from services.control_plane.backends import ScalerClients
 from services.control_plane.core import EndpointService
 from services.control_plane.grpc_api import ControlPlaneServicer
 from services.control_plane.settings import ControlPlaneSettings
@@ -20,7 +21,8 @@ from services.control_plane.store import EndpointStore
 
 async def serve(settings: ControlPlaneSettings) -> None:
     store = EndpointStore(settings.resolved_database_url())
-    service = EndpointService(store, report_expiry_s=settings.report_expiry_s)
+    scalers = ScalerClients(timeout_s=settings.scaler_timeout_s)
+    service = EndpointService(store, report_expiry_s=settings.report_expiry_s, scalers=scalers)
     await service.start()
     server = grpc.aio.server(options=SERVER_OPTIONS)
     control_plane_pb2_grpc.add_ControlPlaneServicer_to_server(ControlPlaneServicer(service), server)
@@ -35,6 +37,7 @@ async def serve(settings: ControlPlaneSettings) -> None:
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     await stop.wait()
     await server.stop(grace=2)
+    await scalers.close()
     store.close()
 
 

@@ -11,23 +11,32 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING
 
 from services.common.capacity import replica_bounds
 from services.common.deployments import Deployment, DeploymentStatus, EndpointRoutes, RouteTarget
-from services.common.errors import AlreadyExists, Conflict, EndpointNotFound
-from services.control_plane import spec, views
+from services.common.errors import AlreadyExists, Conflict, EndpointNotFound, Unavailable
+from services.control_plane import spec, spec_options, views
 from services.control_plane.state import (
-    IN_PROGRESS, NOT_READY, Observation, advance, deployed_configs, deployment_key,
+    IN_PROGRESS, NOT_READY, Observation, advance, deployed_configs, deployment_key, find_served_entity,
 )
 from services.control_plane.store import EndpointStore
+
+if TYPE_CHECKING:  # handed in by __main__; the core never imports gRPC itself
+    from services.control_plane.backends import ScalerClients
 
 log = logging.getLogger(__name__)
 
 
 class EndpointService:
-    def __init__(self, store: EndpointStore, report_expiry_s: float = 10.0, clock=time.time):
+    def __init__(self, store: EndpointStore, report_expiry_s: float = 10.0, clock=time.time,
+                 scalers: "ScalerClients | None" = None):
         self._store = store
+        self._scalers = scalers
+        # Which scaler runs (and keeps the logs of) each deployment, from its reports.
+        self._log_sources: dict[str, str] = {}
+        self._latest_scaler = ""
         self._clock = clock
         self._report_expiry_s = report_expiry_s
         self._endpoints: dict[str, dict] = {}
@@ -56,7 +65,8 @@ class EndpointService:
             "pending_config": self._new_config(request["config"], 1, caller, now_ms),
             "state": {"ready": NOT_READY, "config_update": IN_PROGRESS},
             "failure": "",
-            **{k: request[k] for k in ("tags", "rate_limits", "ai_gateway", "route_optimized", "description")},
+            **{k: request[k] for k in ("tags", "ai_gateway", "email_notifications", "telemetry_config",
+                                       "route_optimized", "description", "budget_policy_id")},
         }
         async with self._write_lock:
             if endpoint["name"] in self._endpoints:
@@ -100,8 +110,54 @@ class EndpointService:
             endpoint = self._require(name)
             await asyncio.to_thread(self._store.delete, endpoint["id"])
             del self._endpoints[name]
+            for config in (endpoint.get("config"), endpoint.get("pending_config")):
+                for entity in (config or {}).get("served_entities", ()):
+                    self._log_sources.pop(deployment_key(endpoint["id"], entity), None)
         await self._notify()
         log.info("deleted endpoint %s", name)
+
+    async def patch_tags(self, name: str, body: object) -> dict:
+        add, delete = spec_options.validate_tags_patch(body)
+        endpoint = await self._modify(name, lambda e: {
+            **e, "tags": spec_options.apply_tags_patch(e.get("tags", []), add, delete)})
+        return {"tags": endpoint["tags"]}
+
+    async def put_ai_gateway(self, name: str, body: object) -> dict:
+        ai_gateway = spec_options.validate_ai_gateway(body, "request body")
+        endpoint = await self._modify(name, lambda e: {**e, "ai_gateway": ai_gateway})
+        return views.ai_gateway(endpoint)
+
+    async def put_rate_limits(self, name: str, body: object) -> dict:
+        limits = spec_options.validate_rate_limits_put(body)
+
+        def change(endpoint: dict) -> dict:
+            ai_gateway = {k: v for k, v in endpoint.get("ai_gateway", {}).items() if k != "rate_limits"}
+            return {**endpoint, "ai_gateway": {**ai_gateway, **({"rate_limits": limits} if limits else {})}}
+
+        await self._modify(name, change)
+        return {"rate_limits": limits}
+
+    async def update_notifications(self, name: str, body: object) -> dict:
+        notifications = spec_options.validate_notifications_patch(body)
+        endpoint = await self._modify(name, lambda e: {**e, "email_notifications": notifications})
+        return {"name": endpoint["name"], "email_notifications": endpoint["email_notifications"]}
+
+    async def patch_telemetry_config(self, name: str, body: object) -> dict:
+        telemetry = spec_options.validate_telemetry_patch(body)
+        endpoint = await self._modify(name, lambda e: {**e, "telemetry_config": telemetry})
+        return views.detailed(endpoint, self._observed())
+
+    async def served_model_logs(self, name: str, served_model_name: str, *, build: bool) -> dict:
+        """{"logs": text}: what the served entity's replicas printed, read from the scaler that runs them."""
+        endpoint = self._require(name)
+        entity = find_served_entity(endpoint, served_model_name, prefer_pending=build)
+        if entity is None:
+            raise EndpointNotFound(f"Served model '{served_model_name}' does not exist in endpoint '{name}'")
+        key = deployment_key(endpoint["id"], entity)
+        target = self._log_sources.get(key) or self._latest_scaler
+        if self._scalers is None or not target:
+            raise Unavailable("No scaler has reported yet, so no replica logs can be read", retry_after_s=2)
+        return {"logs": await self._scalers.replica_logs(target, key, build=build)}
 
     # ---- internal: the scaler and the router ----
 
@@ -118,10 +174,13 @@ class EndpointService:
                                           entity.get("workload_type", "CPU"))
         return list(out.values())
 
-    async def report(self, statuses: list[DeploymentStatus]) -> None:
+    async def report(self, statuses: list[DeploymentStatus], scaler_target: str = "") -> None:
         """Takes the scaler's observations and moves every endpoint's state machine on."""
         routes_before = self.routing_table()
         now = self._clock()
+        if scaler_target:
+            self._latest_scaler = scaler_target
+            self._log_sources.update({s.key: scaler_target for s in statuses})
         self._reports.update({
             s.key: (Observation(s.ready_addresses, s.starting_replicas, s.failure), now) for s in statuses})
         observed = self._observed()
@@ -170,6 +229,14 @@ class EndpointService:
         if endpoint is None:
             raise EndpointNotFound(f"Endpoint with name '{name}' does not exist")
         return endpoint
+
+    async def _modify(self, name: str, change: Callable[[dict], dict]) -> dict:
+        """Applies `change` to the stored endpoint (spec options only: no replica starts or stops)."""
+        async with self._write_lock:
+            updated = {**change(self._require(name)), "last_updated_timestamp": self._now_ms()}
+            await asyncio.to_thread(self._store.update, updated)
+            self._endpoints[name] = updated
+        return updated
 
     def _observed(self) -> dict[str, Observation]:
         fresh_after = self._clock() - self._report_expiry_s

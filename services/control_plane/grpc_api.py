@@ -6,10 +6,10 @@ import orjson
 
 from podium_api.v1 import control_plane_pb2 as pb
 from podium_api.v1 import control_plane_pb2_grpc
+from services.common.deployments import DeploymentStatus
 from services.common.errors import MalformedRequest
 from services.common.grpc_edge import grpc_edge
 from services.control_plane.core import EndpointService
-from services.common.deployments import DeploymentStatus
 
 DEFAULT_CALLER = "admin"
 
@@ -21,6 +21,14 @@ def parse_json(text: str, what: str) -> object:
         raise MalformedRequest(f"{what} is not valid JSON: {exc}") from None
 
 
+def _endpoint_reply(endpoint: dict) -> pb.EndpointReply:
+    return pb.EndpointReply(endpoint_json=orjson.dumps(endpoint).decode())
+
+
+def _json_reply(answer: dict) -> pb.JsonReply:
+    return pb.JsonReply(json=orjson.dumps(answer).decode())
+
+
 class ControlPlaneServicer(control_plane_pb2_grpc.ControlPlaneServicer):
     def __init__(self, service: EndpointService):
         self._service = service
@@ -29,11 +37,11 @@ class ControlPlaneServicer(control_plane_pb2_grpc.ControlPlaneServicer):
     async def CreateEndpoint(self, request, context):
         endpoint = await self._service.create(parse_json(request.endpoint_json, "endpoint_json"),
                                               request.caller or DEFAULT_CALLER)
-        return pb.EndpointReply(endpoint_json=orjson.dumps(endpoint).decode())
+        return _endpoint_reply(endpoint)
 
     @grpc_edge
     async def GetEndpoint(self, request, context):
-        return pb.EndpointReply(endpoint_json=orjson.dumps(await self._service.get(request.name)).decode())
+        return _endpoint_reply(await self._service.get(request.name))
 
     @grpc_edge
     async def ListEndpoints(self, request, context):
@@ -41,14 +49,45 @@ class ControlPlaneServicer(control_plane_pb2_grpc.ControlPlaneServicer):
 
     @grpc_edge
     async def UpdateConfig(self, request, context):
-        endpoint = await self._service.update_config(
-            request.name, parse_json(request.config_json, "config_json"), DEFAULT_CALLER)
-        return pb.EndpointReply(endpoint_json=orjson.dumps(endpoint).decode())
+        return _endpoint_reply(await self._service.update_config(
+            request.name, parse_json(request.config_json, "config_json"), DEFAULT_CALLER))
 
     @grpc_edge
     async def DeleteEndpoint(self, request, context):
         await self._service.delete(request.name)
         return pb.DeleteEndpointReply()
+
+    @grpc_edge
+    async def PatchTags(self, request, context):
+        return _json_reply(await self._service.patch_tags(request.name, parse_json(request.body_json, "body_json")))
+
+    @grpc_edge
+    async def PutAiGateway(self, request, context):
+        return _json_reply(await self._service.put_ai_gateway(request.name, parse_json(request.body_json, "body_json")))
+
+    @grpc_edge
+    async def PutRateLimits(self, request, context):
+        return _json_reply(await self._service.put_rate_limits(request.name, parse_json(request.body_json, "body_json")))
+
+    @grpc_edge
+    async def UpdateNotifications(self, request, context):
+        return _json_reply(await self._service.update_notifications(
+            request.name, parse_json(request.body_json, "body_json")))
+
+    @grpc_edge
+    async def PatchTelemetryConfig(self, request, context):
+        return _endpoint_reply(await self._service.patch_telemetry_config(
+            request.name, parse_json(request.body_json, "body_json")))
+
+    @grpc_edge
+    async def GetServedModelLogs(self, request, context):
+        answer = await self._service.served_model_logs(request.name, request.served_model_name, build=False)
+        return pb.ServedModelLogsReply(logs=answer["logs"])
+
+    @grpc_edge
+    async def GetServedModelBuildLogs(self, request, context):
+        answer = await self._service.served_model_logs(request.name, request.served_model_name, build=True)
+        return pb.ServedModelLogsReply(logs=answer["logs"])
 
     async def WatchRoutingTable(self, request, context):
         async for table in self._service.watch():
@@ -70,5 +109,6 @@ class ControlPlaneServicer(control_plane_pb2_grpc.ControlPlaneServicer):
     @grpc_edge
     async def ReportDeployments(self, request, context):
         await self._service.report([
-            DeploymentStatus(s.key, tuple(s.ready_addresses), s.starting_replicas, s.failure) for s in request.statuses])
+            DeploymentStatus(s.key, tuple(s.ready_addresses), s.starting_replicas, s.failure) for s in request.statuses],
+            scaler_target=request.scaler_target)
         return pb.ReportDeploymentsReply()

@@ -17,6 +17,7 @@ class ControlPlaneSettings(BaseSettings):
     control_plane_port: int = 7070     # 0 = the OS picks a free port (tests)
     # A deployment not reported by the scaler for this long is shown as not ready.
     report_expiry_s: float = Field(10.0, gt=0)
+    scaler_timeout_s: float = Field(10.0, gt=0)   # deadline of one call to a scaler (e.g. reading logs)
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'podium.db'}"

@@ -9,7 +9,16 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from services.common.errors import InvalidParameter, MalformedRequest
+from services.common import deployments
+from services.common.errors import InvalidParameter
+from services.control_plane.spec_fields import (
+    require_bool as _bool, require_list as _list, require_non_negative_int as _non_negative_int,
+    require_object as _object, require_str as _str,
+)
+from services.control_plane.spec_options import (
+    validate_ai_gateway, validate_email_notifications, validate_legacy_rate_limits, validate_tags,
+    validate_telemetry_config,
+)
 
 ENDPOINT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 SERVED_ENTITY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -34,14 +43,23 @@ def validate_create(body: Any) -> dict:
     validate_endpoint_name(name)
     if "config" not in body or body["config"] is None:
         raise InvalidParameter("Missing required field: config")
+    ai_gateway = validate_ai_gateway(body.get("ai_gateway") or {}, "ai_gateway")
+    if body.get("rate_limits"):
+        # The legacy endpoint rate limits and the AI gateway's are one list here (Databricks deprecated the
+        # former for the latter), so a later enforcement reads one place and GET shows them in ai_gateway.
+        if "rate_limits" in ai_gateway:
+            raise InvalidParameter("Give rate_limits or ai_gateway.rate_limits, not both")
+        ai_gateway["rate_limits"] = validate_legacy_rate_limits(body["rate_limits"], "rate_limits")
     return {
         "name": name,
         "config": validate_config(body["config"], "config"),
-        "tags": validate_tags(body.get("tags", []), "tags"),
-        "rate_limits": _list(body.get("rate_limits", []), "rate_limits"),
-        "ai_gateway": _object(body.get("ai_gateway", {}), "ai_gateway"),
+        "tags": validate_tags(body.get("tags") or [], "tags"),
+        "ai_gateway": ai_gateway,
+        "email_notifications": validate_email_notifications(body.get("email_notifications") or {}),
+        "telemetry_config": validate_telemetry_config(body.get("telemetry_config") or {}),
         "route_optimized": _bool(body.get("route_optimized", False), "route_optimized"),
-        "description": _str(body.get("description", ""), "description"),
+        "description": _str(body.get("description") or "", "description"),
+        "budget_policy_id": _str(body.get("budget_policy_id") or "", "budget_policy_id"),
     }
 
 
@@ -77,7 +95,20 @@ def validate_config(config: Any, field: str = "config") -> dict:
     if duplicates:
         raise InvalidParameter(f"{field}.served_entities: duplicate served entity name '{duplicates[0]}'")
     traffic = validate_traffic_config(config.get("traffic_config"), names, f"{field}.traffic_config")
-    return {"served_entities": entities, "traffic_config": traffic}
+    out = {"served_entities": entities, "traffic_config": traffic}
+    if config.get("auto_capture_config") is not None:
+        out["auto_capture_config"] = _auto_capture(config["auto_capture_config"], f"{field}.auto_capture_config")
+    return out
+
+
+def _auto_capture(value: Any, field: str) -> dict:
+    """The legacy inference-table settings: stored and shown; no payload table is written yet."""
+    value = _object(value, field)
+    out: dict = {n: _str(value[n], f"{field}.{n}") for n in ("catalog_name", "schema_name", "table_name_prefix")
+                 if value.get(n) is not None}
+    if value.get("enabled") is not None:
+        out["enabled"] = _bool(value["enabled"], f"{field}.enabled")
+    return out
 
 
 def _from_served_model(model: Any, field: str) -> dict:
@@ -171,53 +202,6 @@ def _route(entity_name: str, percentage: int) -> dict:
     return {"served_model_name": entity_name, "served_entity_name": entity_name, "traffic_percentage": percentage}
 
 
-def validate_tags(tags: Any, field: str) -> list[dict]:
-    out = []
-    for i, tag in enumerate(_list(tags, field)):
-        tag = _object(tag, f"{field}[{i}]")
-        key = tag.get("key")
-        if not isinstance(key, str) or not key:
-            raise InvalidParameter(f"Missing required field: {field}[{i}].key")
-        value = tag.get("value")
-        if value is not None and not isinstance(value, str):
-            raise InvalidParameter(f"{field}[{i}].value must be a string")
-        out.append({"key": key, "value": value} if value is not None else {"key": key})
-    return out
-
-
 def model_uri(entity: dict) -> str:
     """models:/<name>/<version> for a version number, models:/<name>@<alias> otherwise."""
-    version = entity["entity_version"]
-    if MODEL_VERSION.match(version):
-        return f"models:/{entity['entity_name']}/{version}"
-    return f"models:/{entity['entity_name']}@{version}"
-
-
-def _object(value: Any, field: str) -> dict:
-    if not isinstance(value, dict):
-        raise MalformedRequest(f"{field} must be a JSON object")
-    return value
-
-
-def _list(value: Any, field: str) -> list:
-    if not isinstance(value, list):
-        raise MalformedRequest(f"{field} must be a JSON array")
-    return value
-
-
-def _str(value: Any, field: str) -> str:
-    if not isinstance(value, str):
-        raise InvalidParameter(f"{field} must be a string")
-    return value
-
-
-def _bool(value: Any, field: str) -> bool:
-    if not isinstance(value, bool):
-        raise InvalidParameter(f"{field} must be true or false")
-    return value
-
-
-def _non_negative_int(value: Any, field: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise InvalidParameter(f"{field} must be a non-negative integer")
-    return value
+    return deployments.model_uri(entity["entity_name"], entity["entity_version"])

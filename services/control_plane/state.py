@@ -44,6 +44,16 @@ def deployed_configs(endpoint: dict) -> list[dict]:
     return configs
 
 
+def find_served_entity(endpoint: dict, name: str, *, prefer_pending: bool) -> dict | None:
+    """The served entity called `name` in the pending or the serving config (the one preferred first)."""
+    configs = [endpoint.get("pending_config"), endpoint.get("config")]
+    for config in configs if prefer_pending else reversed(configs):
+        for entity in (config or {}).get("served_entities", ()):
+            if entity["name"] == name:
+                return entity
+    return None
+
+
 def advance(endpoint: dict, observed: dict[str, Observation], now_ms: int) -> dict:
     """The endpoint after applying what was observed; the same object when nothing changes."""
     state = dict(endpoint["state"])

@@ -1,15 +1,22 @@
-"""Renders stored endpoints in the Databricks response shapes (ServingEndpointDetailed, ServingEndpoint)."""
+"""Renders stored endpoints in the Databricks response shapes (ServingEndpointDetailed, ServingEndpoint).
+
+Every field rendered here is a field of the databricks-sdk dataclass of that shape, so an answer survives
+`ServingEndpointDetailed.from_dict(answer).as_dict()` unchanged (tests/test_views.py checks it).
+"""
 
 from __future__ import annotations
 
 from services.control_plane.state import Observation, entity_state
 
 _ENTITY_SPEC_FIELDS = ("name", "entity_name", "entity_version")
+# Optional endpoint fields, shown only when set (an empty object would read as "configured, all off").
+_SUMMARY_OPTIONAL = ("ai_gateway", "budget_policy_id", "description", "telemetry_config")
+_DETAILED_OPTIONAL = _SUMMARY_OPTIONAL + ("email_notifications",)
 
 
 def detailed(endpoint: dict, observed: dict[str, Observation]) -> dict:
-    """ServingEndpointDetailed: what create, get and update-config answer."""
-    out = _common(endpoint)
+    """ServingEndpointDetailed: what create, get, update-config and patch-telemetry-config answer."""
+    out = _common(endpoint, _DETAILED_OPTIONAL)
     if endpoint.get("config"):
         out["config"] = _config(endpoint, endpoint["config"], observed, is_pending=False)
     pending = endpoint.get("pending_config")
@@ -18,15 +25,12 @@ def detailed(endpoint: dict, observed: dict[str, Observation]) -> dict:
                                  "start_time": pending["start_time"]}
     out["permission_level"] = "CAN_MANAGE"
     out["route_optimized"] = endpoint.get("route_optimized", False)
-    for optional in ("rate_limits", "ai_gateway", "description"):
-        if endpoint.get(optional):
-            out[optional] = endpoint[optional]
     return out
 
 
 def summary(endpoint: dict) -> dict:
     """ServingEndpoint: one item of the list answer, with a config summary."""
-    out = _common(endpoint)
+    out = _common(endpoint, _SUMMARY_OPTIONAL)
     config = endpoint.get("config") or endpoint.get("pending_config")
     if config:
         out["config"] = {
@@ -36,8 +40,13 @@ def summary(endpoint: dict) -> dict:
     return out
 
 
-def _common(endpoint: dict) -> dict:
-    return {
+def ai_gateway(endpoint: dict) -> dict:
+    """PutAiGatewayResponse: the endpoint's AI gateway settings (the same five fields as AiGatewayConfig)."""
+    return dict(endpoint.get("ai_gateway") or {})
+
+
+def _common(endpoint: dict, optional: tuple[str, ...]) -> dict:
+    out = {
         "name": endpoint["name"],
         "id": endpoint["id"],
         "creator": endpoint["creator"],
@@ -47,6 +56,10 @@ def _common(endpoint: dict) -> dict:
         "tags": endpoint.get("tags", []),
         "task": "",
     }
+    for field in optional:
+        if endpoint.get(field):
+            out[field] = endpoint[field]
+    return out
 
 
 def _config(endpoint: dict, config: dict, observed: dict[str, Observation], *, is_pending: bool) -> dict:
@@ -56,12 +69,15 @@ def _config(endpoint: dict, config: dict, observed: dict[str, Observation], *, i
         if not rendered.get("environment_vars"):
             rendered.pop("environment_vars", None)
         entities.append(rendered)
-    return {
+    out = {
         "served_entities": entities,
         "served_models": [_served_model(e) for e in entities],
         "traffic_config": config["traffic_config"],
         "config_version": config["config_version"],
     }
+    if config.get("auto_capture_config"):
+        out["auto_capture_config"] = config["auto_capture_config"]
+    return out
 
 
 def _served_model(entity: dict) -> dict:

@@ -1,0 +1,264 @@
+"""Validates an endpoint's options besides its served config: tags, AI gateway, legacy rate limits, email
+notifications and telemetry, in the Databricks shapes (databricks-sdk service/serving.py). Pure.
+
+Each validator returns the normalized value to store, or raises InvalidParameter / MalformedRequest naming
+the field. Unknown fields inside these objects are refused rather than dropped: a misspelt guardrail or
+limit that silently did nothing would be worse than a 400.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from services.common.errors import InvalidParameter
+from services.control_plane.spec_fields import (
+    reject_unknown, require_bool, require_enum, require_list, require_non_negative_int, require_object,
+    require_str, require_str_list,
+)
+
+RENEWAL_PERIODS = ("minute",)
+AI_GATEWAY_RATE_LIMIT_KEYS = ("endpoint", "user", "user_group", "service_principal")
+LEGACY_RATE_LIMIT_KEYS = ("endpoint", "user")
+PII_BEHAVIORS = ("BLOCK", "MASK", "NONE")
+TELEMETRY_FEATURES = ("TELEMETRY_FEATURE_INFERENCE_TABLE", "TELEMETRY_FEATURE_LOGS", "TELEMETRY_FEATURE_METRICS",
+                      "TELEMETRY_FEATURE_TRACES")
+AI_GATEWAY_FIELDS = ("fallback_config", "guardrails", "inference_table_config", "rate_limits", "usage_tracking_config")
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+
+
+# ---- tags ----
+
+def validate_tags(tags: Any, field: str) -> list[dict]:
+    out: dict[str, dict] = {}
+    for i, tag in enumerate(require_list(tags, field)):
+        tag = require_object(tag, f"{field}[{i}]")
+        reject_unknown(tag, ("key", "value"), f"{field}[{i}]")
+        key = tag.get("key")
+        if not isinstance(key, str) or not key:
+            raise InvalidParameter(f"Missing required field: {field}[{i}].key")
+        if key in out:
+            raise InvalidParameter(f"{field}: tag key '{key}' is given twice")
+        value = tag.get("value")
+        if value is not None and not isinstance(value, str):
+            raise InvalidParameter(f"{field}[{i}].value must be a string")
+        out[key] = {"key": key, "value": value} if value is not None else {"key": key}
+    return list(out.values())
+
+
+def validate_tags_patch(body: Any) -> tuple[list[dict], list[str]]:
+    """(tags to add or overwrite, keys to delete) from a PATCH .../tags body."""
+    body = require_object(body, "request body")
+    reject_unknown(body, ("add_tags", "delete_tags"), "request body")
+    add = validate_tags(body.get("add_tags") or [], "add_tags")
+    delete = require_str_list(body.get("delete_tags") or [], "delete_tags")
+    both = sorted({t["key"] for t in add} & set(delete))
+    if both:
+        raise InvalidParameter(f"Tag key '{both[0]}' is both in add_tags and in delete_tags")
+    return add, delete
+
+
+def apply_tags_patch(tags: list[dict], add: list[dict], delete: list[str]) -> list[dict]:
+    """The endpoint's tags after a patch: added keys overwrite, deleted keys go; order is kept."""
+    by_key = {t["key"]: t for t in tags if t["key"] not in delete}
+    for tag in add:
+        by_key[tag["key"]] = tag
+    return list(by_key.values())
+
+
+# ---- AI gateway and rate limits ----
+
+def validate_ai_gateway(value: Any, field: str = "ai_gateway") -> dict:
+    """AiGatewayConfig (the PUT .../ai-gateway body): only the parts that were given are kept."""
+    value = require_object(value, field)
+    reject_unknown(value, AI_GATEWAY_FIELDS, field)
+    out: dict = {}
+    if value.get("guardrails") is not None:
+        out["guardrails"] = _guardrails(value["guardrails"], f"{field}.guardrails")
+    if value.get("inference_table_config") is not None:
+        out["inference_table_config"] = _inference_table(value["inference_table_config"],
+                                                         f"{field}.inference_table_config")
+    if value.get("rate_limits") is not None:
+        out["rate_limits"] = validate_ai_gateway_rate_limits(value["rate_limits"], f"{field}.rate_limits")
+    if value.get("usage_tracking_config") is not None:
+        out["usage_tracking_config"] = _enabled_only(value["usage_tracking_config"],
+                                                     f"{field}.usage_tracking_config", required=False)
+    if value.get("fallback_config") is not None:
+        out["fallback_config"] = _enabled_only(value["fallback_config"], f"{field}.fallback_config", required=True)
+    return out
+
+
+def validate_ai_gateway_rate_limits(value: Any, field: str) -> list[dict]:
+    limits, seen = [], set()
+    for i, limit in enumerate(require_list(value, field)):
+        where = f"{field}[{i}]"
+        limit = require_object(limit, where)
+        reject_unknown(limit, ("calls", "key", "principal", "renewal_period", "tokens"), where)
+        out = {"renewal_period": _renewal_period(limit, where),
+               "key": require_enum(limit.get("key") or "endpoint", AI_GATEWAY_RATE_LIMIT_KEYS, f"{where}.key")}
+        for amount in ("calls", "tokens"):
+            if limit.get(amount) is not None:
+                out[amount] = require_non_negative_int(limit[amount], f"{where}.{amount}")
+        if "calls" not in out and "tokens" not in out:
+            raise InvalidParameter(f"{where}: give calls, tokens or both")
+        if limit.get("principal") is not None:
+            if out["key"] == "endpoint":
+                raise InvalidParameter(f"{where}.principal applies to the keys user, user_group and "
+                                       "service_principal, not to endpoint")
+            out["principal"] = require_str(limit["principal"], f"{where}.principal")
+        identity = (out["key"], out.get("principal"))
+        if identity in seen:
+            raise InvalidParameter(f"{where}: a second rate limit for key '{out['key']}'"
+                                   + (f" and principal '{out['principal']}'" if out.get("principal") else ""))
+        seen.add(identity)
+        limits.append(out)
+    return limits
+
+
+def validate_legacy_rate_limits(value: Any, field: str = "rate_limits") -> list[dict]:
+    """RateLimit list (PUT .../rate-limits, or `rate_limits` at create): calls per minute by endpoint or user."""
+    limits, seen = [], set()
+    for i, limit in enumerate(require_list(value, field)):
+        where = f"{field}[{i}]"
+        limit = require_object(limit, where)
+        reject_unknown(limit, ("calls", "key", "renewal_period"), where)
+        if limit.get("calls") is None:
+            raise InvalidParameter(f"Missing required field: {where}.calls")
+        out = {"calls": require_non_negative_int(limit["calls"], f"{where}.calls"),
+               "key": require_enum(limit.get("key") or "endpoint", LEGACY_RATE_LIMIT_KEYS, f"{where}.key"),
+               "renewal_period": _renewal_period(limit, where)}
+        if out["key"] in seen:
+            raise InvalidParameter(f"{where}: a second rate limit for key '{out['key']}'")
+        seen.add(out["key"])
+        limits.append(out)
+    return limits
+
+
+def _renewal_period(limit: dict, where: str) -> str:
+    if limit.get("renewal_period") is None:
+        raise InvalidParameter(f"Missing required field: {where}.renewal_period")
+    return require_enum(limit["renewal_period"], RENEWAL_PERIODS, f"{where}.renewal_period")
+
+
+def _guardrails(value: Any, field: str) -> dict:
+    value = require_object(value, field)
+    reject_unknown(value, ("input", "output"), field)
+    out = {}
+    for side in ("input", "output"):
+        if value.get(side) is None:
+            continue
+        where = f"{field}.{side}"
+        params = require_object(value[side], where)
+        reject_unknown(params, ("invalid_keywords", "pii", "safety", "valid_topics"), where)
+        side_out: dict = {}
+        for words in ("invalid_keywords", "valid_topics"):
+            if params.get(words) is not None:
+                side_out[words] = require_str_list(params[words], f"{where}.{words}")
+        if params.get("pii") is not None:
+            pii = require_object(params["pii"], f"{where}.pii")
+            reject_unknown(pii, ("behavior",), f"{where}.pii")
+            if pii.get("behavior") is None:
+                raise InvalidParameter(f"Missing required field: {where}.pii.behavior")
+            side_out["pii"] = {"behavior": require_enum(pii["behavior"], PII_BEHAVIORS, f"{where}.pii.behavior")}
+        if params.get("safety") is not None:
+            side_out["safety"] = require_bool(params["safety"], f"{where}.safety")
+        out[side] = side_out
+    return out
+
+
+def _inference_table(value: Any, field: str) -> dict:
+    value = require_object(value, field)
+    names = ("catalog_name", "schema_name", "table_name_prefix")
+    reject_unknown(value, (*names, "enabled"), field)
+    out: dict = {n: require_str(value[n], f"{field}.{n}") for n in names if value.get(n) is not None}
+    if value.get("enabled") is not None:
+        out["enabled"] = require_bool(value["enabled"], f"{field}.enabled")
+    if out.get("enabled"):
+        for needed in ("catalog_name", "schema_name"):
+            if not out.get(needed):
+                raise InvalidParameter(f"Missing required field: {field}.{needed} (needed when enabled)")
+    return out
+
+
+def _enabled_only(value: Any, field: str, *, required: bool) -> dict:
+    value = require_object(value, field)
+    reject_unknown(value, ("enabled",), field)
+    if value.get("enabled") is None:
+        if required:
+            raise InvalidParameter(f"Missing required field: {field}.enabled")
+        return {}
+    return {"enabled": require_bool(value["enabled"], f"{field}.enabled")}
+
+
+# ---- notifications and telemetry ----
+
+def validate_email_notifications(value: Any, field: str = "email_notifications") -> dict:
+    value = require_object(value, field)
+    reject_unknown(value, ("on_update_failure", "on_update_success"), field)
+    out = {}
+    for event in ("on_update_failure", "on_update_success"):
+        if value.get(event) is None:
+            continue
+        addresses = require_str_list(value[event], f"{field}.{event}")
+        for i, address in enumerate(addresses):
+            if not EMAIL.match(address):
+                raise InvalidParameter(f"{field}.{event}[{i}] '{address}' is not an email address")
+        out[event] = addresses
+    return out
+
+
+def validate_telemetry_config(value: Any, field: str = "telemetry_config") -> dict:
+    value = require_object(value, field)
+    reject_unknown(value, ("enabled_telemetry_features", "inference_table_config", "table_names",
+                           "telemetry_profile_id"), field)
+    out: dict = {}
+    if value.get("enabled_telemetry_features") is not None:
+        features = require_list(value["enabled_telemetry_features"], f"{field}.enabled_telemetry_features")
+        out["enabled_telemetry_features"] = [
+            require_enum(f, TELEMETRY_FEATURES, f"{field}.enabled_telemetry_features[{i}]")
+            for i, f in enumerate(features)]
+    if value.get("inference_table_config") is not None:
+        where = f"{field}.inference_table_config"
+        table = require_object(value["inference_table_config"], where)
+        reject_unknown(table, ("name", "sampling_fraction"), where)
+        out["inference_table_config"] = {}
+        if table.get("name") is not None:
+            out["inference_table_config"]["name"] = require_str(table["name"], f"{where}.name")
+        if table.get("sampling_fraction") is not None:
+            fraction = table["sampling_fraction"]
+            if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
+                raise InvalidParameter(f"{where}.sampling_fraction must be a number in (0, 1]")
+            out["inference_table_config"]["sampling_fraction"] = fraction
+    if value.get("table_names") is not None:
+        where = f"{field}.table_names"
+        tables = require_object(value["table_names"], where)
+        kinds = ("annotations_table", "logs_table", "metrics_table", "traces_table")
+        reject_unknown(tables, kinds, where)
+        out["table_names"] = {k: require_str(tables[k], f"{where}.{k}") for k in kinds if tables.get(k) is not None}
+    if value.get("telemetry_profile_id") is not None:
+        out["telemetry_profile_id"] = require_str(value["telemetry_profile_id"], f"{field}.telemetry_profile_id")
+        if "table_names" in out:
+            raise InvalidParameter(f"{field}: give telemetry_profile_id or table_names, not both")
+    return out
+
+
+# ---- request bodies of the option calls ----
+
+def validate_rate_limits_put(body: Any) -> list[dict]:
+    """The PUT .../rate-limits body: {"rate_limits": [...]}; an empty list removes every limit."""
+    body = require_object(body, "request body")
+    reject_unknown(body, ("rate_limits",), "request body")
+    return validate_legacy_rate_limits(body.get("rate_limits") or [], "rate_limits")
+
+
+def validate_notifications_patch(body: Any) -> dict:
+    body = require_object(body, "request body")
+    reject_unknown(body, ("email_notifications",), "request body")
+    return validate_email_notifications(body.get("email_notifications") or {})
+
+
+def validate_telemetry_patch(body: Any) -> dict:
+    """The PATCH .../telemetry-config body; without telemetry_config the configuration is removed."""
+    body = require_object(body, "request body")
+    reject_unknown(body, ("telemetry_config",), "request body")
+    return validate_telemetry_config(body.get("telemetry_config") or {})
