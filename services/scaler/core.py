@@ -33,8 +33,9 @@ class StartFailures:
 
 class Scaler:
     def __init__(self, control_plane: "ControlPlaneClient", runtime: Runtime, *,
-                 start_timeout_s: float, max_start_failures: int):
+                 start_timeout_s: float, max_start_failures: int, scaler_target: str = ""):
         self._control_plane = control_plane
+        self._scaler_target = scaler_target  # where this scaler serves its replicas' logs
         self._runtime = runtime
         self._start_timeout_s = start_timeout_s
         self._max_start_failures = max_start_failures
@@ -68,7 +69,7 @@ class Scaler:
         for key in list(self._failures):
             if key not in deployments:
                 del self._failures[key]  # a changed or deleted config starts with a clean slate
-        await self._control_plane.report_deployments(self._statuses(deployments))
+        await self._control_plane.report_deployments(self._statuses(deployments), self._scaler_target)
 
     def _reap(self) -> None:
         """Forgets replicas that exited or failed, counting start failures per deployment."""

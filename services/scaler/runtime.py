@@ -22,6 +22,7 @@ from typing import Protocol
 from services.common.processes import die_with_parent
 from services.scaler.environments import BUILD_LOG, EnvironmentBuildFailed, VirtualenvManager
 from services.scaler.policy import pick_gpus
+from services.scaler.replica_logs import mark_ready
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +147,8 @@ class LocalProcessRuntime:
                 replica.address = event.get("address", replica.address)
                 replica.status = READY
                 replica.ever_ready = True
+                if replica.log_path is not None:
+                    mark_ready(replica.log_path)  # where its build log ends (services/scaler/replica_logs.py)
                 log.info("replica %s is ready at %s", replica.replica_id, replica.address)
             elif event.get("event") == "failed":
                 replica.status = FAILED

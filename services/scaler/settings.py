@@ -18,6 +18,8 @@ class ScalerSettings(BaseSettings):
     scaler_interval_s: float = Field(1.0, gt=0)          # one reconcile pass per interval
     worker_start_timeout_s: float = Field(300.0, gt=0)   # a replica not ready by then is replaced
     worker_host: str = "127.0.0.1"
+    scaler_host: str = "127.0.0.1"    # where the scaler serves its replicas' logs (gRPC)
+    scaler_port: int = 0              # 0 = the OS picks; reported to the control plane on every pass
     # Consecutive start failures after which a deployment is reported failed instead of retried.
     worker_max_start_failures: int = Field(3, ge=1)
     # "local": workers run in the platform's environment; "virtualenv": each model in one built from its

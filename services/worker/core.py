@@ -7,9 +7,15 @@ signature enforcement, params and output encoding match the stock server by cons
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
+import platform
+import shutil
+import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import orjson
 
@@ -28,14 +34,34 @@ class Prediction:
 
 
 def load_model(model_uri: str, registry_uri: str = "", tracking_uri: str = ""):
-    """Loads a registered model (blocking: seconds). Raises MlflowException with the registry's reason."""
+    """Loads a registered model (blocking: seconds). Raises MlflowException with the registry's reason.
+
+    What it logs here is the replica's build log (`GET .../served-models/{name}/build-logs`): the
+    environment it runs in, then the download and the load, each with its duration.
+    """
     import mlflow
 
+    log.info("environment: the platform's default environment (Python %s, mlflow %s); no per-model environment "
+             "is built, so the model's logged requirements are not installed", platform.python_version(),
+             mlflow.__version__)
     if tracking_uri:
         mlflow.set_tracking_uri(tracking_uri)
     if registry_uri:
         mlflow.set_registry_uri(registry_uri)
-    return mlflow.pyfunc.load_model(model_uri)
+    # Artifacts may be read at predict time (e.g. a pyfunc's context.artifacts): keep them until exit.
+    download_dir = tempfile.mkdtemp(prefix="podium-model-")
+    atexit.register(shutil.rmtree, download_dir, ignore_errors=True)
+    started = time.monotonic()
+    log.info("downloading %s from the model registry", model_uri)
+    local_path = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=download_dir))
+    files = [f for f in local_path.rglob("*") if f.is_file()]
+    log.info("downloaded %s: %d files, %.2f MB in %.1f s", model_uri, len(files),
+             sum(f.stat().st_size for f in files) / 1e6, time.monotonic() - started)
+    started = time.monotonic()
+    model = mlflow.pyfunc.load_model(str(local_path))
+    log.info("loaded %s (flavors: %s) in %.1f s", model_uri, ", ".join(sorted(model.metadata.flavors)),
+             time.monotonic() - started)
+    return model
 
 
 def usable_gpu_count() -> int:
@@ -110,8 +136,9 @@ class Predictor:
         except MlflowException as exc:
             # As `mlflow models serve` answers, minus the stack trace: callers never see internals.
             error = orjson.loads(exc.serialize_as_json())
-            if error.pop("stack_trace", None):
-                log.info("prediction failed: %s", exc.message)
+            error.pop("stack_trace", None)
+            # The status and code only: MLflow's message may quote the caller's data, which is never logged.
+            log.info("prediction failed: HTTP %d %s", exc.get_http_status_code(), error.get("error_code", ""))
             return Prediction(exc.get_http_status_code(), orjson.dumps(error), "application/json")
         except Exception:
             log.exception("model raised an unexpected error")
@@ -119,6 +146,7 @@ class Predictor:
                      "the model. Verify that the input is compatible with the model for inference."}
             return Prediction(400, orjson.dumps(error), "application/json")
         if result.status != 200:
+            log.info("prediction failed: HTTP %d BAD_REQUEST", result.status)
             error = {"error_code": "BAD_REQUEST", "message": str(result.response)}
             return Prediction(result.status, orjson.dumps(error), "application/json")
         return Prediction(200, result.response.encode(), result.mimetype)

@@ -1,0 +1,76 @@
+"""What a deployment's replicas printed, read back from their log files for `logs` and `build-logs`.
+
+The runtime sends each worker's stderr to <logs_dir>/<deployment key>/<replica id>.log (replica ids sort in
+start order) and, when the worker announces `ready`, writes the file's size then to <replica id>.ready.
+Bytes before that mark are the build log (environment, model download and load), bytes after it the
+server log. Files outlive their replica, so a replica that failed to start still has its build log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from services.common.errors import InvalidParameter
+
+LOG_SUFFIX, READY_SUFFIX = ".log", ".ready"
+DEFAULT_MAX_BYTES = 512 * 1024
+_KEY = re.compile(r"^[0-9a-f]{1,64}$")
+
+
+def mark_ready(log_path: Path) -> None:
+    """Records where the build log ends: called when the replica announces `ready`."""
+    offset = log_path.stat().st_size if log_path.exists() else 0
+    log_path.with_suffix(READY_SUFFIX).write_text(str(offset))
+
+
+def read_replica_logs(key_dir: Path, running: Iterable[str], *, build: bool, max_bytes: int) -> str:
+    """The build log of the newest replica, or the server logs of the running ones (else of the newest).
+
+    `running` holds replica ids the runtime still manages. Each part keeps its newest `max_bytes`,
+    starting at a line boundary; several replicas' server logs come one after the other under a header.
+    """
+    on_disk = sorted(p.stem for p in key_dir.glob(f"*{LOG_SUFFIX}")) if key_dir.is_dir() else []
+    if not on_disk:
+        return ""
+    if build:
+        return _part(key_dir / f"{on_disk[-1]}{LOG_SUFFIX}", build=True, max_bytes=max_bytes)
+    chosen = [r for r in on_disk if r in set(running)] or on_disk[-1:]
+    parts = [_part(key_dir / f"{r}{LOG_SUFFIX}", build=False, max_bytes=max_bytes // len(chosen)) for r in chosen]
+    if len(chosen) == 1:
+        return parts[0]
+    return "".join(f"--- replica {r} ---\n{p}" for r, p in zip(chosen, parts))
+
+
+def _part(log_path: Path, *, build: bool, max_bytes: int) -> str:
+    ready_path = log_path.with_suffix(READY_SUFFIX)
+    size = log_path.stat().st_size
+    ready_at = int(ready_path.read_text() or 0) if ready_path.exists() else None
+    # No ready mark: the replica is still starting, or never got there; all it printed is build output.
+    start, end = (0, size if ready_at is None else ready_at) if build else (size if ready_at is None else ready_at, size)
+    first = max(start, end - max_bytes)
+    with open(log_path, "rb") as f:
+        f.seek(first)
+        data = f.read(end - first)
+    if first > start and b"\n" in data:  # cut mid-line: drop the partial first line
+        data = data.split(b"\n", 1)[1]
+    return data.decode(errors="replace")
+
+
+class ReplicaLogs:
+    """Serves a deployment's logs from this machine's log files (blocking reads run in a thread)."""
+
+    def __init__(self, logs_dir: Path, running_replicas: Callable[[str], list[str]],
+                 default_max_bytes: int = DEFAULT_MAX_BYTES):
+        self._logs_dir = logs_dir
+        self._running_replicas = running_replicas
+        self._default_max_bytes = default_max_bytes
+
+    async def read(self, deployment_key: str, *, build: bool, max_bytes: int = 0) -> str:
+        if not _KEY.match(deployment_key):  # it names a directory: never let it climb out of logs_dir
+            raise InvalidParameter(f"Invalid deployment key '{deployment_key}'")
+        limit = max_bytes if max_bytes > 0 else self._default_max_bytes
+        return await asyncio.to_thread(read_replica_logs, self._logs_dir / deployment_key,
+                                       self._running_replicas(deployment_key), build=build, max_bytes=limit)
