@@ -19,7 +19,9 @@ from services.common.readiness import announce_ready
 from services.router.backends import RoutingTableFollower, WorkerPool
 from services.router.core import Gateway
 from services.router.grpc_api import QueryServicer
+from services.router.metrics import EndpointMetrics
 from services.router.oip_grpc import InferenceServicer
+from services.router.openapi import SignatureReader
 from services.router.rest import build_app
 from services.router.settings import RouterSettings
 
@@ -27,10 +29,13 @@ from services.router.settings import RouterSettings
 async def serve(settings: RouterSettings) -> None:
     control_plane = ControlPlaneClient(settings.control_plane_target, timeout_s=settings.management_timeout_s)
     pool = WorkerPool()
-    routing = RoutingTableFollower(control_plane, pool)
+    metrics = EndpointMetrics()
+    routing = RoutingTableFollower(control_plane, pool, on_table=metrics.keep_only)
     follower = asyncio.create_task(routing.run())
     await routing.first_table.wait()  # answer no query before knowing the endpoints
-    gateway = Gateway(control_plane, routing, pool, forward_timeout_s=settings.forward_timeout_s)
+    signatures = SignatureReader(settings.registry_uri, settings.tracking_uri, alias_ttl_s=settings.openapi_alias_ttl_s)
+    gateway = Gateway(control_plane, routing, pool, forward_timeout_s=settings.forward_timeout_s, metrics=metrics,
+                      signatures=signatures)
 
     runner = web.AppRunner(build_app(gateway, settings.max_request_bytes), access_log=None)
     await runner.setup()

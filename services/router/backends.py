@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import grpc
@@ -103,9 +104,11 @@ class WorkerPool:
 class RoutingTableFollower:
     """Keeps the latest routing table from the control plane's watch stream, reconnecting when it breaks."""
 
-    def __init__(self, control_plane: ControlPlaneClient, pool: WorkerPool, retry_s: float = 0.5):
+    def __init__(self, control_plane: ControlPlaneClient, pool: WorkerPool, retry_s: float = 0.5,
+                 on_table: Callable[[Iterable[str]], None] | None = None):
         self._control_plane = control_plane
         self._pool = pool
+        self._on_table = on_table  # told the endpoint names of every new table (e.g. to drop their metrics)
         self._retry_s = retry_s
         self.endpoints: dict[str, EndpointRoutes] = {}
         self.first_table = asyncio.Event()
@@ -124,4 +127,6 @@ class RoutingTableFollower:
     def _apply(self, table: list[EndpointRoutes]) -> None:
         self.endpoints = {e.name: e for e in table}
         self._pool.keep_only({a for e in self.endpoints.values() for r in e.routes for a in r.replica_addresses})
+        if self._on_table is not None:
+            self._on_table(self.endpoints.keys())
         self.first_table.set()

@@ -2,27 +2,35 @@
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 import random
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import orjson
 
 from services.common.deployments import EndpointRoutes, RouteTarget
-from services.common.errors import EndpointNotFound, ReplicaUnreachable, Unavailable, error_from_code
+from services.common.errors import (
+    EndpointNotFound, PodiumError, ReplicaUnreachable, Unavailable, error_from_code,
+)
 from services.common.tensors import ModelMetadata
+from services.router.openapi import build_document
 from services.router.policy.replica_choice import pick_replica
 from services.router.policy.traffic import pick_served_entity
 
 if TYPE_CHECKING:  # the core is handed its backends; it never imports gRPC itself
     from services.common.control_plane_client import ControlPlaneClient
     from services.router.backends import RoutingTableFollower, WorkerPool
+    from services.router.metrics import EndpointMetrics
+    from services.router.openapi import SignatureReader
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CALLER = "admin"
+CLIENT_CLOSED = 499  # the caller went away before the answer (nginx's convention, as Databricks' Cancelled)
 
 
 class Protocol(enum.StrEnum):
@@ -51,11 +59,14 @@ class ModelDescription:
 
 class Gateway:
     def __init__(self, control_plane: "ControlPlaneClient", routing: "RoutingTableFollower", pool: "WorkerPool",
-                 *, forward_timeout_s: float, rng: random.Random | None = None):
+                 *, forward_timeout_s: float, metrics: "EndpointMetrics", signatures: "SignatureReader",
+                 rng: random.Random | None = None):
         self._control_plane = control_plane
         self._routing = routing
         self._pool = pool
         self._forward_timeout_s = forward_timeout_s
+        self._metrics = metrics
+        self._signatures = signatures
         self._rng = rng or random.Random()
         self._metadata: dict[str, ModelMetadata] = {}   # by deployment key: fixed while a deployment lives
 
@@ -65,14 +76,33 @@ class Gateway:
                     served_entity_name: str | None = None,
                     protocol: Protocol = Protocol.DATABRICKS) -> QueryResult:
         """Forwards the caller's bytes to a replica of the served entity the traffic split picks (or of the
-        one named), to the worker RPC of the protocol. Both protocols take this one path."""
-        endpoint = self._endpoint(endpoint_name)
-        if served_entity_name is None:
-            route = pick_served_entity(endpoint.routes, self._rng.random())
-        else:
-            route = self._served_entity(endpoint, served_entity_name)
-        if route is None:
-            raise Unavailable(f"Endpoint '{endpoint_name}' is not ready yet", retry_after_s=5)
+        one named), to the worker RPC of the protocol. Both protocols take this one path, and every answer
+        (or error) is counted in the endpoint's metrics."""
+        endpoint = self._endpoint(endpoint_name)   # unknown endpoints are not counted: no series per typo
+        started = time.monotonic()
+        counted_as, status = "", 500
+        try:
+            if served_entity_name is None:
+                route = pick_served_entity(endpoint.routes, self._rng.random())
+            else:
+                route = self._served_entity(endpoint, served_entity_name)
+            if route is None:
+                raise Unavailable(f"Endpoint '{endpoint_name}' is not ready yet", retry_after_s=5)
+            counted_as = route.served_entity_name
+            result = await self._forward(endpoint_name, route, body, content_type, protocol)
+            status = 200
+            return result
+        except PodiumError as exc:
+            status = exc.http_status
+            raise
+        except asyncio.CancelledError:
+            status = CLIENT_CLOSED
+            raise
+        finally:
+            self._metrics.observe(endpoint_name, counted_as, status, (time.monotonic() - started) * 1000)
+
+    async def _forward(self, endpoint_name: str, route: RouteTarget, body: bytes, content_type: str,
+                       protocol: Protocol) -> QueryResult:
         tried: set[str] = set()
         # A replica that cannot be reached processed nothing: try one other before giving up.
         for _attempt in range(2):
@@ -140,6 +170,20 @@ class Gateway:
                 return route
         raise EndpointNotFound(f"Served entity '{served_entity_name}' of endpoint '{endpoint.name}' does not exist")
 
+    async def export_metrics(self, name: str) -> bytes:
+        """Prometheus text of this router's counts for the endpoint."""
+        self._endpoint(name)
+        return self._metrics.export(name)
+
+    async def get_open_api(self, name: str, server_url: str = "") -> bytes:
+        """The endpoint's OpenAPI document, from its served models' signatures in the registry."""
+        endpoint = orjson.loads(await self._control_plane.get_endpoint(name))
+        config = endpoint.get("config") or endpoint.get("pending_config") or {}
+        entities = config.get("served_entities", [])
+        found = await asyncio.gather(*(self._signatures.signature(e["entity_name"], e["entity_version"])
+                                       for e in entities))
+        return orjson.dumps(build_document(endpoint, {e["name"]: s for e, s in zip(entities, found)}, server_url))
+
     # ---- management: passed to the control plane, which validates and decides ----
 
     async def create_endpoint(self, body: bytes) -> bytes:
@@ -156,6 +200,24 @@ class Gateway:
 
     async def delete_endpoint(self, name: str) -> None:
         await self._control_plane.delete_endpoint(name)
+
+    async def patch_tags(self, name: str, body: bytes) -> bytes:
+        return await self._control_plane.patch_tags(name, body)
+
+    async def put_ai_gateway(self, name: str, body: bytes) -> bytes:
+        return await self._control_plane.put_ai_gateway(name, body)
+
+    async def put_rate_limits(self, name: str, body: bytes) -> bytes:
+        return await self._control_plane.put_rate_limits(name, body)
+
+    async def update_notifications(self, name: str, body: bytes) -> bytes:
+        return await self._control_plane.update_notifications(name, body)
+
+    async def patch_telemetry_config(self, name: str, body: bytes) -> bytes:
+        return await self._control_plane.patch_telemetry_config(name, body)
+
+    async def served_model_logs(self, name: str, served_model_name: str, *, build: bool) -> str:
+        return await self._control_plane.served_model_logs(name, served_model_name, build=build)
 
 
 def _model_error(http_status: int, body: bytes):

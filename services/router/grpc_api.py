@@ -5,6 +5,7 @@ from __future__ import annotations
 from podium_api.v1 import query_pb2, query_pb2_grpc
 from services.common.grpc_edge import grpc_edge
 from services.router.core import Gateway
+from services.router.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 
 
 class QueryServicer(query_pb2_grpc.QueryServicer):
@@ -13,6 +14,17 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
 
     @grpc_edge
     async def Invoke(self, request, context):
-        result = await self._gateway.query(request.endpoint, request.body, request.content_type or "application/json")
+        result = await self._gateway.query(request.endpoint, request.body, request.content_type or "application/json",
+                                           served_entity_name=request.served_model_name or None)
         return query_pb2.InvokeReply(body=result.body, content_type=result.content_type,
                                      served_model_name=result.served_entity_name)
+
+    @grpc_edge
+    async def ExportMetrics(self, request, context):
+        contents = await self._gateway.export_metrics(request.endpoint)
+        return query_pb2.ContentsReply(contents=contents, content_type=METRICS_CONTENT_TYPE)
+
+    @grpc_edge
+    async def GetOpenApi(self, request, context):
+        contents = await self._gateway.get_open_api(request.endpoint)
+        return query_pb2.ContentsReply(contents=contents, content_type="application/json")

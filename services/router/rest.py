@@ -16,6 +16,7 @@ from services.common.errors import (
     MethodNotAllowed, NotFound, PayloadTooLarge, PodiumError, BadRequest,
 )
 from services.router.core import Gateway
+from services.router.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from services.router.oip_rest import OpenInferenceRoutes, is_oip_path
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,48 @@ async def update_config(request: web.Request) -> web.Response:
     return _json(await request.app[GATEWAY].update_config(request.match_info["name"], await _body(request)))
 
 
+async def patch_tags(request: web.Request) -> web.Response:
+    return _json(await request.app[GATEWAY].patch_tags(request.match_info["name"], await _body(request)))
+
+
+async def put_ai_gateway(request: web.Request) -> web.Response:
+    return _json(await request.app[GATEWAY].put_ai_gateway(request.match_info["name"], await _body(request)))
+
+
+async def put_rate_limits(request: web.Request) -> web.Response:
+    return _json(await request.app[GATEWAY].put_rate_limits(request.match_info["name"], await _body(request)))
+
+
+async def update_notifications(request: web.Request) -> web.Response:
+    return _json(await request.app[GATEWAY].update_notifications(request.match_info["name"], await _body(request)))
+
+
+async def patch_telemetry_config(request: web.Request) -> web.Response:
+    return _json(await request.app[GATEWAY].patch_telemetry_config(request.match_info["name"], await _body(request)))
+
+
+async def served_model_logs(request: web.Request) -> web.Response:
+    logs = await request.app[GATEWAY].served_model_logs(
+        request.match_info["name"], request.match_info["served_model"], build=False)
+    return _json(orjson.dumps({"logs": logs}))
+
+
+async def served_model_build_logs(request: web.Request) -> web.Response:
+    logs = await request.app[GATEWAY].served_model_logs(
+        request.match_info["name"], request.match_info["served_model"], build=True)
+    return _json(orjson.dumps({"logs": logs}))
+
+
+async def export_metrics(request: web.Request) -> web.Response:
+    text = await request.app[GATEWAY].export_metrics(request.match_info["name"])
+    return web.Response(body=text, headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+
+async def get_open_api(request: web.Request) -> web.Response:
+    # The document's server is where this caller reached us (behind a proxy: the Host it sent).
+    return _json(await request.app[GATEWAY].get_open_api(request.match_info["name"], f"{request.scheme}://{request.host}"))
+
+
 async def invocations(request: web.Request) -> web.Response:
     # The payload is not parsed here: the worker scores the caller's bytes with MLflow's own parser.
     # /served-models/{served_entity}/invocations queries that served entity, whatever the traffic split.
@@ -125,6 +168,15 @@ def build_app(gateway: Gateway, max_request_bytes: int) -> web.Application:
     app.router.add_get(ENDPOINTS + "/{name}" + SLASH, get_endpoint)
     app.router.add_delete(ENDPOINTS + "/{name}" + SLASH, delete_endpoint)
     app.router.add_put(ENDPOINTS + "/{name}/config" + SLASH, update_config)
+    app.router.add_patch(ENDPOINTS + "/{name}/tags" + SLASH, patch_tags)
+    app.router.add_put(ENDPOINTS + "/{name}/ai-gateway" + SLASH, put_ai_gateway)
+    app.router.add_put(ENDPOINTS + "/{name}/rate-limits" + SLASH, put_rate_limits)
+    app.router.add_patch(ENDPOINTS + "/{name}/notifications" + SLASH, update_notifications)
+    app.router.add_patch(ENDPOINTS + "/{name}/telemetry-config" + SLASH, patch_telemetry_config)
+    app.router.add_get(ENDPOINTS + "/{name}/served-models/{served_model}/logs" + SLASH, served_model_logs)
+    app.router.add_get(ENDPOINTS + "/{name}/served-models/{served_model}/build-logs" + SLASH, served_model_build_logs)
+    app.router.add_get(ENDPOINTS + "/{name}/metrics" + SLASH, export_metrics)
+    app.router.add_get(ENDPOINTS + "/{name}/openapi" + SLASH, get_open_api)
     app.router.add_post("/serving-endpoints/{name}/invocations" + SLASH, invocations)
     app.router.add_post("/serving-endpoints/{name}/served-models/{served_entity}/invocations" + SLASH, invocations)
     OpenInferenceRoutes(gateway).register(app.router)
