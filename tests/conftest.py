@@ -57,3 +57,20 @@ def pytorch_model(stack) -> flavors.Flavored:
 @pytest.fixture(scope="session")
 def pytorch_endpoint(stack, pytorch_model) -> dict:
     return stack.serve("torch-net", [{"entity_name": pytorch_model.name, "entity_version": pytorch_model.version}])
+
+
+@pytest.fixture(scope="session")
+def versioned_model(stack) -> tuple[models.RegisteredModel, models.RegisteredModel]:
+    """Two registered versions (1 and 2, different training seeds) of main.default.versioned."""
+    first = models.register_sklearn_classifier(stack.info, "main.default.versioned", seed=0)
+    second = models.register_sklearn_classifier(stack.info, "main.default.versioned", seed=1)
+    assert (first.version, second.version) == ("1", "2")
+    return first, second
+
+
+@pytest.fixture(scope="session")
+def workspace(stack):
+    """A databricks-sdk WorkspaceClient pointed at the stack, as a user would build it (any token for now)."""
+    from databricks.sdk import WorkspaceClient
+
+    return WorkspaceClient(host=stack.url, token="anything")

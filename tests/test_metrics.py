@@ -1,0 +1,52 @@
+"""The router's per-endpoint metrics and their Prometheus export, without processes."""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from services.router.metrics import EndpointMetrics, status_counters
+
+
+def _samples(text: bytes) -> dict:
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text.decode()) for s in family.samples}
+
+
+@pytest.mark.parametrize("status, want", [
+    (200, (False, False)), (400, (True, False)), (404, (True, False)), (429, (True, False)),
+    (499, (True, False)), (500, (False, True)), (503, (False, True)), (504, (False, True)),
+])
+def test_status_counters(status, want):
+    assert status_counters(status) == want
+
+
+def test_export_holds_only_that_endpoint_per_served_entity():
+    metrics = EndpointMetrics()
+    metrics.observe("a", "m-1", 200, 12.0)
+    metrics.observe("a", "m-1", 400, 3.0)
+    metrics.observe("a", "m-2", 503, 7000.0)
+    metrics.observe("b", "x-1", 200, 1.0)
+    samples = _samples(metrics.export("a"))
+    m1 = (("endpoint_name", "a"), ("served_entity_name", "m-1"))
+    m2 = (("endpoint_name", "a"), ("served_entity_name", "m-2"))
+    assert samples[("request_count_total", m1)] == 2 and samples[("request_count_total", m2)] == 1
+    assert samples[("request_4xx_count_total", m1)] == 1 and samples[("request_5xx_count_total", m1)] == 0
+    assert samples[("request_5xx_count_total", m2)] == 1
+    assert samples[("request_latency_ms_sum", m1)] == 15.0
+    assert samples[("request_latency_ms_bucket", tuple(sorted(m2 + (("le", "5000.0"),))))] == 0
+    assert samples[("request_latency_ms_bucket", tuple(sorted(m2 + (("le", "10000.0"),))))] == 1
+    assert not [k for k in samples if ("endpoint_name", "b") in k[1]]
+    assert not [k for k in samples if k[0].endswith("_created")]
+
+
+def test_keep_only_drops_deleted_endpoints():
+    metrics = EndpointMetrics()
+    metrics.observe("a", "m-1", 200, 1.0)
+    metrics.observe("gone", "m-1", 200, 1.0)
+    metrics.keep_only(["a"])
+    assert _samples(metrics.export("gone")) == {}
+    assert _samples(metrics.export("a"))
+    metrics.observe("gone", "m-1", 200, 1.0)  # recreated later: counts start again
+    assert _samples(metrics.export("gone"))[
+        ("request_count_total", (("endpoint_name", "gone"), ("served_entity_name", "m-1")))] == 1
