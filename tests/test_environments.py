@@ -49,6 +49,10 @@ def test_model_is_served_from_its_own_environment_and_the_second_start_reuses_it
     assert len(envs) == 1 and (envs[0] / ".complete").exists()
     first_log = (envs[0] / "build.log").read_text()
     assert PINNED in first_log and "tabulate" in first_log
+    # The served model's build-logs: pip's output, then the worker saying which environment it runs in.
+    build = env_stack.api("GET", f"/api/2.0/serving-endpoints/own-env/served-models/needs_tabulate-{version}"
+                                 "/build-logs").json()["logs"]
+    assert build.index(PINNED) < build.index("environment: the model's own virtualenv") < build.index("loaded models:/")
     built_at = (envs[0] / ".complete").stat().st_mtime
 
     # A second endpoint of the same requirements: served from the cached environment, nothing rebuilt.
@@ -72,3 +76,6 @@ def test_a_failed_build_fails_the_update_with_pips_reason(env_stack):
     assert "environment failed" in message and "podium-no-such-package" in message, message
     logs = [p.read_text() for p in (env_stack.data_dir / "logs").glob("*/build.log")]
     assert any("podium-no-such-package" in text and "ERROR" in text for text in logs)
+    build = env_stack.api("GET", f"/api/2.0/serving-endpoints/unbuildable/served-models/unbuildable-{version}"
+                                 "/build-logs").json()["logs"]
+    assert "podium-no-such-package" in build and "ERROR" in build

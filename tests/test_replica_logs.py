@@ -49,6 +49,16 @@ def test_only_the_newest_bytes_are_kept_from_a_line_start(tmp_path):
     assert text.endswith("line 99\n") and text.startswith("line ") and len(text) <= 30
 
 
+def test_a_per_model_environment_build_comes_first(tmp_path):
+    (tmp_path / "build.log").parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "build.log").write_text("$ pip install tabulate==0.8.10\nSuccessfully installed\n")
+    assert read_replica_logs(tmp_path, [], build=True, max_bytes=1000).startswith("$ pip install")  # no replica yet
+    _replica(tmp_path, "r-1", "env\nloaded\n", "served\n")
+    assert read_replica_logs(tmp_path, ["r-1"], build=True, max_bytes=1000) == (
+        "$ pip install tabulate==0.8.10\nSuccessfully installed\nenv\nloaded\n")
+    assert read_replica_logs(tmp_path, ["r-1"], build=False, max_bytes=1000) == "served\n"  # not a replica
+
+
 def test_no_files_no_logs(tmp_path):
     assert read_replica_logs(tmp_path / "missing", [], build=True, max_bytes=10) == ""
 

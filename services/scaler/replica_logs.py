@@ -4,6 +4,8 @@ The runtime sends each worker's stderr to <logs_dir>/<deployment key>/<replica i
 start order) and, when the worker announces `ready`, writes the file's size then to <replica id>.ready.
 Bytes before that mark are the build log (environment, model download and load), bytes after it the
 server log. Files outlive their replica, so a replica that failed to start still has its build log.
+With per-model environments the environment's own build output (pip's) is <deployment key>/build.log,
+written by services/scaler/environments.py; the build log starts with it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from services.common.errors import InvalidParameter
+from services.scaler.environments import BUILD_LOG as ENVIRONMENT_LOG
 
 LOG_SUFFIX, READY_SUFFIX = ".log", ".ready"
 DEFAULT_MAX_BYTES = 512 * 1024
@@ -27,16 +30,24 @@ def mark_ready(log_path: Path) -> None:
 
 
 def read_replica_logs(key_dir: Path, running: Iterable[str], *, build: bool, max_bytes: int) -> str:
-    """The build log of the newest replica, or the server logs of the running ones (else of the newest).
+    """The build log (the environment's build output if any, then what the newest replica printed until
+    ready), or the server logs of the running replicas (else of the newest).
 
     `running` holds replica ids the runtime still manages. Each part keeps its newest `max_bytes`,
     starting at a line boundary; several replicas' server logs come one after the other under a header.
     """
-    on_disk = sorted(p.stem for p in key_dir.glob(f"*{LOG_SUFFIX}")) if key_dir.is_dir() else []
+    on_disk = sorted(p.stem for p in key_dir.glob(f"*{LOG_SUFFIX}") if p.name != ENVIRONMENT_LOG) \
+        if key_dir.is_dir() else []
+    if build:
+        environment = key_dir / ENVIRONMENT_LOG
+        parts = [_tail(environment, 0, environment.stat().st_size, max_bytes // 2 if on_disk else max_bytes)] \
+            if environment.exists() else []
+        if on_disk:
+            parts.append(_part(key_dir / f"{on_disk[-1]}{LOG_SUFFIX}", build=True, max_bytes=max_bytes - len(
+                "".join(parts).encode())))
+        return "".join(parts)
     if not on_disk:
         return ""
-    if build:
-        return _part(key_dir / f"{on_disk[-1]}{LOG_SUFFIX}", build=True, max_bytes=max_bytes)
     chosen = [r for r in on_disk if r in set(running)] or on_disk[-1:]
     parts = [_part(key_dir / f"{r}{LOG_SUFFIX}", build=False, max_bytes=max_bytes // len(chosen)) for r in chosen]
     if len(chosen) == 1:
@@ -50,6 +61,11 @@ def _part(log_path: Path, *, build: bool, max_bytes: int) -> str:
     ready_at = int(ready_path.read_text() or 0) if ready_path.exists() else None
     # No ready mark: the replica is still starting, or never got there; all it printed is build output.
     start, end = (0, size if ready_at is None else ready_at) if build else (size if ready_at is None else ready_at, size)
+    return _tail(log_path, start, end, max_bytes)
+
+
+def _tail(log_path: Path, start: int, end: int, max_bytes: int) -> str:
+    """Bytes [start, end) of the file, or its last max_bytes from a line start."""
     first = max(start, end - max_bytes)
     with open(log_path, "rb") as f:
         f.seek(first)

@@ -11,6 +11,7 @@ import atexit
 import logging
 import platform
 import shutil
+import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -41,9 +42,14 @@ def load_model(model_uri: str, registry_uri: str = "", tracking_uri: str = ""):
     """
     import mlflow
 
-    log.info("environment: the platform's default environment (Python %s, mlflow %s); no per-model environment "
-             "is built, so the model's logged requirements are not installed", platform.python_version(),
-             mlflow.__version__)
+    if sys.prefix != sys.base_prefix and Path(sys.prefix, "requirements.txt").exists():
+        # services/scaler/environments.py built this virtualenv (its output comes first in the build log)
+        log.info("environment: the model's own virtualenv %s, built from its logged requirements (Python %s, "
+                 "mlflow %s from the platform)", Path(sys.prefix).name, platform.python_version(), mlflow.__version__)
+    else:
+        log.info("environment: the platform's default environment (Python %s, mlflow %s); no per-model environment "
+                 "is built, so the model's logged requirements are not installed", platform.python_version(),
+                 mlflow.__version__)
     if tracking_uri:
         mlflow.set_tracking_uri(tracking_uri)
     if registry_uri:
