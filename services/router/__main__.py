@@ -22,6 +22,7 @@ from services.router.grpc_api import QueryServicer
 from services.router.metrics import EndpointMetrics
 from services.router.oip_grpc import InferenceServicer
 from services.router.openapi import SignatureReader
+from services.router.registry import ModelRegistry
 from services.router.rest import build_app
 from services.router.settings import RouterSettings
 
@@ -34,8 +35,9 @@ async def serve(settings: RouterSettings) -> None:
     follower = asyncio.create_task(routing.run())
     await routing.first_table.wait()  # answer no query before knowing the endpoints
     signatures = SignatureReader(settings.registry_uri, settings.tracking_uri, alias_ttl_s=settings.openapi_alias_ttl_s)
+    registry = ModelRegistry(settings.registry_uri, settings.tracking_uri, settings.registry_timeout_s)
     gateway = Gateway(control_plane, routing, pool, forward_timeout_s=settings.forward_timeout_s, metrics=metrics,
-                      signatures=signatures)
+                      signatures=signatures, registry=registry)
 
     runner = web.AppRunner(build_app(gateway, settings.max_request_bytes), access_log=None)
     await runner.setup()
@@ -64,6 +66,7 @@ async def serve(settings: RouterSettings) -> None:
     with contextlib.suppress(asyncio.CancelledError):
         await follower
     await pool.close()
+    registry.close()
     await control_plane.close()
 
 

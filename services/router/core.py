@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # the core is handed its backends; it never imports gRPC itse
     from services.router.backends import RoutingTableFollower, WorkerPool
     from services.router.metrics import EndpointMetrics
     from services.router.openapi import SignatureReader
+    from services.router.registry import ModelRegistry
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +61,9 @@ class ModelDescription:
 class Gateway:
     def __init__(self, control_plane: "ControlPlaneClient", routing: "RoutingTableFollower", pool: "WorkerPool",
                  *, forward_timeout_s: float, metrics: "EndpointMetrics", signatures: "SignatureReader",
-                 rng: random.Random | None = None):
+                 rng: random.Random | None = None, registry: "ModelRegistry | None" = None):
         self._control_plane = control_plane
+        self._registry = registry
         self._routing = routing
         self._pool = pool
         self._forward_timeout_s = forward_timeout_s
@@ -218,6 +220,19 @@ class Gateway:
 
     async def served_model_logs(self, name: str, served_model_name: str, *, build: bool) -> str:
         return await self._control_plane.served_model_logs(name, served_model_name, build=build)
+
+    # ---- the model registry, read-only, for the management UI ----
+
+    async def list_registered_models(self) -> bytes:
+        return orjson.dumps({"registered_models": await self._require_registry().registered_models()})
+
+    async def get_model_signature(self, name: str, version: str) -> bytes:
+        return orjson.dumps(await self._require_registry().signature(name, version))
+
+    def _require_registry(self) -> "ModelRegistry":
+        if self._registry is None:
+            raise Unavailable("this router has no model registry configured")
+        return self._registry
 
 
 def _model_error(http_status: int, body: bytes):

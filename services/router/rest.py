@@ -18,6 +18,7 @@ from services.common.errors import (
 from services.router.core import Gateway
 from services.router.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from services.router.oip_rest import OpenInferenceRoutes, is_oip_path
+from services.router.ui import add_ui_routes
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,7 @@ JSON = "application/json"
 # Optional trailing slash: mlflow calls /api/2.0/serving-endpoints/ (sic) for list and create.
 SLASH = "{slash:/?}"
 ENDPOINTS = "/api/2.0/serving-endpoints"
+REGISTRY = "/api/2.0/podium/registered-models"
 
 
 def error_response(error: PodiumError, is_oip: bool = False) -> web.Response:
@@ -148,6 +150,15 @@ async def get_open_api(request: web.Request) -> web.Response:
     return _json(await request.app[GATEWAY].get_open_api(request.match_info["name"], f"{request.scheme}://{request.host}"))
 
 
+async def list_registered_models(request: web.Request) -> web.Response:
+    return _json(await request.app[GATEWAY].list_registered_models())
+
+
+async def get_model_signature(request: web.Request) -> web.Response:
+    return _json(await request.app[GATEWAY].get_model_signature(request.match_info["name"],
+                                                                 request.match_info["version"]))
+
+
 async def invocations(request: web.Request) -> web.Response:
     # The payload is not parsed here: the worker scores the caller's bytes with MLflow's own parser.
     # /served-models/{served_entity}/invocations queries that served entity, whatever the traffic split.
@@ -180,4 +191,8 @@ def build_app(gateway: Gateway, max_request_bytes: int) -> web.Application:
     app.router.add_post("/serving-endpoints/{name}/invocations" + SLASH, invocations)
     app.router.add_post("/serving-endpoints/{name}/served-models/{served_entity}/invocations" + SLASH, invocations)
     OpenInferenceRoutes(gateway).register(app.router)
+    # Podium's own read-only registry view, for the UI's model pickers and the playground's example.
+    app.router.add_get(REGISTRY + SLASH, list_registered_models)
+    app.router.add_get(REGISTRY + "/{name}/versions/{version}/signature" + SLASH, get_model_signature)
+    add_ui_routes(app)
     return app

@@ -17,7 +17,8 @@ class RouterSettings(BaseSettings):
     forward_timeout_s: float = Field(60.0, gt=0)      # deadline of one prediction on a worker
     management_timeout_s: float = Field(10.0, gt=0)   # deadline of one control-plane call
     max_request_bytes: int = Field(16 * 1024 * 1024, gt=0)  # as Databricks: 16 MB per request
-    # The registry GET .../openapi reads served models' signatures from (the query path never does).
+    # The registry GET .../openapi and the UI's model pickers read (the query path never does).
     registry_uri: str = Field("", validation_alias=AliasChoices("PODIUM_REGISTRY_URI", "MLFLOW_REGISTRY_URI"))
     tracking_uri: str = Field("", validation_alias=AliasChoices("PODIUM_TRACKING_URI", "MLFLOW_TRACKING_URI"))
     openapi_alias_ttl_s: float = Field(60.0, gt=0)   # an alias's signature is read again after this long
+    registry_timeout_s: float = Field(30.0, gt=0)     # deadline of one registry read for the UI

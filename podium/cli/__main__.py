@@ -1,0 +1,5 @@
+import sys
+
+from podium.cli.app import main
+
+sys.exit(main())
