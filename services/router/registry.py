@@ -78,7 +78,7 @@ class ModelRegistry:
             "name": m.name,
             "description": m.description or "",
             "last_updated_timestamp": m.last_updated_timestamp,
-            "aliases": dict(sorted((m.aliases or {}).items())),
+            "aliases": {alias: str(version) for alias, version in sorted((m.aliases or {}).items())},
             "versions": sorted(by_name.get(m.name, []), key=lambda v: -int(v["version"])),
         } for m in sorted(models, key=lambda m: m.name)]
 

@@ -84,7 +84,7 @@ export function mount(main, { name }) {
       h('td', { class: 'num' }, `${shares[e.name] ?? 0}%`),
       h('td', {}, deploymentBadge(e.state), h('div', { class: 'muted small' }, (e.state || {}).deployment_state_message || ''))));
     entities.append(h('table', { class: 'table' },
-      h('thead', {}, h('tr', {}, ['Name', 'Model', 'Workload', 'Traffic', 'State'].map((t) => h('th', {}, t)))),
+      h('thead', {}, h('tr', {}, ['Name', 'Model', 'Workload', 'Traffic', 'State'].map((t) => h('th', { class: t === 'Traffic' ? 'num' : null }, t)))),
       h('tbody', {}, rows)),
     h('div', { class: 'padded' }, trafficBar((config.served_entities || []).map((e, index) => ({ name: e.name, percent: shares[e.name] ?? 0, index })))));
     logs.setEntities((endpoint.pending_config || endpoint.config).served_entities.map((e) => e.name));
@@ -178,16 +178,17 @@ function logsCard(endpointName) {
   const load = async () => {
     if (!select.value) return;
     output.textContent = 'Loading…';
-    output.classList.remove('code-error');
+    output.classList.remove('code-error', 'code-muted');
     try {
       const answer = await api('GET', `${endpointPath(endpointName)}/served-models/${encodeURIComponent(select.value)}/${kind.value}`);
       output.textContent = answer.logs || '(empty)';
       output.scrollTop = output.scrollHeight;
     } catch (failure) {
-      output.textContent = failure.status === 404 && failure.code === 'NOT_FOUND'
+      const missingApi = failure.status === 404 && failure.code === 'NOT_FOUND';
+      output.textContent = missingApi
         ? `This server has no ${kind.value === 'logs' ? 'logs' : 'build logs'} API yet (${failure.message}).`
         : `Cannot load logs: ${failure.display}`;
-      output.classList.add('code-error');
+      output.classList.add(missingApi ? 'code-muted' : 'code-error');
     }
   };
   select.addEventListener('change', load);

@@ -50,7 +50,7 @@ export function mount(main, { name }) {
         h('div', { class: 'form-actions' }, h('span', { class: 'muted small' }, 'Ctrl+Enter sends'), send)),
       h('section', { class: 'card' }, h('div', { class: 'card-header' }, h('h2', {}, 'Response'), status), output)),
     h('section', { class: 'card card-flush' }, h('div', { class: 'card-header padded' }, h('h2', {}, 'Recent requests'), h('span', { class: 'muted' }, 'this page only')),
-      h('table', { class: 'table', id: 'recent-requests' }, h('thead', {}, h('tr', {}, ['Time', 'Status', 'Latency', 'Served by'].map((t) => h('th', {}, t)))), recent)));
+      h('table', { class: 'table', id: 'recent-requests' }, h('thead', {}, h('tr', {}, ['Time', 'Status', 'Latency', 'Served by'].map((t) => h('th', { class: t === 'Latency' ? 'num' : null }, t)))), recent)));
 
   function format() {
     try { editor.value = pretty(JSON.parse(editor.value)); } catch (failure) { showMeta(badge('Invalid JSON', 'danger'), failure.message); }
