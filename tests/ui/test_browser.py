@@ -25,6 +25,10 @@ def ui_models(stack):
 
 @pytest.fixture
 def page(chromium, stack):
+    from playwright.sync_api import expect
+
+    # A loaded 2-core machine may need seconds for the router's first registry read (it imports MLflow).
+    expect.set_options(timeout=30_000)
     context = chromium.new_context(viewport={"width": 1360, "height": 900})
     page = context.new_page()
     page.set_default_timeout(30_000)
