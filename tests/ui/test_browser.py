@@ -127,6 +127,13 @@ def test_create_query_edit_and_delete_an_endpoint(page, stack, ui_models, screen
     expect(page).to_have_url(re.compile(rf"#/endpoints/{NAME}$"))
     expect(page.locator(READY)).to_be_visible(timeout=180_000)
     expect(page.locator("#served-entities tr[data-entity='ui_flowers-2']")).to_contain_text("30%")
+    # Served-model logs and the request charts come from the same REST API (GET .../logs, .../metrics).
+    expect(page.locator("#logs-output")).not_to_have_text(re.compile(r"^(Loading|Choose)"))
+    expect(page.locator("#logs-output")).not_to_have_class(re.compile("code-error"))
+    expect(page.locator("#metrics")).to_be_visible()
+    expect(page.locator("#metrics figcaption")).to_contain_text(["Requests / s", "4xx answers / s", "5xx answers / s",
+                                                                 "Latency p50 (ms)", "Latency p99 (ms)"])
+    expect(page.locator("#metrics svg path[stroke]").first).to_be_attached()   # two samples: a line is drawn
     screenshot(page, "09-endpoint-traffic-split")
     config = stack.api("GET", f"/api/2.0/serving-endpoints/{NAME}").json()["config"]
     assert {r["served_entity_name"]: r["traffic_percentage"] for r in config["traffic_config"]["routes"]} == {

@@ -9,14 +9,15 @@ function el(tag, attrs) {
 
 // points: [[epochMs, value], ...] oldest first. Returns an <svg> scaled to its container's width.
 export function lineChart(points, { height = 120, color = '#4f46e5', format = (v) => v.toFixed(2) } = {}) {
-  const width = 480;
-  const pad = { top: 10, right: 8, bottom: 18, left: 44 };
+  const width = 300;
+  const pad = { top: 10, right: 6, bottom: 18, left: 34 };
   const svg = el('svg', { viewBox: `0 0 ${width} ${height}`, class: 'chart', role: 'img', preserveAspectRatio: 'none' });
   const innerW = width - pad.left - pad.right;
   const innerH = height - pad.top - pad.bottom;
   const values = points.map((p) => p[1]).filter((v) => Number.isFinite(v));
-  const max = Math.max(1e-9, ...values);
   const min = Math.min(0, ...values);
+  // No traffic yet (all zero) still gets a readable 0–1 axis rather than a collapsed one.
+  const max = Math.max(min + 1e-9, ...values) > min + 1e-9 ? Math.max(...values) : min + 1;
   for (const fraction of [0, 0.5, 1]) {
     const y = pad.top + innerH * (1 - fraction);
     svg.append(el('line', { x1: pad.left, x2: width - pad.right, y1: y, y2: y, class: 'chart-grid' }));

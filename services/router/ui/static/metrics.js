@@ -8,19 +8,33 @@ export function parsePrometheus(text) {
     const line = raw.trim();
     if (!line) continue;
     const typeMatch = line.match(/^#\s*TYPE\s+(\S+)\s+(\S+)/);
-    if (typeMatch) { types[typeMatch[1]] = typeMatch[2]; continue; }
+    if (typeMatch) { types[typeMatch[1].replace(/_total$/, '')] = typeMatch[2]; continue; }
     if (line.startsWith('#')) continue;
     const match = line.match(/^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)/);
     if (!match) continue;
     const value = Number(match[3]);
-    if (!Number.isFinite(value)) continue;
     const name = match[1];
+    // *_created is when a series started, not a measurement.
+    if (Number.isNaN(value) || name.endsWith('_created')) continue;
     const family = Object.keys(types).find((f) => name === f || name === `${f}_total` || name === `${f}_count` || name === `${f}_sum` || name === `${f}_bucket`) || name;
     const entry = families[family] || (families[family] = { type: types[family] || (name.endsWith('_total') ? 'counter' : 'gauge'), sums: {} });
-    entry.sums[name] = (entry.sums[name] || 0) + value;   // summed over labels: one line per family
+    // Summed over labels (every served entity together); histogram buckets stay apart by their upper bound.
+    const le = name.endsWith('_bucket') && (match[2] || '').match(/le="([^"]+)"/);
+    const key = le ? `le:${le[1]}` : name;
+    entry.sums[key] = (entry.sums[key] || 0) + value;
   }
   return families;
 }
+
+// Axis labels: 1234 → "1234", 17.65 → "17.7", 0.5 → "0.50".
+const compact = (v) => (Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs(v) >= 10 ? v.toFixed(1) : v.toFixed(2));
+
+// Friendlier titles for the metrics Podium's router exports (Databricks' names); others keep their own.
+const TITLES = {
+  'request_count · per second': 'Requests / s', 'request_4xx_count · per second': '4xx answers / s',
+  'request_5xx_count · per second': '5xx answers / s', 'request_latency_ms · p50': 'Latency p50 (ms)',
+  'request_latency_ms · p99': 'Latency p99 (ms)',
+};
 
 // Keeps a sliding window of samples; derive() gives [{title, points, format}] for the charts.
 export class MetricsHistory {
@@ -35,18 +49,20 @@ export class MetricsHistory {
     const latest = this.samples.length ? this.samples[this.samples.length - 1][1] : {};
     const charts = [];
     for (const [family, info] of Object.entries(latest)) {
-      if (info.type === 'histogram' || info.type === 'summary') {
-        charts.push({ title: `${family} · per second`, points: this.rate(family, `${family}_count`), format: (v) => v.toFixed(2) });
-        charts.push({ title: `${family} · mean`, points: this.ratio(family, `${family}_sum`, `${family}_count`), format: (v) => v.toPrecision(3) });
+      if (info.type === 'histogram') {
+        charts.push({ title: `${family} · p50`, points: this.quantile(family, 0.5), format: compact });
+        charts.push({ title: `${family} · p99`, points: this.quantile(family, 0.99), format: compact });
+      } else if (info.type === 'summary') {
+        charts.push({ title: `${family} · mean`, points: this.ratio(family, `${family}_sum`, `${family}_count`), format: compact });
       } else if (info.type === 'counter') {
         const name = Object.keys(info.sums)[0];
-        charts.push({ title: `${family} · per second`, points: this.rate(family, name), format: (v) => v.toFixed(2) });
+        charts.push({ title: `${family} · per second`, points: this.rate(family, name), format: compact });
       } else {
         const name = Object.keys(info.sums)[0];
-        charts.push({ title: family, points: this.samples.map(([t, f]) => [t, f[family] ? f[family].sums[name] : NaN]), format: (v) => v.toPrecision(3) });
+        charts.push({ title: family, points: this.samples.map(([t, f]) => [t, f[family] ? f[family].sums[name] : NaN]), format: compact });
       }
     }
-    return charts;
+    return charts.map((c) => ({ ...c, title: TITLES[c.title] || c.title }));
   }
 
   rate(family, name) {
@@ -58,6 +74,34 @@ export class MetricsHistory {
       const after = b[family] && b[family].sums[name];
       if (before === undefined || after === undefined || after < before) continue;   // a restart resets counters
       points.push([t1, (after - before) / Math.max(0.001, (t1 - t0) / 1000)]);
+    }
+    return points;
+  }
+
+  // The q-quantile of the requests seen between two samples, from the histogram's cumulative buckets
+  // (linear inside the bucket, as Prometheus' histogram_quantile does).
+  quantile(family, q) {
+    const points = [];
+    for (let i = 1; i < this.samples.length; i++) {
+      const a = this.samples[i - 1][1][family];
+      const b = this.samples[i][1][family];
+      if (!a || !b) continue;
+      const bounds = Object.keys(b.sums).filter((k) => k.startsWith('le:')).map((k) => [k.slice(3) === '+Inf' ? Infinity : Number(k.slice(3)), b.sums[k] - (a.sums[k] || 0)]).sort((x, y) => x[0] - y[0]);
+      const total = bounds.length ? bounds[bounds.length - 1][1] : 0;
+      if (total <= 0) { points.push([this.samples[i][0], NaN]); continue; }
+      const rank = q * total;
+      let previousBound = 0;
+      let previousCount = 0;
+      let value = NaN;
+      for (const [bound, count] of bounds) {
+        if (count >= rank) {
+          value = Number.isFinite(bound) ? previousBound + ((bound - previousBound) * (rank - previousCount)) / Math.max(1e-9, count - previousCount) : previousBound;
+          break;
+        }
+        previousBound = bound;
+        previousCount = count;
+      }
+      points.push([this.samples[i][0], value]);
     }
     return points;
   }

@@ -33,8 +33,9 @@ export function mount(main, { name }) {
     h('div', { class: 'page-header' }, title, actions),
     error, pending,
     h('div', { class: 'grid-2' },
-      h('div', { class: 'stack' }, entities, logs.element, metrics),
+      h('div', { class: 'stack' }, entities, logs.element),
       h('div', { class: 'stack' }, details, gateway)),
+    metrics,
     h('details', { class: 'card raw-json' }, h('summary', {}, 'Endpoint JSON (GET ', path, ')'), raw));
 
   function renderHeader() {
