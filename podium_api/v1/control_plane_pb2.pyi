@@ -93,26 +93,30 @@ class RoutingTable(_message.Message):
     def __init__(self, endpoints: _Optional[_Iterable[_Union[EndpointRoutes, _Mapping]]] = ...) -> None: ...
 
 class EndpointRoutes(_message.Message):
-    __slots__ = ("name", "id", "routes")
+    __slots__ = ("name", "id", "routes", "gateway_json")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
     ROUTES_FIELD_NUMBER: _ClassVar[int]
+    GATEWAY_JSON_FIELD_NUMBER: _ClassVar[int]
     name: str
     id: str
     routes: _containers.RepeatedCompositeFieldContainer[Route]
-    def __init__(self, name: _Optional[str] = ..., id: _Optional[str] = ..., routes: _Optional[_Iterable[_Union[Route, _Mapping]]] = ...) -> None: ...
+    gateway_json: str
+    def __init__(self, name: _Optional[str] = ..., id: _Optional[str] = ..., routes: _Optional[_Iterable[_Union[Route, _Mapping]]] = ..., gateway_json: _Optional[str] = ...) -> None: ...
 
 class Route(_message.Message):
-    __slots__ = ("served_entity_name", "traffic_percentage", "deployment_key", "replica_addresses")
+    __slots__ = ("served_entity_name", "traffic_percentage", "deployment_key", "replica_addresses", "external_model_json")
     SERVED_ENTITY_NAME_FIELD_NUMBER: _ClassVar[int]
     TRAFFIC_PERCENTAGE_FIELD_NUMBER: _ClassVar[int]
     DEPLOYMENT_KEY_FIELD_NUMBER: _ClassVar[int]
     REPLICA_ADDRESSES_FIELD_NUMBER: _ClassVar[int]
+    EXTERNAL_MODEL_JSON_FIELD_NUMBER: _ClassVar[int]
     served_entity_name: str
     traffic_percentage: int
     deployment_key: str
     replica_addresses: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, served_entity_name: _Optional[str] = ..., traffic_percentage: _Optional[int] = ..., deployment_key: _Optional[str] = ..., replica_addresses: _Optional[_Iterable[str]] = ...) -> None: ...
+    external_model_json: str
+    def __init__(self, served_entity_name: _Optional[str] = ..., traffic_percentage: _Optional[int] = ..., deployment_key: _Optional[str] = ..., replica_addresses: _Optional[_Iterable[str]] = ..., external_model_json: _Optional[str] = ...) -> None: ...
 
 class ListDeploymentsRequest(_message.Message):
     __slots__ = ()

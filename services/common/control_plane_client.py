@@ -13,6 +13,7 @@ import orjson
 from podium_api.v1 import control_plane_pb2 as pb
 from podium_api.v1 import control_plane_pb2_grpc
 from services.common.deployments import Deployment, DeploymentStatus, EndpointRoutes, RouteTarget
+from services.common.gateway_routes import external_from_json, gateway_from_json
 from services.common.grpc_edge import error_from_rpc
 from services.common.grpc_server import CHANNEL_OPTIONS
 
@@ -100,7 +101,8 @@ class ControlPlaneClient:
             async for table in call:
                 yield [EndpointRoutes(e.name, e.id, tuple(
                     RouteTarget(r.served_entity_name, r.traffic_percentage, r.deployment_key,
-                                tuple(r.replica_addresses)) for r in e.routes)) for e in table.endpoints]
+                                tuple(r.replica_addresses), external_from_json(r.external_model_json))
+                    for r in e.routes), gateway_from_json(e.gateway_json)) for e in table.endpoints]
         finally:
             call.cancel()
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from services.common.gateway_routes import ExternalModelTarget, GatewayPolicy
+
 
 @dataclass(frozen=True)
 class Deployment:
@@ -39,6 +41,7 @@ class RouteTarget:
     traffic_percentage: int
     deployment_key: str
     replica_addresses: tuple[str, ...]
+    external_model: ExternalModelTarget | None = None   # set: a provider serves it, there are no replicas
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class EndpointRoutes:
     name: str
     id: str
     routes: tuple[RouteTarget, ...]
+    gateway: GatewayPolicy | None = None   # None: a plain custom-model endpoint (the fast path)
 
 
 def model_uri(entity_name: str, entity_version: str) -> str:

@@ -12,6 +12,7 @@ from podium_api.v1 import control_plane_pb2_grpc
 from services.common.grpc_server import SERVER_OPTIONS
 from services.common.logging import configure_logging
 from services.common.readiness import announce_ready
+from services.common.secret_box import Cipher, load_master_key
 from services.control_plane.backends import ScalerClients
 from services.control_plane.core import EndpointService
 from services.control_plane.grpc_api import ControlPlaneServicer
@@ -22,7 +23,9 @@ from services.control_plane.store import EndpointStore
 async def serve(settings: ControlPlaneSettings) -> None:
     store = EndpointStore(settings.resolved_database_url())
     scalers = ScalerClients(timeout_s=settings.scaler_timeout_s)
-    service = EndpointService(store, report_expiry_s=settings.report_expiry_s, scalers=scalers)
+    master_key = settings.master_key.get_secret_value() if settings.master_key else None
+    cipher = Cipher.from_key(load_master_key(master_key, settings.data_dir))
+    service = EndpointService(store, report_expiry_s=settings.report_expiry_s, scalers=scalers, cipher=cipher)
     await service.start()
     server = grpc.aio.server(options=SERVER_OPTIONS)
     control_plane_pb2_grpc.add_ControlPlaneServicer_to_server(ControlPlaneServicer(service), server)

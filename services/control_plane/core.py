@@ -17,9 +17,12 @@ from typing import TYPE_CHECKING
 from services.common.capacity import replica_bounds
 from services.common.deployments import Deployment, DeploymentStatus, EndpointRoutes, RouteTarget
 from services.common.errors import AlreadyExists, Conflict, EndpointNotFound, Unavailable
+from services.common.secret_box import Cipher, seal_plaintext
 from services.control_plane import spec, spec_options, views
+from services.control_plane.gateway_policy import external_target, gateway_policy
 from services.control_plane.state import (
     IN_PROGRESS, NOT_READY, Observation, advance, deployed_configs, deployment_key, find_served_entity,
+    is_external,
 )
 from services.control_plane.store import EndpointStore
 
@@ -31,9 +34,10 @@ log = logging.getLogger(__name__)
 
 class EndpointService:
     def __init__(self, store: EndpointStore, report_expiry_s: float = 10.0, clock=time.time,
-                 scalers: "ScalerClients | None" = None):
+                 scalers: "ScalerClients | None" = None, cipher: Cipher | None = None):
         self._store = store
         self._scalers = scalers
+        self._cipher = cipher  # seals `*_plaintext` spec fields (provider keys) before they are stored
         # Which scaler runs (and keeps the logs of) each deployment, from its reports.
         self._log_sources: dict[str, str] = {}
         self._latest_scaler = ""
@@ -54,6 +58,7 @@ class EndpointService:
 
     async def create(self, body: object, caller: str) -> dict:
         request = spec.validate_create(body)
+        request["config"] = seal_plaintext(request["config"], self._cipher)
         now_ms = self._now_ms()
         endpoint = {
             "id": secrets.token_hex(16),
@@ -68,6 +73,8 @@ class EndpointService:
             **{k: request[k] for k in ("tags", "ai_gateway", "email_notifications", "telemetry_config",
                                        "route_optimized", "description", "budget_policy_id")},
         }
+        if spec.is_all_external(request["config"]):
+            endpoint = advance(endpoint, self._observed(), now_ms)  # providers serve it: ready at once
         async with self._write_lock:
             if endpoint["name"] in self._endpoints:
                 raise AlreadyExists(f"Endpoint with name '{endpoint['name']}' already exists")
@@ -84,7 +91,7 @@ class EndpointService:
         return {"endpoints": [views.summary(e) for e in self._endpoints.values()]}
 
     async def update_config(self, name: str, body: object, caller: str) -> dict:
-        config = spec.validate_config(body, "config")
+        config = seal_plaintext(spec.validate_config(body, "config"), self._cipher)
         async with self._write_lock:
             endpoint = self._require(name)
             if endpoint["state"]["config_update"] == IN_PROGRESS:
@@ -99,6 +106,8 @@ class EndpointService:
                 "failure": "",
                 "last_updated_timestamp": now_ms,
             }
+            if spec.is_all_external(config):
+                updated = advance(updated, self._observed(), now_ms)  # providers serve it: swapped at once
             await asyncio.to_thread(self._store.update, updated)
             self._endpoints[name] = updated
         await self._notify()
@@ -167,6 +176,8 @@ class EndpointService:
         for endpoint in self._endpoints.values():
             for config in deployed_configs(endpoint):
                 for entity in config["served_entities"]:
+                    if is_external(entity):
+                        continue  # its provider serves it: no replicas
                     key = deployment_key(endpoint["id"], entity)
                     low, high = replica_bounds(entity)
                     out[key] = Deployment(key, endpoint["name"], entity["name"], spec.model_uri(entity),
@@ -207,10 +218,14 @@ class EndpointService:
             entities = {e["name"]: e for e in config["served_entities"]}
             routes = []
             for route in config["traffic_config"]["routes"]:
-                key = deployment_key(endpoint["id"], entities[route["served_entity_name"]])
+                entity = entities[route["served_entity_name"]]
+                key = deployment_key(endpoint["id"], entity)
                 addresses = observed.get(key, Observation()).ready_addresses
-                routes.append(RouteTarget(route["served_entity_name"], route["traffic_percentage"], key, addresses))
-            table.append(EndpointRoutes(endpoint["name"], endpoint["id"], tuple(routes)))
+                external = external_target(entity["external_model"]) if is_external(entity) else None
+                routes.append(RouteTarget(route["served_entity_name"], route["traffic_percentage"], key, addresses,
+                                          external))
+            table.append(EndpointRoutes(endpoint["name"], endpoint["id"], tuple(routes),
+                                        gateway_policy(endpoint, config)))
         return table
 
     async def watch(self) -> AsyncIterator[list[EndpointRoutes]]:
@@ -233,9 +248,12 @@ class EndpointService:
     async def _modify(self, name: str, change: Callable[[dict], dict]) -> dict:
         """Applies `change` to the stored endpoint (spec options only: no replica starts or stops)."""
         async with self._write_lock:
+            routes_before = self.routing_table()
             updated = {**change(self._require(name)), "last_updated_timestamp": self._now_ms()}
             await asyncio.to_thread(self._store.update, updated)
             self._endpoints[name] = updated
+        if self.routing_table() != routes_before:  # e.g. new rate limits: routers enforce them at once
+            await self._notify()
         return updated
 
     def _observed(self) -> dict[str, Observation]:

@@ -8,6 +8,7 @@ from podium_api.v1 import control_plane_pb2 as pb
 from podium_api.v1 import control_plane_pb2_grpc
 from services.common.deployments import DeploymentStatus
 from services.common.errors import MalformedRequest
+from services.common.gateway_routes import external_to_json, gateway_to_json
 from services.common.grpc_edge import grpc_edge
 from services.control_plane.core import EndpointService
 
@@ -94,8 +95,9 @@ class ControlPlaneServicer(control_plane_pb2_grpc.ControlPlaneServicer):
             yield pb.RoutingTable(endpoints=[
                 pb.EndpointRoutes(name=e.name, id=e.id, routes=[
                     pb.Route(served_entity_name=r.served_entity_name, traffic_percentage=r.traffic_percentage,
-                             deployment_key=r.deployment_key, replica_addresses=list(r.replica_addresses))
-                    for r in e.routes])
+                             deployment_key=r.deployment_key, replica_addresses=list(r.replica_addresses),
+                             external_model_json=external_to_json(r.external_model))
+                    for r in e.routes], gateway_json=gateway_to_json(e.gateway))
                 for e in table])
 
     @grpc_edge

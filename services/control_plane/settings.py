@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -18,6 +18,8 @@ class ControlPlaneSettings(BaseSettings):
     # A deployment not reported by the scaler for this long is shown as not ready.
     report_expiry_s: float = Field(10.0, gt=0)
     scaler_timeout_s: float = Field(10.0, gt=0)   # deadline of one call to a scaler (e.g. reading logs)
+    # AES-256 key (base64 of 32 bytes) sealing stored secrets; empty = the 0600 key file DATA_DIR/master.key.
+    master_key: SecretStr | None = None
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'podium.db'}"

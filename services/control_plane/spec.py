@@ -11,6 +11,7 @@ from typing import Any
 
 from services.common import deployments
 from services.common.errors import InvalidParameter
+from services.control_plane.spec_external import default_entity_name, validate_external_model
 from services.control_plane.spec_fields import (
     require_bool as _bool, require_list as _list, require_non_negative_int as _non_negative_int,
     require_object as _object, require_str as _str,
@@ -90,6 +91,9 @@ def validate_config(config: Any, field: str = "config") -> dict:
     if len(raw_entities) > MAX_SERVED_ENTITIES:
         raise InvalidParameter(f"{field}.served_entities: at most {MAX_SERVED_ENTITIES} served entities per endpoint")
     entities = [validate_served_entity(e, f"{field}.served_entities[{i}]") for i, e in enumerate(raw_entities)]
+    if len({e.get("external_model", {}).get("task") for e in entities}) > 1:
+        raise InvalidParameter(f"{field}.served_entities: an endpoint serves either custom models or external "
+                               "models of one task, not a mix")
     names = [e["name"] for e in entities]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -123,7 +127,7 @@ def _from_served_model(model: Any, field: str) -> dict:
 def validate_served_entity(entity: Any, field: str) -> dict:
     entity = _object(entity, field)
     if entity.get("external_model") is not None:
-        raise InvalidParameter(f"{field}.external_model: external models are not supported by this Podium version")
+        return _external_entity(entity, field)
     entity_name = entity.get("entity_name")
     if not isinstance(entity_name, str) or not entity_name.strip():
         raise InvalidParameter(f"Missing required field: {field}.entity_name")
@@ -166,6 +170,22 @@ def validate_served_entity(entity: Any, field: str) -> dict:
     if low is not None and high is not None and low > high:
         raise InvalidParameter(f"{field}: min_provisioned_concurrency is above max_provisioned_concurrency")
     return normalized
+
+
+def is_all_external(config: dict) -> bool:
+    """Whether providers serve every entity of a validated config (so it runs no replica)."""
+    return all(e.get("external_model") is not None for e in config["served_entities"])
+
+
+def _external_entity(entity: dict, field: str) -> dict:
+    """An entity served by a provider: no replicas, so none of the sizing fields apply."""
+    if entity.get("entity_name") is not None or entity.get("entity_version") is not None:
+        raise InvalidParameter(f"{field}: give external_model or entity_name/entity_version, not both")
+    external_model = validate_external_model(entity["external_model"], f"{field}.external_model")
+    name = entity.get("name") or default_entity_name(external_model)
+    if not isinstance(name, str) or not SERVED_ENTITY_NAME.match(name):
+        raise InvalidParameter(f"{field}.name '{name}' must be 1-63 letters, digits, '-', '_' or '.'")
+    return {"name": name, "external_model": external_model}
 
 
 def validate_traffic_config(traffic: Any, entity_names: list[str], field: str) -> dict:

@@ -1,6 +1,7 @@
 """An endpoint's state machine: pure functions from (stored endpoint, observed deployments) to the next state.
 
 `ready`         NOT_READY → READY once the serving config has a ready replica for every routed entity.
+                An external-model entity runs no replica: its provider serves it, so it is serving at once.
 `config_update` IN_PROGRESS while a pending config starts; NOT_UPDATING once it serves (it then replaces
                 the old config, which kept serving meanwhile); UPDATE_FAILED with the reason when one of
                 its served entities cannot start (the old config, if any, keeps serving).
@@ -28,9 +29,16 @@ class Observation:
     failure: str = ""
 
 
+def is_external(entity: dict) -> bool:
+    return entity.get("external_model") is not None
+
+
 def deployment_key(endpoint_id: str, entity: dict) -> str:
     """Stable id of the replicas serving `entity`: the same while its process-relevant spec is unchanged."""
-    spec = {field: entity.get(field) for field in _PROCESS_FIELDS}
+    if is_external(entity):
+        spec = {"name": entity["name"], "external_model": entity["external_model"]}
+    else:
+        spec = {field: entity.get(field) for field in _PROCESS_FIELDS}
     digest = hashlib.sha256(json.dumps([endpoint_id, spec], sort_keys=True).encode()).hexdigest()
     return digest[:20]
 
@@ -78,6 +86,9 @@ def advance(endpoint: dict, observed: dict[str, Observation], now_ms: int) -> di
 
 def entity_state(endpoint: dict, entity: dict, observed: dict[str, Observation], *, is_pending: bool) -> dict:
     """The served entity's `state` as Databricks shows it."""
+    if is_external(entity):
+        provider = entity["external_model"]["provider"]
+        return {"deployment": "DEPLOYMENT_READY", "deployment_state_message": f"served by provider {provider}"}
     seen = observed.get(deployment_key(endpoint["id"], entity), Observation())
     if seen.failure:
         return {"deployment": "DEPLOYMENT_FAILED", "deployment_state_message": seen.failure}
@@ -99,7 +110,7 @@ def _routed(config: dict) -> set[str]:
 def _serves(endpoint_id: str, config: dict, observed: dict[str, Observation]) -> bool:
     routed = _routed(config)
     return all(
-        observed.get(deployment_key(endpoint_id, e), Observation()).ready_addresses
+        is_external(e) or observed.get(deployment_key(endpoint_id, e), Observation()).ready_addresses
         for e in config["served_entities"] if e["name"] in routed
     )
 

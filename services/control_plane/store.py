@@ -7,13 +7,12 @@ itself, not in a check-then-insert race.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import orjson
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from services.common.errors import AlreadyExists
+from services.common.sql import create_engine
 
 metadata = sa.MetaData()
 
@@ -28,13 +27,7 @@ endpoints_table = sa.Table(
 
 class EndpointStore:
     def __init__(self, database_url: str):
-        if database_url.startswith("sqlite:///"):
-            Path(database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        if database_url.startswith("postgresql://"):
-            database_url = "postgresql+psycopg://" + database_url.removeprefix("postgresql://")
-        self._engine = sa.create_engine(database_url, pool_pre_ping=True)
-        if self._engine.dialect.name == "sqlite":
-            sa.event.listen(self._engine, "connect", _sqlite_pragmas)
+        self._engine = create_engine(database_url)
         metadata.create_all(self._engine)
 
     def load_all(self) -> list[dict]:
@@ -62,11 +55,3 @@ class EndpointStore:
     def close(self) -> None:
         self._engine.dispose()
 
-
-def _sqlite_pragmas(dbapi_connection, _record) -> None:
-    # WAL: readers never block the writer; synchronous=NORMAL is durable across process crashes in WAL mode.
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
-    cursor.close()

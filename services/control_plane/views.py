@@ -6,7 +6,8 @@ Every field rendered here is a field of the databricks-sdk dataclass of that sha
 
 from __future__ import annotations
 
-from services.control_plane.state import Observation, entity_state
+from services.common.secret_box import public_view
+from services.control_plane.state import Observation, entity_state, is_external
 
 _ENTITY_SPEC_FIELDS = ("name", "entity_name", "entity_version")
 # Optional endpoint fields, shown only when set (an empty object would read as "configured, all off").
@@ -34,8 +35,8 @@ def summary(endpoint: dict) -> dict:
     config = endpoint.get("config") or endpoint.get("pending_config")
     if config:
         out["config"] = {
-            "served_entities": [{f: e[f] for f in _ENTITY_SPEC_FIELDS} for e in config["served_entities"]],
-            "served_models": [_served_model_spec(e) for e in config["served_entities"]],
+            "served_entities": [_served_entity_spec(e) for e in config["served_entities"]],
+            "served_models": [_served_model_spec(e) for e in config["served_entities"] if not is_external(e)],
         }
     return out
 
@@ -54,7 +55,7 @@ def _common(endpoint: dict, optional: tuple[str, ...]) -> dict:
         "last_updated_timestamp": endpoint["last_updated_timestamp"],
         "state": dict(endpoint["state"]),
         "tags": endpoint.get("tags", []),
-        "task": "",
+        "task": _task(endpoint.get("config") or endpoint.get("pending_config")),
     }
     for field in optional:
         if endpoint.get(field):
@@ -62,16 +63,25 @@ def _common(endpoint: dict, optional: tuple[str, ...]) -> dict:
     return out
 
 
+def _task(config: dict | None) -> str:
+    """External-model endpoints show their task (llm/v1/chat, ...), as Databricks; custom models none."""
+    for entity in (config or {}).get("served_entities", ()):
+        if is_external(entity):
+            return entity["external_model"]["task"]
+    return ""
+
+
 def _config(endpoint: dict, config: dict, observed: dict[str, Observation], *, is_pending: bool) -> dict:
     entities = []
     for entity in config["served_entities"]:
-        rendered = {**entity, "state": entity_state(endpoint, entity, observed, is_pending=is_pending)}
+        # public_view: a provider key is shown as its {{secrets/...}} reference, or not at all.
+        rendered = {**public_view(entity), "state": entity_state(endpoint, entity, observed, is_pending=is_pending)}
         if not rendered.get("environment_vars"):
             rendered.pop("environment_vars", None)
         entities.append(rendered)
     out = {
         "served_entities": entities,
-        "served_models": [_served_model(e) for e in entities],
+        "served_models": [_served_model(e) for e in entities if not is_external(e)],
         "traffic_config": config["traffic_config"],
         "config_version": config["config_version"],
     }
@@ -84,6 +94,12 @@ def _served_model(entity: dict) -> dict:
     """The legacy `served_models` view of a served entity (older clients read only this)."""
     model = {k: v for k, v in entity.items() if k not in ("entity_name", "entity_version")}
     return {**model, "model_name": entity["entity_name"], "model_version": entity["entity_version"]}
+
+
+def _served_entity_spec(entity: dict) -> dict:
+    if is_external(entity):
+        return {"name": entity["name"], "external_model": public_view(entity["external_model"])}
+    return {f: entity[f] for f in _ENTITY_SPEC_FIELDS}
 
 
 def _served_model_spec(entity: dict) -> dict:

@@ -1,0 +1,72 @@
+"""What the routing table tells routers about external models and the AI gateway (control plane → router).
+
+Plain records, sent as JSON inside the routing table's protobuf messages. A credential travels only as a
+`{{secrets/scope/key}}` reference or as the stored AES-GCM ciphertext: never as the key itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import orjson
+
+
+@dataclass(frozen=True)
+class ExternalModelTarget:
+    """How a router calls the provider that serves one external-model served entity."""
+
+    provider: str              # openai | anthropic | custom (both of the latter speak OpenAI's wire format)
+    name: str                  # the provider's model name
+    task: str                  # llm/v1/chat | llm/v1/completions | llm/v1/embeddings
+    api_base: str              # e.g. https://api.openai.com/v1
+    credential: str = ""       # a secret reference or a ciphertext; "" = the provider needs no key
+    credential_field: str = "" # the spec field the ciphertext was sealed under (its GCM associated data)
+    auth_header: str = ""      # "authorization" (Bearer), "x-api-key" (Anthropic) or a custom header
+    organization: str = ""     # OpenAI-Organization header
+    timeout_s: float | None = None   # None: the router's default
+    max_retries: int | None = None   # None: the router's default
+
+
+@dataclass(frozen=True)
+class RateLimitRule:
+    """One AiGatewayRateLimit: `calls` and/or `tokens` per `renewal_period` for callers matching key/principal."""
+
+    key: str                   # endpoint | user | user_group | service_principal
+    principal: str = ""        # "" = each caller of that kind gets its own budget (endpoint: the one budget)
+    calls: int | None = None
+    tokens: int | None = None
+    renewal_period_s: int = 60
+
+
+@dataclass(frozen=True)
+class GatewayPolicy:
+    """The AI-gateway features of one endpoint; absent (None) when it needs none, so queries skip them."""
+
+    task: str = ""             # external endpoints' task; "" for custom models
+    rate_limits: tuple[RateLimitRule, ...] = ()
+    usage_tracking: bool = False
+    inference_table: bool = False
+
+    @property
+    def is_external(self) -> bool:
+        return bool(self.task)
+
+
+def external_to_json(target: ExternalModelTarget | None) -> str:
+    return orjson.dumps(asdict(target)).decode() if target else ""
+
+
+def external_from_json(text: str) -> ExternalModelTarget | None:
+    return ExternalModelTarget(**orjson.loads(text)) if text else None
+
+
+def gateway_to_json(policy: GatewayPolicy | None) -> str:
+    return orjson.dumps(asdict(policy)).decode() if policy else ""
+
+
+def gateway_from_json(text: str) -> GatewayPolicy | None:
+    if not text:
+        return None
+    raw = orjson.loads(text)
+    return GatewayPolicy(raw["task"], tuple(RateLimitRule(**r) for r in raw["rate_limits"]),
+                         raw["usage_tracking"], raw["inference_table"])

@@ -1,0 +1,181 @@
+"""Secrets at rest, and secret references: the small interface the security issue's secrets store plugs into.
+
+- `Cipher`: AES-256-GCM under the master key (`PODIUM_MASTER_KEY`, or the 0600 key file `DATA_DIR/master.key`
+  that `podium up` creates). Tokens carry a key id, `pdm1.<key id>.<base64url(nonce | ciphertext)>`, so a
+  keyring with rotated keys can still open old tokens.
+- `seal_plaintext` / `public_view`: a spec's `*_plaintext` fields are stored only as `*_ciphertext`, and
+  neither ever leaves in an answer (GET shows the `{{secrets/scope/key}}` reference, or nothing, as Databricks).
+- `SecretResolver`: what the router asks for `{{secrets/scope/key}}`. `MappingSecretResolver` is the stand-in
+  until the control plane keeps secrets (the Databricks /api/2.0/secrets/* calls, issue 5).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from services.common.errors import PodiumError
+
+SECRET_REFERENCE = re.compile(r"^\{\{\s*secrets/([A-Za-z0-9_.@-]+)/([A-Za-z0-9_.@-]+)\s*\}\}$")
+PLAINTEXT_SUFFIX, CIPHERTEXT_SUFFIX = "_plaintext", "_ciphertext"
+KEY_FILE_NAME = "master.key"
+_TOKEN_VERSION = "pdm1"
+_NONCE_BYTES = 12
+
+
+class SecretError(PodiumError):
+    """A secret could not be opened or found; the message never holds secret material."""
+
+
+class Cipher:
+    """AES-256-GCM with a keyring: encrypts under the current key, decrypts under any key it holds."""
+
+    def __init__(self, keys: Mapping[str, bytes], current_key_id: str):
+        self._keys = {key_id: AESGCM(key) for key_id, key in keys.items()}
+        self._current = current_key_id
+
+    @classmethod
+    def from_key(cls, key: bytes) -> "Cipher":
+        if len(key) != 32:
+            raise SecretError("the master key must be 32 bytes (AES-256)")
+        key_id = key_id_of(key)
+        return cls({key_id: key}, key_id)
+
+    def encrypt(self, plaintext: bytes, context: bytes = b"") -> str:
+        """A token that decrypt() opens only with the same `context` (GCM associated data)."""
+        nonce = os.urandom(_NONCE_BYTES)
+        sealed = self._keys[self._current].encrypt(nonce, plaintext, context)
+        return f"{_TOKEN_VERSION}.{self._current}.{base64.urlsafe_b64encode(nonce + sealed).decode()}"
+
+    def decrypt(self, token: str, context: bytes = b"") -> bytes:
+        try:
+            version, key_id, payload = token.split(".", 2)
+            raw = base64.urlsafe_b64decode(payload)
+        except (ValueError, binascii.Error):
+            raise SecretError("not a Podium ciphertext") from None
+        aead = self._keys.get(key_id)
+        if version != _TOKEN_VERSION or aead is None:
+            raise SecretError(f"no master key with id '{key_id}' to open this ciphertext")
+        try:
+            return aead.decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], context)
+        except InvalidTag:
+            raise SecretError("ciphertext does not open under the master key (tampered, or another key)") from None
+
+
+def key_id_of(key: bytes) -> str:
+    return hashlib.sha256(b"podium-key-id" + key).hexdigest()[:8]
+
+
+def load_master_key(master_key: str | None, data_dir: Path) -> bytes:
+    """The key from PODIUM_MASTER_KEY (base64 of 32 bytes) or from DATA_DIR/master.key, created if missing."""
+    if master_key:
+        return _decode_key(master_key, "PODIUM_MASTER_KEY")
+    return ensure_key_file(data_dir)
+
+
+def ensure_key_file(data_dir: Path) -> bytes:
+    """Reads DATA_DIR/master.key, first creating it (mode 0600) with a random key when absent.
+
+    Several processes may start at once: the file appears complete or not at all (written aside, then
+    hard-linked into place, which fails if another process won), so nobody ever reads half a key.
+    """
+    path = data_dir / KEY_FILE_NAME
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        aside = data_dir / f".{KEY_FILE_NAME}.{os.getpid()}"
+        fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(base64.b64encode(os.urandom(32)).decode() + "\n")
+        try:
+            os.link(aside, path)
+        except FileExistsError:
+            pass
+        finally:
+            aside.unlink()
+    if path.stat().st_mode & 0o077:
+        raise SecretError(f"{path} is readable by other users: chmod 600 it")
+    return _decode_key(path.read_text().strip(), str(path))
+
+
+def _decode_key(text: str, where: str) -> bytes:
+    try:
+        key = base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        key = b""
+    if len(key) != 32:
+        raise SecretError(f"{where} must hold 32 random bytes, base64-encoded (e.g. `openssl rand -base64 32`)")
+    return key
+
+
+# ---- sealing spec fields ----
+
+def seal_plaintext(value: Any, cipher: Cipher | None) -> Any:
+    """A copy of `value` where every `<x>_plaintext` field became `<x>_ciphertext`, encrypted."""
+    if isinstance(value, dict):
+        out = {}
+        for name, item in value.items():
+            if name.endswith(PLAINTEXT_SUFFIX) and isinstance(item, str):
+                if cipher is None:
+                    raise SecretError("this control plane has no master key, so it cannot store plaintext secrets")
+                field = name.removesuffix(PLAINTEXT_SUFFIX)
+                out[field + CIPHERTEXT_SUFFIX] = cipher.encrypt(item.encode(), field.encode())
+            else:
+                out[name] = seal_plaintext(item, cipher)
+        return out
+    if isinstance(value, list):
+        return [seal_plaintext(item, cipher) for item in value]
+    return value
+
+
+def public_view(value: Any) -> Any:
+    """A copy without `*_plaintext` and `*_ciphertext` fields: what answers may show."""
+    if isinstance(value, dict):
+        return {k: public_view(v) for k, v in value.items()
+                if not (k.endswith(PLAINTEXT_SUFFIX) or k.endswith(CIPHERTEXT_SUFFIX))}
+    if isinstance(value, list):
+        return [public_view(item) for item in value]
+    return value
+
+
+def open_ciphertext(cipher: Cipher, field: str, token: str) -> str:
+    """The plaintext of a `<field>_ciphertext` value that seal_plaintext wrote."""
+    return cipher.decrypt(token, field.encode()).decode()
+
+
+# ---- secret references ----
+
+def parse_reference(text: str) -> tuple[str, str] | None:
+    """(scope, key) of a `{{secrets/scope/key}}` reference; None when text is not one."""
+    match = SECRET_REFERENCE.match(text)
+    return (match.group(1), match.group(2)) if match else None
+
+
+class SecretResolver(Protocol):
+    async def resolve(self, scope: str, key: str) -> str:
+        """The secret's value; raises SecretError when the scope or key does not exist."""
+        ...
+
+
+class MappingSecretResolver:
+    """Secrets given to the router at start (`PODIUM_SECRETS`, JSON {"scope/key": "value"}).
+
+    The stand-in until secrets live in the control plane's encrypted store: the interface stays the same.
+    """
+
+    def __init__(self, secrets: Mapping[str, str]):
+        self._secrets = dict(secrets)
+
+    async def resolve(self, scope: str, key: str) -> str:
+        value = self._secrets.get(f"{scope}/{key}")
+        if value is None:
+            raise SecretError(f"secret '{key}' does not exist in scope '{scope}'")
+        return value

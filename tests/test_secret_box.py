@@ -1,0 +1,97 @@
+"""Secrets at rest: AES-256-GCM tokens, the master key file, and sealing `*_plaintext` spec fields."""
+
+from __future__ import annotations
+
+import base64
+import os
+
+import pytest
+
+from services.common.secret_box import (
+    Cipher, MappingSecretResolver, SecretError, ensure_key_file, key_id_of, load_master_key, parse_reference,
+    public_view, seal_plaintext,
+)
+
+KEY = bytes(range(32))
+
+
+def test_round_trip_and_associated_data():
+    cipher = Cipher.from_key(KEY)
+    token = cipher.encrypt(b"sk-live-123", b"openai_api_key")
+    assert token.startswith("pdm1.") and b"sk-live-123" not in token.encode()
+    assert cipher.encrypt(b"sk-live-123", b"openai_api_key") != token  # a fresh nonce every time
+    assert cipher.decrypt(token, b"openai_api_key") == b"sk-live-123"
+    with pytest.raises(SecretError, match="does not open"):
+        cipher.decrypt(token, b"another_field")  # a ciphertext moved to another field does not open
+
+
+def test_tampering_and_other_keys_are_refused():
+    cipher = Cipher.from_key(KEY)
+    version, key_id, payload = cipher.encrypt(b"secret").split(".")
+    raw = bytearray(base64.urlsafe_b64decode(payload))
+    raw[-1] ^= 1
+    with pytest.raises(SecretError, match="tampered"):
+        cipher.decrypt(f"{version}.{key_id}.{base64.urlsafe_b64encode(bytes(raw)).decode()}")
+    with pytest.raises(SecretError, match="no master key with id"):
+        Cipher.from_key(bytes(32)).decrypt(cipher.encrypt(b"secret"))
+    with pytest.raises(SecretError, match="not a Podium ciphertext"):
+        cipher.decrypt("plain text")
+
+
+def test_a_rotated_keyring_opens_old_tokens():
+    token = Cipher.from_key(KEY).encrypt(b"secret")
+    new_key = bytes(32)
+    keyring = Cipher({key_id_of(KEY): KEY, key_id_of(new_key): new_key}, key_id_of(new_key))
+    assert keyring.decrypt(token) == b"secret"
+    assert keyring.encrypt(b"x").split(".")[1] == key_id_of(new_key)
+
+
+def test_key_file_is_created_0600_once_and_reused(tmp_path):
+    key = ensure_key_file(tmp_path)
+    path = tmp_path / "master.key"
+    assert len(key) == 32 and path.stat().st_mode & 0o777 == 0o600
+    assert ensure_key_file(tmp_path) == key and load_master_key(None, tmp_path) == key
+    assert [p.name for p in tmp_path.iterdir()] == ["master.key"]  # nothing left aside
+    os.chmod(path, 0o644)
+    with pytest.raises(SecretError, match="readable by other users"):
+        ensure_key_file(tmp_path)
+
+
+def test_master_key_from_the_environment(tmp_path):
+    assert load_master_key(base64.b64encode(KEY).decode(), tmp_path) == KEY
+    assert not (tmp_path / "master.key").exists()
+    with pytest.raises(SecretError, match="32 random bytes"):
+        load_master_key("too-short", tmp_path)
+
+
+def test_seal_and_public_view():
+    cipher = Cipher.from_key(KEY)
+    spec = {"external_model": {"openai_config": {"openai_api_key_plaintext": "sk-1", "openai_api_base": "u"},
+                               "custom": [{"bearer_token_auth": {"token_plaintext": "t-2"}}]}}
+    sealed = seal_plaintext(spec, cipher)
+    openai_config = sealed["external_model"]["openai_config"]
+    assert set(openai_config) == {"openai_api_key_ciphertext", "openai_api_base"}
+    assert cipher.decrypt(openai_config["openai_api_key_ciphertext"], b"openai_api_key") == b"sk-1"
+    assert "t-2" not in str(sealed) and "sk-1" not in str(sealed)
+    assert public_view(sealed) == {"external_model": {"openai_config": {"openai_api_base": "u"},
+                                                      "custom": [{"bearer_token_auth": {}}]}}
+    with pytest.raises(SecretError, match="no master key"):
+        seal_plaintext(spec, None)
+
+
+@pytest.mark.parametrize("text, want", [
+    ("{{secrets/scope/key}}", ("scope", "key")),
+    ("{{ secrets/my-scope/openai.key }}", ("my-scope", "openai.key")),
+    ("{{secrets/scope}}", None),
+    ("sk-raw", None),
+    ("{{secrets/a/b/c}}", None),
+])
+def test_parse_reference(text, want):
+    assert parse_reference(text) == want
+
+
+async def test_mapping_resolver():
+    resolver = MappingSecretResolver({"s/k": "v"})
+    assert await resolver.resolve("s", "k") == "v"
+    with pytest.raises(SecretError, match="'x' does not exist in scope 's'"):
+        await resolver.resolve("s", "x")
