@@ -38,8 +38,10 @@ def _top(name: str) -> str:
 CORES = sorted(SERVICES.glob("*/core.py")) + sorted(SERVICES.glob("control_plane/state.py")) + \
     sorted(SERVICES.glob("control_plane/spec*.py")) + sorted(SERVICES.glob("control_plane/views.py")) + \
     [SERVICES / "common" / "tensors.py", SERVICES / "worker" / "signature.py", SERVICES / "router" / "openapi.py",
-     SERVICES / "router" / "metrics.py", SERVICES / "scaler" / "replica_logs.py"]
-POLICIES = sorted(SERVICES.glob("router/policy/*.py")) + [SERVICES / "scaler" / "policy.py", SERVICES / "common" / "capacity.py"]
+     SERVICES / "router" / "metrics.py", SERVICES / "scaler" / "replica_logs.py", SERVICES / "router" / "ai_gateway.py"]
+POLICIES = sorted(SERVICES.glob("router/policy/*.py")) + [SERVICES / "scaler" / "policy.py", SERVICES / "common" / "capacity.py"] + \
+    [SERVICES / "router" / "external" / f for f in ("anthropic_wire.py", "openai_wire.py", "sse.py", "provider_errors.py")] + \
+    [SERVICES / "control_plane" / "gateway_policy.py"]
 
 
 @pytest.mark.parametrize("path", CORES, ids=lambda p: str(p.relative_to(SERVICES)))

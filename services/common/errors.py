@@ -72,6 +72,12 @@ class DeadlineExceeded(PodiumError):
     code = "DEADLINE_EXCEEDED"
 
 
+class BadGateway(PodiumError):
+    """An external model provider failed (5xx, or a broken connection); the message names the provider."""
+
+    code = "BAD_GATEWAY"
+
+
 class PayloadTooLarge(PodiumError):
     code = "RESOURCE_EXHAUSTED"
 
@@ -98,6 +104,7 @@ WIRE_STATUS: dict[str, tuple[int, str]] = {
     "INTERNAL_ERROR": (500, "INTERNAL"),
     "TEMPORARILY_UNAVAILABLE": (503, "UNAVAILABLE"),
     "DEADLINE_EXCEEDED": (504, "DEADLINE_EXCEEDED"),
+    "BAD_GATEWAY": (502, "UNAVAILABLE"),
 }
 
 _BY_CODE: dict[str, type[PodiumError]] = {}

@@ -16,15 +16,44 @@ from services.common.control_plane_client import ControlPlaneClient
 from services.common.grpc_server import SERVER_OPTIONS
 from services.common.logging import configure_logging
 from services.common.readiness import announce_ready
+from services.common.secret_box import Cipher, MappingSecretResolver, load_master_key
+from services.router import rest_gateway
+from services.router.ai_gateway import AiGateway
 from services.router.backends import RoutingTableFollower, WorkerPool
 from services.router.core import Gateway
+from services.router.external.client import ProviderClient
+from services.router.external.credentials import Credentials
 from services.router.grpc_api import QueryServicer
+from services.router.inference_log import InferenceLog
+from services.router.inference_store import InferenceStore
 from services.router.metrics import EndpointMetrics
 from services.router.oip_grpc import InferenceServicer
 from services.router.openapi import SignatureReader
+from services.router.rate_limit import RateLimiter, RedisBuckets
 from services.router.registry import ModelRegistry
 from services.router.rest import build_app
 from services.router.settings import RouterSettings
+
+
+async def build_ai_gateway(settings: RouterSettings) -> tuple[AiGateway, list]:
+    """The AI gateway's parts, and what to close (in order) when the router stops."""
+    master_key = settings.master_key.get_secret_value() if settings.master_key else None
+    cipher = Cipher.from_key(load_master_key(master_key, settings.data_dir))
+    resolver = MappingSecretResolver({k: v.get_secret_value() for k, v in settings.secrets.items()})
+    providers = ProviderClient(Credentials(cipher, resolver, settings.secret_cache_ttl_s),
+                               timeout_s=settings.provider_timeout_s, max_retries=settings.provider_max_retries,
+                               connect_timeout_s=settings.provider_connect_timeout_s)
+    await providers.start()
+    limiter = RateLimiter(RedisBuckets(settings.redis_url, settings.rate_limit_timeout_s)
+                          if settings.redis_url else None)
+    store = await asyncio.to_thread(InferenceStore, settings.resolved_inference_database_url(), cipher)
+    inference_log = InferenceLog(store, queue_size=settings.inference_queue_size,
+                                 batch_size=settings.inference_batch_size,
+                                 retention_s=settings.inference_retention_days * 86400)
+    inference_log.start()
+    ai_gateway = AiGateway(providers, limiter, inference_log, store,
+                           max_payload_bytes=settings.inference_max_payload_bytes)
+    return ai_gateway, [ai_gateway, inference_log, providers, limiter]
 
 
 async def serve(settings: RouterSettings) -> None:
@@ -36,10 +65,13 @@ async def serve(settings: RouterSettings) -> None:
     await routing.first_table.wait()  # answer no query before knowing the endpoints
     signatures = SignatureReader(settings.registry_uri, settings.tracking_uri, alias_ttl_s=settings.openapi_alias_ttl_s)
     registry = ModelRegistry(settings.registry_uri, settings.tracking_uri, settings.registry_timeout_s)
+    ai_gateway, closing = await build_ai_gateway(settings)
     gateway = Gateway(control_plane, routing, pool, forward_timeout_s=settings.forward_timeout_s, metrics=metrics,
-                      signatures=signatures, registry=registry)
+                      signatures=signatures, registry=registry, ai_gateway=ai_gateway)
 
-    runner = web.AppRunner(build_app(gateway, settings.max_request_bytes), access_log=None)
+    app = build_app(gateway, settings.max_request_bytes)
+    rest_gateway.add_routes(app, gateway, ai_gateway)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.router_host, settings.router_port)
     await site.start()
@@ -62,6 +94,8 @@ async def serve(settings: RouterSettings) -> None:
     await stop.wait()
     await grpc_server.stop(grace=5)
     await runner.cleanup()
+    for part in closing:
+        await part.close()
     follower.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await follower

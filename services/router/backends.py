@@ -112,6 +112,7 @@ class RoutingTableFollower:
         self._retry_s = retry_s
         self.endpoints: dict[str, EndpointRoutes] = {}
         self.first_table = asyncio.Event()
+        self._next_table = asyncio.Event()
 
     async def run(self) -> None:
         while True:
@@ -130,3 +131,15 @@ class RoutingTableFollower:
         if self._on_table is not None:
             self._on_table(self.endpoints.keys())
         self.first_table.set()
+        self._next_table.set()
+        self._next_table = asyncio.Event()
+
+    async def wait_for_endpoint(self, name: str, timeout_s: float) -> None:
+        """Returns once the table has `name`, or after timeout_s (the table is eventually consistent)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while name not in self.endpoints and loop.time() < deadline:
+            try:
+                await asyncio.wait_for(self._next_table.wait(), deadline - loop.time())
+            except asyncio.TimeoutError:
+                return

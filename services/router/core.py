@@ -12,17 +12,20 @@ from typing import TYPE_CHECKING
 
 import orjson
 
+from services.common.caller import Caller
 from services.common.deployments import EndpointRoutes, RouteTarget
 from services.common.errors import (
-    EndpointNotFound, PodiumError, ReplicaUnreachable, Unavailable, error_from_code,
+    EndpointNotFound, InvalidParameter, PodiumError, ReplicaUnreachable, Unavailable, error_from_code,
 )
 from services.common.tensors import ModelMetadata
 from services.router.openapi import build_document
 from services.router.policy.replica_choice import pick_replica
 from services.router.policy.traffic import pick_served_entity
+from services.router.results import CLIENT_CLOSED, QueryResult
 
 if TYPE_CHECKING:  # the core is handed its backends; it never imports gRPC itself
     from services.common.control_plane_client import ControlPlaneClient
+    from services.router.ai_gateway import AiGateway
     from services.router.backends import RoutingTableFollower, WorkerPool
     from services.router.metrics import EndpointMetrics
     from services.router.openapi import SignatureReader
@@ -31,7 +34,7 @@ if TYPE_CHECKING:  # the core is handed its backends; it never imports gRPC itse
 log = logging.getLogger(__name__)
 
 DEFAULT_CALLER = "admin"
-CLIENT_CLOSED = 499  # the caller went away before the answer (nginx's convention, as Databricks' Cancelled)
+ROUTING_CATCH_UP_S = 2.0  # how long a create waits for this router's routing table to show the endpoint
 
 
 class Protocol(enum.StrEnum):
@@ -39,13 +42,6 @@ class Protocol(enum.StrEnum):
 
     DATABRICKS = "databricks"            # MLflow scoring JSON (invocations), passed through to Worker.Predict
     OPEN_INFERENCE = "open_inference"    # a serialized worker InferRequest (OIP v2), to Worker.Infer
-
-
-@dataclass(frozen=True)
-class QueryResult:
-    body: bytes
-    content_type: str
-    served_entity_name: str
 
 
 @dataclass(frozen=True)
@@ -61,7 +57,8 @@ class ModelDescription:
 class Gateway:
     def __init__(self, control_plane: "ControlPlaneClient", routing: "RoutingTableFollower", pool: "WorkerPool",
                  *, forward_timeout_s: float, metrics: "EndpointMetrics", signatures: "SignatureReader",
-                 rng: random.Random | None = None, registry: "ModelRegistry | None" = None):
+                 rng: random.Random | None = None, registry: "ModelRegistry | None" = None,
+                 ai_gateway: "AiGateway | None" = None):
         self._control_plane = control_plane
         self._registry = registry
         self._routing = routing
@@ -71,27 +68,30 @@ class Gateway:
         self._signatures = signatures
         self._rng = rng or random.Random()
         self._metadata: dict[str, ModelMetadata] = {}   # by deployment key: fixed while a deployment lives
+        self._ai_gateway = ai_gateway
 
     # ---- data plane ----
 
     async def query(self, endpoint_name: str, body: bytes, content_type: str, *,
                     served_entity_name: str | None = None,
-                    protocol: Protocol = Protocol.DATABRICKS) -> QueryResult:
+                    protocol: Protocol = Protocol.DATABRICKS, caller: Caller = Caller(DEFAULT_CALLER),
+                    task: str = "", payload: dict | None = None) -> QueryResult:
         """Forwards the caller's bytes to a replica of the served entity the traffic split picks (or of the
         one named), to the worker RPC of the protocol. Both protocols take this one path, and every answer
-        (or error) is counted in the endpoint's metrics."""
+        (or error) is counted in the endpoint's metrics. Endpoints with external models, rate limits or
+        inference tables (and the OpenAI-style paths, which set `task` and the parsed `payload`) go through
+        the AI gateway; the others keep the plain bytes pass-through."""
         endpoint = self._endpoint(endpoint_name)   # unknown endpoints are not counted: no series per typo
         started = time.monotonic()
         counted_as, status = "", 500
         try:
-            if served_entity_name is None:
-                route = pick_served_entity(endpoint.routes, self._rng.random())
-            else:
-                route = self._served_entity(endpoint, served_entity_name)
-            if route is None:
-                raise Unavailable(f"Endpoint '{endpoint_name}' is not ready yet", retry_after_s=5)
+            route = self._route(endpoint, served_entity_name)
             counted_as = route.served_entity_name
-            result = await self._forward(endpoint_name, route, body, content_type, protocol)
+            if task or endpoint.gateway is not None:
+                result = await self._query_ai_gateway(endpoint, route, body, content_type, protocol, caller, task,
+                                                      payload)
+            else:
+                result = await self._forward(endpoint_name, route, body, content_type, protocol)
             status = 200
             return result
         except PodiumError as exc:
@@ -102,6 +102,34 @@ class Gateway:
             raise
         finally:
             self._metrics.observe(endpoint_name, counted_as, status, (time.monotonic() - started) * 1000)
+
+    async def query_openai(self, task: str, body: bytes, payload: dict,
+                           caller: Caller = Caller(DEFAULT_CALLER)) -> QueryResult:
+        """The OpenAI-style paths: the endpoint is named by the body's `model`."""
+        name = payload.get("model")
+        if not isinstance(name, str) or not name:
+            raise InvalidParameter("Missing required field: model (the name of the serving endpoint)")
+        return await self.query(name, body, "application/json", caller=caller, task=task, payload=payload)
+
+    async def _query_ai_gateway(self, endpoint: EndpointRoutes, route: RouteTarget, body: bytes, content_type: str,
+                                protocol: Protocol, caller: Caller, task: str, payload: dict | None) -> QueryResult:
+        if self._ai_gateway is None:
+            raise Unavailable("this router has no AI gateway (external models, rate limits, inference tables)")
+        if endpoint.gateway is not None and endpoint.gateway.is_external and protocol is not Protocol.DATABRICKS:
+            raise InvalidParameter(f"Endpoint '{endpoint.name}' serves an external model: query it with the "
+                                   "OpenAI-style API, not the Open Inference Protocol")
+        return await self._ai_gateway.query(
+            endpoint, route, body, payload, caller, task,
+            lambda: self._forward(endpoint.name, route, body, content_type, protocol))
+
+    def _route(self, endpoint: EndpointRoutes, served_entity_name: str | None) -> RouteTarget:
+        if served_entity_name is None:
+            route = pick_served_entity(endpoint.routes, self._rng.random())
+        else:
+            route = self._served_entity(endpoint, served_entity_name)
+        if route is None:
+            raise Unavailable(f"Endpoint '{endpoint.name}' is not ready yet", retry_after_s=5)
+        return route
 
     async def _forward(self, endpoint_name: str, route: RouteTarget, body: bytes, content_type: str,
                        protocol: Protocol) -> QueryResult:
@@ -189,7 +217,10 @@ class Gateway:
     # ---- management: passed to the control plane, which validates and decides ----
 
     async def create_endpoint(self, body: bytes) -> bytes:
-        return await self._control_plane.create_endpoint(body, DEFAULT_CALLER)
+        answer = await self._control_plane.create_endpoint(body, DEFAULT_CALLER)
+        # Read your writes: an external model is ready at once, so a caller may query right after this answer.
+        await self._routing.wait_for_endpoint(orjson.loads(answer)["name"], ROUTING_CATCH_UP_S)
+        return answer
 
     async def get_endpoint(self, name: str) -> bytes:
         return await self._control_plane.get_endpoint(name)

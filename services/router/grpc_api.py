@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from podium_api.v1 import query_pb2, query_pb2_grpc
 from services.common.grpc_edge import grpc_edge
 from services.router.core import Gateway
@@ -16,7 +18,11 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
     async def Invoke(self, request, context):
         result = await self._gateway.query(request.endpoint, request.body, request.content_type or "application/json",
                                            served_entity_name=request.served_model_name or None)
-        return query_pb2.InvokeReply(body=result.body, content_type=result.content_type,
+        body = result.body
+        if result.stream is not None:  # gRPC Invoke is unary: the whole event stream, once it has ended
+            async with contextlib.aclosing(result.stream) as chunks:
+                body = b"".join([chunk async for chunk in chunks])
+        return query_pb2.InvokeReply(body=body, content_type=result.content_type,
                                      served_model_name=result.served_entity_name)
 
     @grpc_edge

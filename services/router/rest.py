@@ -18,6 +18,7 @@ from services.common.errors import (
 from services.router.core import Gateway
 from services.router.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from services.router.oip_rest import OpenInferenceRoutes, is_oip_path
+from services.router.rest_gateway import answer_headers, stream_events
 from services.router.ui import add_ui_routes
 
 log = logging.getLogger(__name__)
@@ -159,14 +160,15 @@ async def get_model_signature(request: web.Request) -> web.Response:
                                                                  request.match_info["version"]))
 
 
-async def invocations(request: web.Request) -> web.Response:
+async def invocations(request: web.Request) -> web.StreamResponse:
     # The payload is not parsed here: the worker scores the caller's bytes with MLflow's own parser.
     # /served-models/{served_entity}/invocations queries that served entity, whatever the traffic split.
     result = await request.app[GATEWAY].query(
         request.match_info["name"], await request.read(), request.headers.get("Content-Type", JSON),
         served_entity_name=request.match_info.get("served_entity"))
-    return web.Response(body=result.body, headers={"served-model-name": result.served_entity_name,
-                                                   "Content-Type": result.content_type})
+    if result.stream is not None:  # an external model asked for `stream: true`
+        return await stream_events(request, result)
+    return web.Response(body=result.body, headers={**answer_headers(result), "Content-Type": result.content_type})
 
 
 def build_app(gateway: Gateway, max_request_bytes: int) -> web.Application:

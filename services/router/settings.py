@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class RouterSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PODIUM_", frozen=True, extra="ignore")
 
+    data_dir: Path = Path.home() / ".podium"
     router_host: str = "127.0.0.1"
     router_port: int = 8080                 # REST; 0 = the OS picks (tests)
     router_grpc_port: int = 8081            # gRPC query API; 0 = the OS picks
@@ -22,3 +25,25 @@ class RouterSettings(BaseSettings):
     tracking_uri: str = Field("", validation_alias=AliasChoices("PODIUM_TRACKING_URI", "MLFLOW_TRACKING_URI"))
     openapi_alias_ttl_s: float = Field(60.0, gt=0)   # an alias's signature is read again after this long
     registry_timeout_s: float = Field(30.0, gt=0)     # deadline of one registry read for the UI
+
+    # ---- external models ----
+    # AES-256 key (base64 of 32 bytes) that opens stored provider keys; empty = the key file DATA_DIR/master.key.
+    master_key: SecretStr | None = None
+    # Stand-in secret store until the control plane keeps secrets: JSON {"scope/key": "value"}, which
+    # `{{secrets/scope/key}}` references resolve against.
+    secrets: dict[str, SecretStr] = Field(default_factory=dict)
+    secret_cache_ttl_s: float = Field(60.0, ge=0)      # a rotated secret takes effect within this
+    provider_timeout_s: float = Field(60.0, gt=0)      # default deadline of a provider call (external_model.timeout_s)
+    provider_max_retries: int = Field(1, ge=0, le=5)   # default retries on 5xx / unreachable (external_model.max_retries)
+    provider_connect_timeout_s: float = Field(10.0, gt=0)
+
+    # ---- AI gateway ----
+    rate_limit_timeout_s: float = Field(1.0, gt=0)     # deadline of one Redis call of the rate limiter
+    inference_database_url: str = ""                   # empty = sqlite:///<data_dir>/inference.db
+    inference_retention_days: float = Field(30.0, gt=0)
+    inference_queue_size: int = Field(10_000, gt=0)    # records waiting to be written; beyond: dropped, counted
+    inference_batch_size: int = Field(500, gt=0)
+    inference_max_payload_bytes: int = Field(1024 * 1024, gt=0)  # larger payloads are not captured (error code)
+
+    def resolved_inference_database_url(self) -> str:
+        return self.inference_database_url or f"sqlite:///{self.data_dir / 'inference.db'}"

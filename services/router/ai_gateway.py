@@ -1,0 +1,190 @@
+"""The AI gateway's core: queries of endpoints that serve external models, or have rate limits, usage tracking
+or an inference table. The router's Gateway hands such an endpoint here once (EndpointRoutes.gateway is set);
+a plain custom-model endpoint never comes here, so its bytes pass-through path stays as it was.
+
+Per request: admit against the rate limits (Redis), call the provider (or forward to the workers), then,
+off the request path, charge the tokens used and queue the inference/usage record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING
+
+import orjson
+
+from services.common.caller import Caller
+from services.common.deployments import EndpointRoutes, RouteTarget
+from services.common.errors import BadRequest, InvalidParameter, PodiumError, Unavailable
+from services.router.external.replies import ProviderStream, Usage
+from services.router.inference_log import InferenceRecord
+from services.router.policy.rate_limit import Budget
+from services.router.results import CLIENT_CLOSED, QueryResult
+
+if TYPE_CHECKING:  # handed in by __main__: the core never imports aiohttp, redis or sqlalchemy itself
+    from services.router.external.client import ProviderClient
+    from services.router.inference_log import InferenceLog
+    from services.router.inference_store import InferenceStore
+    from services.router.rate_limit import RateLimiter
+
+log = logging.getLogger(__name__)
+
+MAX_PAGE = 1000
+
+
+class AiGateway:
+    def __init__(self, providers: "ProviderClient", limiter: "RateLimiter", inference_log: "InferenceLog | None",
+                 store: "InferenceStore | None", *, max_payload_bytes: int,
+                 clock: Callable[[], float] = time.time):
+        self._providers = providers
+        self._limiter = limiter
+        self._log = inference_log
+        self._store = store
+        self._max_payload_bytes = max_payload_bytes
+        self._clock = clock
+        self._background: set[asyncio.Task] = set()
+
+    async def query(self, endpoint: EndpointRoutes, route: RouteTarget, body: bytes, payload: dict | None,
+                    caller: Caller, task: str, forward: Callable[[], Awaitable[QueryResult]]) -> QueryResult:
+        """`route` is the served entity the caller's query goes to (the router core picked it); `task` is set on
+        the OpenAI-style paths (which task the caller asked for); `forward` is the plain path to the workers,
+        for custom models."""
+        policy = endpoint.gateway
+        started, timestamp_ms = time.monotonic(), int(self._clock() * 1000)
+        request_id = uuid.uuid4().hex
+        served, budgets = route.served_entity_name, []
+        record = policy is not None and (policy.usage_tracking or policy.inference_table)
+        try:
+            if policy is None or not policy.is_external:
+                if task:
+                    raise InvalidParameter(f"Endpoint '{endpoint.name}' serves a custom model, not {task}: query "
+                                           f"it at /serving-endpoints/{endpoint.name}/invocations")
+                if policy is not None and policy.rate_limits:
+                    budgets = await self._limiter.admit(endpoint.name, endpoint.id, policy.rate_limits, caller)
+                result = await forward()
+                if record:
+                    self._record(endpoint, request_id, served, caller, timestamp_ms, started, 200, body, result.body,
+                                 Usage(), payload)
+                return QueryResult(result.body, result.content_type, served, None, request_id)
+            if task and task != policy.task:
+                raise InvalidParameter(f"Endpoint '{endpoint.name}' serves {policy.task}, not {task}")
+            payload = payload if payload is not None else _json_object(body)
+            if policy.rate_limits:
+                budgets = await self._limiter.admit(endpoint.name, endpoint.id, policy.rate_limits, caller)
+            if route.external_model is None:
+                raise Unavailable(f"Endpoint '{endpoint.name}' is not ready yet", retry_after_s=5)
+            reply = await self._providers.invoke(endpoint.name, route.external_model, payload)
+        except PodiumError as exc:
+            if record:
+                error = orjson.dumps({"error_code": exc.code, "message": exc.message})
+                self._record(endpoint, request_id, served, caller, timestamp_ms, started, exc.http_status, body,
+                             error, Usage(), payload)
+            raise
+        if isinstance(reply, ProviderStream):
+            chunks = self._relay(reply, endpoint, request_id, served, caller, timestamp_ms, started, body, payload,
+                                 budgets, record)
+            return QueryResult(b"", "text/event-stream", served, chunks, request_id)
+        self._charge(endpoint, budgets, reply.usage)
+        if record:
+            self._record(endpoint, request_id, served, caller, timestamp_ms, started, 200, body, reply.body,
+                         reply.usage, payload)
+        return QueryResult(reply.body, "application/json", served, None, request_id)
+
+    async def _relay(self, stream: ProviderStream, endpoint: EndpointRoutes, request_id: str, served: str,
+                     caller: Caller, timestamp_ms: int, started: float, body: bytes, payload: dict | None,
+                     budgets: list[Budget], record: bool) -> AsyncIterator[bytes]:
+        """The provider's chunks, as they come; once it ends (or the caller leaves), charge and record."""
+        captured = bytearray() if record else None
+        completed = False
+        try:
+            async for chunk in stream.chunks:
+                if captured is not None and len(captured) <= self._max_payload_bytes:
+                    captured += chunk
+                yield chunk
+            completed = True
+        finally:
+            await stream.chunks.aclose()  # type: ignore[attr-defined]  # frees the provider connection
+            self._charge(endpoint, budgets, stream.outcome.usage)
+            if captured is not None:
+                status = stream.outcome.status_code if completed else CLIENT_CLOSED
+                self._record(endpoint, request_id, served, caller, timestamp_ms, started, status, body,
+                             bytes(captured), stream.outcome.usage, payload)
+
+    def _charge(self, endpoint: EndpointRoutes, budgets: list[Budget], usage: Usage) -> None:
+        if budgets and usage.total_tokens:
+            task = asyncio.get_running_loop().create_task(
+                self._limiter.charge_tokens(endpoint.id, budgets, usage.total_tokens))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    def _record(self, endpoint: EndpointRoutes, request_id: str, served: str, caller: Caller, timestamp_ms: int,
+                started: float, status: int, request: bytes, response: bytes, usage: Usage,
+                payload: dict | None) -> None:
+        if self._log is None:
+            return
+        policy = endpoint.gateway
+        capture = policy is not None and policy.inference_table
+        errors = []
+        if capture and len(request) > self._max_payload_bytes:
+            errors.append("MAX_REQUEST_SIZE_EXCEEDED")
+        if capture and len(response) > self._max_payload_bytes:
+            errors.append("MAX_RESPONSE_SIZE_EXCEEDED")
+        client_request_id = payload.get("client_request_id") if isinstance(payload, dict) else None
+        self._log.record(InferenceRecord(
+            request_id=request_id, endpoint_name=endpoint.name, served_entity_name=served, requester=caller.name,
+            timestamp_ms=timestamp_ms, status_code=status,
+            execution_duration_ms=int((time.monotonic() - started) * 1000),
+            request=request if capture and "MAX_REQUEST_SIZE_EXCEEDED" not in errors else None,
+            response=response if capture and "MAX_RESPONSE_SIZE_EXCEEDED" not in errors else None,
+            input_token_count=usage.input_tokens, output_token_count=usage.output_tokens,
+            client_request_id=client_request_id if isinstance(client_request_id, str) else "",
+            logging_error_codes=errors))
+
+    # ---- reading the records back ----
+
+    async def inference_table(self, endpoint_name: str, start_time_ms: int | None, end_time_ms: int | None,
+                              max_results: int, page_token: str | None) -> dict:
+        """{"rows": [...], "next_page_token"?}: the endpoint's captured requests and responses, oldest first."""
+        store = self._require_store()
+        if not 1 <= max_results <= MAX_PAGE:
+            raise InvalidParameter(f"max_results must be from 1 to {MAX_PAGE}")
+        after_id = _page_token(page_token)
+        rows, next_id = await asyncio.to_thread(store.read, endpoint_name, start_time_ms or 0,
+                                                end_time_ms or 2**62, max_results, after_id)
+        return {"rows": rows, **({"next_page_token": str(next_id)} if next_id is not None else {})}
+
+    async def usage(self, endpoint_name: str, start_time_ms: int | None, end_time_ms: int | None) -> dict:
+        """{"usage": [...]}: requests, errors and tokens per requester of the endpoint."""
+        store = self._require_store()
+        return {"usage": await asyncio.to_thread(store.usage, endpoint_name, start_time_ms or 0,
+                                                 end_time_ms or 2**62)}
+
+    def _require_store(self) -> "InferenceStore":
+        if self._store is None:
+            raise Unavailable("this router keeps no inference log")
+        return self._store
+
+    async def close(self) -> None:
+        await asyncio.gather(*self._background, return_exceptions=True)
+
+
+def _json_object(body: bytes) -> dict:
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise BadRequest("Request body is not valid JSON") from None
+    if not isinstance(payload, dict):
+        raise BadRequest("Request body must be a JSON object")
+    return payload
+
+
+def _page_token(token: str | None) -> int:
+    if not token:
+        return 0
+    if not token.isdigit():
+        raise InvalidParameter("page_token is not one this API returned")
+    return int(token)
