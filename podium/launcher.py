@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from podium.redis_server import EmbeddedRedis
+from services.common.secret_box import SecretError, ensure_key_file
 from services.common.processes import ServiceFailed, start_service, stop_process
 
 log = logging.getLogger("podium.up")
@@ -71,6 +72,8 @@ class Stack:
 
     def start(self) -> dict:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        if not os.environ.get("PODIUM_MASTER_KEY"):
+            ensure_key_file(self.data_dir)  # the services seal and open stored secrets with it
         tracking_uri, registry_uri = mlflow_uris(self.data_dir)
         redis_url = os.environ.get("REDIS_URL", "")
         if not redis_url:
@@ -164,7 +167,7 @@ def run_up(options: UpOptions) -> int:
     signal.signal(signal.SIGINT, on_signal)
     try:
         info = stack.start()
-    except (ServiceFailed, OSError, RuntimeError) as exc:
+    except (ServiceFailed, OSError, RuntimeError, SecretError) as exc:
         log.error("podium up failed: %s", exc)
         stack.stop()
         return 1

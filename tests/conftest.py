@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.support import flavors, models
+from tests.support.external import ANTHROPIC_KEY, OPENAI_KEY
+from tests.support.fake_providers import FakeProviders
 from tests.support.stack import RunningStack, start_stack
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -74,3 +76,11 @@ def workspace(stack):
     from databricks.sdk import WorkspaceClient
 
     return WorkspaceClient(host=stack.url, token="anything")
+
+
+@pytest.fixture(scope="session")
+def fake_providers() -> FakeProviders:
+    """Local servers speaking OpenAI's and Anthropic's wire formats (the suite's only stand-ins)."""
+    providers = FakeProviders(OPENAI_KEY, ANTHROPIC_KEY).start()
+    yield providers
+    providers.stop()

@@ -114,7 +114,7 @@ def test_put_ai_gateway_stores_and_answers_all_five_parts(stack, workspace, sdk_
     assert answer.inference_table_config.table_name_prefix == "iris"
     stored = workspace.serving_endpoints.get(NAME).ai_gateway
     assert stored.guardrails == guardrails and stored.rate_limits == limits
-    # Limits are stored, not enforced yet: queries still pass.
+    # (Enforced: tests/test_ai_gateway.py. The next test replaces these limits, then lifts them.)
     assert stack.api("GET", f"/api/2.0/serving-endpoints/{NAME}").json()["ai_gateway"]["rate_limits"][0]["calls"] == 100
 
 
@@ -132,6 +132,10 @@ def test_legacy_rate_limits_are_the_ai_gateway_rate_limits(stack, workspace, sdk
     assert "renewal_period" in bad.json()["message"]
     with pytest.raises(errors.InvalidParameterValue):
         workspace.serving_endpoints.put(NAME, rate_limits=[RateLimit(calls=-1, renewal_period=RateLimitRenewalPeriod.MINUTE)])
+    # Lifted again: the load tests below send far more than 10 calls a minute.
+    lifted = stack.api("PUT", f"/api/2.0/serving-endpoints/{NAME}/rate-limits", json={"rate_limits": []})
+    assert lifted.status_code == 200 and "rate_limits" not in stack.api(
+        "GET", f"/api/2.0/serving-endpoints/{NAME}").json()["ai_gateway"]
 
 
 def test_notifications_and_telemetry_config(workspace, sdk_endpoint):
