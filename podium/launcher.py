@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from podium.redis_server import EmbeddedRedis
-from services.common.secret_box import SecretError, ensure_key_file
 from services.common.processes import ServiceFailed, start_service, stop_process
+from services.common.secret_box import SecretError, ensure_key_file
 
 log = logging.getLogger("podium.up")
 
