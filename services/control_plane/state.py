@@ -72,7 +72,7 @@ def advance(endpoint: dict, observed: dict[str, Observation], now_ms: int) -> di
         if failures:
             state["config_update"] = UPDATE_FAILED
             changes["failure"] = "; ".join(failures)
-        elif _serves(endpoint["id"], pending, observed):
+        elif _serves(endpoint["id"], pending, observed, routed_only=False):
             changes["config"] = {k: v for k, v in pending.items() if k != "start_time"}
             changes["pending_config"] = None
             changes["failure"] = ""
@@ -107,11 +107,13 @@ def _routed(config: dict) -> set[str]:
     return {r["served_entity_name"] for r in config["traffic_config"]["routes"] if r["traffic_percentage"] > 0}
 
 
-def _serves(endpoint_id: str, config: dict, observed: dict[str, Observation]) -> bool:
+def _serves(endpoint_id: str, config: dict, observed: dict[str, Observation], *, routed_only: bool = True) -> bool:
+    """Whether the config's entities have ready replicas: those taking traffic (is it ready?), or all of them
+    (is a new config deployed? As on Databricks, an entity at 0 % is deployed too, ready to take a share)."""
     routed = _routed(config)
     return all(
         is_external(e) or observed.get(deployment_key(endpoint_id, e), Observation()).ready_addresses
-        for e in config["served_entities"] if e["name"] in routed
+        for e in config["served_entities"] if e["name"] in routed or not routed_only
     )
 
 
