@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 import pytest
 
-from services.common.capacity import replica_bounds
+from services.common.capacity import concurrency_bounds, replica_bounds
 from services.router.policy.replica_choice import pick_replica
 from services.router.policy.traffic import pick_served_entity
-from services.scaler.policy import Start, Stop, desired_replicas, plan
+from services.scaler.policy import Start, Stop, plan
 
 
 @dataclass(frozen=True)
@@ -73,17 +73,25 @@ def test_plan(desired, running, want):
     assert plan(desired, running) == want
 
 
-@pytest.mark.parametrize("entity, want", [
-    pytest.param({"workload_size": "Small"}, (1, 1), id="small"),
-    pytest.param({"workload_size": "Medium"}, (2, 4), id="medium"),
-    pytest.param({"workload_size": "Large"}, (4, 16), id="large"),
-    pytest.param({"workload_size": "Small", "scale_to_zero_enabled": True}, (1, 1), id="keeps one until autoscaling"),
-    pytest.param({"min_provisioned_concurrency": 8, "max_provisioned_concurrency": 12}, (2, 3), id="explicit"),
+@pytest.mark.parametrize("entity, concurrency, replicas", [
+    pytest.param({"workload_size": "Small"}, (4, 4), (1, 1), id="small: up to 4"),
+    pytest.param({"workload_size": "Medium"}, (8, 16), (2, 4), id="medium: 8-16, so at least two replicas"),
+    pytest.param({"workload_size": "Large"}, (16, 64), (4, 16), id="large: 16-64"),
+    pytest.param({}, (4, 4), (1, 1), id="no size: small"),
+    pytest.param({"workload_size": "Small", "scale_to_zero_enabled": True}, (4, 4), (1, 1),
+                 id="scale to zero keeps the serving floor (the policy decides zero)"),
+    pytest.param({"min_provisioned_concurrency": 8, "max_provisioned_concurrency": 12}, (8, 12), (2, 3),
+                 id="explicit"),
+    pytest.param({"min_provisioned_concurrency": 0, "max_provisioned_concurrency": 2}, (0, 2), (1, 1),
+                 id="explicit zero still serves with one"),
+    pytest.param({"workload_size": "Small", "min_provisioned_concurrency": 12}, (12, 12), (3, 3),
+                 id="min above the size's max lifts the max"),
 ])
-def test_replica_bounds(entity, want):
-    assert replica_bounds(entity) == want
+def test_concurrency_and_replica_bounds(entity, concurrency, replicas):
+    assert concurrency_bounds(entity) == concurrency
+    assert replica_bounds(*concurrency, per_replica=4) == replicas
 
 
-def test_desired_replicas_is_at_least_one():
-    assert desired_replicas(0, 0) == 1
-    assert desired_replicas(2, 4) == 2
+def test_replica_bounds_follow_the_target_per_replica():
+    assert replica_bounds(8, 16, per_replica=2) == (4, 8)
+    assert replica_bounds(8, 16, per_replica=16) == (1, 1)

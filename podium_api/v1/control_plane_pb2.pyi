@@ -123,7 +123,7 @@ class ListDeploymentsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class Deployment(_message.Message):
-    __slots__ = ("key", "endpoint_name", "served_entity_name", "model_uri", "min_replicas", "max_replicas", "environment_vars", "workload_type")
+    __slots__ = ("key", "endpoint_name", "served_entity_name", "model_uri", "environment_vars", "workload_type", "min_concurrency", "max_concurrency", "scale_to_zero_enabled", "is_serving")
     class EnvironmentVarsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -135,19 +135,23 @@ class Deployment(_message.Message):
     ENDPOINT_NAME_FIELD_NUMBER: _ClassVar[int]
     SERVED_ENTITY_NAME_FIELD_NUMBER: _ClassVar[int]
     MODEL_URI_FIELD_NUMBER: _ClassVar[int]
-    MIN_REPLICAS_FIELD_NUMBER: _ClassVar[int]
-    MAX_REPLICAS_FIELD_NUMBER: _ClassVar[int]
     ENVIRONMENT_VARS_FIELD_NUMBER: _ClassVar[int]
     WORKLOAD_TYPE_FIELD_NUMBER: _ClassVar[int]
+    MIN_CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
+    MAX_CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
+    SCALE_TO_ZERO_ENABLED_FIELD_NUMBER: _ClassVar[int]
+    IS_SERVING_FIELD_NUMBER: _ClassVar[int]
     key: str
     endpoint_name: str
     served_entity_name: str
     model_uri: str
-    min_replicas: int
-    max_replicas: int
     environment_vars: _containers.ScalarMap[str, str]
     workload_type: str
-    def __init__(self, key: _Optional[str] = ..., endpoint_name: _Optional[str] = ..., served_entity_name: _Optional[str] = ..., model_uri: _Optional[str] = ..., min_replicas: _Optional[int] = ..., max_replicas: _Optional[int] = ..., environment_vars: _Optional[_Mapping[str, str]] = ..., workload_type: _Optional[str] = ...) -> None: ...
+    min_concurrency: int
+    max_concurrency: int
+    scale_to_zero_enabled: bool
+    is_serving: bool
+    def __init__(self, key: _Optional[str] = ..., endpoint_name: _Optional[str] = ..., served_entity_name: _Optional[str] = ..., model_uri: _Optional[str] = ..., environment_vars: _Optional[_Mapping[str, str]] = ..., workload_type: _Optional[str] = ..., min_concurrency: _Optional[int] = ..., max_concurrency: _Optional[int] = ..., scale_to_zero_enabled: _Optional[bool] = ..., is_serving: _Optional[bool] = ...) -> None: ...
 
 class ListDeploymentsReply(_message.Message):
     __slots__ = ("deployments",)
@@ -156,16 +160,18 @@ class ListDeploymentsReply(_message.Message):
     def __init__(self, deployments: _Optional[_Iterable[_Union[Deployment, _Mapping]]] = ...) -> None: ...
 
 class DeploymentStatus(_message.Message):
-    __slots__ = ("key", "ready_addresses", "starting_replicas", "failure")
+    __slots__ = ("key", "ready_addresses", "starting_replicas", "failure", "desired_replicas")
     KEY_FIELD_NUMBER: _ClassVar[int]
     READY_ADDRESSES_FIELD_NUMBER: _ClassVar[int]
     STARTING_REPLICAS_FIELD_NUMBER: _ClassVar[int]
     FAILURE_FIELD_NUMBER: _ClassVar[int]
+    DESIRED_REPLICAS_FIELD_NUMBER: _ClassVar[int]
     key: str
     ready_addresses: _containers.RepeatedScalarFieldContainer[str]
     starting_replicas: int
     failure: str
-    def __init__(self, key: _Optional[str] = ..., ready_addresses: _Optional[_Iterable[str]] = ..., starting_replicas: _Optional[int] = ..., failure: _Optional[str] = ...) -> None: ...
+    desired_replicas: int
+    def __init__(self, key: _Optional[str] = ..., ready_addresses: _Optional[_Iterable[str]] = ..., starting_replicas: _Optional[int] = ..., failure: _Optional[str] = ..., desired_replicas: _Optional[int] = ...) -> None: ...
 
 class ReportDeploymentsRequest(_message.Message):
     __slots__ = ("statuses", "scaler_target")

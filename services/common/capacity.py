@@ -1,13 +1,12 @@
-"""How many replicas a served entity may run, from its Databricks sizing fields. Pure."""
+"""How much a served entity may run, from its Databricks sizing fields. Pure."""
 
 from __future__ import annotations
 
 import math
 
-# Concurrent requests each workload size provisions, as documented for Databricks Model Serving.
+# Concurrent requests each workload size provisions, as documented for Databricks Model Serving
+# (with scale_to_zero_enabled the lower bound becomes 0 once the entity has been idle long enough).
 WORKLOAD_CONCURRENCY = {"Small": (4, 4), "Medium": (8, 16), "Large": (16, 64)}
-# Requests one replica serves at once before another replica is wanted.
-CONCURRENCY_PER_REPLICA = 4
 
 
 # GPUs one replica of a workload type gets (Databricks: GPU_SMALL 1xT4, GPU_MEDIUM 1xA10G, MULTIGPU_MEDIUM
@@ -21,14 +20,19 @@ def gpus_for_workload_type(workload_type: str) -> int:
     return GPUS_PER_REPLICA.get(workload_type, 0)
 
 
-def replica_bounds(entity: dict, per_replica: int = CONCURRENCY_PER_REPLICA) -> tuple[int, int]:
-    """(min, max) replicas for a served entity.
-
-    Scale-to-zero is not applied here yet: every entity keeps at least one replica until the
-    queue-depth autoscaler can bring one back on demand.
-    """
-    low, high = WORKLOAD_CONCURRENCY.get(entity.get("workload_size", "Small"), (4, 4))
+def concurrency_bounds(entity: dict) -> tuple[int, int]:
+    """(min, max) concurrent requests: explicit min/max_provisioned_concurrency, else the workload size's."""
+    low, high = WORKLOAD_CONCURRENCY.get(entity.get("workload_size") or "Small", (4, 4))
     low = entity.get("min_provisioned_concurrency", low)
     high = entity.get("max_provisioned_concurrency", high)
-    min_replicas = max(1, math.ceil(low / per_replica))
-    return min_replicas, max(min_replicas, math.ceil(high / per_replica))
+    return low, max(low, high)
+
+
+def replica_bounds(min_concurrency: int, max_concurrency: int, per_replica: float) -> tuple[int, int]:
+    """(floor, max) replicas for a concurrency range, each replica taking `per_replica` requests at once.
+
+    The floor is what an entity runs while it serves traffic, never below one; only scale-to-zero after
+    an idle window goes below it (services/scaler/policy.py decides that).
+    """
+    floor = max(1, math.ceil(min_concurrency / per_replica))
+    return floor, max(floor, math.ceil(max_concurrency / per_replica))

@@ -84,14 +84,16 @@ class ControlPlaneClient:
 
     async def list_deployments(self) -> list[Deployment]:
         reply = await self._call(self._stub.ListDeployments, pb.ListDeploymentsRequest())
-        return [Deployment(d.key, d.endpoint_name, d.served_entity_name, d.model_uri, d.min_replicas,
-                           d.max_replicas, dict(d.environment_vars), d.workload_type or "CPU")
+        return [Deployment(d.key, d.endpoint_name, d.served_entity_name, d.model_uri, d.min_concurrency,
+                           d.max_concurrency, d.scale_to_zero_enabled, dict(d.environment_vars),
+                           workload_type=d.workload_type or "CPU", is_serving=d.is_serving)
                 for d in reply.deployments]
 
     async def report_deployments(self, statuses: list[DeploymentStatus], scaler_target: str = "") -> None:
         request = pb.ReportDeploymentsRequest(scaler_target=scaler_target, statuses=[
             pb.DeploymentStatus(key=s.key, ready_addresses=list(s.ready_addresses),
-                                starting_replicas=s.starting_replicas, failure=s.failure) for s in statuses])
+                                starting_replicas=s.starting_replicas, failure=s.failure,
+                                desired_replicas=s.desired_replicas) for s in statuses])
         await self._call(self._stub.ReportDeployments, request)
 
     async def watch_routing_table(self) -> AsyncIterator[list[EndpointRoutes]]:

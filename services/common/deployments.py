@@ -19,10 +19,12 @@ class Deployment:
     endpoint_name: str
     served_entity_name: str
     model_uri: str
-    min_replicas: int
-    max_replicas: int
+    min_concurrency: int
+    max_concurrency: int
+    scale_to_zero_enabled: bool = False
     environment_vars: dict[str, str] = field(default_factory=dict)
     workload_type: str = "CPU"
+    is_serving: bool = False   # in the serving config, not only in a pending one
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,7 @@ class DeploymentStatus:
     ready_addresses: tuple[str, ...] = ()
     starting_replicas: int = 0
     failure: str = ""   # non-empty: the deployment cannot start, and why
+    desired_replicas: int = 0   # what the autoscaler wants now (0: scaled to zero)
 
 
 @dataclass(frozen=True)

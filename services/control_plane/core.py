@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
-from services.common.capacity import replica_bounds
+from services.common.capacity import concurrency_bounds
 from services.common.deployments import Deployment, DeploymentStatus, EndpointRoutes, RouteTarget
 from services.common.errors import AlreadyExists, Conflict, EndpointNotFound, Unavailable
 from services.common.secret_box import Cipher, seal_plaintext
@@ -175,14 +175,18 @@ class EndpointService:
         out: dict[str, Deployment] = {}
         for endpoint in self._endpoints.values():
             for config in deployed_configs(endpoint):
+                is_serving = config is endpoint.get("config")
                 for entity in config["served_entities"]:
                     if is_external(entity):
                         continue  # its provider serves it: no replicas
                     key = deployment_key(endpoint["id"], entity)
-                    low, high = replica_bounds(entity)
-                    out[key] = Deployment(key, endpoint["name"], entity["name"], spec.model_uri(entity),
-                                          low, high, dict(entity.get("environment_vars", {})),
-                                          entity.get("workload_type", "CPU"))
+                    if key in out:  # in the serving config and again in the pending one
+                        continue
+                    low, high = concurrency_bounds(entity)
+                    out[key] = Deployment(key, endpoint["name"], entity["name"], spec.model_uri(entity), low, high,
+                                          bool(entity.get("scale_to_zero_enabled")),
+                                          dict(entity.get("environment_vars", {})),
+                                          workload_type=entity.get("workload_type", "CPU"), is_serving=is_serving)
         return list(out.values())
 
     async def report(self, statuses: list[DeploymentStatus], scaler_target: str = "") -> None:
@@ -193,7 +197,8 @@ class EndpointService:
             self._latest_scaler = scaler_target
             self._log_sources.update({s.key: scaler_target for s in statuses})
         self._reports.update({
-            s.key: (Observation(s.ready_addresses, s.starting_replicas, s.failure), now) for s in statuses})
+            s.key: (Observation(s.ready_addresses, s.starting_replicas, s.failure, s.desired_replicas), now)
+            for s in statuses})
         observed = self._observed()
         changed = False
         async with self._write_lock:

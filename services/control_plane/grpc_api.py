@@ -104,13 +104,15 @@ class ControlPlaneServicer(control_plane_pb2_grpc.ControlPlaneServicer):
     async def ListDeployments(self, request, context):
         return pb.ListDeploymentsReply(deployments=[
             pb.Deployment(key=d.key, endpoint_name=d.endpoint_name, served_entity_name=d.served_entity_name,
-                          model_uri=d.model_uri, min_replicas=d.min_replicas, max_replicas=d.max_replicas,
-                          environment_vars=d.environment_vars, workload_type=d.workload_type)
+                          model_uri=d.model_uri, min_concurrency=d.min_concurrency,
+                          max_concurrency=d.max_concurrency, scale_to_zero_enabled=d.scale_to_zero_enabled,
+                          environment_vars=d.environment_vars, workload_type=d.workload_type,
+                          is_serving=d.is_serving)
             for d in self._service.deployments()])
 
     @grpc_edge
     async def ReportDeployments(self, request, context):
         await self._service.report([
-            DeploymentStatus(s.key, tuple(s.ready_addresses), s.starting_replicas, s.failure) for s in request.statuses],
-            scaler_target=request.scaler_target)
+            DeploymentStatus(s.key, tuple(s.ready_addresses), s.starting_replicas, s.failure, s.desired_replicas)
+            for s in request.statuses], scaler_target=request.scaler_target)
         return pb.ReportDeploymentsReply()

@@ -27,6 +27,7 @@ class Observation:
     ready_addresses: tuple[str, ...] = ()
     starting_replicas: int = 0
     failure: str = ""
+    desired_replicas: int = 0
 
 
 def is_external(entity: dict) -> bool:
@@ -72,24 +73,35 @@ def advance(endpoint: dict, observed: dict[str, Observation], now_ms: int) -> di
         if failures:
             state["config_update"] = UPDATE_FAILED
             changes["failure"] = "; ".join(failures)
-        elif _serves(endpoint["id"], pending, observed, routed_only=False):
+        elif _serves(endpoint["id"], pending, observed, routed_only=False, allow_zero=False):
             changes["config"] = {k: v for k, v in pending.items() if k != "start_time"}
             changes["pending_config"] = None
             changes["failure"] = ""
             state["config_update"] = NOT_UPDATING
     serving = changes.get("config", endpoint.get("config"))
-    state["ready"] = READY if serving and _serves(endpoint["id"], serving, observed) else NOT_READY
+    state["ready"] = READY if serving and _serves(endpoint["id"], serving, observed, allow_zero=True) else NOT_READY
     if state == endpoint["state"] and not changes:
         return endpoint
     return {**endpoint, **changes, "state": state, "last_updated_timestamp": now_ms}
 
 
 def entity_state(endpoint: dict, entity: dict, observed: dict[str, Observation], *, is_pending: bool) -> dict:
-    """The served entity's `state` as Databricks shows it."""
+    """The served entity's `state` as Databricks shows it, plus the autoscaler's replica counts.
+
+    `deployment` and `deployment_state_message` are Databricks' fields; `desired_replicas`,
+    `ready_replicas` and `starting_replicas` are Podium's (clients ignore fields they do not know).
+    An external model has no replicas, so no counts.
+    """
     if is_external(entity):
         provider = entity["external_model"]["provider"]
         return {"deployment": "DEPLOYMENT_READY", "deployment_state_message": f"served by provider {provider}"}
     seen = observed.get(deployment_key(endpoint["id"], entity), Observation())
+    counts = {"desired_replicas": seen.desired_replicas, "ready_replicas": len(seen.ready_addresses),
+              "starting_replicas": seen.starting_replicas}
+    return {**_deployment_state(endpoint, entity, seen, is_pending), **counts}
+
+
+def _deployment_state(endpoint: dict, entity: dict, seen: Observation, is_pending: bool) -> dict:
     if seen.failure:
         return {"deployment": "DEPLOYMENT_FAILED", "deployment_state_message": seen.failure}
     if is_pending and endpoint["state"]["config_update"] == UPDATE_FAILED:
@@ -100,6 +112,11 @@ def entity_state(endpoint: dict, entity: dict, observed: dict[str, Observation],
                 "deployment_state_message": f"{count} replica{'s' if count != 1 else ''} ready"}
     if is_pending or not endpoint.get("config"):
         return {"deployment": "DEPLOYMENT_CREATING", "deployment_state_message": "starting replicas"}
+    if entity.get("scale_to_zero_enabled") and seen.desired_replicas == 0:
+        return {"deployment": "DEPLOYMENT_READY",
+                "deployment_state_message": "scaled to zero: the next request starts a replica"}
+    if entity.get("scale_to_zero_enabled") and seen.starting_replicas:
+        return {"deployment": "DEPLOYMENT_READY", "deployment_state_message": "scaling up from zero"}
     return {"deployment": "DEPLOYMENT_RECOVERING", "deployment_state_message": "replacing replicas"}
 
 
@@ -107,14 +124,24 @@ def _routed(config: dict) -> set[str]:
     return {r["served_entity_name"] for r in config["traffic_config"]["routes"] if r["traffic_percentage"] > 0}
 
 
-def _serves(endpoint_id: str, config: dict, observed: dict[str, Observation], *, routed_only: bool = True) -> bool:
+def _serves(endpoint_id: str, config: dict, observed: dict[str, Observation], *, routed_only: bool = True,
+            allow_zero: bool) -> bool:
     """Whether the config's entities have ready replicas: those taking traffic (is it ready?), or all of them
-    (is a new config deployed? As on Databricks, an entity at 0 % is deployed too, ready to take a share)."""
+    (is a new config deployed? As on Databricks, an entity at 0 % is deployed too, ready to take a share).
+    With allow_zero a scale-to-zero entity the scaler manages counts too: a request for it waits in the
+    router while a replica starts, so the endpoint stays READY. A new config always needs ready replicas,
+    so a model that cannot load is caught at deploy time."""
     routed = _routed(config)
-    return all(
-        is_external(e) or observed.get(deployment_key(endpoint_id, e), Observation()).ready_addresses
-        for e in config["served_entities"] if e["name"] in routed or not routed_only
-    )
+    return all(is_external(e) or _entity_serves(observed.get(deployment_key(endpoint_id, e)), e, allow_zero)
+               for e in config["served_entities"] if e["name"] in routed or not routed_only)
+
+
+def _entity_serves(seen: Observation | None, entity: dict, allow_zero: bool) -> bool:
+    if seen is None:
+        return False
+    if seen.ready_addresses:
+        return True
+    return allow_zero and bool(entity.get("scale_to_zero_enabled")) and not seen.failure
 
 
 def _failures(endpoint_id: str, config: dict, observed: dict[str, Observation]) -> list[str]:
