@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 
 import grpc
@@ -19,6 +20,7 @@ from services.common.readiness import announce_ready
 from services.common.secret_box import Cipher, MappingSecretResolver, load_master_key
 from services.router import rest_gateway
 from services.router.ai_gateway import AiGateway
+from services.router.admission import Admission, LoadTracker
 from services.router.backends import RoutingTableFollower, WorkerPool
 from services.router.core import Gateway
 from services.router.external.client import ProviderClient
@@ -27,12 +29,15 @@ from services.router.grpc_api import QueryServicer
 from services.router.inference_log import InferenceLog
 from services.router.inference_store import InferenceStore
 from services.router.metrics import EndpointMetrics
+from services.router.metrics_publisher import MetricsPublisher
 from services.router.oip_grpc import InferenceServicer
 from services.router.openapi import SignatureReader
 from services.router.rate_limit import RateLimiter, RedisBuckets
 from services.router.registry import ModelRegistry
 from services.router.rest import build_app
 from services.router.settings import RouterSettings
+
+log = logging.getLogger("services.router")
 
 
 async def build_ai_gateway(settings: RouterSettings) -> tuple[AiGateway, list]:
@@ -60,14 +65,29 @@ async def serve(settings: RouterSettings) -> None:
     control_plane = ControlPlaneClient(settings.control_plane_target, timeout_s=settings.management_timeout_s)
     pool = WorkerPool()
     metrics = EndpointMetrics()
+    tracker = LoadTracker()
+    publisher = None
+    if settings.redis_url:
+        publisher = MetricsPublisher(settings.redis_url, tracker, interval_s=settings.metrics_interval_s,
+                                     ttl_s=settings.metrics_ttl_s)
+    else:
+        log.warning("no Redis URL: load metrics are not published, so endpoints do not autoscale")
+    admission = Admission(tracker, queue_limit=settings.queue_limit, timeout_s=settings.queue_timeout_s,
+                          on_queued=publisher.request_wake if publisher else (lambda key: None))
     routing = RoutingTableFollower(control_plane, pool, on_table=metrics.keep_only)
+
+    def on_table() -> None:  # a new table: waiting requests look again; retired deployments are forgotten
+        admission.routes_changed()
+        tracker.retain({r.deployment_key for e in routing.endpoints.values() for r in e.routes})
+    routing.on_change = on_table
     follower = asyncio.create_task(routing.run())
+    publishing = asyncio.create_task(publisher.run()) if publisher else None
     await routing.first_table.wait()  # answer no query before knowing the endpoints
     signatures = SignatureReader(settings.registry_uri, settings.tracking_uri, alias_ttl_s=settings.openapi_alias_ttl_s)
     registry = ModelRegistry(settings.registry_uri, settings.tracking_uri, settings.registry_timeout_s)
     ai_gateway, closing = await build_ai_gateway(settings)
     gateway = Gateway(control_plane, routing, pool, forward_timeout_s=settings.forward_timeout_s, metrics=metrics,
-                      signatures=signatures, registry=registry, ai_gateway=ai_gateway)
+                      signatures=signatures, registry=registry, ai_gateway=ai_gateway, admission=admission)
 
     app = build_app(gateway, settings.max_request_bytes)
     rest_gateway.add_routes(app, gateway, ai_gateway)
@@ -96,9 +116,13 @@ async def serve(settings: RouterSettings) -> None:
     await runner.cleanup()
     for part in closing:
         await part.close()
-    follower.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await follower
+    for task in (follower, publishing):
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    if publisher is not None:
+        await publisher.close()
     await pool.close()
     registry.close()
     await control_plane.close()

@@ -102,17 +102,29 @@ class WorkerPool:
 
 
 class RoutingTableFollower:
-    """Keeps the latest routing table from the control plane's watch stream, reconnecting when it breaks."""
+    """Keeps the latest routing table from the control plane's watch stream, reconnecting when it breaks.
+
+    The control plane pushes a new table as soon as the scaler reports a replica ready or gone, so the
+    router learns of changes without polling; `on_change` runs after each table (e.g. waking requests
+    that wait for a replica).
+    """
 
     def __init__(self, control_plane: ControlPlaneClient, pool: WorkerPool, retry_s: float = 0.5,
-                 on_table: Callable[[Iterable[str]], None] | None = None):
+                 on_table: Callable[[Iterable[str]], None] | None = None,
+                 on_change: Callable[[], None] = lambda: None):
         self._control_plane = control_plane
         self._pool = pool
         self._on_table = on_table  # told the endpoint names of every new table (e.g. to drop their metrics)
         self._retry_s = retry_s
+        self.on_change = on_change
         self.endpoints: dict[str, EndpointRoutes] = {}
+        self._replicas: dict[str, tuple[str, ...]] = {}
         self.first_table = asyncio.Event()
         self._next_table = asyncio.Event()
+
+    def replica_addresses(self, deployment_key: str) -> tuple[str, ...] | None:
+        """Ready replicas of a deployment; None when the routing table no longer has the deployment."""
+        return self._replicas.get(deployment_key)
 
     async def run(self) -> None:
         while True:
@@ -127,12 +139,14 @@ class RoutingTableFollower:
 
     def _apply(self, table: list[EndpointRoutes]) -> None:
         self.endpoints = {e.name: e for e in table}
-        self._pool.keep_only({a for e in self.endpoints.values() for r in e.routes for a in r.replica_addresses})
+        self._replicas = {r.deployment_key: r.replica_addresses for e in table for r in e.routes}
+        self._pool.keep_only({a for addresses in self._replicas.values() for a in addresses})
         if self._on_table is not None:
             self._on_table(self.endpoints.keys())
         self.first_table.set()
         self._next_table.set()
         self._next_table = asyncio.Event()
+        self.on_change()
 
     async def wait_for_endpoint(self, name: str, timeout_s: float) -> None:
         """Returns once the table has `name`, or after timeout_s (the table is eventually consistent)."""

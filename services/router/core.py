@@ -18,6 +18,7 @@ from services.common.errors import (
     EndpointNotFound, InvalidParameter, PodiumError, ReplicaUnreachable, Unavailable, error_from_code,
 )
 from services.common.tensors import ModelMetadata
+from services.router.admission import Admission, LoadTracker
 from services.router.openapi import build_document
 from services.router.policy.replica_choice import pick_replica
 from services.router.policy.traffic import pick_served_entity
@@ -58,7 +59,7 @@ class Gateway:
     def __init__(self, control_plane: "ControlPlaneClient", routing: "RoutingTableFollower", pool: "WorkerPool",
                  *, forward_timeout_s: float, metrics: "EndpointMetrics", signatures: "SignatureReader",
                  rng: random.Random | None = None, registry: "ModelRegistry | None" = None,
-                 ai_gateway: "AiGateway | None" = None):
+                 ai_gateway: "AiGateway | None" = None, admission: Admission | None = None):
         self._control_plane = control_plane
         self._registry = registry
         self._routing = routing
@@ -69,6 +70,9 @@ class Gateway:
         self._rng = rng or random.Random()
         self._metadata: dict[str, ModelMetadata] = {}   # by deployment key: fixed while a deployment lives
         self._ai_gateway = ai_gateway
+        # Load per served entity (for the scaler) and the queue where requests wait for a replica.
+        self._admission = admission or Admission(LoadTracker(), queue_limit=1000, timeout_s=60.0)
+        self.load = self._admission.tracker
 
     # ---- data plane ----
 
@@ -87,11 +91,12 @@ class Gateway:
         try:
             route = self._route(endpoint, served_entity_name)
             counted_as = route.served_entity_name
-            if task or endpoint.gateway is not None:
-                result = await self._query_ai_gateway(endpoint, route, body, content_type, protocol, caller, task,
-                                                      payload)
-            else:
-                result = await self._forward(endpoint_name, route, body, content_type, protocol)
+            with self.load.track(route.deployment_key):   # load for the scaler (never a Redis call)
+                if task or endpoint.gateway is not None:
+                    result = await self._query_ai_gateway(endpoint, route, body, content_type, protocol, caller, task,
+                                                          payload)
+                else:
+                    result = await self._forward(endpoint_name, route, body, content_type, protocol)
             status = 200
             return result
         except PodiumError as exc:
@@ -131,15 +136,31 @@ class Gateway:
             raise Unavailable(f"Endpoint '{endpoint.name}' is not ready yet", retry_after_s=5)
         return route
 
+    def _reroute(self, endpoint_name: str, route: RouteTarget) -> RouteTarget:
+        """The same served entity in the endpoint's new config if it is still there, else the traffic split's."""
+        endpoint = self._endpoint(endpoint_name)
+        same = next((r for r in endpoint.routes if r.served_entity_name == route.served_entity_name), None)
+        return same or self._route(endpoint, None)
+
     async def _forward(self, endpoint_name: str, route: RouteTarget, body: bytes, content_type: str,
                        protocol: Protocol) -> QueryResult:
+        """Sends the request to the less loaded of two ready replicas (power of two choices).
+
+        With no replica to try (scaled to zero, or every one tried was unreachable: it processed nothing),
+        the request waits in the admission queue for the routing table to bring one, up to its deadline.
+        """
         tried: set[str] = set()
-        # A replica that cannot be reached processed nothing: try one other before giving up.
-        for _attempt in range(2):
-            candidates = [a for a in route.replica_addresses if a not in tried]
-            address = pick_replica(candidates, self._pool.in_flight, self._rng.randint)
+        deadline: float | None = None
+        while True:
+            addresses = self._routing.replica_addresses(route.deployment_key)
+            if addresses is None:  # the config changed while this request waited: take the new one
+                route = self._reroute(endpoint_name, route)
+                continue
+            address = pick_replica([a for a in addresses if a not in tried], self._pool.in_flight, self._rng.randint)
             if address is None:
-                break
+                deadline = deadline or self._admission.deadline()
+                await self._admission.wait(route.deployment_key, _has_untried(self._routing, route, tried), deadline)
+                continue
             tried.add(address)
             try:
                 if protocol is Protocol.OPEN_INFERENCE:
@@ -153,8 +174,6 @@ class Gateway:
             if reply.http_status != 200:
                 raise _model_error(reply.http_status, reply.body)
             return QueryResult(reply.body, reply.content_type or "application/json", route.served_entity_name)
-        raise Unavailable(f"No ready replica of served entity '{route.served_entity_name}' of endpoint "
-                          f"'{endpoint_name}'", retry_after_s=2)
 
     def is_ready(self, endpoint_name: str, served_entity_name: str | None = None) -> bool:
         """Whether queries would be served now: every routed entity (or the named one) has a ready replica."""
@@ -177,6 +196,12 @@ class Gateway:
         metadata = self._metadata.get(route.deployment_key)
         if metadata is None:
             address = pick_replica(route.replica_addresses, self._pool.in_flight, self._rng.randint)
+            if address is None:  # scaled to zero: wait for a replica as a query would (and start one)
+                with self.load.track(route.deployment_key):
+                    await self._admission.wait(route.deployment_key, _has_untried(self._routing, route, set()),
+                                               self._admission.deadline())
+                address = pick_replica(self._routing.replica_addresses(route.deployment_key) or (),
+                                       self._pool.in_flight, self._rng.randint)
             if address is None:
                 raise Unavailable(f"No ready replica of served entity '{route.served_entity_name}' of endpoint "
                                   f"'{endpoint_name}'", retry_after_s=2)
@@ -264,6 +289,13 @@ class Gateway:
         if self._registry is None:
             raise Unavailable("this router has no model registry configured")
         return self._registry
+
+
+def _has_untried(routing: "RoutingTableFollower", route: RouteTarget, tried: set[str]):
+    def check() -> bool:
+        addresses = routing.replica_addresses(route.deployment_key)
+        return addresses is None or any(a not in tried for a in addresses)
+    return check
 
 
 def _model_error(http_status: int, body: bytes):

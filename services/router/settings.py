@@ -25,6 +25,13 @@ class RouterSettings(BaseSettings):
     tracking_uri: str = Field("", validation_alias=AliasChoices("PODIUM_TRACKING_URI", "MLFLOW_TRACKING_URI"))
     openapi_alias_ttl_s: float = Field(60.0, gt=0)   # an alias's signature is read again after this long
     registry_timeout_s: float = Field(30.0, gt=0)     # deadline of one registry read for the UI
+    # Scale from zero: a request for a served entity with no ready replica waits this long, at most
+    # queue_limit of them per served entity; beyond either it is answered 503 with Retry-After.
+    queue_timeout_s: float = Field(60.0, gt=0)
+    queue_limit: int = Field(1000, ge=1)
+    # Load metrics for the scaler: published to Redis every interval, expiring after the TTL.
+    metrics_interval_s: float = Field(0.5, gt=0)
+    metrics_ttl_s: float = Field(5.0, gt=0)
 
     # ---- external models ----
     # AES-256 key (base64 of 32 bytes) that opens stored provider keys; empty = the key file DATA_DIR/master.key.

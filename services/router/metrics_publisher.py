@@ -1,0 +1,70 @@
+"""Publishes this router's load per served entity to Redis, for the scaler.
+
+One SET with a TTL per interval (never a Redis call per request), and at once when a request starts
+waiting for a replica, together with a PUBLISH that wakes the scaler. Redis being down only loses
+metrics: the query path never awaits anything here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+
+import redis.asyncio as redis
+from redis.exceptions import RedisError
+
+from services.common.load_metrics import WAKE_CHANNEL, encode_load, load_key
+from services.router.admission import LoadTracker
+
+log = logging.getLogger(__name__)
+
+
+class MetricsPublisher:
+    def __init__(self, redis_url: str, tracker: LoadTracker, *, interval_s: float, ttl_s: float,
+                 router_id: str | None = None):
+        self.router_id = router_id or secrets.token_hex(6)
+        self._client = redis.Redis.from_url(redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
+        self._tracker = tracker
+        self._interval_s = interval_s
+        self._ttl_ms = max(int(ttl_s * 1000), 1)
+        self._kick = asyncio.Event()
+        self._waiting: set[str] = set()
+        self._is_failing = False
+
+    def request_wake(self, deployment_key: str) -> None:
+        """A request is waiting for a replica of this deployment: publish now and wake the scaler."""
+        self._waiting.add(deployment_key)
+        self._kick.set()
+
+    async def run(self) -> None:
+        while True:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._kick.wait(), self._interval_s)
+            self._kick.clear()
+            waiting, self._waiting = self._waiting, set()
+            await self.publish_once(waiting)
+
+    async def publish_once(self, waiting: set[str] = frozenset()) -> bool:
+        payload = encode_load(self._tracker.snapshot())
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                pipe.set(load_key(self.router_id), payload, px=self._ttl_ms)
+                for key in sorted(waiting):
+                    pipe.publish(WAKE_CHANNEL, key)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            if not self._is_failing:  # once per outage, not every interval
+                log.warning("cannot publish load metrics to Redis (%s); queries are still served", exc)
+            self._is_failing = True
+            return False
+        if self._is_failing:
+            log.info("publishing load metrics to Redis again")
+        self._is_failing = False
+        return True
+
+    async def close(self) -> None:
+        with contextlib.suppress(RedisError, OSError):
+            await self._client.delete(load_key(self.router_id))  # our load leaves with us
+        await self._client.aclose()
