@@ -79,7 +79,10 @@ class Stack:
         if not redis_url:
             self.redis = EmbeddedRedis(self.data_dir)
             redis_url = self.redis.start()
+        # PODIUM_SUPERVISOR_PID: worker replicas exit with this process, not with the scaler that started
+        # them, so a restarted scaler adopts them.
         common = {"PODIUM_DATA_DIR": str(self.data_dir), "PODIUM_REDIS_URL": redis_url,
+                  "PODIUM_SUPERVISOR_PID": str(os.getpid()),
                   "PODIUM_TRACKING_URI": tracking_uri, "PODIUM_REGISTRY_URI": registry_uri,
                   "PYTHONUNBUFFERED": "1"}
         control_plane = self._start(Service("control_plane", "services.control_plane",

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 _PR_SET_PDEATHSIG = 1
+_PR_SET_NAME = 15
 
 
 def die_with_parent() -> None:
@@ -21,6 +22,14 @@ def die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     except OSError:
         pass  # not Linux: the parent's own shutdown still stops its children
+
+
+def set_process_name(name: bytes) -> None:
+    """Sets /proc/<pid>/comm (what ps and top show; at most 15 bytes), e.g. for a forked replica."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_NAME, ctypes.c_char_p(name[:15]), 0, 0, 0)
+    except OSError:
+        pass
 
 
 class ServiceFailed(RuntimeError):
@@ -91,3 +100,46 @@ def _tail(log_path: Path | None, lines: int = 15) -> str:
         return ""
     text = log_path.read_text(errors="replace").splitlines()[-lines:]
     return "\n--- " + str(log_path) + " ---\n" + "\n".join(text)
+
+
+def process_start_ticks(pid: int) -> int | None:
+    """When the process started (clock ticks since boot), to tell a pid from a later reuse of it; None if gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # Fields after the command name, which is in parentheses and may itself hold spaces or parentheses.
+    fields = stat[stat.rindex(")") + 2:].split()
+    return int(fields[19])
+
+
+async def wait_pid_exit(pid: int, poll_s: float = 0.2) -> None:
+    """Returns when process `pid` (not necessarily our child) has exited: a pidfd where Linux has one."""
+    import asyncio
+
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    except (AttributeError, OSError):  # no pidfd: poll
+        while _is_alive(pid):
+            await asyncio.sleep(poll_s)
+        return
+    loop = asyncio.get_running_loop()
+    exited = loop.create_future()
+    loop.add_reader(fd, lambda: exited.done() or exited.set_result(None))
+    try:
+        await exited
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
+
+
+def _is_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

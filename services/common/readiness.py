@@ -28,8 +28,13 @@ def announce_failed(service: str, reason: str) -> None:
 
 
 def _write(event: dict) -> None:
-    sys.stdout.write(json.dumps(event) + "\n")
-    sys.stdout.flush()
+    try:
+        sys.stdout.write(json.dumps(event) + "\n")
+        sys.stdout.flush()
+    except (BrokenPipeError, ValueError):
+        # Nobody reads any more (e.g. the scaler that started this worker restarted and adopts it by
+        # health checks instead): the service runs on regardless.
+        pass
 
 
 def _detach_stdout() -> None:

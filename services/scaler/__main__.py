@@ -1,8 +1,12 @@
-"""Scaler process: settings → control-plane client → runtime → reconcile loop, and its gRPC logs API."""
+"""Scaler process: settings → control-plane client, load reader, runtime → reconcile loop, and its gRPC
+logs API."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import os
 import signal
 
 import grpc
@@ -13,18 +17,23 @@ from services.common.control_plane_client import ControlPlaneClient
 from services.common.grpc_server import SERVER_OPTIONS
 from services.common.logging import configure_logging
 from services.common.readiness import announce_ready
-from services.scaler.core import Scaler, reconcile_forever
+from services.scaler.core import Scaler, ScalingSettings, reconcile_forever
 from services.scaler.environments import VirtualenvManager
 from services.scaler.gpus import detect_gpus
 from services.scaler.grpc_api import ScalerServicer
+from services.scaler.launchers import TemplateUnavailable, WarmTemplate
+from services.scaler.metrics import LoadReader
 from services.scaler.replica_logs import ReplicaLogs
+from services.scaler.replica_records import ReplicaRecords
 from services.scaler.runtime import LocalProcessRuntime
 from services.scaler.settings import ScalerSettings
+
+log = logging.getLogger("services.scaler")
 
 
 async def run(settings: ScalerSettings) -> None:
     control_plane = ControlPlaneClient(settings.control_plane_target)
-    worker_env = {}
+    worker_env = {"PODIUM_WORKER_SUPERVISOR_PID": str(settings.supervisor_pid or os.getpid())}
     if settings.registry_uri:
         worker_env["PODIUM_REGISTRY_URI"] = settings.registry_uri
     if settings.tracking_uri:
@@ -35,7 +44,14 @@ async def run(settings: ScalerSettings) -> None:
                                          settings.worker_env_build_timeout_s)
     gpus = await asyncio.to_thread(detect_gpus, settings.gpus, settings.cuda_visible_devices)
     logs_dir = settings.data_dir / "logs"
-    runtime = LocalProcessRuntime(logs_dir, settings.worker_host, worker_env, environments=environments, gpus=gpus)
+    template = None
+    if settings.worker_template and environments is None:  # the template runs the platform's Python only
+        template = WarmTemplate(worker_env, settings.data_dir / "cache" / "models", logs_dir / "worker-template.log",
+                                request_timeout_s=settings.worker_start_timeout_s)
+    runtime = LocalProcessRuntime(
+        logs_dir, settings.worker_host, worker_env, records=ReplicaRecords(settings.data_dir / "replicas"),
+        template=template, environments=environments, gpus=gpus, heartbeat_interval_s=settings.heartbeat_interval_s,
+        heartbeat_expiry_s=settings.heartbeat_expiry_s, stop_grace_s=settings.worker_stop_grace_s)
 
     def running_replicas(key: str) -> list[str]:
         return [r.replica_id for r in runtime.replicas() if r.key == key]
@@ -49,18 +65,45 @@ async def run(settings: ScalerSettings) -> None:
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     target = f"{settings.scaler_host}:{port}"
 
-    scaler = Scaler(control_plane, runtime, start_timeout_s=settings.worker_start_timeout_s,
+    load = LoadReader(settings.redis_url) if settings.redis_url else None
+    if load is None:
+        log.warning("no Redis URL: no load metrics, so replica counts stay where they are")
+    scaling = ScalingSettings(settings.target_concurrency_per_replica, settings.scale_to_zero_after_s,
+                              settings.scale_up_window_s, settings.scale_down_window_s, settings.scale_max_step)
+    scaler = Scaler(control_plane, runtime, load, scaling, start_timeout_s=settings.worker_start_timeout_s,
                     max_start_failures=settings.worker_max_start_failures, scaler_target=target)
+    adopted = await runtime.adopt()  # before the first pass: a restart keeps what runs
+    if adopted:
+        log.info("adopted %d running replicas", len(adopted))
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    background = []
+    if load is not None:
+        background.append(asyncio.create_task(load.listen_for_wakes(lambda key: scaler.wake.set())))
+    if template is not None:
+        background.append(asyncio.create_task(_warm_up(template)))
     announce_ready("scaler", grpc_target=target)
     try:
         await reconcile_forever(scaler, settings.scaler_interval_s, stop)
     finally:
+        for task in background:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await scaler.close()
         await server.stop(grace=2)
+        if load is not None:
+            await load.close()
         await control_plane.close()
+
+
+async def _warm_up(template: WarmTemplate) -> None:
+    """Starts the template now, so its imports are paid before the first replica is wanted."""
+    try:
+        await template.start()
+    except TemplateUnavailable as exc:
+        log.warning("%s; replicas start as fresh processes", exc)
 
 
 def main() -> None:

@@ -1,7 +1,13 @@
 """Replica backends. `LocalProcessRuntime` runs each replica as a worker process on this machine.
 
-The scaler's core only uses the `Runtime` interface (start, stop, replicas), which a container or
-Kubernetes backend implements the same way.
+The scaler's core only uses the `Runtime` interface (adopt, start, stop, replicas, forget, close, and an
+`on_change` callback), which a container or Kubernetes backend implements the same way: `adopt` lists the
+replicas already running (containers by label, pods by selector), and readiness comes from the backend.
+
+Locally, a replica announces itself READY on its handshake pipe; afterwards the runtime sends it a gRPC
+health check every heartbeat interval, and a replica that has not answered for the heartbeat expiry is
+LOST: the scaler takes it out of the routing table and replaces it. Replicas outlive a crashed scaler
+(their records are on disk), so a restarted scaler adopts them instead of starting new ones.
 """
 
 from __future__ import annotations
@@ -11,22 +17,27 @@ import contextlib
 import itertools
 import json
 import logging
-import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from services.common.processes import die_with_parent
+from services.common.processes import process_start_ticks
 from services.scaler.environments import BUILD_LOG, EnvironmentBuildFailed, VirtualenvManager
+from services.scaler.heartbeat import HealthChecker
+from services.scaler.launchers import (
+    ModelUnavailable, TemplateUnavailable, WarmTemplate, WorkerProcess, start_fresh,
+)
 from services.scaler.policy import pick_gpus
 from services.scaler.replica_logs import mark_ready
+from services.scaler.replica_records import ReplicaRecord, ReplicaRecords
 
 log = logging.getLogger(__name__)
 
-STARTING, READY, FAILED, EXITED = "STARTING", "READY", "FAILED", "EXITED"
+STARTING, READY, FAILED, EXITED, LOST = "STARTING", "READY", "FAILED", "EXITED", "LOST"
 
 
 @dataclass
@@ -39,7 +50,10 @@ class Replica:
     ever_ready: bool = False
     is_building: bool = False     # its environment is being built: the start deadline has not begun
     started_at: float = field(default_factory=time.monotonic)
+    last_seen: float = field(default_factory=time.monotonic)  # last handshake or answered heartbeat
     log_path: Path | None = None
+    pid: int | None = None
+    is_stopping: bool = False
     gpus: tuple[str, ...] = ()    # the GPU ids its CUDA_VISIBLE_DEVICES names
 
 
@@ -53,42 +67,147 @@ class WorkerSpec:
 
 
 class Runtime(Protocol):
+    on_change: Callable[[], None]   # called when a replica becomes ready, fails, exits or is lost
+
+    async def adopt(self) -> list[Replica]: ...
+    def warm(self, spec: WorkerSpec) -> None: ...   # best effort, in the background: make starts fast
     async def start(self, spec: WorkerSpec) -> Replica: ...
-    async def stop(self, replica_id: str) -> None: ...
+    async def stop(self, replica_id: str, grace_s: float | None = None) -> None: ...
     def replicas(self) -> list[Replica]: ...
     def forget(self, replica_id: str) -> None: ...
     async def close(self) -> None: ...
 
 
 class LocalProcessRuntime:
-    """Worker replicas as child processes; their stderr goes to <data_dir>/logs/<key>/<replica>.log."""
+    """Worker replicas as local processes; their stderr goes to <logs_dir>/<key>/<replica>.log."""
 
-    def __init__(self, logs_dir: Path, host: str, base_env: dict[str, str], stop_grace_s: float = 15.0,
-                 environments: VirtualenvManager | None = None, gpus: tuple[str, ...] = ()):
+    def __init__(self, logs_dir: Path, host: str, base_env: dict[str, str], *, records: ReplicaRecords,
+                 template: WarmTemplate | None = None, environments: VirtualenvManager | None = None,
+                 gpus: tuple[str, ...] = (), heartbeat_interval_s: float = 1.0, heartbeat_expiry_s: float = 3.0,
+                 stop_grace_s: float = 15.0):
         self._logs_dir = logs_dir
         self._host = host
         self._base_env = base_env
-        self._stop_grace_s = stop_grace_s
+        self._records = records
+        self._template = template
         self._environments = environments   # None: workers run in the platform's own environment
         self._gpus = gpus
+        self._heartbeat_interval_s = heartbeat_interval_s
+        self._heartbeat_expiry_s = heartbeat_expiry_s
+        self._stop_grace_s = stop_grace_s
+        self.on_change: Callable[[], None] = lambda: None
         self._replicas: dict[str, Replica] = {}
-        self._processes: dict[str, asyncio.subprocess.Process] = {}
-        self._watchers: dict[str, asyncio.Task] = {}
+        self._processes: dict[str, WorkerProcess] = {}
+        self._tasks: dict[str, asyncio.Task] = {}
+        self._health = HealthChecker()
+        self._heartbeat: asyncio.Task | None = None
+        self._warming: set[asyncio.Task] = set()
         self._ids = itertools.count(1)
 
+    # ---- the Runtime interface ----
+
+    async def adopt(self) -> list[Replica]:
+        """Takes over the replicas a previous scaler left running (their records on disk)."""
+        adopted = []
+        for record in await asyncio.to_thread(self._records.live):
+            replica = Replica(record.replica_id, record.key, status=READY if record.is_ready else STARTING,
+                              address=record.address, ever_ready=record.is_ready, pid=record.pid,
+                              log_path=Path(record.log_path) if record.log_path else None, gpus=tuple(record.gpus))
+            process = WorkerProcess(record.pid)
+            self._replicas[replica.replica_id] = replica
+            self._processes[replica.replica_id] = process
+            self._tasks[replica.replica_id] = asyncio.create_task(self._follow(replica, process))
+            adopted.append(replica)
+            log.info("adopted replica %s (pid %d, %s)", replica.replica_id, record.pid, replica.status)
+        self._ensure_heartbeat()
+        return adopted
+
+    def warm(self, spec: WorkerSpec) -> None:
+        """Has the template prepare the model now, so even the first replica (say, from zero after a scaler
+        restart) is a fast fork. Failures only get logged: the replica's start reports them properly."""
+        if not self._may_fork(spec):
+            return
+        task = asyncio.create_task(self._warm(spec.model_uri))
+        self._warming.add(task)
+        task.add_done_callback(self._warming.discard)
+
+    async def _warm(self, model_uri: str) -> None:
+        try:
+            await self._template.prepare(model_uri)
+        except (ModelUnavailable, TemplateUnavailable) as exc:
+            log.info("could not prepare %s ahead of time: %s", model_uri, exc)
+
     async def start(self, spec: WorkerSpec) -> Replica:
+        """Registers a STARTING replica and launches it in the background (the pass does not wait)."""
         replica_id = f"{spec.key}-{int(time.time() * 1000):013d}-{next(self._ids):04d}"
         log_path = self._logs_dir / spec.key / f"{replica_id}.log"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
+        if not log_path.parent.exists():
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            # Which model these logs (and the processes writing them) belong to, for people and tools.
+            (log_path.parent / "model_uri").write_text(spec.model_uri + "\n")
         replica = Replica(replica_id, spec.key, log_path=log_path)
         self._replicas[replica_id] = replica
-        self._watchers[replica_id] = asyncio.create_task(self._run(replica, spec))
+        self._tasks[replica_id] = asyncio.create_task(self._run(replica, spec))
+        self._ensure_heartbeat()
         return replica
 
+    async def stop(self, replica_id: str, grace_s: float | None = None) -> None:
+        """SIGTERM (the worker leaves health, finishes in-flight requests, exits), SIGKILL after the grace."""
+        replica = self._replicas.get(replica_id)
+        if replica is None:
+            return
+        replica.is_stopping = True
+        process = self._processes.get(replica_id)
+        if process is not None:
+            process.send_signal(signal.SIGTERM)
+        task = self._tasks.get(replica_id)
+        if task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(task), self._stop_grace_s if grace_s is None else grace_s)
+            except asyncio.TimeoutError:
+                process = self._processes.get(replica_id)
+                if process is not None:
+                    log.warning("replica %s did not stop in time; killing it", replica_id)
+                    process.send_signal(signal.SIGKILL)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(task), 5)
+        self.forget(replica_id)
+
+    def forget(self, replica_id: str) -> None:
+        replica = self._replicas.pop(replica_id, None)
+        process = self._processes.pop(replica_id, None)
+        if process is not None:
+            process.close()
+        task = self._tasks.pop(replica_id, None)
+        if task is not None and not task.done():
+            task.cancel()
+        if replica is not None and replica.address:
+            self._health.forget(replica.address)
+        self._records.remove(replica_id)
+
+    def replicas(self) -> list[Replica]:
+        return list(self._replicas.values())
+
+    async def close(self) -> None:
+        for task in self._warming:
+            task.cancel()
+        await asyncio.gather(*(self.stop(r) for r in list(self._replicas)), *self._warming, return_exceptions=True)
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+        await self._health.close()
+        if self._template is not None:
+            await self._template.close()
+
+    # ---- one replica's life ----
+
     async def _run(self, replica: Replica, spec: WorkerSpec) -> None:
-        """Builds (or reuses) the model's environment if asked to, starts the worker, follows it."""
+        """Places the replica, builds (or reuses) the model's environment if asked to, starts the worker,
+        follows it."""
         placement = self._place(replica, spec)
         if placement is None:
+            self.on_change()
             return
         python = sys.executable
         if self._environments is not None:
@@ -97,21 +216,50 @@ class LocalProcessRuntime:
                 python = await self._environments.python_for(spec.model_uri, self._logs_dir / spec.key / BUILD_LOG)
             except EnvironmentBuildFailed as exc:
                 replica.status, replica.failure = FAILED, str(exc)
+                self.on_change()
                 return
             finally:
                 replica.is_building = False
             replica.started_at = time.monotonic()   # the start deadline counts from the worker's own start
-        env = {**os.environ, **self._base_env, **spec.environment_vars,
-               "PODIUM_WORKER_MODEL_URI": spec.model_uri, "PODIUM_WORKER_HOST": self._host,
-               "PODIUM_WORKER_PORT": "0", **placement}
-        assert replica.log_path is not None
-        with open(replica.log_path, "ab") as log_file:
-            process = await asyncio.create_subprocess_exec(
-                python, "-m", "services.worker", stdout=asyncio.subprocess.PIPE, stderr=log_file,
-                stdin=asyncio.subprocess.DEVNULL, env=env, preexec_fn=die_with_parent)
+        env = {**self._base_env, **spec.environment_vars, "PODIUM_WORKER_MODEL_URI": spec.model_uri,
+               "PODIUM_WORKER_HOST": self._host, "PODIUM_WORKER_PORT": "0", **placement}
+        launching = asyncio.ensure_future(self._launch(spec, python, env, replica.log_path))
+        try:
+            process = await asyncio.shield(launching)
+        except asyncio.CancelledError:
+            launching.add_done_callback(_stop_if_started)  # forgotten while launching: no orphan replica
+            raise
+        except ModelUnavailable as exc:  # the registry's reason: retrying will not help
+            replica.status, replica.failure = FAILED, str(exc)
+            self.on_change()
+            return
+        except Exception as exc:  # noqa: BLE001 - counted as a start failure by the scaler
+            log.exception("cannot start replica %s", replica.replica_id)
+            replica.status, replica.failure = EXITED, f"could not start a worker: {exc}"
+            self.on_change()
+            return
         self._processes[replica.replica_id] = process
+        replica.pid = process.pid
+        self._write_record(replica)
         log.info("started replica %s of %s (pid %d)", replica.replica_id, spec.model_uri, process.pid)
-        await self._watch(replica, process)
+        if replica.is_stopping:  # stopped while it was being launched
+            process.send_signal(signal.SIGTERM)
+        await self._follow(replica, process)
+
+    async def _launch(self, spec: WorkerSpec, python: str, env: dict[str, str], log_path: Path) -> WorkerProcess:
+        if self._may_fork(spec):
+            try:
+                return await self._template.spawn(spec.model_uri, env, log_path)
+            except TemplateUnavailable as exc:
+                log.warning("warm template unavailable (%s); starting a fresh worker", exc)
+        return await start_fresh(python, env, log_path)
+
+    def _may_fork(self, spec: WorkerSpec) -> bool:
+        """Whether a replica forks from the warm template: only CPU replicas in the platform's environment
+        without environment_vars. Libraries read those variables (and CUDA its devices) when the
+        interpreter starts, and a per-model environment is another interpreter: those start fresh."""
+        return self._template is not None and self._environments is None and not spec.environment_vars \
+            and spec.gpu_count == 0
 
     def _place(self, replica: Replica, spec: WorkerSpec) -> dict[str, str] | None:
         """The device environment of a replica: its GPUs, or none visible at all for a CPU workload (so no
@@ -133,60 +281,80 @@ class LocalProcessRuntime:
         replica.gpus = gpus
         return {"CUDA_VISIBLE_DEVICES": ",".join(gpus), "PODIUM_WORKER_DEVICE": "cuda"}
 
-    async def _watch(self, replica: Replica, process: asyncio.subprocess.Process) -> None:
-        """Follows the worker's handshake lines, then waits for it to exit."""
-        assert process.stdout is not None
-        async for line in process.stdout:
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            if event.get("event") == "listening":
-                replica.address = event.get("address", "")
-            elif event.get("event") == "ready":
-                replica.address = event.get("address", replica.address)
-                replica.status = READY
-                replica.ever_ready = True
-                if replica.log_path is not None:
-                    mark_ready(replica.log_path)  # where its build log ends (services/scaler/replica_logs.py)
-                log.info("replica %s is ready at %s", replica.replica_id, replica.address)
-            elif event.get("event") == "failed":
-                replica.status = FAILED
-                replica.failure = event.get("reason", "worker failed to start")
+    async def _follow(self, replica: Replica, process: WorkerProcess) -> None:
+        """Follows the worker's handshake lines (none for an adopted one), then waits for it to exit."""
+        if process.stdout is not None:
+            async for line in process.stdout:
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue
+                if event.get("event") == "listening":
+                    replica.address = event.get("address", "")
+                    self._write_record(replica)
+                elif event.get("event") == "ready":
+                    replica.address = event.get("address", replica.address)
+                    self._mark_ready(replica)
+                elif event.get("event") == "failed":
+                    replica.status = FAILED
+                    replica.failure = event.get("reason", "worker failed to start")
+                    self.on_change()
         code = await process.wait()
         if replica.status != FAILED:
             replica.status = EXITED
-            replica.failure = replica.failure or f"worker exited with code {code}"
-        log.info("replica %s exited with code %s", replica.replica_id, code)
+            replica.failure = replica.failure or (f"worker exited with code {code}" if code is not None
+                                                  else "worker exited")
+        self._records.remove(replica.replica_id)
+        log.info("replica %s exited (%s)", replica.replica_id, code)
+        self.on_change()
 
-    async def stop(self, replica_id: str) -> None:
-        process = self._processes.get(replica_id)
-        if process is not None and process.returncode is None:
-            process.send_signal(signal.SIGTERM)  # the worker drains in-flight requests, then exits
-            try:
-                await asyncio.wait_for(process.wait(), self._stop_grace_s)
-            except asyncio.TimeoutError:
-                process.kill()
-                await process.wait()
-        self.forget(replica_id)
+    def _mark_ready(self, replica: Replica) -> None:
+        replica.status = READY
+        replica.ever_ready = True
+        replica.last_seen = time.monotonic()
+        if replica.log_path is not None:
+            mark_ready(replica.log_path)  # where its build log ends (services/scaler/replica_logs.py)
+        self._write_record(replica)
+        log.info("replica %s is ready at %s", replica.replica_id, replica.address)
+        self.on_change()
 
-    def forget(self, replica_id: str) -> None:
-        self._replicas.pop(replica_id, None)
-        self._processes.pop(replica_id, None)
-        watcher = self._watchers.pop(replica_id, None)
-        if watcher is not None and not watcher.done():
-            watcher.cancel()
+    def _write_record(self, replica: Replica) -> None:
+        ticks = process_start_ticks(replica.pid) if replica.pid else None
+        if ticks is None or replica.status in (EXITED, FAILED):
+            return
+        self._records.write(ReplicaRecord(replica.replica_id, replica.key, replica.pid, ticks, replica.address,
+                                          replica.status == READY, str(replica.log_path or ""), list(replica.gpus)))
 
-    def replicas(self) -> list[Replica]:
-        return list(self._replicas.values())
+    # ---- heartbeats ----
 
-    def pid(self, replica_id: str) -> int | None:
-        process = self._processes.get(replica_id)
-        return process.pid if process else None
+    def _ensure_heartbeat(self) -> None:
+        if self._heartbeat is None or self._heartbeat.done():
+            self._heartbeat = asyncio.create_task(self._heartbeat_forever())
 
-    async def close(self) -> None:
-        await asyncio.gather(*(self.stop(r) for r in list(self._replicas)), return_exceptions=True)
-        for watcher in self._watchers.values():
-            watcher.cancel()
-        with contextlib.suppress(Exception):
-            await asyncio.gather(*self._watchers.values(), return_exceptions=True)
+    async def _heartbeat_forever(self) -> None:
+        timeout_s = max(0.2, min(self._heartbeat_expiry_s / 2, 1.0))
+        while True:
+            await asyncio.sleep(self._heartbeat_interval_s)
+            targets = [r for r in self._replicas.values()
+                       if r.address and r.status in (STARTING, READY) and not r.is_stopping]
+            answers = await asyncio.gather(*(self._health.check(r.address, timeout_s) for r in targets))
+            now = time.monotonic()
+            for replica, answer in zip(targets, answers):
+                if replica.status not in (STARTING, READY):
+                    continue  # it exited while we asked
+                if answer is not None:
+                    replica.last_seen = now
+                if answer and replica.status == STARTING:
+                    self._mark_ready(replica)  # an adopted replica that finished loading
+                elif replica.status == READY and now - replica.last_seen > self._heartbeat_expiry_s:
+                    replica.status = LOST
+                    replica.failure = f"no answer to health checks for {now - replica.last_seen:.1f} s"
+                    log.warning("replica %s is lost: %s", replica.replica_id, replica.failure)
+                    self.on_change()
+
+
+def _stop_if_started(launching: asyncio.Future) -> None:
+    if not launching.cancelled() and launching.exception() is None:
+        process = launching.result()
+        process.send_signal(signal.SIGTERM)
+        process.close()

@@ -15,7 +15,8 @@ class ScalerSettings(BaseSettings):
 
     data_dir: Path = Path.home() / ".podium"
     control_plane_target: str = "127.0.0.1:7070"
-    scaler_interval_s: float = Field(1.0, gt=0)          # one reconcile pass per interval
+    redis_url: str = Field("", validation_alias=AliasChoices("PODIUM_REDIS_URL", "REDIS_URL"))
+    scaler_interval_s: float = Field(1.0, gt=0)          # one reconcile pass per interval (and on wake-ups)
     worker_start_timeout_s: float = Field(300.0, gt=0)   # a replica not ready by then is replaced
     worker_host: str = "127.0.0.1"
     scaler_host: str = "127.0.0.1"    # where the scaler serves its replicas' logs (gRPC)
@@ -30,5 +31,21 @@ class ScalerSettings(BaseSettings):
     gpus: str = "auto"
     # The scaler's own CUDA_VISIBLE_DEVICES, if set, limits what "auto" offers.
     cuda_visible_devices: str | None = Field(None, validation_alias="CUDA_VISIBLE_DEVICES")
+    # Fork CPU replicas in the platform's environment from a warm template process that has imported
+    # MLflow and cached the model (fast starts); false: every replica is a fresh `python -m services.worker`.
+    worker_template: bool = True
     registry_uri: str = Field("", validation_alias=AliasChoices("PODIUM_REGISTRY_URI", "MLFLOW_REGISTRY_URI"))
     tracking_uri: str = Field("", validation_alias=AliasChoices("PODIUM_TRACKING_URI", "MLFLOW_TRACKING_URI"))
+    # The process whose exit ends the replicas (`podium up` sets its own pid); 0 = this scaler.
+    supervisor_pid: int = Field(0, ge=0)
+
+    # Autoscaling (services/scaler/policy.py).
+    target_concurrency_per_replica: float = Field(4.0, gt=0)
+    scale_to_zero_after_s: float = Field(1800.0, ge=0)   # idle this long: a scale_to_zero_enabled entity goes to 0
+    scale_up_window_s: float = Field(0.0, ge=0)          # scale up to the lowest recommendation in this window
+    scale_down_window_s: float = Field(60.0, ge=0)       # scale down to the highest recommendation in this window
+    scale_max_step: int = Field(4, ge=1)                 # replicas added or removed per decision
+    # Heartbeats: a replica that has not answered a health check for the expiry leaves the routing table.
+    heartbeat_interval_s: float = Field(1.0, gt=0)
+    heartbeat_expiry_s: float = Field(3.0, gt=0)
+    worker_stop_grace_s: float = Field(15.0, gt=0)       # in-flight requests get this long on scale-down

@@ -12,6 +12,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from podium_api.v1 import worker_pb2_grpc
 from services.common.grpc_server import SERVER_OPTIONS
 from services.common.logging import configure_logging
+from services.common.processes import wait_pid_exit
 from services.common.readiness import announce_failed, announce_listening, announce_ready
 from services.worker.core import Predictor, load_model, usable_gpu_count
 from services.worker.grpc_api import WorkerServicer
@@ -41,7 +42,8 @@ async def serve(settings: WorkerSettings) -> int:
         await server.stop(grace=None)
         return 3
     try:
-        model = await asyncio.to_thread(load_model, settings.model_uri, settings.registry_uri, settings.tracking_uri)
+        model = await asyncio.to_thread(load_model, settings.model_uri, settings.registry_uri, settings.tracking_uri,
+                                        settings.model_path)
     except Exception as exc:  # the registry's own reason goes to the caller, e.g. RESOURCE_DOES_NOT_EXIST
         reason = getattr(exc, "message", None) or str(exc) or type(exc).__name__
         log.error("cannot load %s: %s", settings.model_uri, reason)
@@ -57,7 +59,13 @@ async def serve(settings: WorkerSettings) -> int:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    supervisor = None
+    if settings.supervisor_pid:
+        supervisor = asyncio.create_task(wait_pid_exit(settings.supervisor_pid))
+        supervisor.add_done_callback(lambda _: stop.set())
     await stop.wait()
+    if supervisor is not None:
+        supervisor.cancel()
     # Graceful: leave health, finish what is in flight, then stop.
     await health_servicer.enter_graceful_shutdown()
     await server.stop(grace=10)

@@ -34,11 +34,12 @@ class Prediction:
     content_type: str
 
 
-def load_model(model_uri: str, registry_uri: str = "", tracking_uri: str = ""):
+def load_model(model_uri: str, registry_uri: str = "", tracking_uri: str = "", local_path: str = ""):
     """Loads a registered model (blocking: seconds). Raises MlflowException with the registry's reason.
 
-    What it logs here is the replica's build log (`GET .../served-models/{name}/build-logs`): the
-    environment it runs in, then the download and the load, each with its duration.
+    With `local_path` (the machine's copy of its artifacts, made once by the warm template) nothing is
+    asked of the registry. What it logs here is the replica's build log (`GET .../served-models/{name}/
+    build-logs`): the environment it runs in, then the download and the load, each with its duration.
     """
     import mlflow
 
@@ -50,21 +51,25 @@ def load_model(model_uri: str, registry_uri: str = "", tracking_uri: str = ""):
         log.info("environment: the platform's default environment (Python %s, mlflow %s); no per-model environment "
                  "is built, so the model's logged requirements are not installed", platform.python_version(),
                  mlflow.__version__)
-    if tracking_uri:
-        mlflow.set_tracking_uri(tracking_uri)
-    if registry_uri:
-        mlflow.set_registry_uri(registry_uri)
-    # Artifacts may be read at predict time (e.g. a pyfunc's context.artifacts): keep them until exit.
-    download_dir = tempfile.mkdtemp(prefix="podium-model-")
-    atexit.register(shutil.rmtree, download_dir, ignore_errors=True)
+    if local_path:
+        log.info("using the machine's copy of %s at %s (downloaded once for every replica)", model_uri, local_path)
+        path = Path(local_path)
+    else:
+        if tracking_uri:
+            mlflow.set_tracking_uri(tracking_uri)
+        if registry_uri:
+            mlflow.set_registry_uri(registry_uri)
+        # Artifacts may be read at predict time (e.g. a pyfunc's context.artifacts): keep them until exit.
+        download_dir = tempfile.mkdtemp(prefix="podium-model-")
+        atexit.register(shutil.rmtree, download_dir, ignore_errors=True)
+        started = time.monotonic()
+        log.info("downloading %s from the model registry", model_uri)
+        path = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=download_dir))
+        files = [f for f in path.rglob("*") if f.is_file()]
+        log.info("downloaded %s: %d files, %.2f MB in %.1f s", model_uri, len(files),
+                 sum(f.stat().st_size for f in files) / 1e6, time.monotonic() - started)
     started = time.monotonic()
-    log.info("downloading %s from the model registry", model_uri)
-    local_path = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=download_dir))
-    files = [f for f in local_path.rglob("*") if f.is_file()]
-    log.info("downloaded %s: %d files, %.2f MB in %.1f s", model_uri, len(files),
-             sum(f.stat().st_size for f in files) / 1e6, time.monotonic() - started)
-    started = time.monotonic()
-    model = mlflow.pyfunc.load_model(str(local_path))
+    model = mlflow.pyfunc.load_model(str(path))
     log.info("loaded %s (flavors: %s) in %.1f s", model_uri, ", ".join(sorted(model.metadata.flavors)),
              time.monotonic() - started)
     return model

@@ -12,6 +12,12 @@ class WorkerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PODIUM_WORKER_", frozen=True, extra="ignore")
 
     model_uri: str                        # models:/<name>/<version> or models:/<name>@<alias>
+    # A local copy of the model's artifacts (set by the warm template, which resolved and downloaded
+    # model_uri once for every replica): loaded from here without asking the registry again.
+    model_path: str = ""
+    # The process whose exit stops this worker (`podium up`, else the scaler): replicas outlive a scaler
+    # restart, so the new scaler adopts them, but never the stack they belong to. 0 = none.
+    supervisor_pid: int = Field(0, ge=0)
     host: str = "127.0.0.1"
     port: int = 0                         # 0 = the OS picks; the bound port is announced on stdout
     predict_threads: int = Field(2, ge=1)    # model calls run here, never on the event loop

@@ -42,3 +42,4 @@ def register_sklearn_classifier(info: dict, name: str, seed: int = 0, invert: bo
                                          registered_model_name=name)
     version = str(info_.registered_model_version)
     return RegisteredModel(name, version, model, frame.head(5).reset_index(drop=True))
+

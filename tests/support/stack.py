@@ -99,7 +99,33 @@ def service_pids(data_dir: Path, module: str, env_match: str = "") -> list[int]:
 
 
 def worker_pids(data_dir: Path, model_uri: str = "") -> list[int]:
-    return service_pids(data_dir, "services.worker", f"PODIUM_WORKER_MODEL_URI={model_uri}" if model_uri else "")
+    """PIDs of this stack's worker replicas (of model_uri if given), from /proc alone.
+
+    A fresh worker is `python -m services.worker` with its model in its environment; a replica forked from
+    the warm template keeps the template's command line and environment, but is named `podium-worker` and
+    writes its stderr to logs/<deployment key>/<replica>.log, whose directory names the model.
+    """
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            environ = (proc / "environ").read_bytes().split(b"\0")
+            if f"PODIUM_DATA_DIR={data_dir}".encode() not in environ:
+                continue
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+            if b"services.worker" in cmdline:
+                uri = next((e.split(b"=", 1)[1].decode() for e in environ
+                            if e.startswith(b"PODIUM_WORKER_MODEL_URI=")), "")
+            elif (proc / "comm").read_text().strip() == "podium-worker":
+                uri = (Path(os.readlink(proc / "fd" / "2")).parent / "model_uri").read_text().strip()
+            else:
+                continue
+        except OSError:
+            continue
+        if not model_uri or uri == model_uri:
+            pids.append(int(proc.name))
+    return sorted(pids)
 
 
 def wait_for(condition, timeout_s: float = 60.0, interval_s: float = 0.2, what: str = "condition"):

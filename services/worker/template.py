@@ -1,0 +1,152 @@
+"""The warm template: a process that has paid a worker's start-up costs once and forks replicas from it.
+
+A fresh worker spends seconds importing MLflow and the model's flavor (scikit-learn, ...) and resolving and
+downloading its artifacts, before a 20 ms load. The template imports MLflow once, and for each model
+version resolves it, downloads it into the machine's cache (services/worker/model_cache.py) and loads it
+once (which imports its flavor), then drops it. A replica is then a fork: it loads the model from the
+local copy and serves, in a fraction of a second.
+
+Protocol, over the AF_UNIX SOCK_SEQPACKET socket the scaler passes as fd PODIUM_TEMPLATE_FD: the scaler
+sends `{"model_uri", "env"}` with two descriptors attached (the replica's stdout, where it writes its
+readiness handshake, and its log file) and gets `{"pid"}` back, or `{"error"}` when the model cannot be
+prepared (the registry's reason, e.g. the version does not exist). The template makes no gRPC object and
+no event loop, so forking is safe; a child never touches the registry connection it inherits, and leaves
+with os._exit so it never closes what the template still uses.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import traceback
+from pathlib import Path
+
+from services.common.logging import configure_logging
+from services.common.processes import set_process_name
+from services.common.readiness import announce_failed, announce_ready
+
+log = logging.getLogger("services.worker.template")
+
+MAX_MESSAGE_BYTES = 1 << 20
+
+
+def _preload() -> None:
+    """What every replica imports anyway: paid here once."""
+    import grpc  # noqa: F401
+    import mlflow.pyfunc  # noqa: F401
+    from grpc_health.v1 import health  # noqa: F401
+    from mlflow.pyfunc import scoring_server  # noqa: F401
+
+    import services.worker.__main__  # noqa: F401
+
+
+class Template:
+    def __init__(self, cache_dir: Path, registry_uri: str, tracking_uri: str):
+        self._cache_dir = cache_dir
+        self._registry_uri = registry_uri
+        self._tracking_uri = tracking_uri
+        self._warm: set[Path] = set()
+
+    def prepare(self, model_uri: str) -> Path:
+        """The model's local copy, downloaded and loaded once here so its flavor is imported (blocking)."""
+        import mlflow
+
+        from services.worker.model_cache import cached_model_path
+
+        if self._tracking_uri:
+            mlflow.set_tracking_uri(self._tracking_uri)
+        if self._registry_uri:
+            mlflow.set_registry_uri(self._registry_uri)
+        path = cached_model_path(self._cache_dir, model_uri, self._registry_uri)
+        if path not in self._warm:
+            mlflow.pyfunc.load_model(str(path))  # imports the flavor; the model itself is dropped
+            self._warm.add(path)
+        return path
+
+    def serve(self, channel: socket.socket) -> None:
+        while True:
+            try:
+                message, fds, _flags, _addr = socket.recv_fds(channel, MAX_MESSAGE_BYTES, 2)
+            except InterruptedError:
+                continue
+            if not message:
+                return  # the scaler is gone
+            try:
+                request = json.loads(message)
+                reply = self._spawn(channel, request, fds)
+            except Exception as exc:  # one bad request never takes the template down
+                log.exception("spawn failed")
+                reply = {"error": f"template failed: {exc}"}
+            finally:
+                for fd in fds:
+                    os.close(fd)
+            channel.send(json.dumps(reply).encode())
+
+    def _spawn(self, channel: socket.socket, request: dict, fds: list[int]) -> dict:
+        if len(fds) != 2:
+            return {"error": "spawn needs the replica's stdout and log descriptors"}
+        try:
+            path = self.prepare(request["model_uri"])
+        except Exception as exc:  # the registry's own reason, as a fresh worker would report it
+            return {"error": getattr(exc, "message", None) or str(exc) or type(exc).__name__}
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            _run_child(channel, fds, {**request.get("env", {}), "PODIUM_WORKER_MODEL_PATH": str(path)})
+        return {"pid": pid}
+
+
+def _run_child(channel: socket.socket, fds: list[int], env: dict[str, str]) -> None:
+    """In the forked replica: take its stdout and log, then run the worker. Never returns."""
+    code = 1
+    try:
+        channel.close()
+        stdout_fd, log_fd = fds
+        os.dup2(stdout_fd, 1)
+        os.dup2(log_fd, 2)
+        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, signal.SIG_DFL)
+        set_process_name(b"podium-worker")  # the cmdline is still the template's: name it in ps/top
+        os.environ.update(env)
+        import asyncio
+
+        from services.worker.__main__ import serve
+        from services.worker.settings import WorkerSettings
+
+        configure_logging("worker")
+        code = asyncio.run(serve(WorkerSettings()))
+    except BaseException:  # noqa: BLE001 - report anything, then leave without running the template's cleanup
+        traceback.print_exc()
+    finally:
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
+
+
+def main() -> None:
+    configure_logging("worker_template")
+    channel = socket.socket(fileno=int(os.environ["PODIUM_TEMPLATE_FD"]))
+    try:
+        _preload()
+    except Exception as exc:  # the scaler falls back to fresh worker processes
+        announce_failed("worker_template", f"cannot import the worker: {exc}")
+        raise SystemExit(3) from None
+    # Replicas are reaped by the kernel; the scaler watches them through pidfds.
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    template = Template(Path(os.environ["PODIUM_TEMPLATE_CACHE_DIR"]), os.environ.get("PODIUM_REGISTRY_URI", ""),
+                        os.environ.get("PODIUM_TRACKING_URI", ""))
+    announce_ready("worker_template", pid=os.getpid())
+    template.serve(channel)
+
+
+if __name__ == "__main__":
+    main()
