@@ -14,6 +14,7 @@ from collections import Counter
 import pytest
 import requests
 
+from tests.cli.run import podium
 from tests.support.models import register_sklearn_classifier
 from tests.support.slow_model import register_slow_model
 from tests.support.stack import service_pids, start_stack, wait_for, worker_pids
@@ -54,6 +55,10 @@ def _create(stack, name: str, model, **entity) -> dict:
 def _entity_state(stack, name: str) -> dict:
     endpoint = stack.api("GET", f"/api/2.0/serving-endpoints/{name}").json()
     return endpoint["config"]["served_entities"][0]["state"]
+
+
+def state_name(endpoint: dict) -> str:
+    return endpoint["config"]["served_entities"][0]["name"]
 
 
 def _uri(model) -> str:
@@ -141,7 +146,7 @@ def test_load_step_scales_up_and_back_down_without_a_failed_request(fast_stack, 
     assert _entity_state(fast_stack, "elastic")["desired_replicas"] == 1
 
 
-def test_idle_scale_to_zero_entity_goes_to_zero_processes_and_the_next_request_succeeds(fast_stack, iris):
+def test_idle_scale_to_zero_entity_goes_to_zero_processes_and_the_next_request_succeeds(fast_stack, iris, tmp_path):
     # One replica while it serves (0 to 2 concurrent requests at 2 per replica), zero when idle.
     _create(fast_stack, "sleepy", iris, min_provisioned_concurrency=0, max_provisioned_concurrency=2,
             scale_to_zero_enabled=True)
@@ -152,6 +157,10 @@ def test_idle_scale_to_zero_entity_goes_to_zero_processes_and_the_next_request_s
     state = endpoint["config"]["served_entities"][0]["state"]
     assert (state["desired_replicas"], state["ready_replicas"], state["deployment"]) == (0, 0, "DEPLOYMENT_READY")
     assert "scaled to zero" in state["deployment_state_message"]
+    shown = podium("endpoints", "get", "sleepy", home=tmp_path, data_dir=fast_stack.data_dir)
+    assert shown.returncode == 0, shown.stderr
+    [row] = [line.split() for line in shown.stdout.splitlines() if line.strip().startswith(state_name(endpoint))]
+    assert row[5:7] == ["0/0", "DEPLOYMENT_READY"], row  # REPLICAS ready/desired, then DEPLOYMENT
 
     started = time.monotonic()
     reply = _query(fast_stack, "sleepy", iris)

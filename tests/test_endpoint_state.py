@@ -8,6 +8,7 @@ from services.common.errors import InvalidParameter, MalformedRequest
 from services.control_plane import spec
 from services.control_plane.state import (
     IN_PROGRESS, NOT_READY, NOT_UPDATING, READY, UPDATE_FAILED, Observation, advance, deployed_configs, deployment_key,
+    entity_state,
 )
 
 ENTITY_V1 = {"name": "m-1", "entity_name": "c.s.m", "entity_version": "1", "environment_vars": {}, "workload_type": "CPU"}
@@ -103,3 +104,37 @@ def test_invalid_configs(config, error, needle):
     with pytest.raises(error) as raised:
         spec.validate_config(config)
     assert needle in raised.value.message
+
+
+STZ_V1 = {**ENTITY_V1, "scale_to_zero_enabled": True}
+
+
+def test_a_scaled_to_zero_entity_keeps_its_endpoint_ready():
+    at_zero = {deployment_key("e1", STZ_V1): Observation((), 0, "", desired_replicas=0)}
+    serving = _endpoint(config=_config(STZ_V1, 1), ready=READY, update=NOT_UPDATING)
+    assert advance(serving, at_zero, 5) is serving  # still READY: a request starts a replica
+    state = entity_state(serving, STZ_V1, at_zero, is_pending=False)
+    assert state == {"deployment": "DEPLOYMENT_READY",
+                     "deployment_state_message": "scaled to zero: the next request starts a replica",
+                     "desired_replicas": 0, "ready_replicas": 0, "starting_replicas": 0}
+    waking = {deployment_key("e1", STZ_V1): Observation((), 1, "", desired_replicas=1)}
+    assert entity_state(serving, STZ_V1, waking, is_pending=False)["deployment_state_message"] == "scaling up from zero"
+    # Without scale to zero, no ready replica means not ready.
+    plain = _endpoint(config=_config(ENTITY_V1, 1), ready=READY, update=NOT_UPDATING)
+    assert advance(plain, {deployment_key("e1", ENTITY_V1): Observation()}, 5)["state"]["ready"] == NOT_READY
+
+
+def test_a_new_scale_to_zero_config_still_needs_a_ready_replica():
+    creating = _endpoint(pending=_config(STZ_V1, 1))
+    at_zero = {deployment_key("e1", STZ_V1): Observation((), 1, "", desired_replicas=1)}
+    assert advance(creating, at_zero, 5) is creating  # a model that cannot load is caught at deploy time
+    done = advance(creating, _seen(STZ_V1), 5)
+    assert done["state"] == {"ready": READY, "config_update": NOT_UPDATING}
+
+
+def test_entity_state_shows_desired_and_actual_replicas():
+    endpoint = _endpoint(config=_config(ENTITY_V1, 1), ready=READY, update=NOT_UPDATING)
+    seen = {deployment_key("e1", ENTITY_V1): Observation(("a:1", "b:2"), 1, "", desired_replicas=3)}
+    state = entity_state(endpoint, ENTITY_V1, seen, is_pending=False)
+    assert state == {"deployment": "DEPLOYMENT_READY", "deployment_state_message": "2 replicas ready",
+                     "desired_replicas": 3, "ready_replicas": 2, "starting_replicas": 1}

@@ -121,10 +121,19 @@ def _render_config(title: str, config: dict) -> None:
         state = entity.get("state") or {}
         rows.append([entity.get("name"), entity_label(entity), entity.get("workload_size", ""),
                      "yes" if entity.get("scale_to_zero_enabled") else "no",
-                     f"{traffic.get(entity.get('name'), 0)}%", state.get("deployment", ""),
+                     f"{traffic.get(entity.get('name'), 0)}%", replicas_label(state), state.get("deployment", ""),
                      state.get("deployment_state_message", "")])
-    print_table(["  SERVED_ENTITY", "MODEL", "SIZE", "SCALE_TO_ZERO", "TRAFFIC", "DEPLOYMENT", "MESSAGE"],
+    print_table(["  SERVED_ENTITY", "MODEL", "SIZE", "SCALE_TO_ZERO", "TRAFFIC", "REPLICAS", "DEPLOYMENT", "MESSAGE"],
                 [["  " + str(r[0])] + r[1:] for r in rows])
+
+
+def replicas_label(state: dict) -> str:
+    """`ready/desired` replicas (the autoscaler's counts), `+N` more starting; empty when not reported."""
+    if "desired_replicas" not in state:
+        return ""
+    label = f"{state.get('ready_replicas', 0)}/{state['desired_replicas']}"
+    starting = state.get("starting_replicas", 0)
+    return f"{label}+{starting}" if starting else label
 
 
 def render_endpoint(endpoint: dict) -> None:

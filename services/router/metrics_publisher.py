@@ -39,12 +39,14 @@ class MetricsPublisher:
         self._kick.set()
 
     async def run(self) -> None:
+        min_gap_s = min(0.05, self._interval_s)  # a burst of waiting requests is one publish, not one each
         while True:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._kick.wait(), self._interval_s)
             self._kick.clear()
             waiting, self._waiting = self._waiting, set()
             await self.publish_once(waiting)
+            await asyncio.sleep(min_gap_s)
 
     async def publish_once(self, waiting: set[str] = frozenset()) -> bool:
         payload = encode_load(self._tracker.snapshot())

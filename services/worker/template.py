@@ -7,9 +7,10 @@ once (which imports its flavor), then drops it. A replica is then a fork: it loa
 local copy and serves, in a fraction of a second.
 
 Protocol, over the AF_UNIX SOCK_SEQPACKET socket the scaler passes as fd PODIUM_TEMPLATE_FD: the scaler
-sends `{"model_uri", "env"}` with two descriptors attached (the replica's stdout, where it writes its
-readiness handshake, and its log file) and gets `{"pid"}` back, or `{"error"}` when the model cannot be
-prepared (the registry's reason, e.g. the version does not exist). The template makes no gRPC object and
+sends `{"op": "spawn", "model_uri", "env"}` with two descriptors attached (the replica's stdout, where it
+writes its readiness handshake, and its log file) and gets `{"pid"}` back, or `{"error"}` when the model
+cannot be prepared (the registry's reason, e.g. the version does not exist); `{"op": "prepare",
+"model_uri"}` only prepares (`{"ok": true}`), so a later spawn is fast. The template makes no gRPC object and
 no event loop, so forking is safe; a child never touches the registry connection it inherits, and leaves
 with os._exit so it never closes what the template still uses.
 """
@@ -77,7 +78,8 @@ class Template:
                 return  # the scaler is gone
             try:
                 request = json.loads(message)
-                reply = self._spawn(channel, request, fds)
+                reply = self._prepare_only(request) if request.get("op") == "prepare" else \
+                    self._spawn(channel, request, fds)
             except Exception as exc:  # one bad request never takes the template down
                 log.exception("spawn failed")
                 reply = {"error": f"template failed: {exc}"}
@@ -85,6 +87,13 @@ class Template:
                 for fd in fds:
                     os.close(fd)
             channel.send(json.dumps(reply).encode())
+
+    def _prepare_only(self, request: dict) -> dict:
+        try:
+            self.prepare(request["model_uri"])
+        except Exception as exc:
+            return {"error": getattr(exc, "message", None) or str(exc) or type(exc).__name__}
+        return {"ok": True}
 
     def _spawn(self, channel: socket.socket, request: dict, fds: list[int]) -> dict:
         if len(fds) != 2:
@@ -140,8 +149,10 @@ def main() -> None:
     except Exception as exc:  # the scaler falls back to fresh worker processes
         announce_failed("worker_template", f"cannot import the worker: {exc}")
         raise SystemExit(3) from None
-    # Replicas are reaped by the kernel; the scaler watches them through pidfds.
+    # Replicas are reaped by the kernel; the scaler watches them through pidfds. Ctrl-C is for the replicas
+    # (they drain); the template ends when the scaler closes the socket or dies (parent-death signal).
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     template = Template(Path(os.environ["PODIUM_TEMPLATE_CACHE_DIR"]), os.environ.get("PODIUM_REGISTRY_URI", ""),
                         os.environ.get("PODIUM_TRACKING_URI", ""))
     announce_ready("worker_template", pid=os.getpid())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from podium.cli import exits
-from podium.cli.endpoints import failure_reason, load_spec, progress_line
+from podium.cli.endpoints import failure_reason, load_spec, progress_line, replicas_label
 from podium.cli.logs import pick_served_model
 from podium.cli.output import print_table
 
@@ -56,3 +56,12 @@ def test_load_spec_reads_inline_files_and_at_paths(tmp_path):
 def test_table_aligns_columns(capsys):
     print_table(["NAME", "STATE"], [["a-long-name", "READY"], ["b", None]])
     assert capsys.readouterr().out.splitlines() == ["NAME         STATE", "a-long-name  READY", "b"]
+
+
+@pytest.mark.parametrize("state, want", [
+    ({"deployment": "DEPLOYMENT_READY", "desired_replicas": 3, "ready_replicas": 2, "starting_replicas": 1}, "2/3+1"),
+    ({"deployment": "DEPLOYMENT_READY", "desired_replicas": 0, "ready_replicas": 0, "starting_replicas": 0}, "0/0"),
+    ({"deployment": "DEPLOYMENT_CREATING"}, ""),
+])
+def test_replicas_label_shows_ready_of_desired_and_starting(state, want):
+    assert replicas_label(state) == want
