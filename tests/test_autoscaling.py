@@ -11,9 +11,11 @@ import threading
 import time
 from collections import Counter
 
+import grpc
 import pytest
 import requests
 
+from podium_api.v1 import control_plane_pb2, control_plane_pb2_grpc
 from tests.cli.run import podium
 from tests.support.models import register_sklearn_classifier
 from tests.support.slow_model import register_slow_model
@@ -68,6 +70,52 @@ def _uri(model) -> str:
 def _query(stack, name: str, model, timeout_s: float = 90.0) -> requests.Response:
     return requests.post(f"{stack.url}/serving-endpoints/{name}/invocations", timeout=timeout_s,
                          json={"dataframe_records": model.frame.to_dict(orient="records")})
+
+
+class RouteWatch:
+    """Follows the control plane's routing-table stream (what every router follows) for one endpoint."""
+
+    def __init__(self, stack, endpoint: str):
+        self._channel = grpc.insecure_channel(stack.info["control_plane_target"])
+        self._call = control_plane_pb2_grpc.ControlPlaneStub(self._channel).WatchRoutingTable(
+            control_plane_pb2.WatchRoutingTableRequest())
+        self._endpoint = endpoint
+        self.tables: list[tuple[float, set[str]]] = []  # (when received, replica addresses)
+        self._thread = threading.Thread(target=self._follow, daemon=True)
+
+    def _follow(self):
+        try:
+            for table in self._call:
+                for endpoint in table.endpoints:
+                    if endpoint.name == self._endpoint:
+                        addresses = {a for route in endpoint.routes for a in route.replica_addresses}
+                        self.tables.append((time.monotonic(), addresses))
+        except grpc.RpcError:
+            pass  # cancelled at the end of the test
+
+    def first_time_without(self, address: str, after: float) -> float | None:
+        return next((at for at, addresses in list(self.tables) if at >= after and address not in addresses), None)
+
+    def __enter__(self):
+        self._thread.start()
+        wait_for(lambda: self.tables, what="the first routing table")
+        return self
+
+    def __exit__(self, *exc):
+        self._call.cancel()
+        self._thread.join(10)
+        self._channel.close()
+
+
+def _replica_address(data_dir, pid: int) -> str:
+    """The address of the replica with this pid, from the scaler's replica records."""
+    import json
+
+    for record in (data_dir / "replicas").glob("*.json"):
+        content = json.loads(record.read_text())
+        if content["pid"] == pid:
+            return content["address"]
+    raise AssertionError(f"no replica record for pid {pid}")
 
 
 class Load:
@@ -188,23 +236,38 @@ def test_killed_replica_is_replaced_and_a_frozen_one_routed_around(fast_stack, s
 
     assert second in replaced
     frozen = second
-    os.kill(frozen, signal.SIGSTOP)  # alive, but answers nothing: only heartbeats can tell
-    try:
-        time.sleep(1.5 + 1.0)  # the heartbeat expiry, and a margin for the new routing table to arrive
-        # Requests go to the live replica only: none waits on the frozen one.
-        for _ in range(20):
-            started = time.monotonic()
-            assert _query(fast_stack, "sturdy", sturdy, timeout_s=10).status_code == 200
-            assert time.monotonic() - started < 2.0
-        wait_for(lambda: frozen not in worker_pids(fast_stack.data_dir, uri) and
-                 len(worker_pids(fast_stack.data_dir, uri)) == 2, what="the frozen replica killed and replaced")
-    finally:
-        if frozen in worker_pids(fast_stack.data_dir, uri):
-            os.kill(frozen, signal.SIGCONT)
+    frozen_address = _replica_address(fast_stack.data_dir, frozen)
+    with RouteWatch(fast_stack, "sturdy") as routes:
+        frozen_at = time.monotonic()
+        os.kill(frozen, signal.SIGSTOP)  # alive, but answers nothing: only heartbeats can tell
+        try:
+            # The routing table every router follows drops it within the heartbeat expiry (1.5 s) plus a
+            # heartbeat round (0.25 s interval, 0.75 s timeout) and the push.
+            removed_at = wait_for(lambda: routes.first_time_without(frozen_address, after=frozen_at), timeout_s=10,
+                                  interval_s=0.02, what="the frozen replica to leave the routing table")
+            print(f"frozen replica out of the routing table after {removed_at - frozen_at:.2f} s")
+            assert removed_at - frozen_at < 1.5 + 1.0 + 0.5, removed_at - frozen_at
+            # From then on requests go to live replicas only: none waits on the frozen one.
+            for _ in range(20):
+                started = time.monotonic()
+                assert _query(fast_stack, "sturdy", sturdy, timeout_s=10).status_code == 200
+                assert time.monotonic() - started < 2.0
+            wait_for(lambda: frozen not in worker_pids(fast_stack.data_dir, uri) and
+                     len(worker_pids(fast_stack.data_dir, uri)) == 2, what="the frozen replica killed and replaced")
+        finally:
+            if frozen in worker_pids(fast_stack.data_dir, uri):
+                os.kill(frozen, signal.SIGCONT)
 
 
 def test_scaler_restart_adopts_running_replicas(fast_stack, sturdy, iris):
     uri = _uri(sturdy)
+    # An entity with environment_vars runs as a fresh `python -m services.worker`, not a template fork.
+    plain = register_sklearn_classifier(fast_stack.info, "main.default.plain", seed=4)
+    _create(fast_stack, "plain", plain, min_provisioned_concurrency=0, max_provisioned_concurrency=2,
+            environment_vars={"PODIUM_TEST_MARK": "1"})
+    assert _query(fast_stack, "plain", plain).json()["predictions"] == plain.model.predict(plain.frame).tolist()
+    [plain_pid] = worker_pids(fast_stack.data_dir, _uri(plain))
+    assert b"services.worker" in open(f"/proc/{plain_pid}/cmdline", "rb").read().split(b"\0")
     wait_for(lambda: len(worker_pids(fast_stack.data_dir, uri)) == 2 and
              _entity_state(fast_stack, "sturdy")["ready_replicas"] == 2, what="two ready replicas")
     wait_for(lambda: not worker_pids(fast_stack.data_dir, _uri(iris)), timeout_s=30, what="sleepy at zero")
@@ -217,6 +280,8 @@ def test_scaler_restart_adopts_running_replicas(fast_stack, sturdy, iris):
         time.sleep(3.0)  # several passes, longer than the heartbeat expiry and the down window
     assert set(load.statuses) == {200}, load.statuses
     assert worker_pids(fast_stack.data_dir, uri) == before  # the same processes: nothing started or stopped
+    assert worker_pids(fast_stack.data_dir, _uri(plain)) == [plain_pid]
+    assert _query(fast_stack, "plain", plain).status_code == 200
     assert _entity_state(fast_stack, "sturdy")["ready_replicas"] == 2
     assert not worker_pids(fast_stack.data_dir, _uri(iris))  # what was at zero stays at zero
     assert _query(fast_stack, "sleepy", iris).status_code == 200  # and still starts on demand
