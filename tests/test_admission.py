@@ -17,6 +17,7 @@ from services.common.deployments import EndpointRoutes, RouteTarget
 from services.router.admission import Admission, LoadTracker
 from services.router.backends import RoutingTableFollower, WorkerPool
 from services.router.core import Gateway
+from services.router.metrics import EndpointMetrics
 from services.router.rest import build_app
 
 
@@ -57,7 +58,8 @@ class _Router:
         self.pool = WorkerPool()
         self.routing = RoutingTableFollower(control_plane=None, pool=self.pool, on_change=self.admission.routes_changed)
         self.routing._apply(_table())  # the endpoint exists; its served entity has no replica (scaled to zero)
-        self.gateway = Gateway(None, self.routing, self.pool, forward_timeout_s=5, admission=self.admission)
+        self.gateway = Gateway(None, self.routing, self.pool, forward_timeout_s=5, metrics=EndpointMetrics(),
+                               signatures=None, admission=self.admission)
 
     def route_to(self, *addresses: str) -> None:
         self.routing._apply(_table(*addresses))

@@ -16,6 +16,10 @@ from dataclasses import dataclass
 READY, NOT_READY = "READY", "NOT_READY"
 NOT_UPDATING, IN_PROGRESS, UPDATE_FAILED = "NOT_UPDATING", "IN_PROGRESS", "UPDATE_FAILED"
 
+# The only fields Podium adds to a Databricks shape: the autoscaler's replica counts in a served entity's
+# `state` (the SDK's ServedModelState drops them; mlflow and plain JSON clients see them).
+PODIUM_STATE_FIELDS = ("desired_replicas", "ready_replicas", "starting_replicas")
+
 # Only these fields decide which process serves an entity: changing a route or a tag restarts nothing.
 _PROCESS_FIELDS = ("entity_name", "entity_version", "environment_vars", "workload_type")
 
@@ -96,8 +100,7 @@ def entity_state(endpoint: dict, entity: dict, observed: dict[str, Observation],
         provider = entity["external_model"]["provider"]
         return {"deployment": "DEPLOYMENT_READY", "deployment_state_message": f"served by provider {provider}"}
     seen = observed.get(deployment_key(endpoint["id"], entity), Observation())
-    counts = {"desired_replicas": seen.desired_replicas, "ready_replicas": len(seen.ready_addresses),
-              "starting_replicas": seen.starting_replicas}
+    counts = dict(zip(PODIUM_STATE_FIELDS, (seen.desired_replicas, len(seen.ready_addresses), seen.starting_replicas)))
     return {**_deployment_state(endpoint, entity, seen, is_pending), **counts}
 
 
