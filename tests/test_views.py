@@ -8,19 +8,8 @@ from databricks.sdk.service.serving import (
 
 from services.control_plane import spec, views
 from services.control_plane.state import IN_PROGRESS, PODIUM_STATE_FIELDS, READY, Observation, deployment_key
+from tests.support.shapes import sdk_fields
 
-
-def _sdk_fields(rendered: dict) -> dict:
-    """The answer without Podium's replica counts in served entities' `state` (the SDK drops them)."""
-    out = dict(rendered)
-    for which in ("config", "pending_config"):
-        if which in out:
-            config = dict(out[which])
-            for listing in ("served_entities", "served_models"):
-                config[listing] = [{**e, "state": {k: v for k, v in e["state"].items() if k not in PODIUM_STATE_FIELDS}}
-                                   for e in config[listing]]
-            out[which] = config
-    return out
 
 
 def _endpoint_with_everything() -> dict:
@@ -58,7 +47,7 @@ def test_detailed_round_trips_through_serving_endpoint_detailed():
     endpoint = _endpoint_with_everything()
     observed = {deployment_key("abc", endpoint["config"]["served_entities"][0]): Observation(("127.0.0.1:1",))}
     rendered = views.detailed(endpoint, observed)
-    assert ServingEndpointDetailed.from_dict(rendered).as_dict() == _sdk_fields(rendered)
+    assert ServingEndpointDetailed.from_dict(rendered).as_dict() == sdk_fields(rendered)
     assert {k: rendered["config"]["served_entities"][0]["state"][k] for k in PODIUM_STATE_FIELDS} == \
         {"desired_replicas": 0, "ready_replicas": 1, "starting_replicas": 0}
     for field in ("id", "creator", "creation_timestamp", "last_updated_timestamp", "state", "config",
@@ -100,5 +89,5 @@ def test_a_bare_endpoint_shows_no_empty_options():
                 "config"} & set(rendered)
     # The SDK writes no empty list back (a missing list parses as []): everything else round-trips.
     assert ServingEndpointDetailed.from_dict(rendered).as_dict() == \
-        {k: v for k, v in _sdk_fields(rendered).items() if v != []}
+        {k: v for k, v in sdk_fields(rendered).items() if v != []}
     assert rendered["tags"] == []  # kept on the wire: mlflow users read endpoint["tags"] from the plain dict

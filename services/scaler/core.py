@@ -112,11 +112,15 @@ class Scaler:
             while len(window) > 1 and window[0].at < horizon:
                 window.popleft()
         memory = self._memory.get(deployment.key)
-        if memory is None:  # first sight (a new deployment, or this scaler just started)
+        is_first_sight = memory is None  # a new deployment, or this scaler just started
+        if memory is None:
             memory = initial_memory(spec, replicas, deployment.is_serving, now)
-            self._runtime.warm(_worker_spec(deployment))
         desired, self._memory[deployment.key] = decide_replicas(
             list(window) if load is not None else None, replicas, spec, memory, now)
+        if is_first_sight and desired <= replicas.total:
+            # Nothing starts now (scaled to zero, or adopted replicas): prepare the model ahead of the next
+            # start. A replica starting now prepares it itself, into its own build log.
+            self._runtime.warm(_worker_spec(deployment))
         if desired != memory.desired and memory.desired is not None:
             log.info("scaling %s/%s from %d to %d replicas (%d ready, %d starting)", deployment.endpoint_name,
                      deployment.served_entity_name, memory.desired, desired, replicas.ready, replicas.starting)

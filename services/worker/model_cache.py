@@ -8,11 +8,15 @@ directory is keyed by registry and resolved version, so an alias that moves gets
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import shutil
 import tempfile
+import time
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 _MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>[0-9]+)|@(?P<alias>[A-Za-z_][A-Za-z0-9_-]*))$")
 
@@ -36,13 +40,19 @@ def cached_model_path(cache_dir: Path, model_uri: str, registry_uri: str) -> Pat
     digest = hashlib.sha256(f"{registry_uri}\0{name}\0{version}".encode()).hexdigest()[:20]
     path = cache_dir / digest
     if (path / "MLmodel").exists():
+        log.info("%s is in this machine's model cache (%s): nothing to download", model_uri, path)
         return path
     import mlflow
 
     cache_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{digest}-", dir=cache_dir))
+    started = time.monotonic()
+    log.info("downloading %s from the model registry into this machine's model cache", model_uri)
     try:
         mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=str(staging))
+        files = [f for f in staging.rglob("*") if f.is_file()]
+        log.info("downloaded %s: %d files, %.2f MB in %.1f s", model_uri, len(files),
+                 sum(f.stat().st_size for f in files) / 1e6, time.monotonic() - started)
         try:
             os.replace(staging, path)  # atomic: a replica never sees a half-downloaded copy
         except OSError:

@@ -17,16 +17,18 @@ with os._exit so it never closes what the template still uses.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import signal
 import socket
 import sys
+import time
 import traceback
 from pathlib import Path
 
-from services.common.logging import configure_logging
+from services.common.logging import JsonFormatter, configure_logging
 from services.common.processes import set_process_name
 from services.common.readiness import announce_failed, announce_ready
 
@@ -64,8 +66,11 @@ class Template:
             mlflow.set_registry_uri(self._registry_uri)
         path = cached_model_path(self._cache_dir, model_uri, self._registry_uri)
         if path not in self._warm:
+            started = time.monotonic()
             mlflow.pyfunc.load_model(str(path))  # imports the flavor; the model itself is dropped
             self._warm.add(path)
+            log.info("imported the flavor of %s in %.1f s, once for every replica", model_uri,
+                     time.monotonic() - started)
         return path
 
     def serve(self, channel: socket.socket) -> None:
@@ -98,16 +103,34 @@ class Template:
     def _spawn(self, channel: socket.socket, request: dict, fds: list[int]) -> dict:
         if len(fds) != 2:
             return {"error": "spawn needs the replica's stdout and log descriptors"}
-        try:
-            path = self.prepare(request["model_uri"])
-        except Exception as exc:  # the registry's own reason, as a fresh worker would report it
-            return {"error": getattr(exc, "message", None) or str(exc) or type(exc).__name__}
+        with _logging_to(fds[1]):  # what preparing printed is the replica's build log too
+            try:
+                path = self.prepare(request["model_uri"])
+            except Exception as exc:  # the registry's own reason, as a fresh worker would report it
+                reason = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+                log.error("cannot load %s: %s", request["model_uri"], reason)
+                return {"error": reason}
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:
             _run_child(channel, fds, {**request.get("env", {}), "PODIUM_WORKER_MODEL_PATH": str(path)})
         return {"pid": pid}
+
+
+@contextlib.contextmanager
+def _logging_to(fd: int):
+    """Also sends this process's log lines to `fd` (a replica's log file) while the block runs."""
+    handler = logging.StreamHandler(os.fdopen(os.dup(fd), "w", buffering=1))
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+        handler.stream.close()
 
 
 def _run_child(channel: socket.socket, fds: list[int], env: dict[str, str]) -> None:
