@@ -246,7 +246,7 @@ def test_killed_replica_is_replaced_and_a_frozen_one_routed_around(fast_stack, s
             removed_at = wait_for(lambda: routes.first_time_without(frozen_address, after=frozen_at), timeout_s=10,
                                   interval_s=0.02, what="the frozen replica to leave the routing table")
             print(f"frozen replica out of the routing table after {removed_at - frozen_at:.2f} s")
-            assert removed_at - frozen_at < 1.5 + 1.0 + 0.5, removed_at - frozen_at
+            assert removed_at - frozen_at < 1.5 + 2.0, removed_at - frozen_at
             # From then on requests go to live replicas only: none waits on the frozen one.
             for _ in range(20):
                 started = time.monotonic()
