@@ -171,6 +171,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cycles", type=int, default=3, help="cold starts to measure (median reported)")
     parser.add_argument("--no-fresh", action="store_true", help="skip the stack without the warm template")
+    parser.add_argument("--output", type=Path, default=REPO / "bench" / "results" / "autoscale.json",
+                        help="where the figures are written as JSON (default bench/results/autoscale.json)")
     args = parser.parse_args()
 
     from tests.support.models import register_sklearn_classifier
@@ -202,8 +204,12 @@ def main() -> int:
 
     cold = statistics.median(results["cold_start_s"])
     mlflow_s = results["mlflow_serve_first_answer_s"]
-    print(json.dumps({k: ([round(x, 3) for x in v] if isinstance(v, list) else round(v, 3))
-                      for k, v in results.items()}))
+    figures = {k: ([round(x, 3) for x in v] if isinstance(v, list) else round(v, 3)) for k, v in results.items()}
+    figures["cold_start_over_mlflow"] = round(cold / mlflow_s, 4)
+    figures["machine"] = f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end"
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(figures, indent=2) + "\n")
+    print(json.dumps(figures))
     print(f"cold start from zero (warm template, median of {args.cycles}): {cold:6.2f} s")
     if "cold_start_fresh_process_s" in results:
         print(f"cold start from zero (fresh worker process):          {results['cold_start_fresh_process_s'][0]:6.2f} s")
