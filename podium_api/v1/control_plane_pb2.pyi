@@ -7,12 +7,10 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class CreateEndpointRequest(_message.Message):
-    __slots__ = ("endpoint_json", "caller")
+    __slots__ = ("endpoint_json",)
     ENDPOINT_JSON_FIELD_NUMBER: _ClassVar[int]
-    CALLER_FIELD_NUMBER: _ClassVar[int]
     endpoint_json: str
-    caller: str
-    def __init__(self, endpoint_json: _Optional[str] = ..., caller: _Optional[str] = ...) -> None: ...
+    def __init__(self, endpoint_json: _Optional[str] = ...) -> None: ...
 
 class GetEndpointRequest(_message.Message):
     __slots__ = ("name",)
@@ -93,16 +91,26 @@ class RoutingTable(_message.Message):
     def __init__(self, endpoints: _Optional[_Iterable[_Union[EndpointRoutes, _Mapping]]] = ...) -> None: ...
 
 class EndpointRoutes(_message.Message):
-    __slots__ = ("name", "id", "routes", "gateway_json")
+    __slots__ = ("name", "id", "routes", "gateway_json", "acl")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
     ROUTES_FIELD_NUMBER: _ClassVar[int]
     GATEWAY_JSON_FIELD_NUMBER: _ClassVar[int]
+    ACL_FIELD_NUMBER: _ClassVar[int]
     name: str
     id: str
     routes: _containers.RepeatedCompositeFieldContainer[Route]
     gateway_json: str
-    def __init__(self, name: _Optional[str] = ..., id: _Optional[str] = ..., routes: _Optional[_Iterable[_Union[Route, _Mapping]]] = ..., gateway_json: _Optional[str] = ...) -> None: ...
+    acl: _containers.RepeatedCompositeFieldContainer[Grant]
+    def __init__(self, name: _Optional[str] = ..., id: _Optional[str] = ..., routes: _Optional[_Iterable[_Union[Route, _Mapping]]] = ..., gateway_json: _Optional[str] = ..., acl: _Optional[_Iterable[_Union[Grant, _Mapping]]] = ...) -> None: ...
+
+class Grant(_message.Message):
+    __slots__ = ("principal_id", "permission_level")
+    PRINCIPAL_ID_FIELD_NUMBER: _ClassVar[int]
+    PERMISSION_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    principal_id: str
+    permission_level: str
+    def __init__(self, principal_id: _Optional[str] = ..., permission_level: _Optional[str] = ...) -> None: ...
 
 class Route(_message.Message):
     __slots__ = ("served_entity_name", "traffic_percentage", "deployment_key", "replica_addresses", "external_model_json")

@@ -1,6 +1,8 @@
 """The one client of the control plane's gRPC API, used by the router and the scaler.
 
-Every call has a deadline; a failed call comes back as the PodiumError the control plane raised.
+Every call has a deadline; a failed call comes back as the PodiumError the control plane raised. User-facing
+calls carry the caller's own credential (the control plane decides what it may do); internal calls carry
+Podium's internal service credential. With TLS the channel also presents this service's certificate.
 """
 
 from __future__ import annotations
@@ -11,76 +13,107 @@ import grpc
 import orjson
 
 from podium_api.v1 import control_plane_pb2 as pb
-from podium_api.v1 import control_plane_pb2_grpc
+from podium_api.v1 import control_plane_pb2_grpc, identity_pb2, identity_pb2_grpc
 from services.common.deployments import Deployment, DeploymentStatus, EndpointRoutes, RouteTarget
 from services.common.gateway_routes import external_from_json, gateway_from_json
-from services.common.grpc_edge import error_from_rpc
+from services.common.grpc_edge import bearer_metadata, error_from_rpc
 from services.common.grpc_server import CHANNEL_OPTIONS
+from services.common.principals import Principal
+from services.common.tls import TlsFiles, open_channel
 
 
 class ControlPlaneClient:
-    def __init__(self, target: str, timeout_s: float = 10.0):
-        self._channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+    def __init__(self, target: str, timeout_s: float = 10.0, *, internal_token: str = "",
+                 tls: TlsFiles | None = None):
+        self._channel = open_channel(target, tls, CHANNEL_OPTIONS)
         self._stub = control_plane_pb2_grpc.ControlPlaneStub(self._channel)
+        self._identity = identity_pb2_grpc.IdentityStub(self._channel)
         self._timeout_s = timeout_s
+        self._internal = bearer_metadata(internal_token)
 
-    async def _call(self, method, request):
+    async def _call(self, method, request, token: str | None = None):
+        metadata = self._internal if token is None else bearer_metadata(token)
         try:
-            return await method(request, timeout=self._timeout_s)
+            return await method(request, timeout=self._timeout_s, metadata=metadata)
         except grpc.aio.AioRpcError as exc:
             raise error_from_rpc(exc, "control plane") from None
 
-    # ---- serving endpoints (JSON documents in the Databricks shapes) ----
+    # ---- serving endpoints (JSON documents in the Databricks shapes), as the calling user ----
 
-    async def create_endpoint(self, body: bytes | str, caller: str) -> bytes:
+    async def create_endpoint(self, token: str, body: bytes | str) -> bytes:
         text = body.decode() if isinstance(body, bytes) else body
-        reply = await self._call(self._stub.CreateEndpoint, pb.CreateEndpointRequest(endpoint_json=text, caller=caller))
+        reply = await self._call(self._stub.CreateEndpoint, pb.CreateEndpointRequest(endpoint_json=text), token)
         return reply.endpoint_json.encode()
 
-    async def get_endpoint(self, name: str) -> bytes:
-        return (await self._call(self._stub.GetEndpoint, pb.GetEndpointRequest(name=name))).endpoint_json.encode()
+    async def get_endpoint(self, token: str, name: str) -> bytes:
+        return (await self._call(self._stub.GetEndpoint, pb.GetEndpointRequest(name=name), token)).endpoint_json.encode()
 
-    async def list_endpoints(self) -> bytes:
-        return (await self._call(self._stub.ListEndpoints, pb.ListEndpointsRequest())).endpoints_json.encode()
+    async def list_endpoints(self, token: str) -> bytes:
+        return (await self._call(self._stub.ListEndpoints, pb.ListEndpointsRequest(), token)).endpoints_json.encode()
 
-    async def update_config(self, name: str, body: bytes | str) -> bytes:
+    async def update_config(self, token: str, name: str, body: bytes | str) -> bytes:
         text = body.decode() if isinstance(body, bytes) else body
-        reply = await self._call(self._stub.UpdateConfig, pb.UpdateConfigRequest(name=name, config_json=text))
+        reply = await self._call(self._stub.UpdateConfig, pb.UpdateConfigRequest(name=name, config_json=text), token)
         return reply.endpoint_json.encode()
 
-    async def delete_endpoint(self, name: str) -> None:
-        await self._call(self._stub.DeleteEndpoint, pb.DeleteEndpointRequest(name=name))
+    async def delete_endpoint(self, token: str, name: str) -> None:
+        await self._call(self._stub.DeleteEndpoint, pb.DeleteEndpointRequest(name=name), token)
 
-    async def patch_tags(self, name: str, body: bytes | str) -> bytes:
-        return await self._update(self._stub.PatchTags, name, body)
+    async def patch_tags(self, token: str, name: str, body: bytes | str) -> bytes:
+        return await self._update(self._stub.PatchTags, token, name, body)
 
-    async def put_ai_gateway(self, name: str, body: bytes | str) -> bytes:
-        return await self._update(self._stub.PutAiGateway, name, body)
+    async def put_ai_gateway(self, token: str, name: str, body: bytes | str) -> bytes:
+        return await self._update(self._stub.PutAiGateway, token, name, body)
 
-    async def put_rate_limits(self, name: str, body: bytes | str) -> bytes:
-        return await self._update(self._stub.PutRateLimits, name, body)
+    async def put_rate_limits(self, token: str, name: str, body: bytes | str) -> bytes:
+        return await self._update(self._stub.PutRateLimits, token, name, body)
 
-    async def update_notifications(self, name: str, body: bytes | str) -> bytes:
-        return await self._update(self._stub.UpdateNotifications, name, body)
+    async def update_notifications(self, token: str, name: str, body: bytes | str) -> bytes:
+        return await self._update(self._stub.UpdateNotifications, token, name, body)
 
-    async def patch_telemetry_config(self, name: str, body: bytes | str) -> bytes:
+    async def patch_telemetry_config(self, token: str, name: str, body: bytes | str) -> bytes:
         text = body.decode() if isinstance(body, bytes) else body
-        reply = await self._call(self._stub.PatchTelemetryConfig, pb.EndpointUpdateRequest(name=name, body_json=text))
+        reply = await self._call(self._stub.PatchTelemetryConfig, pb.EndpointUpdateRequest(name=name, body_json=text),
+                                 token)
         return reply.endpoint_json.encode()
 
-    async def served_model_logs(self, name: str, served_model_name: str, *, build: bool) -> str:
+    async def served_model_logs(self, token: str, name: str, served_model_name: str, *, build: bool) -> str:
         method = self._stub.GetServedModelBuildLogs if build else self._stub.GetServedModelLogs
-        reply = await self._call(method, pb.ServedModelLogsRequest(name=name, served_model_name=served_model_name))
+        reply = await self._call(method, pb.ServedModelLogsRequest(name=name, served_model_name=served_model_name),
+                                 token)
         return reply.logs
 
-    async def _update(self, method, name: str, body: bytes | str) -> bytes:
+    async def _update(self, method, token: str, name: str, body: bytes | str) -> bytes:
         text = body.decode() if isinstance(body, bytes) else body
-        return (await self._call(method, pb.EndpointUpdateRequest(name=name, body_json=text))).json.encode()
+        return (await self._call(method, pb.EndpointUpdateRequest(name=name, body_json=text), token)).json.encode()
 
-    async def get_endpoint_dict(self, name: str) -> dict:
-        return orjson.loads(await self.get_endpoint(name))
+    # ---- identity (SCIM, tokens, permissions, secrets), as the calling user ----
 
-    # ---- internal ----
+    async def identity_call(self, token: str, operation: str, *, resource: str = "", id: str = "", sub_id: str = "",
+                            body: bytes = b"", query: dict[str, str] | None = None) -> bytes:
+        request = identity_pb2.IdentityCall(operation=operation, resource=resource, id=id, sub_id=sub_id,
+                                            body_json=body.decode(errors="replace"), query=query or {})
+        return (await self._call(self._identity.Call, request, token)).json.encode()
+
+    async def issue_oauth_token(self, client_id: str, client_secret: str, scope: str) -> dict:
+        request = identity_pb2.IssueOAuthTokenRequest(client_id=client_id, client_secret=client_secret, scope=scope)
+        reply = await self._call(self._identity.IssueOAuthToken, request, "")
+        return {"access_token": reply.access_token, "token_type": reply.token_type,
+                "expires_in": reply.expires_in, "scope": reply.scope}
+
+    # ---- internal (Podium's service credential) ----
+
+    async def authenticate(self, token: str) -> Principal:
+        reply = await self._call(self._identity.Authenticate, identity_pb2.AuthenticateRequest(token=token))
+        return Principal(id=reply.id, name=reply.name, kind=reply.kind, display_name=reply.display_name,
+                         group_ids=frozenset(reply.group_ids), group_names=frozenset(reply.group_names),
+                         is_admin=reply.is_admin,
+                         expires_at=reply.expires_at if reply.HasField("expires_at") else None)
+
+    async def resolve_secrets(self, texts: list[str]) -> list[str]:
+        """`{{secrets/<scope>/<key>}}` references replaced by their values (external-model credentials)."""
+        reply = await self._call(self._identity.ResolveSecrets, identity_pb2.ResolveSecretsRequest(texts=texts))
+        return list(reply.texts)
 
     async def list_deployments(self) -> list[Deployment]:
         reply = await self._call(self._stub.ListDeployments, pb.ListDeploymentsRequest())
@@ -98,13 +131,14 @@ class ControlPlaneClient:
 
     async def watch_routing_table(self) -> AsyncIterator[list[EndpointRoutes]]:
         """Yields routing tables until the stream breaks (the caller reconnects)."""
-        call = self._stub.WatchRoutingTable(pb.WatchRoutingTableRequest())
+        call = self._stub.WatchRoutingTable(pb.WatchRoutingTableRequest(), metadata=self._internal)
         try:
             async for table in call:
                 yield [EndpointRoutes(e.name, e.id, tuple(
                     RouteTarget(r.served_entity_name, r.traffic_percentage, r.deployment_key,
                                 tuple(r.replica_addresses), external_from_json(r.external_model_json))
-                    for r in e.routes), gateway_from_json(e.gateway_json)) for e in table.endpoints]
+                    for r in e.routes), gateway_from_json(e.gateway_json),
+                    tuple((g.principal_id, g.permission_level) for g in e.acl)) for e in table.endpoints]
         finally:
             call.cancel()
 

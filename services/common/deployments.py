@@ -55,6 +55,7 @@ class EndpointRoutes:
     id: str
     routes: tuple[RouteTarget, ...]
     gateway: GatewayPolicy | None = None   # None: a plain custom-model endpoint (the fast path)
+    acl: tuple[tuple[str, str], ...] = ()   # (principal id, permission level): the endpoint's direct grants
 
 
 def model_uri(entity_name: str, entity_version: str) -> str:

@@ -32,6 +32,12 @@ class InvalidParameter(PodiumError):
     code = "INVALID_PARAMETER_VALUE"
 
 
+class UnsupportedGrantType(InvalidParameter):
+    """An OAuth token request for a grant other than client_credentials."""
+
+    oauth_error = "unsupported_grant_type"
+
+
 class Unauthenticated(PodiumError):
     code = "UNAUTHENTICATED"
 
@@ -41,6 +47,12 @@ class PermissionDenied(PodiumError):
 
 
 class EndpointNotFound(PodiumError):
+    code = "RESOURCE_DOES_NOT_EXIST"
+
+
+class ResourceDoesNotExist(PodiumError):
+    """Any other resource (a principal, a token, a secret scope) that does not exist."""
+
     code = "RESOURCE_DOES_NOT_EXIST"
 
 

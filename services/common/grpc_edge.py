@@ -47,3 +47,20 @@ def error_from_rpc(exc: grpc.aio.AioRpcError, peer: str) -> PodiumError:
     if exc.code() == grpc.StatusCode.UNAVAILABLE:
         return Unavailable(f"{peer} is unavailable", retry_after_s=1)
     return PodiumError(f"{peer} failed: {exc.code().name}")
+
+
+def metadata_token(context) -> str:
+    """The credential of `authorization: Bearer <credential>` metadata; "" when absent or not Bearer.
+
+    Only extracted here: the cores decide whether it is any good.
+    """
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization":
+            scheme, _, credential = value.partition(" ")
+            return credential.strip() if scheme.lower() == "bearer" else ""
+    return ""
+
+
+def bearer_metadata(token: str) -> tuple[tuple[str, str], ...]:
+    """Outgoing call metadata carrying a credential."""
+    return (("authorization", f"Bearer {token}"),) if token else ()

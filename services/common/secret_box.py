@@ -1,12 +1,12 @@
 """Secrets at rest, and secret references: the small interface the security issue's secrets store plugs into.
 
-- `Cipher`: AES-256-GCM under the master key (`PODIUM_MASTER_KEY`, or the 0600 key file `DATA_DIR/master.key`
-  that `podium up` creates). Tokens carry a key id, `pdm1.<key id>.<base64url(nonce | ciphertext)>`, so a
-  keyring with rotated keys can still open old tokens.
+- `Cipher`: AES-256-GCM under the master keys (services/common/master_keys.py: `PODIUM_MASTER_KEY`, or the
+  0600 key file `podium up` creates). Tokens carry a key id, `pdm1.<key id>.<base64url(nonce | ciphertext)>`,
+  so a keyring with rotated keys can still open old tokens, and `reseal` moves them to the active key.
 - `seal_plaintext` / `public_view`: a spec's `*_plaintext` fields are stored only as `*_ciphertext`, and
   neither ever leaves in an answer (GET shows the `{{secrets/scope/key}}` reference, or nothing, as Databricks).
-- `SecretResolver`: what the router asks for `{{secrets/scope/key}}`. `MappingSecretResolver` is the stand-in
-  until the control plane keeps secrets (the Databricks /api/2.0/secrets/* calls, issue 5).
+- `SecretResolver`: what the router asks for `{{secrets/scope/key}}`: the control plane's secrets store (the
+  Databricks /api/2.0/secrets/* calls), or `MappingSecretResolver` for secrets given to a router at start.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import hashlib
 import os
 import re
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, Protocol
 
 from cryptography.exceptions import InvalidTag
@@ -27,7 +26,6 @@ from services.common.errors import PodiumError
 
 SECRET_REFERENCE = re.compile(r"^\{\{\s*secrets/([A-Za-z0-9_.@-]+)/([A-Za-z0-9_.@-]+)\s*\}\}$")
 PLAINTEXT_SUFFIX, CIPHERTEXT_SUFFIX = "_plaintext", "_ciphertext"
-KEY_FILE_NAME = "master.key"
 _TOKEN_VERSION = "pdm1"
 _NONCE_BYTES = 12
 
@@ -49,6 +47,10 @@ class Cipher:
             raise SecretError("the master key must be 32 bytes (AES-256)")
         key_id = key_id_of(key)
         return cls({key_id: key}, key_id)
+
+    @property
+    def current_key_id(self) -> str:
+        return self._current
 
     def encrypt(self, plaintext: bytes, context: bytes = b"") -> str:
         """A token that decrypt() opens only with the same `context` (GCM associated data)."""
@@ -75,47 +77,6 @@ def key_id_of(key: bytes) -> str:
     return hashlib.sha256(b"podium-key-id" + key).hexdigest()[:8]
 
 
-def load_master_key(master_key: str | None, data_dir: Path) -> bytes:
-    """The key from PODIUM_MASTER_KEY (base64 of 32 bytes) or from DATA_DIR/master.key, created if missing."""
-    if master_key:
-        return _decode_key(master_key, "PODIUM_MASTER_KEY")
-    return ensure_key_file(data_dir)
-
-
-def ensure_key_file(data_dir: Path) -> bytes:
-    """Reads DATA_DIR/master.key, first creating it (mode 0600) with a random key when absent.
-
-    Several processes may start at once: the file appears complete or not at all (written aside, then
-    hard-linked into place, which fails if another process won), so nobody ever reads half a key.
-    """
-    path = data_dir / KEY_FILE_NAME
-    if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
-        aside = data_dir / f".{KEY_FILE_NAME}.{os.getpid()}"
-        fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(base64.b64encode(os.urandom(32)).decode() + "\n")
-        try:
-            os.link(aside, path)
-        except FileExistsError:
-            pass
-        finally:
-            aside.unlink()
-    if path.stat().st_mode & 0o077:
-        raise SecretError(f"{path} is readable by other users: chmod 600 it")
-    return _decode_key(path.read_text().strip(), str(path))
-
-
-def _decode_key(text: str, where: str) -> bytes:
-    try:
-        key = base64.b64decode(text.strip(), validate=True)
-    except (binascii.Error, ValueError):
-        key = b""
-    if len(key) != 32:
-        raise SecretError(f"{where} must hold 32 random bytes, base64-encoded (e.g. `openssl rand -base64 32`)")
-    return key
-
-
 # ---- sealing spec fields ----
 
 def seal_plaintext(value: Any, cipher: Cipher | None) -> Any:
@@ -133,6 +94,27 @@ def seal_plaintext(value: Any, cipher: Cipher | None) -> Any:
         return out
     if isinstance(value, list):
         return [seal_plaintext(item, cipher) for item in value]
+    return value
+
+
+def reseal(value: Any, cipher: Cipher) -> Any:
+    """A copy where every `<x>_ciphertext` not sealed under the active key is sealed again under it (after a
+    key rotation); the same object when nothing needed it."""
+    if isinstance(value, dict):
+        out, changed = {}, False
+        for name, item in value.items():
+            if name.endswith(CIPHERTEXT_SUFFIX) and isinstance(item, str) and \
+                    item.split(".", 2)[1:2] != [cipher.current_key_id]:
+                field = name.removesuffix(CIPHERTEXT_SUFFIX)
+                out[name] = cipher.encrypt(cipher.decrypt(item, field.encode()), field.encode())
+                changed = True
+            else:
+                out[name] = reseal(item, cipher)
+                changed = changed or out[name] is not item
+        return out if changed else value
+    if isinstance(value, list):
+        items = [reseal(item, cipher) for item in value]
+        return items if any(a is not b for a, b in zip(items, value)) else value
     return value
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -9,7 +10,10 @@ import sqlalchemy as sa
 
 def create_engine(database_url: str) -> sa.Engine:
     if database_url.startswith("sqlite:///"):
-        Path(database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        path = Path(database_url.removeprefix("sqlite:///"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Token digests and ciphertexts live here: readable by this user only (SQLite's WAL files follow suit).
+        os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
     if database_url.startswith("postgresql://"):
         database_url = "postgresql+psycopg://" + database_url.removeprefix("postgresql://")
     engine = sa.create_engine(database_url, pool_pre_ping=True)

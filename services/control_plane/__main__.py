@@ -1,4 +1,4 @@
-"""Control-plane process: settings → store → core → gRPC adapter → serve."""
+"""Control-plane process: settings → stores → cores → gRPC adapters → serve."""
 
 from __future__ import annotations
 
@@ -8,30 +8,57 @@ import signal
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from podium_api.v1 import control_plane_pb2_grpc
+from podium_api.v1 import control_plane_pb2_grpc, identity_pb2_grpc
 from services.common.grpc_server import SERVER_OPTIONS
 from services.common.logging import configure_logging
 from services.common.readiness import announce_ready
-from services.common.secret_box import Cipher, load_master_key
+from services.common.master_keys import load_cipher
+from services.common.tls import TlsFiles, add_server_port
 from services.control_plane.backends import ScalerClients
 from services.control_plane.core import EndpointService
+from services.control_plane.crypto import KeyRing
 from services.control_plane.grpc_api import ControlPlaneServicer
+from services.control_plane.grpc_identity import IdentityServicer
+from services.control_plane.identity import AuthSettings, IdentityService
+from services.control_plane.identity_store import IdentityStore
+from services.control_plane.operations import Operations
+from services.control_plane.secrets_store import SecretsService
 from services.control_plane.settings import ControlPlaneSettings
-from services.control_plane.store import EndpointStore
+from services.control_plane.store import EndpointStore, open_engine
+from services.control_plane.tokens import TokenService
+
+
+def auth_settings(settings: ControlPlaneSettings) -> AuthSettings:
+    return AuthSettings(
+        internal_token=settings.internal_token.get_secret_value(), issuer=settings.oauth_issuer,
+        jwks=settings.auth_jwks, jwt_issuer=settings.auth_jwt_issuer, jwt_audience=settings.auth_jwt_audience,
+        jwt_claim=settings.auth_jwt_claim, bootstrap_admin_token=settings.bootstrap_admin_token.get_secret_value())
 
 
 async def serve(settings: ControlPlaneSettings) -> None:
-    store = EndpointStore(settings.resolved_database_url())
-    scalers = ScalerClients(timeout_s=settings.scaler_timeout_s)
-    master_key = settings.master_key.get_secret_value() if settings.master_key else None
-    cipher = Cipher.from_key(load_master_key(master_key, settings.data_dir))
-    service = EndpointService(store, report_expiry_s=settings.report_expiry_s, scalers=scalers, cipher=cipher)
+    engine = open_engine(settings.resolved_database_url())
+    master_key = settings.master_key.get_secret_value()
+    keyring = await asyncio.to_thread(KeyRing.from_settings, master_key, settings.resolved_key_file())
+    cipher = await asyncio.to_thread(load_cipher, master_key, settings.resolved_key_file())
+    identity_store = IdentityStore(engine)
+    identity = IdentityService(identity_store, keyring, auth_settings(settings))
+    await identity.start()
+    tokens = TokenService(identity, keyring, settings.oauth_token_lifetime_s)
+    secrets = SecretsService(identity_store, identity, keyring)
+    tls = TlsFiles.from_settings(settings.tls_ca_file, settings.tls_cert_file, settings.tls_key_file)
+    scalers = ScalerClients(timeout_s=settings.scaler_timeout_s,
+                            internal_token=settings.internal_token.get_secret_value(), tls=tls)
+    service = EndpointService(EndpointStore(engine), identity, report_expiry_s=settings.report_expiry_s,
+                              scalers=scalers, cipher=cipher)
     await service.start()
+    operations = Operations(identity, tokens, secrets, service)
+
     server = grpc.aio.server(options=SERVER_OPTIONS)
     control_plane_pb2_grpc.add_ControlPlaneServicer_to_server(ControlPlaneServicer(service), server)
+    identity_pb2_grpc.add_IdentityServicer_to_server(IdentityServicer(identity, tokens, secrets, operations), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    port = server.add_insecure_port(f"{settings.control_plane_host}:{settings.control_plane_port}")
+    port = add_server_port(server, f"{settings.control_plane_host}:{settings.control_plane_port}", tls)
     await server.start()
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     announce_ready("control_plane", grpc_target=f"{settings.control_plane_host}:{port}")
@@ -41,7 +68,7 @@ async def serve(settings: ControlPlaneSettings) -> None:
     await stop.wait()
     await server.stop(grace=2)
     await scalers.close()
-    store.close()
+    engine.dispose()
 
 
 def main() -> None:

@@ -3,6 +3,10 @@
 The REST adapter (on the router) and the gRPC adapter call these methods and nothing else. The database is
 the source of truth; this process is its only writer, so it keeps a write-through copy in memory and
 answers reads (and the 10,000-endpoint list) without a query.
+
+Every method takes the caller's bearer token and decides here who may do what: the serving-endpoint API
+needs a user or service principal with the endpoint permission it names (an endpoint the caller may not
+even view is reported as not existing); the internal calls need Podium's internal service credential.
 """
 
 from __future__ import annotations
@@ -17,9 +21,11 @@ from typing import TYPE_CHECKING
 from services.common.capacity import concurrency_bounds
 from services.common.deployments import Deployment, DeploymentStatus, EndpointRoutes, RouteTarget
 from services.common.errors import AlreadyExists, Conflict, EndpointNotFound, Unavailable
-from services.common.secret_box import Cipher, seal_plaintext
-from services.control_plane import spec, spec_options, views
+from services.common.principals import CAN_MANAGE, CAN_VIEW, GROUP, Principal, effective_level, rank, require_level
+from services.common.secret_box import Cipher, reseal, seal_plaintext
+from services.control_plane import permissions, spec, spec_options, views
 from services.control_plane.gateway_policy import external_target, gateway_policy
+from services.control_plane.identity import IdentityService
 from services.control_plane.state import (
     IN_PROGRESS, NOT_READY, Observation, advance, deployed_configs, deployment_key, find_served_entity,
     is_external,
@@ -33,9 +39,10 @@ log = logging.getLogger(__name__)
 
 
 class EndpointService:
-    def __init__(self, store: EndpointStore, report_expiry_s: float = 10.0, clock=time.time,
-                 scalers: "ScalerClients | None" = None, cipher: Cipher | None = None):
+    def __init__(self, store: EndpointStore, identity: IdentityService, report_expiry_s: float = 10.0,
+                 clock=time.time, scalers: "ScalerClients | None" = None, cipher: Cipher | None = None):
         self._store = store
+        self._identity = identity
         self._scalers = scalers
         self._cipher = cipher  # seals `*_plaintext` spec fields (provider keys) before they are stored
         # Which scaler runs (and keeps the logs of) each deployment, from its reports.
@@ -50,24 +57,32 @@ class EndpointService:
         self._generation = 0
 
     async def start(self) -> None:
+        resealed = 0
         for endpoint in await asyncio.to_thread(self._store.load_all):
+            if self._cipher is not None:   # after `podium keys rotate`: stored credentials move to the new key
+                moved = await asyncio.to_thread(reseal, endpoint, self._cipher)
+                if moved is not endpoint:
+                    await asyncio.to_thread(self._store.update, moved)
+                    endpoint, resealed = moved, resealed + 1
             self._endpoints[endpoint["name"]] = endpoint
-        log.info("loaded %d endpoints", len(self._endpoints))
+        log.info("loaded %d endpoints (%d resealed under the active master key)", len(self._endpoints), resealed)
 
     # ---- the serving-endpoint API ----
 
-    async def create(self, body: object, caller: str) -> dict:
+    async def create(self, token: str, body: object) -> dict:
+        caller = await self._identity.authenticate_person(token)
         request = spec.validate_create(body)
         request["config"] = seal_plaintext(request["config"], self._cipher)
         now_ms = self._now_ms()
         endpoint = {
             "id": secrets.token_hex(16),
             "name": request["name"],
-            "creator": caller,
+            "creator": caller.name,
+            "acl": permissions.creator_acl(caller.id),
             "creation_timestamp": now_ms,
             "last_updated_timestamp": now_ms,
             "config": None,
-            "pending_config": self._new_config(request["config"], 1, caller, now_ms),
+            "pending_config": self._new_config(request["config"], 1, caller.name, now_ms),
             "state": {"ready": NOT_READY, "config_update": IN_PROGRESS},
             "failure": "",
             **{k: request[k] for k in ("tags", "ai_gateway", "email_notifications", "telemetry_config",
@@ -82,15 +97,20 @@ class EndpointService:
             self._endpoints[endpoint["name"]] = endpoint
         await self._notify()
         log.info("created endpoint %s", endpoint["name"])
-        return views.detailed(endpoint, self._observed())
+        return views.detailed(endpoint, self._observed(), CAN_MANAGE)
 
-    async def get(self, name: str) -> dict:
-        return views.detailed(self._require(name), self._observed())
+    async def get(self, token: str, name: str) -> dict:
+        endpoint, level, _ = await self._authorized(token, name, CAN_VIEW)
+        return views.detailed(endpoint, self._observed(), level)
 
-    async def list(self) -> dict:
-        return {"endpoints": [views.summary(e) for e in self._endpoints.values()]}
+    async def list(self, token: str) -> dict:
+        """Only the endpoints the caller may view."""
+        caller = await self._identity.authenticate_person(token)
+        return {"endpoints": [views.summary(e) for e in self._endpoints.values()
+                              if rank(effective_level(caller, permissions.acl_pairs(e))) >= rank(CAN_VIEW)]}
 
-    async def update_config(self, name: str, body: object, caller: str) -> dict:
+    async def update_config(self, token: str, name: str, body: object) -> dict:
+        caller = (await self._authorized(token, name, CAN_MANAGE))[2]
         config = seal_plaintext(spec.validate_config(body, "config"), self._cipher)
         async with self._write_lock:
             endpoint = self._require(name)
@@ -101,7 +121,7 @@ class EndpointService:
             latest = max(c["config_version"] for c in (endpoint.get("config"), endpoint.get("pending_config")) if c)
             updated = {
                 **endpoint,
-                "pending_config": self._new_config(config, latest + 1, caller, now_ms),
+                "pending_config": self._new_config(config, latest + 1, caller.name, now_ms),
                 "state": {**endpoint["state"], "config_update": IN_PROGRESS},
                 "failure": "",
                 "last_updated_timestamp": now_ms,
@@ -112,9 +132,10 @@ class EndpointService:
             self._endpoints[name] = updated
         await self._notify()
         log.info("updating endpoint %s to config version %d", name, latest + 1)
-        return views.detailed(updated, self._observed())
+        return views.detailed(updated, self._observed(), CAN_MANAGE)
 
-    async def delete(self, name: str) -> None:
+    async def delete(self, token: str, name: str) -> None:
+        await self._authorized(token, name, CAN_MANAGE)
         async with self._write_lock:
             endpoint = self._require(name)
             await asyncio.to_thread(self._store.delete, endpoint["id"])
@@ -125,18 +146,21 @@ class EndpointService:
         await self._notify()
         log.info("deleted endpoint %s", name)
 
-    async def patch_tags(self, name: str, body: object) -> dict:
+    async def patch_tags(self, token: str, name: str, body: object) -> dict:
+        await self._authorized(token, name, CAN_MANAGE)
         add, delete = spec_options.validate_tags_patch(body)
         endpoint = await self._modify(name, lambda e: {
             **e, "tags": spec_options.apply_tags_patch(e.get("tags", []), add, delete)})
         return {"tags": endpoint["tags"]}
 
-    async def put_ai_gateway(self, name: str, body: object) -> dict:
+    async def put_ai_gateway(self, token: str, name: str, body: object) -> dict:
+        await self._authorized(token, name, CAN_MANAGE)
         ai_gateway = spec_options.validate_ai_gateway(body, "request body")
         endpoint = await self._modify(name, lambda e: {**e, "ai_gateway": ai_gateway})
         return views.ai_gateway(endpoint)
 
-    async def put_rate_limits(self, name: str, body: object) -> dict:
+    async def put_rate_limits(self, token: str, name: str, body: object) -> dict:
+        await self._authorized(token, name, CAN_MANAGE)
         limits = spec_options.validate_rate_limits_put(body)
 
         def change(endpoint: dict) -> dict:
@@ -146,19 +170,22 @@ class EndpointService:
         await self._modify(name, change)
         return {"rate_limits": limits}
 
-    async def update_notifications(self, name: str, body: object) -> dict:
+    async def update_notifications(self, token: str, name: str, body: object) -> dict:
+        await self._authorized(token, name, CAN_MANAGE)
         notifications = spec_options.validate_notifications_patch(body)
         endpoint = await self._modify(name, lambda e: {**e, "email_notifications": notifications})
         return {"name": endpoint["name"], "email_notifications": endpoint["email_notifications"]}
 
-    async def patch_telemetry_config(self, name: str, body: object) -> dict:
+    async def patch_telemetry_config(self, token: str, name: str, body: object) -> dict:
+        await self._authorized(token, name, CAN_MANAGE)
         telemetry = spec_options.validate_telemetry_patch(body)
         endpoint = await self._modify(name, lambda e: {**e, "telemetry_config": telemetry})
-        return views.detailed(endpoint, self._observed())
+        return views.detailed(endpoint, self._observed(), CAN_MANAGE)
 
-    async def served_model_logs(self, name: str, served_model_name: str, *, build: bool) -> dict:
-        """{"logs": text}: what the served entity's replicas printed, read from the scaler that runs them."""
-        endpoint = self._require(name)
+    async def served_model_logs(self, token: str, name: str, served_model_name: str, *, build: bool) -> dict:
+        """{"logs": text}: what the served entity's replicas printed, read from the scaler that runs them.
+        Logs may show what the model was sent: CAN_MANAGE only."""
+        endpoint = (await self._authorized(token, name, CAN_MANAGE))[0]
         entity = find_served_entity(endpoint, served_model_name, prefer_pending=build)
         if entity is None:
             raise EndpointNotFound(f"Served model '{served_model_name}' does not exist in endpoint '{name}'")
@@ -168,10 +195,38 @@ class EndpointService:
             raise Unavailable("No scaler has reported yet, so no replica logs can be read", retry_after_s=2)
         return {"logs": await self._scalers.replica_logs(target, key, build=build)}
 
-    # ---- internal: the scaler and the router ----
+    # ---- permissions: /api/2.0/permissions/serving-endpoints/{id} ----
 
-    def deployments(self) -> list[Deployment]:
+    async def get_permissions(self, token: str, endpoint_id: str) -> dict:
+        caller = await self._identity.authenticate_person(token)
+        endpoint = self._require_id(endpoint_id, caller, CAN_VIEW)
+        return permissions.render(endpoint["id"], endpoint.get("acl", []), self._describe)
+
+    async def permission_levels(self, token: str, endpoint_id: str) -> dict:
+        caller = await self._identity.authenticate_person(token)
+        self._require_id(endpoint_id, caller, CAN_VIEW)
+        return permissions.permission_levels()
+
+    async def set_permissions(self, token: str, endpoint_id: str, body: object, *, replace: bool) -> dict:
+        """PUT replaces the direct grants; PATCH changes those of the principals it names."""
+        caller = await self._identity.authenticate_person(token)
+        self._require_id(endpoint_id, caller, CAN_MANAGE)
+        grants = permissions.parse_request(body, self._identity.find)
+        async with self._write_lock:
+            endpoint = self._require_id(endpoint_id, caller, CAN_MANAGE)
+            acl = grants if replace else permissions.merge(endpoint.get("acl", []), grants)
+            updated = {**endpoint, "acl": acl}
+            await asyncio.to_thread(self._store.update, updated)
+            self._endpoints[endpoint["name"]] = updated
+        await self._notify()  # routers take the new grants from the routing table
+        log.info("permissions of endpoint %s changed", endpoint["name"])
+        return permissions.render(endpoint_id, acl, self._describe)
+
+    # ---- internal: the scaler and the router (Podium's service credential only) ----
+
+    def deployments(self, token: str) -> list[Deployment]:
         """One Deployment per served entity that should be running now."""
+        self._identity.require_service(token)
         out: dict[str, Deployment] = {}
         for endpoint in self._endpoints.values():
             for config in deployed_configs(endpoint):
@@ -189,8 +244,9 @@ class EndpointService:
                                           workload_type=entity.get("workload_type", "CPU"), is_serving=is_serving)
         return list(out.values())
 
-    async def report(self, statuses: list[DeploymentStatus], scaler_target: str = "") -> None:
+    async def report(self, token: str, statuses: list[DeploymentStatus], scaler_target: str = "") -> None:
         """Takes the scaler's observations and moves every endpoint's state machine on."""
+        self._identity.require_service(token)
         routes_before = self.routing_table()
         now = self._clock()
         if scaler_target:
@@ -218,7 +274,7 @@ class EndpointService:
         for endpoint in self._endpoints.values():
             config = endpoint.get("config")
             if not config:  # still being created: known to routers, but nothing to route to yet
-                table.append(EndpointRoutes(endpoint["name"], endpoint["id"], ()))
+                table.append(EndpointRoutes(endpoint["name"], endpoint["id"], (), acl=permissions.acl_pairs(endpoint)))
                 continue
             entities = {e["name"]: e for e in config["served_entities"]}
             routes = []
@@ -230,11 +286,12 @@ class EndpointService:
                 routes.append(RouteTarget(route["served_entity_name"], route["traffic_percentage"], key, addresses,
                                           external))
             table.append(EndpointRoutes(endpoint["name"], endpoint["id"], tuple(routes),
-                                        gateway_policy(endpoint, config)))
+                                        gateway_policy(endpoint, config), permissions.acl_pairs(endpoint)))
         return table
 
-    async def watch(self) -> AsyncIterator[list[EndpointRoutes]]:
-        """The routing table now, then again after every change."""
+    async def watch(self, token: str) -> AsyncIterator[list[EndpointRoutes]]:
+        """The routing table now, then again after every change (with each endpoint's grants)."""
+        self._identity.require_service(token)
         seen = -1
         while True:
             async with self._changed:
@@ -243,6 +300,30 @@ class EndpointService:
             yield self.routing_table()
 
     # ---- helpers ----
+
+    async def _authorized(self, token: str, name: str, needed: str) -> tuple[dict, str, Principal]:
+        """The endpoint, the caller's level on it and the caller, once it holds `needed` (404 when it may not
+        even view it, as for an unknown name; 403 when it may view it but needs more)."""
+        caller = await self._identity.authenticate_person(token)
+        endpoint = self._require(name)
+        return endpoint, require_level(caller, permissions.acl_pairs(endpoint), needed, name), caller
+
+    def _require_id(self, endpoint_id: str, caller: Principal, needed: str) -> dict:
+        endpoint = next((e for e in self._endpoints.values() if e["id"] == endpoint_id), None)
+        if endpoint is None:
+            raise EndpointNotFound(f"Serving endpoint with id '{endpoint_id}' does not exist")
+        try:
+            require_level(caller, permissions.acl_pairs(endpoint), needed, endpoint["name"])
+        except EndpointNotFound:
+            raise EndpointNotFound(f"Serving endpoint with id '{endpoint_id}' does not exist") from None
+        return endpoint
+
+    def _describe(self, principal_id: str) -> dict | None:
+        record = self._identity.principals.get(principal_id)
+        if record is None:
+            return None
+        return {"kind": record["kind"], "name": record["name"],
+                "display_name": record.get("displayName", "") if record["kind"] != GROUP else ""}
 
     def _require(self, name: str) -> dict:
         endpoint = self._endpoints.get(name)

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from services.common.errors import AlreadyExists
-from services.common.sql import create_engine
+from services.common.sql import create_engine as open_engine
 
 metadata = sa.MetaData()
 
@@ -26,9 +26,14 @@ endpoints_table = sa.Table(
 
 
 class EndpointStore:
-    def __init__(self, database_url: str):
-        self._engine = create_engine(database_url)
+    def __init__(self, database_url: str | sa.Engine):
+        self._engine = open_engine(database_url) if isinstance(database_url, str) else database_url
         metadata.create_all(self._engine)
+
+    @property
+    def engine(self) -> sa.Engine:
+        """Shared with the identity store: one database, one engine per process."""
+        return self._engine
 
     def load_all(self) -> list[dict]:
         with self._engine.connect() as conn:

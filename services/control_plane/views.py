@@ -16,8 +16,9 @@ _SUMMARY_OPTIONAL = ("ai_gateway", "budget_policy_id", "description", "telemetry
 _DETAILED_OPTIONAL = _SUMMARY_OPTIONAL + ("email_notifications",)
 
 
-def detailed(endpoint: dict, observed: dict[str, Observation]) -> dict:
-    """ServingEndpointDetailed: what create, get, update-config and patch-telemetry-config answer."""
+def detailed(endpoint: dict, observed: dict[str, Observation], permission_level: str) -> dict:
+    """ServingEndpointDetailed: what create, get, update-config and patch-telemetry-config answer;
+    `permission_level` is the caller's."""
     out = _common(endpoint, _DETAILED_OPTIONAL)
     if endpoint.get("config"):
         out["config"] = _config(endpoint, endpoint["config"], observed, is_pending=False)
@@ -25,7 +26,7 @@ def detailed(endpoint: dict, observed: dict[str, Observation]) -> dict:
     if pending:
         out["pending_config"] = {**_config(endpoint, pending, observed, is_pending=True),
                                  "start_time": pending["start_time"]}
-    out["permission_level"] = "CAN_MANAGE"
+    out["permission_level"] = permission_level
     out["route_optimized"] = endpoint.get("route_optimized", False)
     return out
 
