@@ -22,14 +22,16 @@ class PodiumTargets:
     router_grpc: str
     control_plane: str
     data_dir: Path
-    token: str
+    token: str                 # the admin's: every call through the router needs a credential
+    internal_token: str = ""   # Podium's service credential (the routing table, for worker addresses)
+    worker_token: str = ""     # the router's worker credential (calling a worker directly)
     one_replica: str = "bench-one"
     many_replicas: str = "bench-many"
 
     @classmethod
     def create(cls, info: dict, model_uri: str, token: str) -> "PodiumTargets":
         targets = cls(info["router_url"], info["grpc_target"], info["control_plane_target"], Path(info["data_dir"]),
-                      token)
+                      token, info.get("bench_internal_token", ""), info.get("bench_worker_token", ""))
         name, version = model_uri.removeprefix("models:/").rsplit("/", 1)
         cores = os.cpu_count() or 2
         for endpoint, extra in ((targets.one_replica, {}),
@@ -65,7 +67,7 @@ class PodiumTargets:
     async def worker_address(self, endpoint: str) -> str:
         from services.common.control_plane_client import ControlPlaneClient
 
-        client = ControlPlaneClient(self.control_plane)
+        client = ControlPlaneClient(self.control_plane, internal_token=self.internal_token)
         try:
             async for table in client.watch_routing_table():
                 for entry in table:
@@ -88,16 +90,17 @@ def _figures(result: LoadResult) -> dict:
 def throughput(podium: PodiumTargets, mlflow_urls: dict[int, str], row, concurrencies, row_counts,
                duration_s: float) -> dict:
     """Case 1: saturation throughput and latency, mlflow models serve vs Podium's router."""
-    targets = {f"mlflow_{w}_workers": f"{url}/invocations" for w, url in mlflow_urls.items()}
-    targets["podium_1_replica"] = podium.invocations(podium.one_replica)
-    targets[f"podium_{os.cpu_count()}_replicas"] = podium.invocations(podium.many_replicas)
+    targets = {f"mlflow_{w}_workers": (f"{url}/invocations", None) for w, url in mlflow_urls.items()}
+    targets["podium_1_replica"] = (podium.invocations(podium.one_replica), podium.headers())
+    targets[f"podium_{os.cpu_count()}_replicas"] = (podium.invocations(podium.many_replicas), podium.headers())
     out: dict = {}
     for rows in row_counts:
         body = payload(row, rows)
-        for target, url in targets.items():
+        for target, (url, headers) in targets.items():
             for concurrency in concurrencies:
-                wrk(url, body, concurrency, 1.0)  # warm-up
-                out[f"{target}/rows={rows}/c={concurrency}"] = _figures(wrk(url, body, concurrency, duration_s))
+                wrk(url, body, concurrency, 1.0, headers)  # warm-up
+                out[f"{target}/rows={rows}/c={concurrency}"] = _figures(wrk(url, body, concurrency, duration_s,
+                                                                            headers))
     return out
 
 
@@ -108,12 +111,14 @@ async def router_overhead(podium: PodiumTargets, row, duration_s: float) -> dict
     body = payload(row, 1)
     address = await podium.worker_address(podium.one_replica)
     metadata = (("authorization", f"Bearer {podium.token}"),) if podium.token else ()
+    # A worker answers only the router's worker credential.
+    worker_metadata = (("authorization", f"Bearer {podium.worker_token}"),) if podium.worker_token else ()
 
     def direct(channel):
         stub = worker_pb2_grpc.WorkerStub(channel)
         request = worker_pb2.PredictRequest(body=body, content_type="application/json")
         async def call():
-            return (await stub.Predict(request, timeout=10, metadata=metadata)).http_status == 200
+            return (await stub.Predict(request, timeout=10, metadata=worker_metadata)).http_status == 200
         return call
 
     def routed(channel):
@@ -131,7 +136,8 @@ async def router_overhead(podium: PodiumTargets, row, duration_s: float) -> dict
     for label, concurrency in (("c=1", 1), (f"half_saturation(c={half_concurrency})", half_concurrency)):
         worker = await grpc_latency(address, direct, concurrency, duration_s=duration_s)
         router = await grpc_latency(podium.router_grpc, routed, concurrency, duration_s=duration_s)
-        rest = await http_latency(podium.invocations(podium.one_replica), body, concurrency, duration_s=duration_s)
+        rest = await http_latency(podium.invocations(podium.one_replica), body, concurrency, duration_s=duration_s,
+                                  headers=podium.headers())
         out[label] = {"worker_direct": _figures(worker), "through_router_grpc": _figures(router),
                       "through_router_rest": _figures(rest),
                       "overhead_p50_ms": round(router.p50_ms - worker.p50_ms, 3),
@@ -164,7 +170,7 @@ def router_cpu(podium: PodiumTargets, bare_url: str, bare_pid: int, row, duratio
     for label, url, pid in (("router", podium.invocations(podium.many_replicas), _router_pid(podium.data_dir)),
                             ("bare_aiohttp", f"{bare_url}/serving-endpoints/x/invocations", bare_pid)):
         before = _cpu_seconds(pid)
-        result = wrk(url, body, 64, duration_s)
+        result = wrk(url, body, 64, duration_s, podium.headers())   # the same request bytes to both
         used = _cpu_seconds(pid) - before
         out[label] = {**_figures(result), "cpu_s": round(used, 3),
                       "cpu_ms_per_query": round(1000 * used / max(result.requests, 1), 4)}
@@ -177,9 +183,13 @@ async def control_plane(procs, data_dir: Path) -> dict:
     from services.common.control_plane_client import ControlPlaneClient
     from services.common.processes import start_service
 
+    from services.control_plane.credentials import PAT_PREFIX, issue
+
     data_dir.mkdir(parents=True, exist_ok=True)
+    admin = issue(PAT_PREFIX).value
     process, ready = start_service("services.control_plane", {"PODIUM_DATA_DIR": str(data_dir),
-                                                              "PODIUM_CONTROL_PLANE_PORT": "0"},
+                                                              "PODIUM_CONTROL_PLANE_PORT": "0",
+                                                              "PODIUM_BOOTSTRAP_ADMIN_TOKEN": admin},
                                    data_dir / "control_plane.log")
     client = ControlPlaneClient(ready["grpc_target"], timeout_s=60)
     try:
@@ -189,23 +199,23 @@ async def control_plane(procs, data_dir: Path) -> dict:
         create_ms = []
         for i in range(1000):
             start = time.perf_counter()
-            await client.create_endpoint(spec(i), "bench")
+            await client.create_endpoint(admin, spec(i))
             create_ms.append((time.perf_counter() - start) * 1000)
         semaphore = asyncio.Semaphore(16)
 
         async def create(i):
             async with semaphore:
-                await client.create_endpoint(spec(i), "bench")
+                await client.create_endpoint(admin, spec(i))
         await asyncio.gather(*(create(i) for i in range(1000, 10_000)))
         list_ms, get_ms = [], []
         for _ in range(10):
             start = time.perf_counter()
-            listed = json.loads(await client.list_endpoints())
+            listed = json.loads(await client.list_endpoints(admin))
             list_ms.append((time.perf_counter() - start) * 1000)
         assert len(listed["endpoints"]) == 10_000
         for _ in range(200):
             start = time.perf_counter()
-            await client.get_endpoint("ep-04242")
+            await client.get_endpoint(admin, "ep-04242")
             get_ms.append((time.perf_counter() - start) * 1000)
     finally:
         await client.close()

@@ -43,12 +43,13 @@ local f = io.open("{body}", "rb"); wrk.body = f:read("*a"); f:close()
 """
 
 
-def wrk(url: str, body: bytes, concurrency: int, duration_s: float) -> LoadResult:
+def wrk(url: str, body: bytes, concurrency: int, duration_s: float, headers: dict | None = None) -> LoadResult:
     """Closed-loop HTTP load with `concurrency` connections for duration_s (wrk --latency)."""
     with tempfile.TemporaryDirectory() as tmp:
         body_path, script = Path(tmp) / "body.json", Path(tmp) / "post.lua"
         body_path.write_bytes(body)
-        script.write_text(_WRK_SCRIPT.format(body=body_path))
+        extra = "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in (headers or {}).items())
+        script.write_text(_WRK_SCRIPT.format(body=body_path) + extra)
         threads = max(1, min(concurrency, 2))
         out = subprocess.run(
             ["wrk", "-t", str(threads), "-c", str(concurrency), "-d", f"{duration_s:g}s", "--latency",
@@ -108,11 +109,12 @@ def _summarize(latencies: list[float], errors: int, elapsed: float) -> LoadResul
 
 
 async def http_latency(url: str, body: bytes, concurrency: int, *, duration_s: float | None = None,
-                       total: int | None = None) -> LoadResult:
+                       total: int | None = None, headers: dict | None = None) -> LoadResult:
     connector = aiohttp.TCPConnector(limit=concurrency)
+    request_headers = {"Content-Type": "application/json", **(headers or {})}
     async with aiohttp.ClientSession(connector=connector) as session:
         async def call():
-            async with session.post(url, data=body, headers={"Content-Type": "application/json"}) as reply:
+            async with session.post(url, data=body, headers=request_headers) as reply:
                 await reply.read()
                 return reply.status == 200
         await call()  # warm the connection

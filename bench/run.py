@@ -13,6 +13,7 @@ import asyncio
 import json
 import os
 import platform
+import secrets
 import signal
 import socket
 import subprocess
@@ -98,14 +99,17 @@ def wait_http(url: str, timeout_s: float = 90.0) -> None:
 
 
 def start_podium(procs: Processes, data_dir: Path) -> dict:
+    # The bench calls workers and the routing table directly: it hands `podium up` the service credentials.
+    tokens = {"PODIUM_INTERNAL_TOKEN": secrets.token_hex(32), "PODIUM_WORKER_TOKEN": secrets.token_hex(32)}
     process = procs.start([sys.executable, "-m", "podium.cli", "up", "--data-dir", str(data_dir), "--port", "0"],
-                          log=data_dir / "podium-up.log")
+                          env=tokens, log=data_dir / "podium-up.log")
     deadline = time.monotonic() + 120
     while not (data_dir / "podium.json").exists():
         if process.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError((data_dir / "podium-up.log").read_text()[-2000:])
         time.sleep(0.2)
-    return json.loads((data_dir / "podium.json").read_text())
+    return {**json.loads((data_dir / "podium.json").read_text()),
+            "bench_internal_token": tokens["PODIUM_INTERNAL_TOKEN"], "bench_worker_token": tokens["PODIUM_WORKER_TOKEN"]}
 
 
 def start_mlflow(procs: Processes, model_uri: str, tracking_uri: str, workers: int, log: Path) -> str:

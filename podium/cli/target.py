@@ -31,6 +31,7 @@ class Target:
     token: str | None
     host_source: str        # where the host came from, for error messages
     token_source: str | None
+    ca_file: str | None = None   # the CA `podium up --tls` made, when the host is that stack's router
 
 
 def data_dir(env: Mapping[str, str]) -> Path:
@@ -106,4 +107,6 @@ def resolve_target(env: Mapping[str, str], *, host: str | None = None, token: st
             f"no Podium to talk to: start one with `podium up` (it writes {podium_json}), "
             "or pass --host, or set PODIUM_HOST or DATABRICKS_HOST")
     found_token = next(((src, t) for src, _, t in candidates if t), (None, None))
-    return Target(normalize_host(found_host[1]), found_token[1], found_host[0], found_token[0])
+    ca_file = stack.get("ca_file") if normalize_host(found_host[1]) == normalize_host(stack.get("router_url") or "") \
+        else None
+    return Target(normalize_host(found_host[1]), found_token[1], found_host[0], found_token[0], ca_file)

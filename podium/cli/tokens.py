@@ -18,6 +18,10 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     create.add_argument("--comment", default="", help="what the token is for")
     create.add_argument("--lifetime-seconds", type=int, default=None, metavar="N",
                         help="seconds until it expires (default: the server's)")
+    owner = create.add_mutually_exclusive_group()
+    owner.add_argument("--user", metavar="USER_NAME", help="admins: a token for this user instead of yourself")
+    owner.add_argument("--service-principal", metavar="APPLICATION_ID",
+                       help="admins: a token for this service principal instead of yourself")
     create.set_defaults(handler=create_token)
 
     sub.add_parser("list", parents=[common], help="your tokens (never their values)").set_defaults(handler=list_tokens)
@@ -31,7 +35,11 @@ def create_token(ctx) -> int:
     body = {"comment": ctx.args.comment}
     if ctx.args.lifetime_seconds is not None:
         body["lifetime_seconds"] = ctx.args.lifetime_seconds
-    answer = ctx.client.post(f"{TOKEN}/create", body)
+    if ctx.args.user or ctx.args.service_principal:   # token management: on behalf of another principal
+        body.update({"user_name": ctx.args.user} if ctx.args.user else {"application_id": ctx.args.service_principal})
+        answer = ctx.client.post("/api/2.0/token-management/on-behalf-of/tokens", body)
+    else:
+        answer = ctx.client.post(f"{TOKEN}/create", body)
 
     def human(value: dict) -> None:
         info = value.get("token_info", {})

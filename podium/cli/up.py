@@ -6,6 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
+from podium.cli import exits
 from podium.cli.target import data_dir
 
 
@@ -19,6 +20,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     up.add_argument("--grpc-port", type=int, default=None,
                     help="the router's gRPC port (default: --port + 1, or any free port with --port 0)")
     up.add_argument("--host", default="127.0.0.1", help="address the router binds (default 127.0.0.1)")
+    up.add_argument("--tls", action="store_true",
+                    help="HTTPS on the router and mutual TLS between services (a local CA under DATA_DIR/tls)")
+    up.add_argument("--tls-cert", type=Path, help="the router's own certificate chain (PEM); implies --tls")
+    up.add_argument("--tls-key", type=Path, help="the private key of --tls-cert (PEM)")
     up.set_defaults(handler=run)
 
 
@@ -26,4 +31,7 @@ def run(ctx) -> int:
     from podium.launcher import UpOptions, run_up
 
     args = ctx.args
-    return run_up(UpOptions(data_dir=args.data_dir, port=args.port, grpc_port=args.grpc_port, host=args.host))
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise exits.UsageError("--tls-cert and --tls-key go together")
+    return run_up(UpOptions(data_dir=args.data_dir, port=args.port, grpc_port=args.grpc_port, host=args.host,
+                            tls=args.tls or bool(args.tls_cert), tls_cert=args.tls_cert, tls_key=args.tls_key))

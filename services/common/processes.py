@@ -15,6 +15,18 @@ from pathlib import Path
 _PR_SET_PDEATHSIG = 1
 _PR_SET_NAME = 15
 
+# Credentials and keys passed to services through their environment (never argv). A process is given
+# only those it needs (podium/launcher.py); worker processes, which run model code, get none of them.
+SENSITIVE_ENV = frozenset({
+    "PODIUM_INTERNAL_TOKEN", "PODIUM_WORKER_TOKEN", "PODIUM_BOOTSTRAP_ADMIN_TOKEN", "PODIUM_MASTER_KEY",
+})
+
+
+def model_code_environment() -> dict[str, str]:
+    """This process's environment as a worker (which runs model code) may inherit it: no credential, no
+    key, and not the service certificate Podium's own services talk to each other with."""
+    return {k: v for k, v in os.environ.items() if k not in SENSITIVE_ENV and not k.startswith("PODIUM_TLS_")}
+
 
 def die_with_parent() -> None:
     """preexec_fn: the child gets SIGTERM when its parent dies, so no service outlives `podium up`."""
@@ -38,11 +50,16 @@ class ServiceFailed(RuntimeError):
 
 def start_service(module: str, env: dict[str, str], log_path: Path, ready_timeout_s: float = 120.0
                   ) -> tuple[subprocess.Popen, dict]:
-    """Runs `python -m module`, stderr appended to log_path; returns once it announced `ready`."""
+    """Runs `python -m module`, stderr appended to log_path; returns once it announced `ready`.
+
+    The child inherits this environment minus every credential (SENSITIVE_ENV), plus `env`: a service
+    gets exactly the credentials its `env` names.
+    """
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    inherited = {k: v for k, v in os.environ.items() if k not in SENSITIVE_ENV}
     with open(log_path, "ab") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", module], env={**os.environ, **env}, stdout=subprocess.PIPE,
+            [sys.executable, "-m", module], env={**inherited, **env}, stdout=subprocess.PIPE,
             stderr=log_file, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
     try:
         return process, wait_ready(process, ready_timeout_s, log_path)

@@ -17,11 +17,13 @@ from services.common.control_plane_client import ControlPlaneClient
 from services.common.grpc_server import SERVER_OPTIONS
 from services.common.logging import configure_logging
 from services.common.readiness import announce_ready
-from services.common.secret_box import Cipher, MappingSecretResolver, load_master_key
+from services.common.master_keys import load_cipher
+from services.common.tls import TlsFiles, add_server_port, https_context
 from services.router import rest_gateway
 from services.router.ai_gateway import AiGateway
 from services.router.admission import Admission, LoadTracker
-from services.router.backends import RoutingTableFollower, WorkerPool
+from services.router.auth import TokenCache
+from services.router.backends import ControlPlaneSecrets, RoutingTableFollower, WorkerPool
 from services.router.core import Gateway
 from services.router.external.client import ProviderClient
 from services.router.external.credentials import Credentials
@@ -40,11 +42,12 @@ from services.router.settings import RouterSettings
 log = logging.getLogger("services.router")
 
 
-async def build_ai_gateway(settings: RouterSettings) -> tuple[AiGateway, list]:
+async def build_ai_gateway(settings: RouterSettings, control_plane: ControlPlaneClient) -> tuple[AiGateway, list]:
     """The AI gateway's parts, and what to close (in order) when the router stops."""
-    master_key = settings.master_key.get_secret_value() if settings.master_key else None
-    cipher = Cipher.from_key(load_master_key(master_key, settings.data_dir))
-    resolver = MappingSecretResolver({k: v.get_secret_value() for k, v in settings.secrets.items()})
+    master_key = settings.master_key.get_secret_value() if settings.master_key else ""
+    cipher = await asyncio.to_thread(load_cipher, master_key, settings.resolved_key_file())
+    # `{{secrets/scope/key}}` from the control plane's encrypted store (PODIUM_SECRETS first, where given).
+    resolver = ControlPlaneSecrets(control_plane, {k: v.get_secret_value() for k, v in settings.secrets.items()})
     providers = ProviderClient(Credentials(cipher, resolver, settings.secret_cache_ttl_s),
                                timeout_s=settings.provider_timeout_s, max_retries=settings.provider_max_retries,
                                connect_timeout_s=settings.provider_connect_timeout_s)
@@ -62,8 +65,10 @@ async def build_ai_gateway(settings: RouterSettings) -> tuple[AiGateway, list]:
 
 
 async def serve(settings: RouterSettings) -> None:
-    control_plane = ControlPlaneClient(settings.control_plane_target, timeout_s=settings.management_timeout_s)
-    pool = WorkerPool()
+    internal_tls = TlsFiles.from_settings(settings.tls_ca_file, settings.tls_cert_file, settings.tls_key_file)
+    control_plane = ControlPlaneClient(settings.control_plane_target, timeout_s=settings.management_timeout_s,
+                                       internal_token=settings.internal_token.get_secret_value(), tls=internal_tls)
+    pool = WorkerPool(settings.worker_token.get_secret_value(), internal_tls)
     metrics = EndpointMetrics()
     tracker = LoadTracker()
     publisher = None
@@ -85,15 +90,24 @@ async def serve(settings: RouterSettings) -> None:
     await routing.first_table.wait()  # answer no query before knowing the endpoints
     signatures = SignatureReader(settings.registry_uri, settings.tracking_uri, alias_ttl_s=settings.openapi_alias_ttl_s)
     registry = ModelRegistry(settings.registry_uri, settings.tracking_uri, settings.registry_timeout_s)
-    ai_gateway, closing = await build_ai_gateway(settings)
-    gateway = Gateway(control_plane, routing, pool, forward_timeout_s=settings.forward_timeout_s, metrics=metrics,
-                      signatures=signatures, registry=registry, ai_gateway=ai_gateway, admission=admission)
+    ai_gateway, closing = await build_ai_gateway(settings, control_plane)
+    auth = TokenCache(control_plane.authenticate, ttl_s=settings.auth_cache_ttl_s,
+                      stale_grace_s=settings.auth_stale_grace_s)
+    gateway = Gateway(control_plane, routing, pool, auth, forward_timeout_s=settings.forward_timeout_s,
+                      metrics=metrics, signatures=signatures, registry=registry, ai_gateway=ai_gateway,
+                      admission=admission)
 
+    # Clients see the router's own certificate (HTTPS; gRPC queries over TLS, no client certificate).
+    public_tls = None
+    if settings.router_tls_cert_file and settings.router_tls_key_file:
+        public_tls = TlsFiles(settings.tls_ca_file or settings.router_tls_cert_file, settings.router_tls_cert_file,
+                              settings.router_tls_key_file)
     app = build_app(gateway, settings.max_request_bytes)
-    rest_gateway.add_routes(app, gateway, ai_gateway)
+    rest_gateway.add_routes(app, gateway)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, settings.router_host, settings.router_port)
+    ssl_context = https_context(public_tls.cert_file, public_tls.key_file) if public_tls else None
+    site = web.TCPSite(runner, settings.router_host, settings.router_port, ssl_context=ssl_context)
     await site.start()
     http_port = runner.addresses[0][1]
 
@@ -102,11 +116,13 @@ async def serve(settings: RouterSettings) -> None:
     grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(gateway), grpc_server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
-    grpc_port = grpc_server.add_insecure_port(f"{settings.router_host}:{settings.router_grpc_port}")
+    grpc_port = add_server_port(grpc_server, f"{settings.router_host}:{settings.router_grpc_port}", public_tls,
+                                require_client_auth=False)
     await grpc_server.start()
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
 
-    announce_ready("router", router_url=f"http://{settings.router_host}:{http_port}",
+    scheme = "https" if public_tls else "http"
+    announce_ready("router", router_url=f"{scheme}://{settings.router_host}:{http_port}",
                    grpc_target=f"{settings.router_host}:{grpc_port}")
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import grpc
@@ -12,10 +12,12 @@ import grpc
 from podium_api.v1 import worker_pb2, worker_pb2_grpc
 from services.common.control_plane_client import ControlPlaneClient
 from services.common.deployments import EndpointRoutes
-from services.common.errors import DeadlineExceeded, ReplicaUnreachable
-from services.common.grpc_edge import error_from_rpc
+from services.common.errors import DeadlineExceeded, InvalidParameter, ReplicaUnreachable
+from services.common.grpc_edge import bearer_metadata, error_from_rpc
 from services.common.grpc_server import CHANNEL_OPTIONS
+from services.common.secret_box import SecretError
 from services.common.tensors import ModelMetadata, TensorMetadata
+from services.common.tls import TlsFiles, open_channel
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +30,15 @@ class Prediction:
 
 
 class WorkerPool:
-    """One long-lived gRPC channel per worker replica, and how many requests each has in flight."""
+    """One long-lived gRPC channel per worker replica, and how many requests each has in flight.
 
-    def __init__(self):
+    Every call presents the router's worker credential (workers answer no one else) and, with TLS, the
+    router's Podium certificate.
+    """
+
+    def __init__(self, worker_token: str = "", tls: TlsFiles | None = None):
+        self._credential = bearer_metadata(worker_token)
+        self._tls = tls
         self._stubs: dict[str, worker_pb2_grpc.WorkerStub] = {}
         self._raw_infer: dict[str, grpc.aio.UnaryUnaryMultiCallable] = {}
         self._channels: dict[str, grpc.aio.Channel] = {}
@@ -49,7 +57,7 @@ class WorkerPool:
     def _stub(self, address: str) -> worker_pb2_grpc.WorkerStub:
         stub = self._stubs.get(address)
         if stub is None:
-            channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+            channel = open_channel(address, self._tls, CHANNEL_OPTIONS)
             self._channels[address] = channel
             stub = self._stubs[address] = worker_pb2_grpc.WorkerStub(channel)
             # Infer bodies arrive serialized from the router's adapters: sent as they are, no re-encoding.
@@ -72,16 +80,18 @@ class WorkerPool:
 
     async def _predict(self, address: str, timeout_s: float, body: bytes, content_type: str) -> Prediction:
         reply = await self._stub(address).Predict(
-            worker_pb2.PredictRequest(body=body, content_type=content_type), timeout=timeout_s)
+            worker_pb2.PredictRequest(body=body, content_type=content_type), timeout=timeout_s,
+            metadata=self._credential)
         return Prediction(reply.http_status, reply.body, reply.content_type)
 
     async def _infer(self, address: str, timeout_s: float, body: bytes) -> Prediction:
         self._stub(address)
-        reply = await self._raw_infer[address](body, timeout=timeout_s)
+        reply = await self._raw_infer[address](body, timeout=timeout_s, metadata=self._credential)
         return Prediction(200, reply, "application/x-protobuf")
 
     async def _metadata(self, address: str, timeout_s: float):
-        return await self._stub(address).Metadata(worker_pb2.MetadataRequest(), timeout=timeout_s)
+        return await self._stub(address).Metadata(worker_pb2.MetadataRequest(), timeout=timeout_s,
+                                                  metadata=self._credential)
 
     async def _call(self, address: str, timeout_s: float, method, *args):
         self.in_flight[address] = self.in_flight.get(address, 0) + 1
@@ -157,3 +167,23 @@ class RoutingTableFollower:
                 await asyncio.wait_for(self._next_table.wait(), deadline - loop.time())
             except asyncio.TimeoutError:
                 return
+
+
+class ControlPlaneSecrets:
+    """`{{secrets/scope/key}}` values from the control plane's encrypted secrets store, asked with Podium's
+    service credential (the caller, services/router/external/credentials.py, keeps them a short while).
+    Secrets given to this router at start (PODIUM_SECRETS) are looked up first."""
+
+    def __init__(self, control_plane: ControlPlaneClient, given: Mapping[str, str] | None = None):
+        self._control_plane = control_plane
+        self._given = dict(given or {})
+
+    async def resolve(self, scope: str, key: str) -> str:
+        given = self._given.get(f"{scope}/{key}")
+        if given is not None:
+            return given
+        try:
+            [value] = await self._control_plane.resolve_secrets([f"{{{{secrets/{scope}/{key}}}}}"])
+        except InvalidParameter:
+            raise SecretError(f"secret '{key}' does not exist in scope '{scope}'") from None
+        return value

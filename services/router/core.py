@@ -1,4 +1,11 @@
-"""The router's one core: where a query or a management call is decided. REST and gRPC both call it."""
+"""The router's one core: where a query or a management call is decided. REST and gRPC both call it.
+
+Every method takes the caller's bearer credential and authenticates it first (through the TokenCache:
+no control-plane round trip while the answer is fresh). Queries, model descriptions, metrics and the AI
+gateway's records are authorized here, against the grants that ride in the routing table; management and
+identity calls (identity_calls.py) go to the control plane with the caller's credential, and its core
+authorizes them. Rate limits and usage records count the authenticated caller.
+"""
 
 from __future__ import annotations
 
@@ -17,8 +24,11 @@ from services.common.deployments import EndpointRoutes, RouteTarget
 from services.common.errors import (
     EndpointNotFound, InvalidParameter, PodiumError, ReplicaUnreachable, Unavailable, error_from_code,
 )
+from services.common.principals import CAN_MANAGE, CAN_QUERY, CAN_VIEW, SERVICE_PRINCIPAL, Principal, require_level
 from services.common.tensors import ModelMetadata
 from services.router.admission import Admission, LoadTracker
+from services.router.auth import TokenCache
+from services.router.identity_calls import IdentityCalls
 from services.router.openapi import build_document
 from services.router.policy.replica_choice import pick_replica
 from services.router.policy.traffic import pick_served_entity
@@ -34,7 +44,6 @@ if TYPE_CHECKING:  # the core is handed its backends; it never imports gRPC itse
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CALLER = "admin"
 ROUTING_CATCH_UP_S = 2.0  # how long a create waits for this router's routing table to show the endpoint
 
 
@@ -55,12 +64,14 @@ class ModelDescription:
     metadata: ModelMetadata
 
 
-class Gateway:
+class Gateway(IdentityCalls):
     def __init__(self, control_plane: "ControlPlaneClient", routing: "RoutingTableFollower", pool: "WorkerPool",
-                 *, forward_timeout_s: float, metrics: "EndpointMetrics", signatures: "SignatureReader",
-                 rng: random.Random | None = None, registry: "ModelRegistry | None" = None,
-                 ai_gateway: "AiGateway | None" = None, admission: Admission | None = None):
+                 auth: TokenCache, *, forward_timeout_s: float, metrics: "EndpointMetrics",
+                 signatures: "SignatureReader", rng: random.Random | None = None,
+                 registry: "ModelRegistry | None" = None, ai_gateway: "AiGateway | None" = None,
+                 admission: Admission | None = None):
         self._control_plane = control_plane
+        self._auth = auth
         self._registry = registry
         self._routing = routing
         self._pool = pool
@@ -76,16 +87,23 @@ class Gateway:
 
     # ---- data plane ----
 
-    async def query(self, endpoint_name: str, body: bytes, content_type: str, *,
+    async def authenticate(self, token: str) -> Principal:
+        """Who is calling (Unauthenticated otherwise): for answers that concern no endpoint, e.g. OIP's
+        server metadata and health."""
+        return await self._auth.caller(token)
+
+    async def query(self, token: str, endpoint_name: str, body: bytes, content_type: str, *,
                     served_entity_name: str | None = None,
-                    protocol: Protocol = Protocol.DATABRICKS, caller: Caller = Caller(DEFAULT_CALLER),
-                    task: str = "", payload: dict | None = None) -> QueryResult:
+                    protocol: Protocol = Protocol.DATABRICKS, task: str = "",
+                    payload: dict | None = None) -> QueryResult:
         """Forwards the caller's bytes to a replica of the served entity the traffic split picks (or of the
         one named), to the worker RPC of the protocol. Both protocols take this one path, and every answer
         (or error) is counted in the endpoint's metrics. Endpoints with external models, rate limits or
         inference tables (and the OpenAI-style paths, which set `task` and the parsed `payload`) go through
         the AI gateway; the others keep the plain bytes pass-through."""
-        endpoint = self._endpoint(endpoint_name)   # unknown endpoints are not counted: no series per typo
+        # Unknown endpoints and refused callers are not counted: no series per typo, no noise from strangers.
+        endpoint, principal = await self._authorized(token, endpoint_name, CAN_QUERY)
+        caller = Caller(principal.name, principal.group_names, principal.kind == SERVICE_PRINCIPAL)
         started = time.monotonic()
         counted_as, status = "", 500
         try:
@@ -108,13 +126,13 @@ class Gateway:
         finally:
             self._metrics.observe(endpoint_name, counted_as, status, (time.monotonic() - started) * 1000)
 
-    async def query_openai(self, task: str, body: bytes, payload: dict,
-                           caller: Caller = Caller(DEFAULT_CALLER)) -> QueryResult:
+    async def query_openai(self, token: str, task: str, body: bytes, payload: dict) -> QueryResult:
         """The OpenAI-style paths: the endpoint is named by the body's `model`."""
+        await self._auth.caller(token)
         name = payload.get("model")
         if not isinstance(name, str) or not name:
             raise InvalidParameter("Missing required field: model (the name of the serving endpoint)")
-        return await self.query(name, body, "application/json", caller=caller, task=task, payload=payload)
+        return await self.query(token, name, body, "application/json", task=task, payload=payload)
 
     async def _query_ai_gateway(self, endpoint: EndpointRoutes, route: RouteTarget, body: bytes, content_type: str,
                                 protocol: Protocol, caller: Caller, task: str, payload: dict | None) -> QueryResult:
@@ -175,18 +193,18 @@ class Gateway:
                 raise _model_error(reply.http_status, reply.body)
             return QueryResult(reply.body, reply.content_type or "application/json", route.served_entity_name)
 
-    def is_ready(self, endpoint_name: str, served_entity_name: str | None = None) -> bool:
+    async def is_ready(self, token: str, endpoint_name: str, served_entity_name: str | None = None) -> bool:
         """Whether queries would be served now: every routed entity (or the named one) has a ready replica."""
-        endpoint = self._endpoint(endpoint_name)
+        endpoint = (await self._authorized(token, endpoint_name, CAN_VIEW))[0]
         if served_entity_name is not None:
             return bool(self._served_entity(endpoint, served_entity_name).replica_addresses)
         routed = [r for r in endpoint.routes if r.traffic_percentage > 0]
         return bool(routed) and all(r.replica_addresses for r in routed)
 
-    async def describe(self, endpoint_name: str, served_entity_name: str | None = None) -> ModelDescription:
+    async def describe(self, token: str, endpoint_name: str, served_entity_name: str | None = None) -> ModelDescription:
         """The endpoint's served entities, and the signature of the named one (default: the one taking the
         largest share of traffic), asked of one of its replicas once per deployment."""
-        endpoint = self._endpoint(endpoint_name)
+        endpoint = (await self._authorized(token, endpoint_name, CAN_VIEW))[0]
         if served_entity_name is not None:
             route = self._served_entity(endpoint, served_entity_name)
         else:
@@ -212,7 +230,16 @@ class Gateway:
         return ModelDescription(endpoint_name, tuple(r.served_entity_name for r in endpoint.routes),
                                 route.served_entity_name, metadata)
 
+    async def _authorized(self, token: str, endpoint_name: str, needed: str) -> tuple[EndpointRoutes, Principal]:
+        """The endpoint and the caller, once it is authenticated and holds `needed` on it (404 when it may
+        not even view it, as for an unknown name; 403 when it may view it but needs more)."""
+        caller = await self._auth.caller(token)
+        endpoint = self._endpoint(endpoint_name)
+        require_level(caller, endpoint.acl, needed, endpoint_name)
+        return endpoint, caller
+
     def _endpoint(self, endpoint_name: str) -> EndpointRoutes:
+        """The endpoint's routes, for a caller already authorized (a retry's fresh look at the table)."""
         endpoint = self._routing.endpoints.get(endpoint_name)
         if endpoint is None:
             raise EndpointNotFound(f"Endpoint with name '{endpoint_name}' does not exist")
@@ -225,14 +252,15 @@ class Gateway:
                 return route
         raise EndpointNotFound(f"Served entity '{served_entity_name}' of endpoint '{endpoint.name}' does not exist")
 
-    async def export_metrics(self, name: str) -> bytes:
+    async def export_metrics(self, token: str, name: str) -> bytes:
         """Prometheus text of this router's counts for the endpoint."""
-        self._endpoint(name)
+        await self._authorized(token, name, CAN_VIEW)
         return self._metrics.export(name)
 
-    async def get_open_api(self, name: str, server_url: str = "") -> bytes:
+    async def get_open_api(self, token: str, name: str, server_url: str = "") -> bytes:
         """The endpoint's OpenAPI document, from its served models' signatures in the registry."""
-        endpoint = orjson.loads(await self._control_plane.get_endpoint(name))
+        await self._auth.caller(token)
+        endpoint = orjson.loads(await self._control_plane.get_endpoint(token, name))   # it checks CAN_VIEW
         config = endpoint.get("config") or endpoint.get("pending_config") or {}
         entities = config.get("served_entities", [])
         found = await asyncio.gather(*(self._signatures.signature(e["entity_name"], e["entity_version"])
@@ -241,48 +269,78 @@ class Gateway:
 
     # ---- management: passed to the control plane, which validates and decides ----
 
-    async def create_endpoint(self, body: bytes) -> bytes:
-        answer = await self._control_plane.create_endpoint(body, DEFAULT_CALLER)
+    async def create_endpoint(self, token: str, body: bytes) -> bytes:
+        await self._auth.caller(token)
+        answer = await self._control_plane.create_endpoint(token, body)
         # Read your writes: an external model is ready at once, so a caller may query right after this answer.
         await self._routing.wait_for_endpoint(orjson.loads(answer)["name"], ROUTING_CATCH_UP_S)
         return answer
 
-    async def get_endpoint(self, name: str) -> bytes:
-        return await self._control_plane.get_endpoint(name)
+    async def get_endpoint(self, token: str, name: str) -> bytes:
+        await self._auth.caller(token)
+        return await self._control_plane.get_endpoint(token, name)
 
-    async def list_endpoints(self) -> bytes:
-        return await self._control_plane.list_endpoints()
+    async def list_endpoints(self, token: str) -> bytes:
+        await self._auth.caller(token)
+        return await self._control_plane.list_endpoints(token)
 
-    async def update_config(self, name: str, body: bytes) -> bytes:
-        return await self._control_plane.update_config(name, body)
+    async def update_config(self, token: str, name: str, body: bytes) -> bytes:
+        await self._auth.caller(token)
+        return await self._control_plane.update_config(token, name, body)
 
-    async def delete_endpoint(self, name: str) -> None:
-        await self._control_plane.delete_endpoint(name)
+    async def delete_endpoint(self, token: str, name: str) -> None:
+        await self._auth.caller(token)
+        await self._control_plane.delete_endpoint(token, name)
 
-    async def patch_tags(self, name: str, body: bytes) -> bytes:
-        return await self._control_plane.patch_tags(name, body)
+    async def patch_tags(self, token: str, name: str, body: bytes) -> bytes:
+        await self._auth.caller(token)
+        return await self._control_plane.patch_tags(token, name, body)
 
-    async def put_ai_gateway(self, name: str, body: bytes) -> bytes:
-        return await self._control_plane.put_ai_gateway(name, body)
+    async def put_ai_gateway(self, token: str, name: str, body: bytes) -> bytes:
+        await self._auth.caller(token)
+        return await self._control_plane.put_ai_gateway(token, name, body)
 
-    async def put_rate_limits(self, name: str, body: bytes) -> bytes:
-        return await self._control_plane.put_rate_limits(name, body)
+    async def put_rate_limits(self, token: str, name: str, body: bytes) -> bytes:
+        await self._auth.caller(token)
+        return await self._control_plane.put_rate_limits(token, name, body)
 
-    async def update_notifications(self, name: str, body: bytes) -> bytes:
-        return await self._control_plane.update_notifications(name, body)
+    async def update_notifications(self, token: str, name: str, body: bytes) -> bytes:
+        await self._auth.caller(token)
+        return await self._control_plane.update_notifications(token, name, body)
 
-    async def patch_telemetry_config(self, name: str, body: bytes) -> bytes:
-        return await self._control_plane.patch_telemetry_config(name, body)
+    async def patch_telemetry_config(self, token: str, name: str, body: bytes) -> bytes:
+        await self._auth.caller(token)
+        return await self._control_plane.patch_telemetry_config(token, name, body)
 
-    async def served_model_logs(self, name: str, served_model_name: str, *, build: bool) -> str:
-        return await self._control_plane.served_model_logs(name, served_model_name, build=build)
+    async def served_model_logs(self, token: str, name: str, served_model_name: str, *, build: bool) -> str:
+        await self._auth.caller(token)
+        return await self._control_plane.served_model_logs(token, name, served_model_name, build=build)
+
+    # ---- the AI gateway's records (Podium extensions): what they hold was sent to the model ----
+
+    async def inference_table(self, token: str, name: str, start_time_ms: int | None, end_time_ms: int | None,
+                              max_results: int, page_token: str | None) -> dict:
+        await self._authorized(token, name, CAN_MANAGE)
+        return await self._require_ai_gateway().inference_table(name, start_time_ms, end_time_ms, max_results,
+                                                                page_token)
+
+    async def usage(self, token: str, name: str, start_time_ms: int | None, end_time_ms: int | None) -> dict:
+        await self._authorized(token, name, CAN_MANAGE)
+        return await self._require_ai_gateway().usage(name, start_time_ms, end_time_ms)
+
+    def _require_ai_gateway(self) -> "AiGateway":
+        if self._ai_gateway is None:
+            raise Unavailable("this router has no AI gateway (external models, rate limits, inference tables)")
+        return self._ai_gateway
 
     # ---- the model registry, read-only, for the management UI ----
 
-    async def list_registered_models(self) -> bytes:
+    async def list_registered_models(self, token: str) -> bytes:
+        await self._auth.caller(token)
         return orjson.dumps({"registered_models": await self._require_registry().registered_models()})
 
-    async def get_model_signature(self, name: str, version: str) -> bytes:
+    async def get_model_signature(self, token: str, name: str, version: str) -> bytes:
+        await self._auth.caller(token)
         return orjson.dumps(await self._require_registry().signature(name, version))
 
     def _require_registry(self) -> "ModelRegistry":

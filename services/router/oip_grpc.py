@@ -14,7 +14,7 @@ from podium_api.inference import grpc_predict_v2_pb2 as pb
 from podium_api.inference import grpc_predict_v2_pb2_grpc
 from podium_api.v1 import worker_pb2
 from services.common.errors import InvalidParameter
-from services.common.grpc_edge import grpc_edge
+from services.common.grpc_edge import grpc_edge, metadata_token
 from services.common.tensors import RawTensor, check_header, raw_from_values
 from services.router.core import Gateway, Protocol
 from services.router.oip_rest import EXTENSIONS, RESERVED_PARAMETERS, server_version
@@ -33,23 +33,27 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
 
     @grpc_edge
     async def ServerLive(self, request, context):
+        await self._gateway.authenticate(metadata_token(context))
         return pb.ServerLiveResponse(live=True)
 
     @grpc_edge
     async def ServerReady(self, request, context):
+        await self._gateway.authenticate(metadata_token(context))
         return pb.ServerReadyResponse(ready=True)
 
     @grpc_edge
     async def ServerMetadata(self, request, context):
+        await self._gateway.authenticate(metadata_token(context))
         return pb.ServerMetadataResponse(name="podium", version=server_version(), extensions=EXTENSIONS)
 
     @grpc_edge
     async def ModelReady(self, request, context):
-        return pb.ModelReadyResponse(ready=self._gateway.is_ready(request.name, request.version or None))
+        ready = await self._gateway.is_ready(metadata_token(context), request.name, request.version or None)
+        return pb.ModelReadyResponse(ready=ready)
 
     @grpc_edge
     async def ModelMetadata(self, request, context):
-        description = await self._gateway.describe(request.name, request.version or None)
+        description = await self._gateway.describe(metadata_token(context), request.name, request.version or None)
         metadata = description.metadata
 
         def tensors(items):
@@ -62,7 +66,8 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
     @grpc_edge
     async def ModelInfer(self, request, context):
         message = worker_infer_request(request)
-        result = await self._gateway.query(request.model_name, message.SerializeToString(), "application/x-protobuf",
+        result = await self._gateway.query(metadata_token(context), request.model_name, message.SerializeToString(),
+                                           "application/x-protobuf",
                                            served_entity_name=request.model_version or None,
                                            protocol=Protocol.OPEN_INFERENCE)
         reply = worker_pb2.InferReply.FromString(result.body)

@@ -22,6 +22,7 @@ from podium_api.v1 import worker_pb2
 from services.common.errors import BadRequest, InvalidParameter
 from services.common.tensors import RawTensor, TensorMetadata, check_header, raw_from_values, values_from_raw
 from services.router.core import Gateway, ModelDescription, Protocol
+from services.router.rest_identity import bearer_token
 
 OIP_PATH = re.compile(r"^(/serving-endpoints/[^/]+)?/v2(/|$)")
 BINARY_HEADER = "Inference-Header-Content-Length"
@@ -69,18 +70,23 @@ class OpenInferenceRoutes:
                 router.add_get(prefix + model + "/config", self.model_config)
                 router.add_post(prefix + model + "/infer", self.model_infer)
 
+    # Every route needs a credential, health included (unauthenticated probes have /healthz).
+
     async def server_live(self, request: web.Request) -> web.Response:
+        await self._gateway.authenticate(bearer_token(request))
         return web.json_response({"live": True})
 
     async def server_ready(self, request: web.Request) -> web.Response:
+        await self._gateway.authenticate(bearer_token(request))
         return web.json_response({"ready": True})   # the router serves only once it has a routing table
 
     async def server_metadata(self, request: web.Request) -> web.Response:
+        await self._gateway.authenticate(bearer_token(request))
         return web.json_response({"name": "podium", "version": server_version(), "extensions": EXTENSIONS})
 
     async def model_ready(self, request: web.Request) -> web.Response:
         model, version = request.match_info["model"], request.match_info.get("version")
-        is_ready = self._gateway.is_ready(model, version)
+        is_ready = await self._gateway.is_ready(bearer_token(request), model, version)
         # The protocol: 200 means ready, a 4xx status not ready (tritonclient reads only the status).
         return web.json_response({"name": model, "ready": is_ready}, status=200 if is_ready else 400)
 
@@ -111,12 +117,14 @@ class OpenInferenceRoutes:
     async def model_infer(self, request: web.Request) -> web.Response:
         model, version = request.match_info["model"], request.match_info.get("version")
         call = decode_infer(await request.read(), request.headers.get(BINARY_HEADER))
-        result = await self._gateway.query(model, call.message.SerializeToString(), "application/x-protobuf",
-                                           served_entity_name=version, protocol=Protocol.OPEN_INFERENCE)
+        result = await self._gateway.query(bearer_token(request), model, call.message.SerializeToString(),
+                                           "application/x-protobuf", served_entity_name=version,
+                                           protocol=Protocol.OPEN_INFERENCE)
         return render_infer(model, result.served_entity_name, call, worker_pb2.InferReply.FromString(result.body))
 
     async def _describe(self, request: web.Request) -> ModelDescription:
-        return await self._gateway.describe(request.match_info["model"], request.match_info.get("version"))
+        return await self._gateway.describe(bearer_token(request), request.match_info["model"],
+                                            request.match_info.get("version"))
 
 
 def decode_infer(body: bytes, header_length: str | None) -> InferCall:

@@ -3,6 +3,8 @@
 Each handler parses the wire, calls one Gateway method and renders the answer; every error leaves as
 `{"error_code", "message"}` with the status from services/common/errors.py, aiohttp's own 404/405/413 too,
 except on the Open Inference Protocol's paths (oip_rest.py), where it is that protocol's `{"error": ...}`.
+Handlers only extract the caller's `Authorization: Bearer` credential; the Gateway decides what it may do.
+Identity, permission and secret routes live in rest_identity.py.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from services.router.core import Gateway
 from services.router.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from services.router.oip_rest import OpenInferenceRoutes, is_oip_path
 from services.router.rest_gateway import answer_headers, stream_events
+from services.router.rest_identity import add_identity_routes, base_url, bearer_token
 from services.router.ui import add_ui_routes
 
 log = logging.getLogger(__name__)
@@ -81,7 +84,7 @@ async def _body(request: web.Request) -> bytes:
 
 async def databricks_config(request: web.Request) -> web.Response:
     # Every databricks-sdk client (and so every mlflow call) probes this first, unauthenticated: answer fast.
-    return _json(b"{}")
+    return _json(orjson.dumps(Gateway.host_metadata(base_url(request))))
 
 
 async def health(request: web.Request) -> web.Response:
@@ -89,83 +92,90 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def create_endpoint(request: web.Request) -> web.Response:
-    return _json(await request.app[GATEWAY].create_endpoint(await _body(request)))
+    return _json(await request.app[GATEWAY].create_endpoint(bearer_token(request), await _body(request)))
 
 
 async def list_endpoints(request: web.Request) -> web.Response:
-    return _json(await request.app[GATEWAY].list_endpoints())
+    return _json(await request.app[GATEWAY].list_endpoints(bearer_token(request)))
 
 
 async def get_endpoint(request: web.Request) -> web.Response:
-    return _json(await request.app[GATEWAY].get_endpoint(request.match_info["name"]))
+    return _json(await request.app[GATEWAY].get_endpoint(bearer_token(request), request.match_info["name"]))
 
 
 async def delete_endpoint(request: web.Request) -> web.Response:
-    await request.app[GATEWAY].delete_endpoint(request.match_info["name"])
+    await request.app[GATEWAY].delete_endpoint(bearer_token(request), request.match_info["name"])
     return _json(b"{}")  # mlflow's delete_endpoint needs a JSON body
 
 
 async def update_config(request: web.Request) -> web.Response:
-    return _json(await request.app[GATEWAY].update_config(request.match_info["name"], await _body(request)))
+    return _json(await request.app[GATEWAY].update_config(
+        bearer_token(request), request.match_info["name"], await _body(request)))
 
 
 async def patch_tags(request: web.Request) -> web.Response:
-    return _json(await request.app[GATEWAY].patch_tags(request.match_info["name"], await _body(request)))
+    return _json(await request.app[GATEWAY].patch_tags(
+        bearer_token(request), request.match_info["name"], await _body(request)))
 
 
 async def put_ai_gateway(request: web.Request) -> web.Response:
-    return _json(await request.app[GATEWAY].put_ai_gateway(request.match_info["name"], await _body(request)))
+    return _json(await request.app[GATEWAY].put_ai_gateway(
+        bearer_token(request), request.match_info["name"], await _body(request)))
 
 
 async def put_rate_limits(request: web.Request) -> web.Response:
-    return _json(await request.app[GATEWAY].put_rate_limits(request.match_info["name"], await _body(request)))
+    return _json(await request.app[GATEWAY].put_rate_limits(
+        bearer_token(request), request.match_info["name"], await _body(request)))
 
 
 async def update_notifications(request: web.Request) -> web.Response:
-    return _json(await request.app[GATEWAY].update_notifications(request.match_info["name"], await _body(request)))
+    return _json(await request.app[GATEWAY].update_notifications(
+        bearer_token(request), request.match_info["name"], await _body(request)))
 
 
 async def patch_telemetry_config(request: web.Request) -> web.Response:
-    return _json(await request.app[GATEWAY].patch_telemetry_config(request.match_info["name"], await _body(request)))
+    return _json(await request.app[GATEWAY].patch_telemetry_config(
+        bearer_token(request), request.match_info["name"], await _body(request)))
 
 
 async def served_model_logs(request: web.Request) -> web.Response:
     logs = await request.app[GATEWAY].served_model_logs(
-        request.match_info["name"], request.match_info["served_model"], build=False)
+        bearer_token(request), request.match_info["name"], request.match_info["served_model"], build=False)
     return _json(orjson.dumps({"logs": logs}))
 
 
 async def served_model_build_logs(request: web.Request) -> web.Response:
     logs = await request.app[GATEWAY].served_model_logs(
-        request.match_info["name"], request.match_info["served_model"], build=True)
+        bearer_token(request), request.match_info["name"], request.match_info["served_model"], build=True)
     return _json(orjson.dumps({"logs": logs}))
 
 
 async def export_metrics(request: web.Request) -> web.Response:
-    text = await request.app[GATEWAY].export_metrics(request.match_info["name"])
+    text = await request.app[GATEWAY].export_metrics(bearer_token(request), request.match_info["name"])
     return web.Response(body=text, headers={"Content-Type": METRICS_CONTENT_TYPE})
 
 
 async def get_open_api(request: web.Request) -> web.Response:
     # The document's server is where this caller reached us (behind a proxy: the Host it sent).
-    return _json(await request.app[GATEWAY].get_open_api(request.match_info["name"], f"{request.scheme}://{request.host}"))
+    return _json(await request.app[GATEWAY].get_open_api(bearer_token(request), request.match_info["name"],
+                                                          f"{request.scheme}://{request.host}"))
 
 
 async def list_registered_models(request: web.Request) -> web.Response:
-    return _json(await request.app[GATEWAY].list_registered_models())
+    return _json(await request.app[GATEWAY].list_registered_models(bearer_token(request)))
 
 
 async def get_model_signature(request: web.Request) -> web.Response:
-    return _json(await request.app[GATEWAY].get_model_signature(request.match_info["name"],
-                                                                 request.match_info["version"]))
+    return _json(await request.app[GATEWAY].get_model_signature(
+        bearer_token(request), request.match_info["name"], request.match_info["version"]))
 
 
 async def invocations(request: web.Request) -> web.StreamResponse:
     # The payload is not parsed here: the worker scores the caller's bytes with MLflow's own parser.
     # /served-models/{served_entity}/invocations queries that served entity, whatever the traffic split.
     result = await request.app[GATEWAY].query(
-        request.match_info["name"], await request.read(), request.headers.get("Content-Type", JSON),
-        served_entity_name=request.match_info.get("served_entity"))
+        bearer_token(request), request.match_info["name"], await request.read(),
+        request.headers.get("Content-Type", JSON), served_entity_name=request.match_info.get("served_entity"))
     if result.stream is not None:  # an external model asked for `stream: true`
         return await stream_events(request, result)
     return web.Response(body=result.body, headers={**answer_headers(result), "Content-Type": result.content_type})
@@ -196,5 +206,6 @@ def build_app(gateway: Gateway, max_request_bytes: int) -> web.Application:
     # Podium's own read-only registry view, for the UI's model pickers and the playground's example.
     app.router.add_get(REGISTRY + SLASH, list_registered_models)
     app.router.add_get(REGISTRY + "/{name}/versions/{version}/signature" + SLASH, get_model_signature)
-    add_ui_routes(app)
+    add_identity_routes(app, GATEWAY)
+    add_ui_routes(app)   # static files only, holding no data: every call the UI makes carries the signed-in token
     return app

@@ -15,11 +15,10 @@ import orjson
 from aiohttp import web
 
 from services.common.errors import BadRequest, InvalidParameter
-from services.router.ai_gateway import AiGateway
 from services.router.core import Gateway
+from services.router.rest_identity import bearer_token
 from services.router.results import QueryResult
 
-AI_GATEWAY = web.AppKey("ai_gateway", AiGateway)
 CORE = web.AppKey("ai_gateway_core", Gateway)
 OPENAI_TASKS = {"chat/completions": "llm/v1/chat", "completions": "llm/v1/completions",
                 "embeddings": "llm/v1/embeddings"}
@@ -57,7 +56,7 @@ async def _openai_call(request: web.Request, task: str) -> web.StreamResponse:
         raise BadRequest("Request body is not valid JSON") from None
     if not isinstance(payload, dict):
         raise BadRequest("Request body must be a JSON object")
-    result = await request.app[CORE].query_openai(task, body, payload)
+    result = await request.app[CORE].query_openai(bearer_token(request), task, body, payload)
     if result.stream is not None:
         return await stream_events(request, result)
     return web.Response(body=result.body, content_type="application/json", headers=answer_headers(result))
@@ -80,22 +79,21 @@ def _int_param(request: web.Request, name: str, default: int | None) -> int | No
 
 
 async def inference_table(request: web.Request) -> web.Response:
-    answer = await request.app[AI_GATEWAY].inference_table(
-        request.match_info["name"], _int_param(request, "start_time_ms", None),
+    answer = await request.app[CORE].inference_table(
+        bearer_token(request), request.match_info["name"], _int_param(request, "start_time_ms", None),
         _int_param(request, "end_time_ms", None), _int_param(request, "max_results", DEFAULT_PAGE) or 0,
         request.query.get("page_token"))
     return web.Response(body=orjson.dumps(answer), content_type="application/json")
 
 
 async def usage(request: web.Request) -> web.Response:
-    answer = await request.app[AI_GATEWAY].usage(
-        request.match_info["name"], _int_param(request, "start_time_ms", None), _int_param(request, "end_time_ms", None))
+    answer = await request.app[CORE].usage(
+        bearer_token(request), request.match_info["name"], _int_param(request, "start_time_ms", None), _int_param(request, "end_time_ms", None))
     return web.Response(body=orjson.dumps(answer), content_type="application/json")
 
 
-def add_routes(app: web.Application, gateway: Gateway, ai_gateway: AiGateway) -> None:
+def add_routes(app: web.Application, gateway: Gateway) -> None:
     app[CORE] = gateway
-    app[AI_GATEWAY] = ai_gateway
     for path, task in OPENAI_TASKS.items():
         app.router.add_post(f"/serving-endpoints/{path}", _openai_handler(task))
         app.router.add_post(f"/serving-endpoints/{path}/", _openai_handler(task))

@@ -34,10 +34,12 @@ class RouterSettings(BaseSettings):
     metrics_ttl_s: float = Field(5.0, gt=0)
 
     # ---- external models ----
-    # AES-256 key (base64 of 32 bytes) that opens stored provider keys; empty = the key file DATA_DIR/master.key.
+    # AES-256 master key(s) that open stored provider keys and seal inference tables (base64, or
+    # `kid:b64,...`); empty = the key file (default DATA_DIR/keys/master-key.json) that `podium up` creates.
     master_key: SecretStr | None = None
-    # Stand-in secret store until the control plane keeps secrets: JSON {"scope/key": "value"}, which
-    # `{{secrets/scope/key}}` references resolve against.
+    key_file: Path | None = None
+    # Secrets given at start, JSON {"scope/key": "value"}, looked up before the control plane's secrets store
+    # when `{{secrets/scope/key}}` references resolve.
     secrets: dict[str, SecretStr] = Field(default_factory=dict)
     secret_cache_ttl_s: float = Field(60.0, ge=0)      # a rotated secret takes effect within this
     provider_timeout_s: float = Field(60.0, gt=0)      # default deadline of a provider call (external_model.timeout_s)
@@ -52,5 +54,21 @@ class RouterSettings(BaseSettings):
     inference_batch_size: int = Field(500, gt=0)
     inference_max_payload_bytes: int = Field(1024 * 1024, gt=0)  # larger payloads are not captured (error code)
 
+    # ---- authentication ----
+    internal_token: SecretStr = SecretStr("")   # Podium's service credential, for the control plane's internal calls
+    worker_token: SecretStr = SecretStr("")     # presented to workers, which answer nothing else
+    auth_cache_ttl_s: float = Field(5.0, gt=0, le=300)   # a revoked credential works at most this long
+    auth_stale_grace_s: float = Field(60.0, ge=0)        # ... longer only while the control plane is down
+
+    # ---- TLS: the router's own certificate (HTTPS, gRPC queries) and Podium's internal mutual TLS ----
+    router_tls_cert_file: Path | None = None
+    router_tls_key_file: Path | None = None
+    tls_ca_file: Path | None = None
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+
     def resolved_inference_database_url(self) -> str:
         return self.inference_database_url or f"sqlite:///{self.data_dir / 'inference.db'}"
+
+    def resolved_key_file(self) -> Path:
+        return self.key_file or self.data_dir / "keys" / "master-key.json"

@@ -17,6 +17,7 @@ from services.common.control_plane_client import ControlPlaneClient
 from services.common.grpc_server import SERVER_OPTIONS
 from services.common.logging import configure_logging
 from services.common.readiness import announce_ready
+from services.common.tls import TlsFiles, add_server_port
 from services.scaler.core import Scaler, ScalingSettings, reconcile_forever
 from services.scaler.environments import VirtualenvManager
 from services.scaler.gpus import detect_gpus
@@ -32,8 +33,15 @@ log = logging.getLogger("services.scaler")
 
 
 async def run(settings: ScalerSettings) -> None:
-    control_plane = ControlPlaneClient(settings.control_plane_target)
-    worker_env = {"PODIUM_WORKER_SUPERVISOR_PID": str(settings.supervisor_pid or os.getpid())}
+    tls = TlsFiles.from_settings(settings.tls_ca_file, settings.tls_cert_file, settings.tls_key_file)
+    control_plane = ControlPlaneClient(settings.control_plane_target,
+                                       internal_token=settings.internal_token.get_secret_value(), tls=tls)
+    worker_env = {"PODIUM_WORKER_SUPERVISOR_PID": str(settings.supervisor_pid or os.getpid()),
+                  "PODIUM_WORKER_CALLER_TOKEN_SHA256": settings.worker_caller_token_sha256}
+    if tls and settings.worker_tls_cert_file and settings.worker_tls_key_file:
+        worker_env.update({"PODIUM_WORKER_TLS_CA_FILE": str(tls.ca_file),
+                           "PODIUM_WORKER_TLS_CERT_FILE": str(settings.worker_tls_cert_file),
+                           "PODIUM_WORKER_TLS_KEY_FILE": str(settings.worker_tls_key_file)})
     if settings.registry_uri:
         worker_env["PODIUM_REGISTRY_URI"] = settings.registry_uri
     if settings.tracking_uri:
@@ -51,16 +59,17 @@ async def run(settings: ScalerSettings) -> None:
     runtime = LocalProcessRuntime(
         logs_dir, settings.worker_host, worker_env, records=ReplicaRecords(settings.data_dir / "replicas"),
         template=template, environments=environments, gpus=gpus, heartbeat_interval_s=settings.heartbeat_interval_s,
-        heartbeat_expiry_s=settings.heartbeat_expiry_s, stop_grace_s=settings.worker_stop_grace_s)
+        heartbeat_expiry_s=settings.heartbeat_expiry_s, stop_grace_s=settings.worker_stop_grace_s, tls=tls)
 
     def running_replicas(key: str) -> list[str]:
         return [r.replica_id for r in runtime.replicas() if r.key == key]
 
     server = grpc.aio.server(options=SERVER_OPTIONS)
-    scaler_pb2_grpc.add_ScalerServicer_to_server(ScalerServicer(ReplicaLogs(logs_dir, running_replicas)), server)
+    replica_logs = ReplicaLogs(logs_dir, running_replicas, internal_token=settings.internal_token.get_secret_value())
+    scaler_pb2_grpc.add_ScalerServicer_to_server(ScalerServicer(replica_logs), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    port = server.add_insecure_port(f"{settings.scaler_host}:{settings.scaler_port}")
+    port = add_server_port(server, f"{settings.scaler_host}:{settings.scaler_port}", tls)
     await server.start()
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     target = f"{settings.scaler_host}:{port}"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from podium_api.v1 import scaler_pb2, scaler_pb2_grpc
-from services.common.grpc_edge import grpc_edge
+from services.common.grpc_edge import grpc_edge, metadata_token
 from services.scaler.replica_logs import ReplicaLogs
 
 
@@ -13,5 +13,5 @@ class ScalerServicer(scaler_pb2_grpc.ScalerServicer):
 
     @grpc_edge
     async def GetReplicaLogs(self, request, context):
-        text = await self._logs.read(request.deployment_key, build=request.build, max_bytes=request.max_bytes)
+        text = await self._logs.read(metadata_token(context), request.deployment_key, build=request.build, max_bytes=request.max_bytes)
         return scaler_pb2.ReplicaLogsReply(logs=text)

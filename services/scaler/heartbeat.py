@@ -8,12 +8,16 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.common.grpc_server import CHANNEL_OPTIONS
+from services.common.tls import TlsFiles, open_channel
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 
 
 class HealthChecker:
-    def __init__(self):
+    """With TLS, it presents the scaler's Podium certificate: workers accept no other client."""
+
+    def __init__(self, tls: TlsFiles | None = None):
+        self._tls = tls
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._stubs: dict[str, health_pb2_grpc.HealthStub] = {}
         self._closing: set[asyncio.Task] = set()
@@ -22,7 +26,7 @@ class HealthChecker:
         """True: serving; False: alive but not serving (loading or draining); None: no answer in time."""
         stub = self._stubs.get(address)
         if stub is None:
-            self._channels[address] = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+            self._channels[address] = open_channel(address, self._tls, CHANNEL_OPTIONS)
             stub = self._stubs[address] = health_pb2_grpc.HealthStub(self._channels[address])
         try:
             reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=timeout_s)

@@ -18,7 +18,7 @@ import sys
 import threading
 from pathlib import Path
 
-from services.common.processes import die_with_parent, wait_pid_exit
+from services.common.processes import die_with_parent, model_code_environment, wait_pid_exit
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ async def start_fresh(python: str, env: dict[str, str], log_path: Path) -> Worke
     with open(log_path, "ab") as log_file:
         child = await asyncio.create_subprocess_exec(
             python, "-m", "services.worker", stdout=asyncio.subprocess.PIPE, stderr=log_file,
-            stdin=asyncio.subprocess.DEVNULL, env={**os.environ, **env})
+            stdin=asyncio.subprocess.DEVNULL, env={**model_code_environment(), **env})
     return WorkerProcess(child.pid, child.stdout, child)
 
 
@@ -119,7 +119,7 @@ class WarmTemplate:
                     process = await asyncio.create_subprocess_exec(
                         *TEMPLATE_COMMAND, stdout=asyncio.subprocess.PIPE, stderr=log_file,
                         stdin=asyncio.subprocess.DEVNULL, pass_fds=(theirs.fileno(),), preexec_fn=die_with_parent,
-                        env={**os.environ, **self._env, "PODIUM_TEMPLATE_FD": str(theirs.fileno()),
+                        env={**model_code_environment(), **self._env, "PODIUM_TEMPLATE_FD": str(theirs.fileno()),
                              "PODIUM_TEMPLATE_CACHE_DIR": str(self._cache_dir),
                              # no progress-bar thread in a process that forks, and no GPU in it: its
                              # replicas are CPU replicas, and a GPU replica starts fresh with its own

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from services.common.errors import InvalidParameter
+from services.common.principals import require_service_credential
 from services.scaler.environments import BUILD_LOG as ENVIRONMENT_LOG
 
 LOG_SUFFIX, READY_SUFFIX = ".log", ".ready"
@@ -76,15 +77,18 @@ def _tail(log_path: Path, start: int, end: int, max_bytes: int) -> str:
 
 
 class ReplicaLogs:
-    """Serves a deployment's logs from this machine's log files (blocking reads run in a thread)."""
+    """Serves a deployment's logs from this machine's log files (blocking reads run in a thread), to
+    Podium's control plane only: logs may show what models were sent."""
 
     def __init__(self, logs_dir: Path, running_replicas: Callable[[str], list[str]],
-                 default_max_bytes: int = DEFAULT_MAX_BYTES):
+                 default_max_bytes: int = DEFAULT_MAX_BYTES, *, internal_token: str = ""):
+        self._internal_token = internal_token
         self._logs_dir = logs_dir
         self._running_replicas = running_replicas
         self._default_max_bytes = default_max_bytes
 
-    async def read(self, deployment_key: str, *, build: bool, max_bytes: int = 0) -> str:
+    async def read(self, token: str, deployment_key: str, *, build: bool, max_bytes: int = 0) -> str:
+        require_service_credential(token, self._internal_token)
         if not _KEY.match(deployment_key):  # it names a directory: never let it climb out of logs_dir
             raise InvalidParameter(f"Invalid deployment key '{deployment_key}'")
         limit = max_bytes if max_bytes > 0 else self._default_max_bytes

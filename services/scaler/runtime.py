@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Protocol
 
 from services.common.processes import process_start_ticks
+from services.common.tls import TlsFiles
 from services.scaler.environments import BUILD_LOG, EnvironmentBuildFailed, VirtualenvManager
 from services.scaler.heartbeat import HealthChecker
 from services.scaler.launchers import (
@@ -84,7 +85,7 @@ class LocalProcessRuntime:
     def __init__(self, logs_dir: Path, host: str, base_env: dict[str, str], *, records: ReplicaRecords,
                  template: WarmTemplate | None = None, environments: VirtualenvManager | None = None,
                  gpus: tuple[str, ...] = (), heartbeat_interval_s: float = 1.0, heartbeat_expiry_s: float = 3.0,
-                 stop_grace_s: float = 15.0):
+                 stop_grace_s: float = 15.0, tls: TlsFiles | None = None):
         self._logs_dir = logs_dir
         self._host = host
         self._base_env = base_env
@@ -99,7 +100,7 @@ class LocalProcessRuntime:
         self._replicas: dict[str, Replica] = {}
         self._processes: dict[str, WorkerProcess] = {}
         self._tasks: dict[str, asyncio.Task] = {}
-        self._health = HealthChecker()
+        self._health = HealthChecker(tls)
         self._heartbeat: asyncio.Task | None = None
         self._warming: set[asyncio.Task] = set()
         self._ids = itertools.count(1)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -49,3 +49,13 @@ class ScalerSettings(BaseSettings):
     heartbeat_interval_s: float = Field(1.0, gt=0)
     heartbeat_expiry_s: float = Field(3.0, gt=0)
     worker_stop_grace_s: float = Field(15.0, gt=0)       # in-flight requests get this long on scale-down
+
+    internal_token: SecretStr = SecretStr("")   # Podium's service credential, for the control plane
+    # Handed to the workers it starts: the SHA-256 of the router's worker credential (never the credential).
+    worker_caller_token_sha256: str = ""
+    # TLS: Podium's CA and the scaler's certificate (control-plane calls), and the workers' certificate.
+    tls_ca_file: Path | None = None
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    worker_tls_cert_file: Path | None = None
+    worker_tls_key_file: Path | None = None

@@ -10,11 +10,13 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from podium_api.v1 import worker_pb2_grpc
+from services.common.grpc_edge import grpc_edge, metadata_token
 from services.common.grpc_server import SERVER_OPTIONS
 from services.common.logging import configure_logging
 from services.common.processes import wait_pid_exit
 from services.common.readiness import announce_failed, announce_listening, announce_ready
-from services.worker.core import Predictor, load_model, usable_gpu_count
+from services.common.tls import TlsFiles, add_server_port
+from services.worker.core import CallerCheck, Predictor, load_model, usable_gpu_count
 from services.worker.grpc_api import WorkerServicer
 from services.worker.settings import WorkerSettings
 
@@ -25,11 +27,13 @@ async def serve(settings: WorkerSettings) -> int:
     server = grpc.aio.server(options=SERVER_OPTIONS)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    tls = TlsFiles.from_settings(settings.tls_ca_file, settings.tls_cert_file, settings.tls_key_file)
+    port = add_server_port(server, f"{settings.host}:{settings.port}", tls)
     address = f"{settings.host}:{port}"
     await health_servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
     # The predict servicer is registered before start; it answers UNAVAILABLE until the model is in.
-    holder = _LateServicer()
+    callers = CallerCheck(settings.caller_token_sha256)
+    holder = _LateServicer(callers)
     worker_pb2_grpc.add_WorkerServicer_to_server(holder, server)
     await server.start()
     announce_listening("worker", address=address)
@@ -50,7 +54,7 @@ async def serve(settings: WorkerSettings) -> int:
         announce_failed("worker", reason)
         await server.stop(grace=None)
         return 3
-    predictor = Predictor(model, settings.predict_threads, settings.max_queued_requests)
+    predictor = Predictor(model, settings.predict_threads, settings.max_queued_requests, callers)
     holder.servicer = WorkerServicer(predictor)
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     log.info("serving %s on %s (device %s, CUDA_VISIBLE_DEVICES=%s)", settings.model_uri, address,
@@ -78,22 +82,27 @@ class _LateServicer(worker_pb2_grpc.WorkerServicer):
 
     servicer: WorkerServicer | None = None
 
+    def __init__(self, callers: CallerCheck):
+        self._callers = callers
+
+    @grpc_edge
     async def Predict(self, request, context):
-        if self.servicer is None:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "model is still loading",
-                                trailing_metadata=(("error-code", "TEMPORARILY_UNAVAILABLE"),))
+        await self._require_loaded(context)
         return await self.servicer.Predict(request, context)
 
+    @grpc_edge
     async def Metadata(self, request, context):
         await self._require_loaded(context)
         return await self.servicer.Metadata(request, context)
 
+    @grpc_edge
     async def Infer(self, request, context):
         await self._require_loaded(context)
         return await self.servicer.Infer(request, context)
 
     async def _require_loaded(self, context) -> None:
         if self.servicer is None:
+            self._callers.require(metadata_token(context))  # say nothing, not even "loading", to strangers
             await context.abort(grpc.StatusCode.UNAVAILABLE, "model is still loading",
                                 trailing_metadata=(("error-code", "TEMPORARILY_UNAVAILABLE"),))
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import hashlib
+import hmac
 import logging
 import platform
 import shutil
@@ -20,7 +22,7 @@ from pathlib import Path
 
 import orjson
 
-from services.common.errors import BadRequest, InvalidParameter, PodiumError, Unavailable
+from services.common.errors import BadRequest, InvalidParameter, PodiumError, Unauthenticated, Unavailable
 from services.common.tensors import ModelMetadata, RawTensor
 from services.worker import signature
 
@@ -95,10 +97,29 @@ def usable_gpu_count() -> int:
     return sum(1 for line in listed.stdout.splitlines() if line.startswith("GPU ")) if listed.returncode == 0 else 0
 
 
+class CallerCheck:
+    """A worker answers only Podium's router: the caller must present the worker credential.
+
+    The worker is given only the credential's SHA-256 (PODIUM_WORKER_CALLER_TOKEN_SHA256), so model code
+    running in this process cannot learn a credential it could use anywhere. No digest: nobody is answered.
+    """
+
+    def __init__(self, token_sha256: str):
+        self._digest = token_sha256.lower()
+
+    def require(self, token: str) -> None:
+        presented = hashlib.sha256(token.encode()).hexdigest()
+        if not (token and self._digest and hmac.compare_digest(presented, self._digest)):
+            raise Unauthenticated("Invalid access token.")
+
+
 class Predictor:
-    def __init__(self, model, threads: int, queue_limit: int):
+    """Every method takes the caller's credential first: only the router's is answered."""
+
+    def __init__(self, model, threads: int, queue_limit: int, callers: CallerCheck):
         from mlflow.pyfunc import scoring_server
 
+        self._callers = callers
         self._model = model
         self._input_schema = model.metadata.get_input_schema()
         self._output_schema = model.metadata.get_output_schema()
@@ -108,12 +129,19 @@ class Predictor:
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="predict")
         self._slots = asyncio.Semaphore(queue_limit)
 
-    async def predict(self, body: bytes, content_type: str) -> Prediction:
+    async def predict(self, token: str, body: bytes, content_type: str) -> Prediction:
+        self._callers.require(token)
         return await self._run(self._score, body, content_type or "application/json")
 
-    async def infer(self, inputs: list[RawTensor], outputs: list[str], params: dict) -> list[RawTensor]:
+    async def infer(self, token: str, inputs: list[RawTensor], outputs: list[str], params: dict) -> list[RawTensor]:
         """Open Inference Protocol tensors in, tensors out; InvalidParameter when they do not fit the signature."""
+        self._callers.require(token)
         return await self._run(self._infer, inputs, outputs, params)
+
+    def describe(self, token: str) -> ModelMetadata:
+        """The model's signature as tensors."""
+        self._callers.require(token)
+        return self.metadata
 
     async def _run(self, function, *args):
         if self._slots.locked():

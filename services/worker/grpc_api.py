@@ -6,7 +6,7 @@ import orjson
 
 from podium_api.v1 import worker_pb2, worker_pb2_grpc
 from services.common.errors import InvalidParameter
-from services.common.grpc_edge import grpc_edge
+from services.common.grpc_edge import grpc_edge, metadata_token
 from services.common.tensors import RawTensor, check_header
 from services.worker.core import Predictor
 
@@ -17,13 +17,13 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
 
     @grpc_edge
     async def Predict(self, request, context):
-        result = await self._predictor.predict(request.body, request.content_type)
+        result = await self._predictor.predict(metadata_token(context), request.body, request.content_type)
         return worker_pb2.PredictReply(http_status=result.http_status, body=result.body,
                                        content_type=result.content_type)
 
     @grpc_edge
     async def Metadata(self, request, context):
-        metadata = self._predictor.metadata
+        metadata = self._predictor.describe(metadata_token(context))
         return worker_pb2.MetadataReply(
             platform=metadata.platform,
             inputs=[worker_pb2.TensorMetadata(name=t.name, datatype=t.datatype, shape=t.shape) for t in metadata.inputs],
@@ -32,6 +32,7 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
 
     @grpc_edge
     async def Infer(self, request, context):
+        token = metadata_token(context)
         inputs = [RawTensor(t.name, *check_header(t.name, t.datatype, list(t.shape)), t.raw) for t in request.inputs]
         try:
             params = orjson.loads(request.parameters_json or "{}")
@@ -39,6 +40,6 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
             raise InvalidParameter("parameters must be a JSON object") from None
         if not isinstance(params, dict):
             raise InvalidParameter("parameters must be a JSON object")
-        outputs = await self._predictor.infer(inputs, list(request.outputs), params)
+        outputs = await self._predictor.infer(token, inputs, list(request.outputs), params)
         return worker_pb2.InferReply(outputs=[
             worker_pb2.Tensor(name=t.name, datatype=t.datatype, shape=t.shape, raw=t.raw) for t in outputs])

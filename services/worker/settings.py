@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import AliasChoices, Field
@@ -28,3 +29,9 @@ class WorkerSettings(BaseSettings):
     cuda_visible_devices: str | None = Field(None, validation_alias="CUDA_VISIBLE_DEVICES")
     registry_uri: str = Field("", validation_alias=AliasChoices("PODIUM_REGISTRY_URI", "MLFLOW_REGISTRY_URI"))
     tracking_uri: str = Field("", validation_alias=AliasChoices("PODIUM_TRACKING_URI", "MLFLOW_TRACKING_URI"))
+    # SHA-256 (hex) of the credential the router presents; the worker answers no one else.
+    caller_token_sha256: str = ""
+    # TLS: the worker's certificate (server only) and Podium's CA, which must have signed the caller's.
+    tls_ca_file: Path | None = None
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
