@@ -10,8 +10,10 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+import uuid
 
 import pytest
+import sqlalchemy as sa
 
 from tests.support import flavors, models
 from tests.support.external import ANTHROPIC_KEY, OPENAI_KEY
@@ -27,7 +29,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory) -> RunningStack:
     """One `podium up` for the session (real processes, embedded Redis, SQLite, MLflow sqlite registry)."""
-    running = start_stack(tmp_path_factory.mktemp("podium"))
+    # A short credential cache, so revocation tests need not wait long.
+    running = start_stack(tmp_path_factory.mktemp("podium"), {"PODIUM_AUTH_CACHE_TTL_S": "1"})
     yield running
     running.stop()
 
@@ -72,10 +75,10 @@ def versioned_model(stack) -> tuple[models.RegisteredModel, models.RegisteredMod
 
 @pytest.fixture(scope="session")
 def workspace(stack):
-    """A databricks-sdk WorkspaceClient pointed at the stack, as a user would build it (any token for now)."""
+    """A databricks-sdk WorkspaceClient pointed at the stack, as a user would build it (the admin's token)."""
     from databricks.sdk import WorkspaceClient
 
-    return WorkspaceClient(host=stack.url, token="anything")
+    return WorkspaceClient(host=stack.url, token=stack.admin_token)
 
 
 @pytest.fixture(scope="session")
@@ -84,3 +87,49 @@ def fake_providers() -> FakeProviders:
     providers = FakeProviders(OPENAI_KEY, ANTHROPIC_KEY).start()
     yield providers
     providers.stop()
+
+
+@pytest.fixture(scope="session")
+def iris_endpoint(stack, iris_model):
+    """The `iris` endpoint serving iris_model, created over REST and READY (one worker for the session)."""
+    body = {"name": "iris", "config": {"name": "iris", "served_entities": [
+        {"entity_name": iris_model.name, "entity_version": iris_model.version,
+         "workload_size": "Small", "scale_to_zero_enabled": False}]}}
+    created = stack.api("POST", "/api/2.0/serving-endpoints", json=body)
+    assert created.status_code == 200, created.text
+    answer = created.json()
+    assert answer["name"] == "iris"
+    assert answer["state"] == {"ready": "NOT_READY", "config_update": "IN_PROGRESS"}
+    endpoint = stack.wait_endpoint("iris")
+    assert endpoint["state"] == {"ready": "READY", "config_update": "NOT_UPDATING"}, endpoint
+    return endpoint
+
+
+POSTGRES_URL = os.environ.get("PODIUM_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _postgres_reachable() -> bool:
+    try:
+        engine = sa.create_engine(POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://"),
+                                  connect_args={"connect_timeout": 2})
+        with engine.connect():
+            return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request, tmp_path):
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'podium.db'}"
+        return
+    if not _postgres_reachable():
+        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_URL}")
+    schema = f"podium_test_{uuid.uuid4().hex[:8]}"
+    engine = sa.create_engine(POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+    engine.dispose()

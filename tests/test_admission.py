@@ -14,7 +14,10 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from podium_api.v1 import worker_pb2, worker_pb2_grpc
 from services.common.deployments import EndpointRoutes, RouteTarget
+from services.common.errors import Unauthenticated
+from services.common.principals import USER, Principal
 from services.router.admission import Admission, LoadTracker
+from services.router.auth import TokenCache
 from services.router.backends import RoutingTableFollower, WorkerPool
 from services.router.core import Gateway
 from services.router.metrics import EndpointMetrics
@@ -49,6 +52,17 @@ def _table(*addresses: str) -> list[EndpointRoutes]:
     return [EndpointRoutes("e", "id-e", (RouteTarget("m-1", 100, "key-1", tuple(addresses)),))]
 
 
+TOKEN = "dapi" + "7" * 64
+ADMIN = Principal(id="1", name="tester", kind=USER, is_admin=True)
+
+
+async def _authenticate(token: str) -> Principal:
+    """What the control plane would answer for this test's one credential (this router has no control plane)."""
+    if token != TOKEN:
+        raise Unauthenticated("Invalid access token.")
+    return ADMIN
+
+
 class _Router:
     def __init__(self, queue_limit: int, timeout_s: float):
         self.woken: list[str] = []
@@ -58,8 +72,8 @@ class _Router:
         self.pool = WorkerPool()
         self.routing = RoutingTableFollower(control_plane=None, pool=self.pool, on_change=self.admission.routes_changed)
         self.routing._apply(_table())  # the endpoint exists; its served entity has no replica (scaled to zero)
-        self.gateway = Gateway(None, self.routing, self.pool, forward_timeout_s=5, metrics=EndpointMetrics(),
-                               signatures=None, admission=self.admission)
+        self.gateway = Gateway(None, self.routing, self.pool, TokenCache(_authenticate), forward_timeout_s=5,
+                               metrics=EndpointMetrics(), signatures=None, admission=self.admission)
 
     def route_to(self, *addresses: str) -> None:
         self.routing._apply(_table(*addresses))
@@ -67,7 +81,7 @@ class _Router:
 
 async def _invoke(client: TestClient):
     reply = await client.post("/serving-endpoints/e/invocations", data=b'{"inputs": [[1]]}',
-                              headers={"Content-Type": "application/json"})
+                              headers={"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"})
     return reply.status, reply.headers.get("Retry-After"), await reply.json()
 
 
@@ -137,10 +151,12 @@ async def test_the_grpc_edge_answers_unavailable_for_a_full_queue():
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = query_pb2_grpc.QueryStub(channel)
-            first = asyncio.ensure_future(stub.Invoke(query_pb2.InvokeRequest(endpoint="e", body=b"{}"), timeout=30))
+            first = asyncio.ensure_future(stub.Invoke(query_pb2.InvokeRequest(endpoint="e", body=b"{}"), timeout=30,
+                                                  metadata=(("authorization", f"Bearer {TOKEN}"),)))
             await _until(lambda: router.tracker.queued("key-1") == 1)
             with pytest.raises(grpc.aio.AioRpcError) as refused:
-                await stub.Invoke(query_pb2.InvokeRequest(endpoint="e", body=b"{}"), timeout=5)
+                await stub.Invoke(query_pb2.InvokeRequest(endpoint="e", body=b"{}"), timeout=5,
+                                  metadata=(("authorization", f"Bearer {TOKEN}"),))
             assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
             assert ("error-code", "TEMPORARILY_UNAVAILABLE") in tuple(refused.value.trailing_metadata() or ())
             first.cancel()

@@ -30,14 +30,16 @@ def second_router(stack):
     knows the stand-in secret `{{secrets/llm-keys/openai}}`."""
     env = {"PODIUM_DATA_DIR": str(stack.data_dir), "PODIUM_REDIS_URL": stack.info["redis_url"],
            "PODIUM_CONTROL_PLANE_TARGET": stack.info["control_plane_target"], "PODIUM_ROUTER_PORT": "0",
-           "PODIUM_ROUTER_GRPC_PORT": "0", "PODIUM_SECRETS": json.dumps({"llm-keys/openai": OPENAI_KEY})}
+           "PODIUM_ROUTER_GRPC_PORT": "0", "PODIUM_SECRETS": json.dumps({"llm-keys/openai": OPENAI_KEY}),
+           **stack.router_credentials()}
     process, ready = start_service("services.router", env, stack.data_dir / "logs" / "router-2.log")
     yield ready["router_url"]
     stop_process(process)
 
 
-def _chat(url: str, endpoint: str, content: str = "hi") -> requests.Response:
+def _chat(stack, url: str, endpoint: str, content: str = "hi") -> requests.Response:
     return requests.post(f"{url}/serving-endpoints/{endpoint}/invocations", timeout=30,
+                         headers={"Authorization": f"Bearer {stack.admin_token}"},
                          json={"messages": [{"role": "user", "content": content}]})
 
 
@@ -50,39 +52,39 @@ def _chat(url: str, endpoint: str, content: str = "hi") -> requests.Response:
 def test_n_calls_per_minute_let_exactly_n_through_across_two_routers(stack, fake_providers, second_router, limits):
     name = f"ext-limited-{uuid.uuid4().hex[:6]}"
     create_external_endpoint(stack, name, external_entity(fake_providers, "openai", "llm/v1/chat"), **limits)
-    wait_for(lambda: _chat(second_router, name).status_code != 404, what="the second router to know the endpoint")
+    wait_for(lambda: _chat(stack, second_router, name).status_code != 404, what="the second router to know the endpoint")
     # (that probe took one call) Now 9 at once, spread over both routers: exactly 3 more may pass.
     with ThreadPoolExecutor(9) as pool:
-        replies = list(pool.map(lambda i: _chat((stack.url, second_router)[i % 2], name), range(9)))
+        replies = list(pool.map(lambda i: _chat(stack, (stack.url, second_router)[i % 2], name), range(9)))
     assert sorted(r.status_code for r in replies) == [200] * 3 + [429] * 6
     for refused in (r for r in replies if r.status_code == 429):
         assert refused.json()["error_code"] == "REQUEST_LIMIT_EXCEEDED"
         assert "4 calls per minute" in refused.json()["message"]
         assert 1 <= int(refused.headers["Retry-After"]) <= 15  # the next call frees up in 15 s
     with pytest.raises(openai.RateLimitError):  # the openai SDK sees its own 429 class
-        openai.OpenAI(base_url=second_router + "/serving-endpoints", api_key="t", max_retries=0) \
+        openai.OpenAI(base_url=second_router + "/serving-endpoints", api_key=stack.admin_token, max_retries=0) \
             .chat.completions.create(model=name, messages=[{"role": "user", "content": "one more"}])
 
 
 def test_limits_put_later_are_enforced_at_once_and_lifted(stack, fake_providers):
     name = "ext-limits-later"
     create_external_endpoint(stack, name, external_entity(fake_providers, "openai", "llm/v1/chat"))
-    assert [_chat(stack.url, name).status_code for _ in range(3)] == [200] * 3
+    assert [_chat(stack, stack.url, name).status_code for _ in range(3)] == [200] * 3
     put = stack.api("PUT", f"/api/2.0/serving-endpoints/{name}/rate-limits",
                     json={"rate_limits": [{"calls": 1, "key": "endpoint", "renewal_period": "minute"}]})
     assert put.status_code == 200, put.text
-    wait_for(lambda: _chat(stack.url, name).status_code == 429, timeout_s=10, what="the new limit to apply")
+    wait_for(lambda: _chat(stack, stack.url, name).status_code == 429, timeout_s=10, what="the new limit to apply")
     lifted = stack.api("PUT", f"/api/2.0/serving-endpoints/{name}/ai-gateway", json={})
     assert lifted.status_code == 200, lifted.text
-    wait_for(lambda: _chat(stack.url, name).status_code == 200, timeout_s=10, what="the limit to be lifted")
+    wait_for(lambda: _chat(stack, stack.url, name).status_code == 200, timeout_s=10, what="the limit to be lifted")
 
 
 def test_a_tokens_per_minute_limit_stops_calls_once_spent(stack, fake_providers):
     name = "ext-token-limited"
     create_external_endpoint(stack, name, external_entity(fake_providers, "anthropic", "llm/v1/chat"),
                              ai_gateway={"rate_limits": [{"tokens": 5, "key": "endpoint", "renewal_period": "minute"}]})
-    assert _chat(stack.url, name, "two words").status_code == 200  # 2 in + 4 out: the budget is spent
-    [refused] = wait_for(lambda: (r := _chat(stack.url, name)).status_code == 429 and [r], timeout_s=10,
+    assert _chat(stack, stack.url, name, "two words").status_code == 200  # 2 in + 4 out: the budget is spent
+    [refused] = wait_for(lambda: (r := _chat(stack, stack.url, name)).status_code == 429 and [r], timeout_s=10,
                          what="the spent token budget to refuse calls")  # (charged just after the answer)
     assert "5 tokens per minute" in refused.json()["message"]
 
@@ -92,11 +94,18 @@ def test_a_secret_reference_resolves_where_the_secret_is_known(stack, fake_provi
     created = create_external_endpoint(stack, "ext-by-reference", entity)
     shown = created["config"]["served_entities"][0]["external_model"]["openai_config"]
     assert shown["openai_api_key"] == "{{secrets/llm-keys/openai}}"  # the reference is shown; it is no secret
-    ok = wait_for(lambda: (r := _chat(second_router, "ext-by-reference")).status_code == 200 and r,
+    ok = wait_for(lambda: (r := _chat(stack, second_router, "ext-by-reference")).status_code == 200 and r,
                   what="the second router to serve the endpoint")
     assert ok.json()["choices"][0]["message"]["content"] == "echo: hi"
-    refused = _chat(stack.url, "ext-by-reference")  # this router's stand-in store lacks the secret
+    refused = _chat(stack, stack.url, "ext-by-reference")  # not in the secrets store (yet), nor given to this router
     assert refused.status_code == 403 and "secret 'openai' does not exist in scope 'llm-keys'" in refused.text
+    # Put it in Podium's secrets store: the first router resolves the reference through the control plane.
+    assert stack.api("POST", "/api/2.0/secrets/scopes/create", json={"scope": "llm-keys"}).status_code == 200
+    assert stack.api("POST", "/api/2.0/secrets/put", json={"scope": "llm-keys", "key": "openai",
+                                                           "string_value": OPENAI_KEY}).status_code == 200
+    stored = wait_for(lambda: (r := _chat(stack, stack.url, "ext-by-reference")).status_code == 200 and r,
+                      timeout_s=90, what="the stored secret to be resolved (after the router's short cache)")
+    assert stored.json()["choices"][0]["message"]["content"] == "echo: hi"
 
 
 @pytest.fixture(scope="module")
@@ -169,11 +178,12 @@ def test_cli_reads_the_inference_table(stack, logged_traffic):
     marker, _ = logged_traffic
     _table(stack, "ext-logged-openai", 2)
     podium = [sys.executable, "-m", "podium.cli"]
-    out = subprocess.run([*podium, "inference-table", "ext-logged-openai", "--host", stack.url, "--json"],
+    out = subprocess.run([*podium, "inference-table", "ext-logged-openai", "--host", stack.url,
+                          "--token", stack.admin_token, "--json"],
                          capture_output=True, text=True, timeout=60, check=True)
     contents = [json.loads(row["request"])["messages"][0]["content"] for row in json.loads(out.stdout)["rows"]]
     assert contents == [f"secret-{marker}-0", f"secret-{marker}-1"]
-    table = subprocess.run([*podium, "usage", "ext-logged-openai", "--host", stack.url],
+    table = subprocess.run([*podium, "usage", "ext-logged-openai", "--host", stack.url, "--token", stack.admin_token],
                            capture_output=True, text=True, timeout=60, check=True).stdout
     assert "REQUESTER" in table and "admin" in table.splitlines()[-1]
 
@@ -204,7 +214,7 @@ def test_nothing_captured_is_plaintext_on_disk(stack, logged_traffic):
 
 
 def test_provider_keys_never_appear_in_any_file_or_log(stack, logged_traffic, second_router):
-    key_file = stack.data_dir / "master.key"
+    key_file = stack.data_dir / "keys" / "master-key.json"
     assert key_file.stat().st_mode & 0o777 == 0o600
     for key in (OPENAI_KEY, ANTHROPIC_KEY):
         hits = [str(p) for p in _files(stack.data_dir) if key.encode() in p.read_bytes()]

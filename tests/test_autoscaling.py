@@ -69,6 +69,7 @@ def _uri(model) -> str:
 
 def _query(stack, name: str, model, timeout_s: float = 90.0) -> requests.Response:
     return requests.post(f"{stack.url}/serving-endpoints/{name}/invocations", timeout=timeout_s,
+                         headers={"Authorization": f"Bearer {stack.admin_token}"},
                          json={"dataframe_records": model.frame.to_dict(orient="records")})
 
 
@@ -78,7 +79,8 @@ class RouteWatch:
     def __init__(self, stack, endpoint: str):
         self._channel = grpc.insecure_channel(stack.info["control_plane_target"])
         self._call = control_plane_pb2_grpc.ControlPlaneStub(self._channel).WatchRoutingTable(
-            control_plane_pb2.WatchRoutingTableRequest())
+            control_plane_pb2.WatchRoutingTableRequest(),   # an internal call: Podium's service credential
+            metadata=(("authorization", f"Bearer {stack.router_credentials()['PODIUM_INTERNAL_TOKEN']}"),))
         self._endpoint = endpoint
         self.tables: list[tuple[float, set[str]]] = []  # (when received, replica addresses)
         self._thread = threading.Thread(target=self._follow, daemon=True)
@@ -135,6 +137,7 @@ class Load:
                 started = time.monotonic()
                 try:
                     status = session.post(f"{stack.url}/serving-endpoints/{name}/invocations", timeout=timeout_s,
+                                          headers={"Authorization": f"Bearer {stack.admin_token}"},
                                           json={"dataframe_records": model.frame.to_dict(orient="records")}).status_code
                 except requests.RequestException as exc:
                     status = type(exc).__name__

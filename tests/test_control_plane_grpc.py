@@ -11,7 +11,7 @@ from databricks.sdk.service.serving import ServingEndpointDetailed
 from podium_api.v1 import control_plane_pb2 as pb
 from podium_api.v1 import control_plane_pb2_grpc
 from tests.support.shapes import sdk_fields
-from tests.support.stack import wait_for
+from tests.support.stack import WithCredential, wait_for
 
 pytestmark = pytest.mark.stack
 
@@ -20,8 +20,9 @@ NAME = "grpc-ep"
 
 @pytest.fixture(scope="module")
 def stub(stack):
+    """The control plane's stub, calling as user `grpc-user`."""
     with grpc.insecure_channel(stack.info["control_plane_target"]) as channel:
-        yield control_plane_pb2_grpc.ControlPlaneStub(channel)
+        yield WithCredential(control_plane_pb2_grpc.ControlPlaneStub(channel), stack.user_token("grpc-user"))
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +30,7 @@ def grpc_endpoint(stack, stub, iris_model):
     body = {"name": NAME, "config": {"served_entities": [
         {"entity_name": iris_model.name, "entity_version": iris_model.version}]},
         "tags": [{"key": "via", "value": "grpc"}]}
-    reply = stub.CreateEndpoint(pb.CreateEndpointRequest(endpoint_json=json.dumps(body), caller="grpc-user"),
-                                timeout=10)
+    reply = stub.CreateEndpoint(pb.CreateEndpointRequest(endpoint_json=json.dumps(body)), timeout=10)
     created = json.loads(reply.endpoint_json)
     assert created["name"] == NAME and created["creator"] == "grpc-user"
     yield stack.wait_endpoint(NAME)

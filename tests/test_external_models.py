@@ -42,7 +42,7 @@ def endpoints(stack, fake_providers):
 
 @pytest.fixture(scope="module")
 def client(stack):
-    return openai.OpenAI(base_url=stack.url + "/serving-endpoints", api_key="podium-token", max_retries=0)
+    return openai.OpenAI(base_url=stack.url + "/serving-endpoints", api_key=stack.admin_token, max_retries=0)
 
 
 def test_external_endpoints_are_ready_at_once_and_never_show_the_key(stack, endpoints):
@@ -135,7 +135,7 @@ def test_grpc_invoke_answers_external_models(stack, endpoints):
     body = json.dumps({"messages": [{"role": "user", "content": "over grpc"}]}).encode()
     with grpc.insecure_channel(stack.info["grpc_target"]) as channel:
         reply = query_pb2_grpc.QueryStub(channel).Invoke(
-            query_pb2.InvokeRequest(endpoint="ext-claude-chat", body=body), timeout=30)
+            query_pb2.InvokeRequest(endpoint="ext-claude-chat", body=body), timeout=30, metadata=stack.grpc_metadata())
     assert json.loads(reply.body)["choices"][0]["message"]["content"] == "echo: over grpc"
     assert reply.served_model_name == "claude-3-5-haiku-latest"
 
@@ -177,7 +177,7 @@ def test_mlflow_predict_and_predict_stream(stack, endpoints, monkeypatch, name):
     from mlflow.deployments import get_deploy_client
 
     monkeypatch.setenv("DATABRICKS_HOST", stack.url)
-    monkeypatch.setenv("DATABRICKS_TOKEN", "podium-token")
+    monkeypatch.setenv("DATABRICKS_TOKEN", stack.admin_token)
     deploy = get_deploy_client("databricks")
     answer = deploy.predict(endpoint=name, inputs={"messages": [{"role": "user", "content": "hi mlflow"}],
                                                    "max_tokens": 20})

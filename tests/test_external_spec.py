@@ -12,6 +12,7 @@ from services.common.secret_box import Cipher, open_ciphertext
 from services.control_plane import spec
 from services.control_plane.core import EndpointService
 from services.control_plane.store import EndpointStore
+from tests.support.identity import INTERNAL_TOKEN, start_identity
 
 CHAT = "llm/v1/chat"
 OPENAI = {"provider": "openai", "name": "gpt-4o", "task": CHAT,
@@ -90,8 +91,10 @@ def test_invalid_external_models_name_the_field_never_the_value(entities, error,
 @pytest.fixture
 async def service(tmp_path):
     cipher = Cipher.from_key(bytes(range(32)))
-    service = EndpointService(EndpointStore(f"sqlite:///{tmp_path / 'podium.db'}"), cipher=cipher)
+    identity = await start_identity(f"sqlite:///{tmp_path / 'podium.db'}")
+    service = EndpointService(EndpointStore(identity.engine), identity.identity, cipher=cipher)
     await service.start()
+    service.alice = (await identity.user_token("alice"))[1]
     yield service, cipher, tmp_path / "podium.db"
 
 
@@ -99,12 +102,12 @@ async def test_external_endpoint_is_ready_at_once_and_its_key_is_sealed(service)
     service, cipher, db = service
     body = {"name": "gpt", "config": {"served_entities": [_entity(openai_config={"openai_api_key_plaintext": "sk-PLAIN"})]},
             "ai_gateway": {"rate_limits": [{"calls": 3, "key": "user", "renewal_period": "minute"}], "inference_table_config": {"enabled": True, "catalog_name": "main", "schema_name": "default"}}}
-    created = await service.create(body, "alice")
+    created = await service.create(service.alice, body)
     assert created["state"] == {"ready": "READY", "config_update": "NOT_UPDATING"} and created["task"] == CHAT
     assert "pending_config" not in created
-    assert service.deployments() == []  # nothing for the scaler to start
+    assert service.deployments(INTERNAL_TOKEN) == []  # nothing for the scaler to start
     assert b"sk-PLAIN" not in db.read_bytes() and b"sk-PLAIN" not in (db.parent / "podium.db-wal").read_bytes()
-    for view in (created, await service.get("gpt"), await service.list()):
+    for view in (created, await service.get(service.alice, "gpt"), await service.list(service.alice)):
         assert "sk-PLAIN" not in str(view) and "_ciphertext" not in str(view) and "_plaintext" not in str(view)
 
     [routes] = service.routing_table()
@@ -116,16 +119,16 @@ async def test_external_endpoint_is_ready_at_once_and_its_key_is_sealed(service)
     assert routes.gateway == GatewayPolicy(CHAT, (RateLimitRule("user", calls=3),), False, True)
 
     # A scaler report about other deployments changes nothing: the entity needs none.
-    await service.report([DeploymentStatus("unrelated", ("127.0.0.1:1",))])
-    assert (await service.get("gpt"))["state"]["ready"] == "READY"
+    await service.report(INTERNAL_TOKEN, [DeploymentStatus("unrelated", ("127.0.0.1:1",))])
+    assert (await service.get(service.alice, "gpt"))["state"]["ready"] == "READY"
 
 
 async def test_updating_to_another_provider_serves_the_new_config_at_once(service):
     service, cipher, _ = service
-    await service.create({"name": "llm", "config": {"served_entities": [_entity()]}}, "alice")
+    await service.create(service.alice, {"name": "llm", "config": {"served_entities": [_entity()]}})
     anthropic = {"external_model": {"provider": "anthropic", "name": "claude", "task": CHAT,
                                     "anthropic_config": {"anthropic_api_key_plaintext": "sk-ant"}}}
-    updated = await service.update_config("llm", {"served_entities": [anthropic]}, "alice")
+    updated = await service.update_config(service.alice, "llm", {"served_entities": [anthropic]})
     assert updated["state"] == {"ready": "READY", "config_update": "NOT_UPDATING"}
     assert updated["config"]["config_version"] == 2
     [route] = service.routing_table()[0].routes
@@ -135,9 +138,9 @@ async def test_updating_to_another_provider_serves_the_new_config_at_once(servic
 
 async def test_plain_custom_model_endpoints_keep_no_gateway_policy(service):
     service, _, _ = service
-    await service.create({"name": "m", "config": {"served_entities": [{"entity_name": "c.s.m", "entity_version": "1"}]}},
-                         "alice")
-    [deployment] = service.deployments()
-    await service.report([DeploymentStatus(deployment.key, ("127.0.0.1:9",))])
+    await service.create(service.alice,
+                         {"name": "m", "config": {"served_entities": [{"entity_name": "c.s.m", "entity_version": "1"}]}})
+    [deployment] = service.deployments(INTERNAL_TOKEN)
+    await service.report(INTERNAL_TOKEN, [DeploymentStatus(deployment.key, ("127.0.0.1:9",))])
     [routes] = service.routing_table()
     assert routes.gateway is None and routes.routes[0].external_model is None  # the fast path stays fast

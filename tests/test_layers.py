@@ -35,13 +35,18 @@ def _top(name: str) -> str:
     return name.split(".")[0]
 
 
-CORES = sorted(SERVICES.glob("*/core.py")) + sorted(SERVICES.glob("control_plane/state.py")) + \
-    sorted(SERVICES.glob("control_plane/spec*.py")) + sorted(SERVICES.glob("control_plane/views.py")) + \
-    [SERVICES / "common" / "tensors.py", SERVICES / "worker" / "signature.py", SERVICES / "router" / "openapi.py",
-     SERVICES / "router" / "metrics.py", SERVICES / "scaler" / "replica_logs.py", SERVICES / "router" / "ai_gateway.py"]
-POLICIES = sorted(SERVICES.glob("router/policy/*.py")) + [SERVICES / "scaler" / "policy.py", SERVICES / "common" / "capacity.py"] + \
-    [SERVICES / "router" / "external" / f for f in ("anthropic_wire.py", "openai_wire.py", "sse.py", "provider_errors.py")] + \
-    [SERVICES / "control_plane" / "gateway_policy.py"]
+CORES = sorted(SERVICES.glob("*/core.py")) + sorted(SERVICES.glob("control_plane/spec*.py")) + [
+    SERVICES / "control_plane" / name for name in (
+        "state.py", "views.py", "identity.py", "tokens.py", "permissions.py", "scim.py",
+        "secrets_store.py", "operations.py", "credentials.py", "crypto.py")] + [
+    SERVICES / "router" / "auth.py", SERVICES / "router" / "identity_calls.py", SERVICES / "common" / "tensors.py",
+    SERVICES / "worker" / "signature.py", SERVICES / "router" / "openapi.py", SERVICES / "router" / "metrics.py",
+    SERVICES / "scaler" / "replica_logs.py", SERVICES / "router" / "ai_gateway.py"]
+POLICIES = sorted(SERVICES.glob("router/policy/*.py")) + [
+    SERVICES / "scaler" / "policy.py", SERVICES / "common" / "capacity.py", SERVICES / "common" / "principals.py",
+    SERVICES / "control_plane" / "permissions.py", SERVICES / "control_plane" / "scim.py",
+    SERVICES / "control_plane" / "gateway_policy.py"] + \
+    [SERVICES / "router" / "external" / f for f in ("anthropic_wire.py", "openai_wire.py", "sse.py", "provider_errors.py")]
 
 
 @pytest.mark.parametrize("path", CORES, ids=lambda p: str(p.relative_to(SERVICES)))

@@ -16,7 +16,7 @@ def client(stack, monkeypatch):
 
     # mlflow builds a fresh WorkspaceClient from the environment on every call (§1 of the wire reference).
     monkeypatch.setenv("DATABRICKS_HOST", stack.url)
-    monkeypatch.setenv("DATABRICKS_TOKEN", "anything")
+    monkeypatch.setenv("DATABRICKS_TOKEN", stack.admin_token)
     return get_deploy_client("databricks")
 
 
@@ -27,7 +27,7 @@ def mlflow_endpoint(stack, iris_model):
 
     with pytest.MonkeyPatch.context() as env:
         env.setenv("DATABRICKS_HOST", stack.url)
-        env.setenv("DATABRICKS_TOKEN", "anything")
+        env.setenv("DATABRICKS_TOKEN", stack.admin_token)
         created = get_deploy_client("databricks").create_endpoint(config={
             "name": NAME,
             "config": {"served_entities": [{"entity_name": iris_model.name, "entity_version": iris_model.version,

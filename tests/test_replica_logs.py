@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from services.common.errors import InvalidParameter
+from services.common.errors import InvalidParameter, Unauthenticated
 from services.scaler.replica_logs import ReplicaLogs, mark_ready, read_replica_logs
 
 KEY = "0123abcd"
@@ -65,8 +65,15 @@ def test_no_files_no_logs(tmp_path):
 
 async def test_deployment_keys_cannot_leave_the_logs_directory(tmp_path):
     _replica(tmp_path / KEY, f"{KEY}-1", "built\n", "served\n")
-    logs = ReplicaLogs(tmp_path, lambda key: [f"{KEY}-1"])
-    assert await logs.read(KEY, build=False) == "served\n"
+    logs = ReplicaLogs(tmp_path, lambda key: [f"{KEY}-1"], internal_token="internal")
+    assert await logs.read("internal", KEY, build=False) == "served\n"
     for bad in ("../etc", "..", "", "ABC/../x"):
         with pytest.raises(InvalidParameter):
-            await logs.read(bad, build=True)
+            await logs.read("internal", bad, build=True)
+
+
+async def test_only_podiums_control_plane_reads_logs(tmp_path):
+    _replica(tmp_path / KEY, f"{KEY}-1", "built\n", "served\n")
+    for expected, token in (("internal", "other"), ("internal", ""), ("", "")):
+        with pytest.raises(Unauthenticated):
+            await ReplicaLogs(tmp_path, lambda key: [f"{KEY}-1"], internal_token=expected).read(token, KEY, build=True)

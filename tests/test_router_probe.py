@@ -8,6 +8,7 @@ import time
 from aiohttp.test_utils import TestClient, TestServer
 
 from services.common.control_plane_client import ControlPlaneClient
+from services.router.auth import TokenCache
 from services.router.backends import RoutingTableFollower, WorkerPool
 from services.router.core import Gateway
 from services.router.metrics import EndpointMetrics
@@ -18,7 +19,8 @@ from services.router.rest import build_app
 async def test_probe_needs_no_control_plane_and_no_token():
     control_plane = ControlPlaneClient("127.0.0.1:1", timeout_s=5)  # nothing listens on port 1
     pool = WorkerPool()
-    gateway = Gateway(control_plane, RoutingTableFollower(control_plane, pool), pool, forward_timeout_s=5,
+    gateway = Gateway(control_plane, RoutingTableFollower(control_plane, pool), pool,
+                      TokenCache(control_plane.authenticate), forward_timeout_s=5,
                       metrics=EndpointMetrics(), signatures=SignatureReader("", ""))
     try:
         async with TestClient(TestServer(build_app(gateway, 1024))) as client:
@@ -27,8 +29,11 @@ async def test_probe_needs_no_control_plane_and_no_token():
                 reply = await client.get("/.well-known/databricks-config")  # no Authorization header
                 assert reply.status == 200 and isinstance(await reply.json(), dict)
             assert time.monotonic() - started < 5.0  # generous: a hop to the control plane would not fit
-            management = await client.get("/api/2.0/serving-endpoints/anything")
-            assert management.status == 503  # the control plane really is unreachable
+            anonymous = await client.get("/api/2.0/serving-endpoints/anything")
+            assert anonymous.status == 401   # refused by the router itself: no credential to verify
+            management = await client.get("/api/2.0/serving-endpoints/anything",
+                                          headers={"Authorization": "Bearer dapi" + "0" * 64})
+            assert management.status == 503  # verifying it needs the control plane, which really is unreachable
             assert (await management.json())["error_code"] == "TEMPORARILY_UNAVAILABLE"
     finally:
         await control_plane.close()

@@ -194,7 +194,7 @@ def test_export_metrics_counts_requests_per_served_entity(stack, workspace, sdk_
     assert stack.api("POST", "/serving-endpoints/typo/invocations", json={}).status_code == 404
     with grpc.insecure_channel(stack.info["grpc_target"]) as channel:
         reply = query_pb2_grpc.QueryStub(channel).ExportMetrics(query_pb2.EndpointContentsRequest(endpoint=NAME),
-                                                                timeout=10)
+                                                                timeout=10, metadata=stack.grpc_metadata())
     assert b'request_count_total{endpoint_name="sdk-ep",served_entity_name="versioned-1"}' in reply.contents
     assert b"typo" not in reply.contents
     with pytest.raises(errors.ResourceDoesNotExist):
@@ -220,7 +220,7 @@ def test_open_api_document_describes_the_signature(stack, workspace, sdk_endpoin
     assert f"/serving-endpoints/{NAME}/served-models/versioned-1/invocations" in document["paths"]
     with grpc.insecure_channel(stack.info["grpc_target"]) as channel:
         reply = query_pb2_grpc.QueryStub(channel).GetOpenApi(query_pb2.EndpointContentsRequest(endpoint=NAME),
-                                                             timeout=30)
+                                                             timeout=30, metadata=stack.grpc_metadata())
     assert json.loads(reply.contents)["paths"] == document["paths"]
 
 
@@ -275,7 +275,8 @@ def test_update_config_serves_every_query_while_it_moves_to_a_new_version(stack,
         with requests.Session() as session:  # plain requests: no client-side retry may hide a failure
             while not stop.is_set():
                 reply = session.post(f"{stack.url}/serving-endpoints/{NAME}/invocations", data=body,
-                                     headers={"Content-Type": "application/json"}, timeout=60)
+                                     headers={"Content-Type": "application/json",
+                                              "Authorization": f"Bearer {stack.admin_token}"}, timeout=60)
                 answers.append((reply.status_code, reply.headers.get("served-model-name", ""),
                                 reply.text if reply.status_code != 200 else ""))
 

@@ -1,4 +1,4 @@
-"""Secrets at rest: AES-256-GCM tokens, the master key file, and sealing `*_plaintext` spec fields."""
+"""Secrets at rest: AES-256-GCM tokens, the master key file, and sealing (and resealing) `*_plaintext` fields."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import os
 
 import pytest
 
+from services.common.master_keys import add_key, ensure_key_file, load_cipher, load_keys
 from services.common.secret_box import (
-    Cipher, MappingSecretResolver, SecretError, ensure_key_file, key_id_of, load_master_key, parse_reference,
-    public_view, seal_plaintext,
+    Cipher, MappingSecretResolver, SecretError, key_id_of, parse_reference, public_view, reseal, seal_plaintext,
 )
 
 KEY = bytes(range(32))
@@ -47,21 +47,38 @@ def test_a_rotated_keyring_opens_old_tokens():
 
 
 def test_key_file_is_created_0600_once_and_reused(tmp_path):
-    key = ensure_key_file(tmp_path)
-    path = tmp_path / "master.key"
-    assert len(key) == 32 and path.stat().st_mode & 0o777 == 0o600
-    assert ensure_key_file(tmp_path) == key and load_master_key(None, tmp_path) == key
-    assert [p.name for p in tmp_path.iterdir()] == ["master.key"]  # nothing left aside
+    path = tmp_path / "keys" / "master-key.json"
+    assert ensure_key_file(path) and not ensure_key_file(path)
+    keys, active = load_keys("", path)
+    assert len(keys[active]) == 32 and path.stat().st_mode & 0o777 == 0o600
+    assert load_keys("", path) == (keys, active)
+    assert [p.name for p in path.parent.iterdir()] == ["master-key.json"]  # nothing left aside
     os.chmod(path, 0o644)
     with pytest.raises(SecretError, match="readable by other users"):
-        ensure_key_file(tmp_path)
+        load_keys("", path)
 
 
 def test_master_key_from_the_environment(tmp_path):
-    assert load_master_key(base64.b64encode(KEY).decode(), tmp_path) == KEY
-    assert not (tmp_path / "master.key").exists()
-    with pytest.raises(SecretError, match="32 random bytes"):
-        load_master_key("too-short", tmp_path)
+    keys, active = load_keys(base64.b64encode(KEY).decode(), tmp_path / "master-key.json")
+    assert keys == {active: KEY}
+    assert not (tmp_path / "master-key.json").exists()
+    with pytest.raises(SecretError, match="base64"):
+        load_keys("too-short!", tmp_path / "master-key.json")
+    with pytest.raises(SecretError, match="32 bytes"):
+        load_keys(base64.b64encode(b"short").decode(), tmp_path / "master-key.json")
+
+
+def test_reseal_moves_every_ciphertext_to_the_active_key(tmp_path):
+    path = tmp_path / "master-key.json"
+    old = load_cipher("", path)
+    spec = seal_plaintext({"openai_config": {"openai_api_key_plaintext": "sk-1"}, "other": [1]}, old)
+    assert reseal(spec, old) is spec                       # already under the active key: untouched
+    add_key(path)
+    new = load_cipher("", path)
+    moved = reseal(spec, new)
+    token = moved["openai_config"]["openai_api_key_ciphertext"]
+    assert token.split(".")[1] == new.current_key_id != old.current_key_id
+    assert new.decrypt(token, b"openai_api_key") == b"sk-1" and moved["other"] == [1]
 
 
 def test_seal_and_public_view():

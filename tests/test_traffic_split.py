@@ -48,7 +48,8 @@ def test_a_70_30_route_splits_2000_queries_70_30(stack, split_endpoint, versione
         with requests.Session() as session:
             for _ in range(count):
                 reply = session.post(f"{stack.url}/serving-endpoints/{NAME}/invocations", data=body,
-                                     headers={"Content-Type": "application/json"}, timeout=60)
+                                     headers={"Content-Type": "application/json",
+                                              "Authorization": f"Bearer {stack.admin_token}"}, timeout=60)
                 assert reply.status_code == 200, reply.text
                 entity = reply.headers["served-model-name"]
                 assert reply.json()["predictions"] == expected[entity]  # the answer came from that version

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
@@ -19,14 +21,41 @@ def protocol(request):
     return request.param
 
 
+class Authorized:
+    """A tritonclient client whose every call carries the admin's credential (tritonclient's `headers=`)."""
+
+    def __init__(self, client, token: str):
+        self._client = client
+        self._headers = {"authorization": f"Bearer {token}"}   # lower case: gRPC metadata keys must be
+
+    def __getattr__(self, name):
+        attribute = getattr(self._client, name)
+        if name == "close" or not callable(attribute):
+            return attribute
+        return functools.partial(attribute, headers=self._headers)
+
+
 @pytest.fixture
 def client(stack, protocol):
     if protocol == "http":
         client = httpclient.InferenceServerClient(stack.url.removeprefix("http://"), network_timeout=60)
     else:
         client = grpcclient.InferenceServerClient(stack.info["grpc_target"])
-    yield client
+    yield Authorized(client, stack.admin_token)
     client.close()
+
+
+def test_a_call_without_a_credential_is_refused(stack, protocol):
+    if protocol == "http":
+        bare = httpclient.InferenceServerClient(stack.url.removeprefix("http://"), network_timeout=60)
+    else:
+        bare = grpcclient.InferenceServerClient(stack.info["grpc_target"])
+    with pytest.raises(InferenceServerException) as refused:
+        bare.get_server_metadata()
+    assert refused.value.status() in ("401", "StatusCode.UNAUTHENTICATED")
+    if protocol == "http":
+        assert bare.is_model_ready("iris-oip") is False    # tritonclient reads only the status
+    bare.close()
 
 
 def _module(protocol):
@@ -127,7 +156,8 @@ def test_grpc_typed_contents(stack, iris_oip_endpoint):
         tensor = request.inputs.add(name=column, datatype="FP64", shape=[len(model.frame)])
         tensor.contents.fp64_contents.extend(model.frame[column].tolist())
     with grpc.insecure_channel(stack.info["grpc_target"]) as channel:
-        reply = service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request, timeout=30)
+        reply = service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request, timeout=30,
+                                                                               metadata=stack.grpc_metadata())
     [output] = reply.outputs
     assert (output.name, output.datatype, list(output.shape)) == ("predictions", "INT64", [5])
     assert np.frombuffer(reply.raw_output_contents[0], dtype="<i8").tolist() == model.model.predict(model.frame).tolist()

@@ -46,7 +46,7 @@ def _endpoint_with_everything() -> dict:
 def test_detailed_round_trips_through_serving_endpoint_detailed():
     endpoint = _endpoint_with_everything()
     observed = {deployment_key("abc", endpoint["config"]["served_entities"][0]): Observation(("127.0.0.1:1",))}
-    rendered = views.detailed(endpoint, observed)
+    rendered = views.detailed(endpoint, observed, "CAN_MANAGE")
     assert ServingEndpointDetailed.from_dict(rendered).as_dict() == sdk_fields(rendered)
     assert {k: rendered["config"]["served_entities"][0]["state"][k] for k in PODIUM_STATE_FIELDS} == \
         {"desired_replicas": 0, "ready_replicas": 1, "starting_replicas": 0}
@@ -84,7 +84,7 @@ def test_a_bare_endpoint_shows_no_empty_options():
     endpoint = {**request, "id": "x", "creator": "ana", "creation_timestamp": 1, "last_updated_timestamp": 1,
                 "config": None, "pending_config": {**request["config"], "config_version": 1, "start_time": 1},
                 "state": {"ready": "NOT_READY", "config_update": IN_PROGRESS}}
-    rendered = views.detailed(endpoint, {})
+    rendered = views.detailed(endpoint, {}, "CAN_QUERY")
     assert not {"ai_gateway", "email_notifications", "telemetry_config", "description", "budget_policy_id",
                 "config"} & set(rendered)
     # The SDK writes no empty list back (a missing list parses as []): everything else round-trips.

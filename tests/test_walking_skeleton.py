@@ -30,21 +30,6 @@ def _payloads(frame):
     }
 
 
-@pytest.fixture(scope="module")
-def iris_endpoint(stack, iris_model):
-    body = {"name": "iris", "config": {"name": "iris", "served_entities": [
-        {"entity_name": iris_model.name, "entity_version": iris_model.version,
-         "workload_size": "Small", "scale_to_zero_enabled": False}]}}
-    created = stack.api("POST", "/api/2.0/serving-endpoints", json=body)
-    assert created.status_code == 200, created.text
-    answer = created.json()
-    assert answer["name"] == "iris"
-    assert answer["state"] == {"ready": "NOT_READY", "config_update": "IN_PROGRESS"}
-    endpoint = stack.wait_endpoint("iris")
-    assert endpoint["state"] == {"ready": "READY", "config_update": "NOT_UPDATING"}, endpoint
-    return endpoint
-
-
 def test_endpoint_shape(iris_endpoint, iris_model):
     entity = iris_endpoint["config"]["served_entities"][0]
     assert entity["name"] == f"iris-{iris_model.version}"  # <model short name>-<version>, as Databricks
@@ -79,15 +64,18 @@ def test_grpc_query(stack, iris_endpoint, iris_model):
     payload = _payloads(iris_model.frame)["dataframe_split"]
     with grpc.insecure_channel(stack.info["grpc_target"]) as channel:
         reply = query_pb2_grpc.QueryStub(channel).Invoke(
-            query_pb2.InvokeRequest(endpoint="iris", body=json.dumps(payload).encode()), timeout=30)
+            query_pb2.InvokeRequest(endpoint="iris", body=json.dumps(payload).encode()), timeout=30,
+            metadata=stack.grpc_metadata())
         assert json.loads(reply.body)["predictions"] == iris_model.model.predict(iris_model.frame).tolist()
         assert reply.served_model_name == f"iris-{iris_model.version}"
         with pytest.raises(grpc.RpcError) as missing:
-            query_pb2_grpc.QueryStub(channel).Invoke(query_pb2.InvokeRequest(endpoint="nope", body=b"{}"), timeout=10)
+            query_pb2_grpc.QueryStub(channel).Invoke(query_pb2.InvokeRequest(endpoint="nope", body=b"{}"), timeout=10,
+                                                     metadata=stack.grpc_metadata())
         assert missing.value.code() == grpc.StatusCode.NOT_FOUND
         assert ("error-code", "RESOURCE_DOES_NOT_EXIST") in missing.value.trailing_metadata()
         with pytest.raises(grpc.RpcError) as bad:
-            query_pb2_grpc.QueryStub(channel).Invoke(query_pb2.InvokeRequest(endpoint="iris", body=b"{"), timeout=10)
+            query_pb2_grpc.QueryStub(channel).Invoke(query_pb2.InvokeRequest(endpoint="iris", body=b"{"), timeout=10,
+                                                     metadata=stack.grpc_metadata())
         assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert ("error-code", "BAD_REQUEST") in bad.value.trailing_metadata()
 

@@ -26,8 +26,41 @@ class RunningStack:
     def url(self) -> str:
         return self.info["router_url"]
 
+    @property
+    def admin_token(self) -> str:
+        return self.info["admin_token"]
+
     def api(self, method: str, path: str, **kwargs) -> requests.Response:
-        return requests.request(method, self.url + path, timeout=30, **kwargs)
+        """A REST call as the admin `podium up` created (its token is in podium.json)."""
+        return self.api_as(self.admin_token, method, path, **kwargs)
+
+    def api_as(self, token: str | None, method: str, path: str, **kwargs) -> requests.Response:
+        """A REST call with `Authorization: Bearer <token>` (none when token is None)."""
+        headers = dict(kwargs.pop("headers", None) or {})
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        kwargs.setdefault("verify", self.info.get("ca_file", True))
+        return requests.request(method, self.url + path, timeout=30, headers=headers, **kwargs)
+
+    def grpc_metadata(self, token: str | None = None) -> tuple[tuple[str, str], ...]:
+        """gRPC call metadata carrying a credential (the admin's by default)."""
+        return (("authorization", f"Bearer {token or self.admin_token}"),)
+
+    def router_credentials(self) -> dict[str, str]:
+        """The service credentials `podium up` gave its router, to start another router process on this
+        stack (read from the running router's environment, as only its own user can)."""
+        [router] = service_pids(self.data_dir, "services.router")
+        environ = dict(e.split(b"=", 1) for e in Path(f"/proc/{router}/environ").read_bytes().split(b"\0") if b"=" in e)
+        return {name: environ[name.encode()].decode() for name in ("PODIUM_INTERNAL_TOKEN", "PODIUM_WORKER_TOKEN")}
+
+    def user_token(self, user_name: str, lifetime_seconds: int = 3600) -> str:
+        """A fresh token of user `user_name` (created if new), minted by the admin on the user's behalf."""
+        created = self.api("POST", "/api/2.0/preview/scim/v2/Users", json={"userName": user_name})
+        assert created.status_code in (201, 409), created.text
+        reply = self.api("POST", "/api/2.0/token-management/on-behalf-of/tokens",
+                         json={"user_name": user_name, "lifetime_seconds": lifetime_seconds})
+        assert reply.status_code == 200, reply.text
+        return reply.json()["token_value"]
 
     def wait_endpoint(self, name: str, timeout_s: float = 120.0, until=("NOT_UPDATING", "UPDATE_FAILED")) -> dict:
         """Polls GET until config_update reaches one of `until`; returns the endpoint."""
@@ -62,11 +95,12 @@ class RunningStack:
                 self.process.wait()
 
 
-def start_stack(data_dir: Path, extra_env: dict[str, str] | None = None, timeout_s: float = 120.0) -> RunningStack:
+def start_stack(data_dir: Path, extra_env: dict[str, str] | None = None, timeout_s: float = 120.0,
+                extra_args: list[str] = ()) -> RunningStack:
     env = {**os.environ, **(extra_env or {})}
     env.pop("REDIS_URL", None) if "REDIS_URL" not in (extra_env or {}) else None
     log = open(data_dir / "podium-up.log", "wb")
-    process = subprocess.Popen([*PODIUM, "up", "--data-dir", str(data_dir), "--port", "0"],
+    process = subprocess.Popen([*PODIUM, "up", "--data-dir", str(data_dir), "--port", "0", *extra_args],
                                stdout=log, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL)
     podium_json = data_dir / "podium.json"
     deadline = time.monotonic() + timeout_s
@@ -138,3 +172,15 @@ def wait_for(condition, timeout_s: float = 60.0, interval_s: float = 0.2, what: 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
         time.sleep(interval_s)
+
+
+class WithCredential:
+    """A gRPC stub whose every call carries `authorization: Bearer <token>` metadata."""
+
+    def __init__(self, stub, token: str):
+        self._stub = stub
+        self._metadata = (("authorization", f"Bearer {token}"),)
+
+    def __getattr__(self, name: str):
+        method = getattr(self._stub, name)
+        return lambda request, **kwargs: method(request, metadata=self._metadata, **kwargs)

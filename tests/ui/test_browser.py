@@ -14,7 +14,6 @@ pytestmark = [pytest.mark.stack, pytest.mark.browser]
 
 NAME = "ui-flowers"
 MODEL = "main.default.ui_flowers"
-TOKEN = "ui-test-token"
 READY = ".page-header .badges[data-ready='READY'][data-config-update='NOT_UPDATING']"
 
 
@@ -41,12 +40,15 @@ def page(chromium, stack):
     context.close()
 
 
-def sign_in(page, stack):
+def sign_in(page, stack, token: str | None = None):
+    """Signs in with `token` (the admin's from podium.json by default)."""
     from playwright.sync_api import expect
 
     page.goto(stack.url + "/ui")
+    page.evaluate("sessionStorage.clear()")
+    page.goto(stack.url + "/ui/#/signin")
     expect(page).to_have_url(re.compile(r"/ui/#/signin$"))
-    page.fill("#token", TOKEN)
+    page.fill("#token", token or stack.admin_token)
     page.click("button[type=submit]")
     expect(page).to_have_url(re.compile(r"#/endpoints$"))
 
@@ -149,7 +151,7 @@ def test_create_query_edit_and_delete_an_endpoint(page, stack, ui_models, screen
     # Every API call carried the signed-in token.
     calls = [r for r in page.api_requests if r.url.startswith(stack.url)]
     assert len(calls) > 10
-    assert all(r.all_headers().get("authorization") == f"Bearer {TOKEN}" for r in calls)
+    assert all(r.all_headers().get("authorization") == f"Bearer {stack.admin_token}" for r in calls)
 
     # Delete, through a confirmation dialog.
     page.goto(f"{stack.url}/ui/#/endpoints/{NAME}")
@@ -163,36 +165,30 @@ def test_create_query_edit_and_delete_an_endpoint(page, stack, ui_models, screen
 
 
 def test_users_without_manage_see_no_edit_controls(page, stack, ui_models, screenshot):
-    """The UI hides what the caller's `permission_level` does not allow.
-
-    Until the auth work lands every caller is CAN_MANAGE, so the test rewrites `permission_level` in the
-    server's answer; refusing the edit itself is the API's job and is tested with it.
-    """
+    """The UI hides what the caller's `permission_level` does not allow: real users holding real grants
+    (refusing the edit itself is the API's job and is tested with it)."""
     from playwright.sync_api import expect
 
     name = "ui-read-only"
     body = {"name": name, "config": {"served_entities": [
         {"entity_name": MODEL, "entity_version": ui_models[0].version}]}}
-    assert stack.api("POST", "/api/2.0/serving-endpoints", json=body).status_code == 200
-    level = {"now": ""}
-
-    def as_level(route):
-        response = route.fetch()
-        answer = response.json()
-        answer["permission_level"] = level["now"]
-        route.fulfill(response=response, json=answer)
+    created = stack.api("POST", "/api/2.0/serving-endpoints", json=body)
+    assert created.status_code == 200
     try:
-        page.route(re.compile(rf".*/api/2\.0/serving-endpoints/{name}$"), as_level)
-        sign_in(page, stack)
-        for level["now"], can_query in (("CAN_QUERY", True), ("CAN_VIEW", False)):
-            page.goto(f"{stack.url}/ui/#/endpoints")
+        for level, can_query in (("CAN_QUERY", True), ("CAN_VIEW", False)):
+            user = f"ui-{level.lower().replace('_', '-')}"
+            token = stack.user_token(user)
+            grant = {"access_control_list": [{"user_name": user, "permission_level": level}]}
+            assert stack.api("PATCH", f"/api/2.0/permissions/serving-endpoints/{created.json()['id']}",
+                             json=grant).status_code == 200
+            sign_in(page, stack, token)
             page.goto(f"{stack.url}/ui/#/endpoints/{name}")
-            expect(page.locator("#permission-level")).to_have_text(level["now"])
+            expect(page.locator("#permission-level")).to_have_text(level)
             expect(page.locator("#served-entities table")).to_be_visible()
             expect(page.locator("#edit-endpoint")).to_have_count(0)
             expect(page.locator("#delete-endpoint")).to_have_count(0)
             expect(page.locator("#query-endpoint")).to_have_count(1 if can_query else 0)
-            screenshot(page, f"12-endpoint-as-{level['now'].lower()}")
+            screenshot(page, f"12-endpoint-as-{level.lower()}")
         assert page.errors == []
     finally:
         stack.api("DELETE", f"/api/2.0/serving-endpoints/{name}")
@@ -202,7 +198,7 @@ def test_sign_out_forgets_the_token(page, stack):
     from playwright.sync_api import expect
 
     sign_in(page, stack)
-    assert page.evaluate("sessionStorage.getItem('podium.token')") == TOKEN
+    assert page.evaluate("sessionStorage.getItem('podium.token')") == stack.admin_token
     page.click("#sign-out")
     expect(page).to_have_url(re.compile(r"#/signin$"))
     assert page.evaluate("sessionStorage.getItem('podium.token')") is None
