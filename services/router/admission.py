@@ -58,6 +58,10 @@ class LoadTracker:
         finally:
             self._move(entity, -1)
 
+    def in_flight(self, key: str) -> int:
+        entity = self._entities.get(key)
+        return entity.in_flight if entity else 0
+
     def queued(self, key: str) -> int:
         entity = self._entities.get(key)
         return entity.queued if entity else 0

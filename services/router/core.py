@@ -255,7 +255,10 @@ class Gateway(IdentityCalls):
     async def export_metrics(self, token: str, name: str) -> bytes:
         """Prometheus text of this router's counts for the endpoint."""
         await self._authorized(token, name, CAN_VIEW)
-        return self._metrics.export(name)
+        endpoint = self._routing.endpoints.get(name)
+        load = {route.served_entity_name: (self.load.in_flight(route.deployment_key), self.load.queued(route.deployment_key))
+                for route in (endpoint.routes if endpoint else ())}
+        return self._metrics.export(name, load)
 
     async def get_open_api(self, token: str, name: str, server_url: str = "") -> bytes:
         """The endpoint's OpenAPI document, from its served models' signatures in the registry."""

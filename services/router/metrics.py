@@ -2,17 +2,19 @@
 
 The names are the ones Databricks' `GET .../metrics` exports (request_count_total, request_4xx_count_total,
 request_5xx_count_total, request_latency_ms), so dashboards and scrape configs written for it work; here
-they are counters since the router started. Labels stay bounded: only endpoints that exist are recorded
+they are counters since the router started. Two gauges are Podium's own, read at export time from the
+router's load tracker: podium_router_in_flight_requests (being served or waiting) and
+podium_router_queued_requests (waiting for a replica, e.g. during a cold start). Labels stay bounded: only endpoints that exist are recorded
 (a caller's typo never makes a series) and series of deleted endpoints are dropped.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import generate_latest
-from prometheus_client.metrics_core import Metric
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LABELS = ("endpoint_name", "served_entity_name")
@@ -54,19 +56,21 @@ class EndpointMetrics:
             for metric in (self._requests, self._errors_4xx, self._errors_5xx, self._latency):
                 metric.remove(*labels)
 
-    def export(self, endpoint_name: str) -> bytes:
-        """The Prometheus text exposition of one endpoint's series."""
+    def export(self, endpoint_name: str, load: Mapping[str, tuple[int, int]] | None = None) -> bytes:
+        """The Prometheus text exposition of one endpoint's series; `load` is (in flight, queued) per served
+        entity, as the router counts them now."""
         registry = CollectorRegistry(auto_describe=False)
-        registry.register(_OneEndpoint(self._registry, endpoint_name))
+        registry.register(_OneEndpoint(self._registry, endpoint_name, load or {}))
         return generate_latest(registry)
 
 
 class _OneEndpoint:
     """A collector view of the router's registry restricted to one endpoint, without `_created` series."""
 
-    def __init__(self, source: CollectorRegistry, endpoint_name: str):
+    def __init__(self, source: CollectorRegistry, endpoint_name: str, load: Mapping[str, tuple[int, int]]):
         self._source = source
         self._endpoint_name = endpoint_name
+        self._load = load
 
     def collect(self):
         for family in self._source.collect():
@@ -74,3 +78,14 @@ class _OneEndpoint:
             metric.samples = [s for s in family.samples if s.labels.get("endpoint_name") == self._endpoint_name
                               and not s.name.endswith("_created")]
             yield metric
+        if not self._load:
+            return
+        in_flight = GaugeMetricFamily("podium_router_in_flight_requests",
+                                      "Requests in this router now: being served or waiting for a replica", labels=LABELS)
+        queued = GaugeMetricFamily("podium_router_queued_requests", "Requests in this router waiting for a replica",
+                                   labels=LABELS)
+        for entity, (flying, waiting) in sorted(self._load.items()):
+            in_flight.add_metric([self._endpoint_name, entity], flying)
+            queued.add_metric([self._endpoint_name, entity], waiting)
+        yield in_flight
+        yield queued

@@ -1,5 +1,7 @@
 """The web UI in real Chromium: sign in, create an endpoint from a registered model, wait for READY, query it in
-the playground, edit the traffic split, check what a CAN_QUERY user sees, delete; screenshots of every page."""
+the playground, edit the traffic split, watch the list's live columns, check what a CAN_QUERY user sees (and that
+the API refuses the edit anyway), create an external-model endpoint with a secret reference and stream a chat
+answer from it, read its usage and inference table; screenshots of every page."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import re
 
 import pytest
 
+from tests.support.external import OPENAI_KEY
 from tests.support.models import register_sklearn_classifier
 
 pytestmark = [pytest.mark.stack, pytest.mark.browser]
@@ -88,6 +91,11 @@ def test_create_query_edit_and_delete_an_endpoint(page, stack, ui_models, screen
     expect(page.locator(READY)).to_be_visible(timeout=180_000)
     expect(page.locator("#pending-config")).to_be_hidden()
     expect(page.locator("#served-entities tr[data-entity='ui_flowers-1']")).to_contain_text("1 replica ready")
+    # Permissions come from the Databricks permissions API: the creator manages, and so do the admins.
+    expect(page.locator("#permissions tr[data-principal='admins']")).to_contain_text("CAN_MANAGE")
+    expect(page.locator("#permissions tr[data-principal='admin']")).to_contain_text("CAN_MANAGE")
+    expect(page.locator("#grant-form")).to_be_visible()
+    expect(page.locator("#usage")).to_contain_text("No usage recorded")   # no AI gateway on this endpoint
     screenshot(page, "05-endpoint-ready")
 
     # The playground: prefilled from the signature, answers with latency and the served entity.
@@ -141,11 +149,20 @@ def test_create_query_edit_and_delete_an_endpoint(page, stack, ui_models, screen
     assert {r["served_entity_name"]: r["traffic_percentage"] for r in config["traffic_config"]["routes"]} == {
         "ui_flowers-1": 70, "ui_flowers-2": 30}
 
-    # The list refreshes on its own and shows the endpoint's served entities.
+    # The list refreshes on its own: state, served entities, replicas ready / desired, and the request rate and
+    # latency quantiles over the samples it has taken since it opened.
     page.click("a[data-nav='endpoints']")
     row = page.locator(f"#endpoints-table tr[data-endpoint='{NAME}']")
     expect(row).to_contain_text("Ready")
     expect(row).to_contain_text(f"{MODEL} · v{second.version}")
+    expect(row.locator("[data-col='replicas']")).to_have_text("2 / 2")
+    expect(row.locator("[data-col='rps']")).to_have_text(re.compile(r"^\d+\.\d\d$"))   # two samples taken
+    scoring = {"dataframe_split": {"columns": list(first.frame.columns), "data": first.frame.values.tolist()[:1]}}
+    for _ in range(6):
+        assert stack.api("POST", f"/serving-endpoints/{NAME}/invocations", json=scoring).status_code == 200
+    expect(row.locator("[data-col='p50']")).to_have_text(re.compile(r"^\d+\.\d$"), timeout=15_000)
+    expect(row.locator("[data-col='p99']")).to_have_text(re.compile(r"^\d+\.\d$"))
+    assert float(row.locator("[data-col='rps']").text_content()) > 0
     screenshot(page, "10-endpoints-list")
 
     # Every API call carried the signed-in token.
@@ -188,7 +205,20 @@ def test_users_without_manage_see_no_edit_controls(page, stack, ui_models, scree
             expect(page.locator("#edit-endpoint")).to_have_count(0)
             expect(page.locator("#delete-endpoint")).to_have_count(0)
             expect(page.locator("#query-endpoint")).to_have_count(1 if can_query else 0)
+            expect(page.locator("#edit-ai-gateway")).to_be_hidden()
+            expect(page.locator("#grant-form")).to_have_count(0)
+            expect(page.locator("#usage")).to_be_hidden()
+            expect(page.locator("#permissions tr[data-principal='%s']" % user)).to_contain_text(level)
             screenshot(page, f"12-endpoint-as-{level.lower()}")
+            # Forcing the edit from this signed-in page (its token, the API users call) is refused all the same.
+            forced = page.evaluate("""async (name) => {
+                const answer = await fetch(`/api/2.0/serving-endpoints/${name}/config`, { method: 'PUT',
+                  headers: { Authorization: `Bearer ${sessionStorage.getItem('podium.token')}`, 'Content-Type': 'application/json' },
+                  body: JSON.stringify({ served_entities: [] }) });
+                return [answer.status, await answer.json()];
+            }""", name)
+            assert forced[0] == 403 and forced[1]["error_code"] == "PERMISSION_DENIED", forced
+        assert stack.api("GET", f"/api/2.0/serving-endpoints/{name}").json()["config"]["served_entities"]
         assert page.errors == []
     finally:
         stack.api("DELETE", f"/api/2.0/serving-endpoints/{name}")
@@ -204,3 +234,80 @@ def test_sign_out_forgets_the_token(page, stack):
     assert page.evaluate("sessionStorage.getItem('podium.token')") is None
     page.goto(f"{stack.url}/ui/#/endpoints")
     expect(page).to_have_url(re.compile(r"#/signin$"))   # signed out: every page leads to sign-in
+
+
+def test_chat_streams_from_an_external_model_behind_a_secret_reference(page, stack, fake_providers, screenshot):
+    """An external endpoint made in the editor (the key as a secret reference), its AI gateway switched on from the
+    endpoint page, a chat answer streamed into the playground word by word, then its usage and inference rows."""
+    from playwright.sync_api import expect
+
+    name = "ui-chat"
+    assert stack.api("POST", "/api/2.0/secrets/scopes/create", json={"scope": "ui-llm"}).status_code in (200, 400, 409)
+    assert stack.api("POST", "/api/2.0/secrets/put", json={"scope": "ui-llm", "key": "openai",
+                                                           "string_value": OPENAI_KEY}).status_code == 200
+    sign_in(page, stack)
+    page.goto(stack.url + "/ui/#/endpoints/new")
+    page.fill("#endpoint-name", name)
+    page.click("#add-external")
+    external = page.locator(".entity[data-index='1']")
+    external.locator("[data-field='external.name']").fill("gpt-4o-mini")
+    external.locator("[data-field='external.base']").fill(fake_providers.url + "/v1")
+    external.locator("[data-field='external.key']").fill(OPENAI_KEY)   # a raw key is refused: a reference is asked
+    expect(page.locator("#problems")).to_contain_text("must be a secret reference")
+    external.locator("[data-field='external.key']").fill("{{secrets/ui-llm/openai}}")
+    page.click("button[aria-label='Remove served entity 1']")   # drop the registered-model entity
+    expect(page.locator("#traffic-total")).to_have_text("Total 100%")
+    preview = json.loads(page.locator("#request-preview").text_content())
+    assert preview["config"]["served_entities"] == [{"external_model": {
+        "provider": "openai", "name": "gpt-4o-mini", "task": "llm/v1/chat",
+        "openai_config": {"openai_api_base": fake_providers.url + "/v1", "openai_api_key": "{{secrets/ui-llm/openai}}"}}}]
+    screenshot(page, "13-create-external-endpoint")
+    page.click("#save-endpoint")
+    expect(page).to_have_url(re.compile(rf"#/endpoints/{name}$"))
+    expect(page.locator(READY)).to_be_visible()
+    expect(page.locator(".page-header .kind")).to_have_text("external")
+
+    # Turn on usage tracking and the inference table from the endpoint page (PUT …/ai-gateway).
+    page.click("#edit-ai-gateway")
+    page.fill("#ai-gateway-json", json.dumps({"usage_tracking_config": {"enabled": True}, "inference_table_config": {
+        "enabled": True, "catalog_name": "main", "schema_name": "default"}}))
+    page.click("#save-ai-gateway")
+    expect(page.locator("#gateway-flags")).to_contain_text("Inference table: on")
+    assert stack.api("GET", f"/api/2.0/serving-endpoints/{name}").json()["ai_gateway"]["inference_table_config"]["enabled"]
+
+    # The playground opens on the chat box. `__hold__` makes the provider stop after its first word until the
+    # test releases it: that word is on screen while the answer is still streaming, so nothing was buffered.
+    page.click("#query-endpoint")
+    expect(page.locator("#chat")).to_be_visible()
+    expect(page.locator("#query-input")).to_be_hidden()
+    page.fill("#chat-input", "__hold__")
+    page.press("#chat-input", "Enter")
+    answer = page.locator(".chat-assistant .chat-text").last
+    expect(answer).to_have_text("echo:")
+    expect(answer).to_have_class(re.compile("streaming"))
+    fake_providers.release.set()
+    expect(answer).to_have_text("echo: __hold__")
+    expect(answer).not_to_have_class(re.compile("streaming"))
+    assert fake_providers.released_in_time[-1] is True
+    page.fill("#chat-input", "stream me some words")
+    page.press("#chat-input", "Enter")
+    expect(page.locator(".chat-assistant .chat-text").last).to_have_text("echo: stream me some words")
+    expect(page.locator("#chat-chunks")).to_have_text(re.compile(r"Chunks 5$"))
+    expect(page.locator("#chat-served-by")).to_contain_text("gpt-4o-mini")
+    expect(page.locator("#chat-first-token")).to_contain_text(re.compile(r"\d+ ms"))
+    sent = fake_providers.requests[-1]
+    assert sent["body"]["stream"] is True and [m["content"] for m in sent["body"]["messages"]] == [
+        "__hold__", "echo: __hold__", "stream me some words"]   # the conversation so far
+    assert sent["headers"]["Authorization"] == f"Bearer {OPENAI_KEY}"   # resolved from the secrets store
+    screenshot(page, "14-chat-playground")
+
+    # Back on the endpoint page: the requester's usage and the two captured rows, newest first.
+    page.goto(f"{stack.url}/ui/#/endpoints/{name}")
+    expect(page.locator("#usage tr[data-requester='admin'] td").nth(1)).to_have_text("2", timeout=40_000)
+    rows = page.locator("#inference-table tbody tr")
+    expect(rows).to_have_count(2, timeout=40_000)
+    expect(rows.first).to_contain_text("stream me some words")
+    expect(rows.first).to_contain_text("gpt-4o-mini")
+    screenshot(page, "15-endpoint-usage-and-inference-table")
+    assert page.errors == []
+    assert stack.api("DELETE", f"/api/2.0/serving-endpoints/{name}").status_code == 200

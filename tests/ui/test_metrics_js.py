@@ -25,14 +25,15 @@ def test_rates_and_latency_quantiles_from_two_samples(tmp_path):
         metrics.observe("e", "e-1", 200, 12.0)
     metrics.observe("e", "e-1", 400, 3000.0)
     metrics.observe("e", "e-2", 500, 40.0)
-    second = metrics.export("e").decode()
+    second = metrics.export("e", {"e-1": (3, 2), "e-2": (1, 0)}).decode()
     script = tmp_path / "run.mjs"
     script.write_text(f"""
 import {{ parsePrometheus, MetricsHistory }} from {json.dumps(METRICS_JS.as_uri())};
 const history = new MetricsHistory();
 history.add(0, parsePrometheus({json.dumps(first)}));
 history.add(2000, parsePrometheus({json.dumps(second)}));
-console.log(JSON.stringify(Object.fromEntries(history.derive().map((c) => [c.title, c.points]))));
+const charts = Object.fromEntries(history.derive().map((c) => [c.title, c.points]));
+console.log(JSON.stringify({{ ...charts, summary: history.summary() }}));
 """)
     charts = json.loads(subprocess.run([node, str(script)], capture_output=True, text=True, check=True, timeout=30).stdout)
     assert charts["Requests / s"] == [[2000, 50]]          # 100 requests over 2 s, both served entities
@@ -42,3 +43,9 @@ console.log(JSON.stringify(Object.fromEntries(history.derive().map((c) => [c.tit
     assert charts["Latency p50 (ms)"][0][1] == pytest.approx(10 + 15 * 50 / 98)
     assert charts["Latency p99 (ms)"] == [[2000, 50]]
     assert not any(title.endswith("_created") for title in charts)
+    # The router's load gauges, summed over served entities (the second sample only: the first had none).
+    assert charts["Queue depth"] == [[0, None], [2000, 2]] and charts["In flight"][-1] == [2000, 4]
+    # The endpoints list's columns: over the whole window, the same figures as the one interval here.
+    summary = charts["summary"]
+    assert summary["rps"] == 50 and summary["seconds"] == 2
+    assert summary["p50"] == pytest.approx(10 + 15 * 50 / 98) and summary["p99"] == 50

@@ -38,6 +38,16 @@ export function endpointKind(endpoint) {
   return (config.served_entities || []).some(isExternal) ? 'external' : 'custom';
 }
 
+// Replicas over the served entities that run on Podium's workers: {ready, desired, starting}, or null when
+// none reports counts (external models: the provider serves them).
+export function replicaCounts(endpoint) {
+  const config = endpoint.config || endpoint.pending_config || {};   // what serves now; a rollout shows on the page
+  const states = (config.served_entities || []).filter((e) => !isExternal(e)).map((e) => e.state || {}).filter((s) => 'desired_replicas' in s);
+  if (!states.length) return null;
+  const sum = (field) => states.reduce((total, s) => total + (Number(s[field]) || 0), 0);
+  return { ready: sum('ready_replicas'), desired: sum('desired_replicas'), starting: sum('starting_replicas') };
+}
+
 export function entityLabel(entity) {
   if (isExternal(entity)) return `${entity.external_model.provider} · ${entity.external_model.name}`;
   return `${entity.entity_name} · v${entity.entity_version}`;

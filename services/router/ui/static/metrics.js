@@ -33,8 +33,28 @@ const compact = (v) => (Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs(v) >= 10 ? 
 const TITLES = {
   'request_count · per second': 'Requests / s', 'request_4xx_count · per second': '4xx answers / s',
   'request_5xx_count · per second': '5xx answers / s', 'request_latency_ms · p50': 'Latency p50 (ms)',
-  'request_latency_ms · p99': 'Latency p99 (ms)',
+  'request_latency_ms · p99': 'Latency p99 (ms)', podium_router_queued_requests: 'Queue depth',
+  podium_router_in_flight_requests: 'In flight', replicas_ready: 'Replicas ready', replicas_desired: 'Replicas desired',
 };
+
+// The q-quantile of the requests seen between two samples of a histogram family, from its cumulative
+// buckets (linear inside the bucket, as Prometheus' histogram_quantile does); NaN when none were seen.
+export function quantileBetween(a, b, q) {
+  const bounds = Object.keys(b.sums).filter((k) => k.startsWith('le:')).map((k) => [k.slice(3) === '+Inf' ? Infinity : Number(k.slice(3)), b.sums[k] - (a.sums[k] || 0)]).sort((x, y) => x[0] - y[0]);
+  const total = bounds.length ? bounds[bounds.length - 1][1] : 0;
+  if (total <= 0) return NaN;
+  const rank = q * total;
+  let previousBound = 0;
+  let previousCount = 0;
+  for (const [bound, count] of bounds) {
+    if (count >= rank) {
+      return Number.isFinite(bound) ? previousBound + ((bound - previousBound) * (rank - previousCount)) / Math.max(1e-9, count - previousCount) : previousBound;
+    }
+    previousBound = bound;
+    previousCount = count;
+  }
+  return NaN;
+}
 
 // Keeps a sliding window of samples; derive() gives [{title, points, format}] for the charts.
 export class MetricsHistory {
@@ -78,32 +98,30 @@ export class MetricsHistory {
     return points;
   }
 
-  // The q-quantile of the requests seen between two samples, from the histogram's cumulative buckets
-  // (linear inside the bucket, as Prometheus' histogram_quantile does).
   quantile(family, q) {
     const points = [];
     for (let i = 1; i < this.samples.length; i++) {
       const a = this.samples[i - 1][1][family];
       const b = this.samples[i][1][family];
-      if (!a || !b) continue;
-      const bounds = Object.keys(b.sums).filter((k) => k.startsWith('le:')).map((k) => [k.slice(3) === '+Inf' ? Infinity : Number(k.slice(3)), b.sums[k] - (a.sums[k] || 0)]).sort((x, y) => x[0] - y[0]);
-      const total = bounds.length ? bounds[bounds.length - 1][1] : 0;
-      if (total <= 0) { points.push([this.samples[i][0], NaN]); continue; }
-      const rank = q * total;
-      let previousBound = 0;
-      let previousCount = 0;
-      let value = NaN;
-      for (const [bound, count] of bounds) {
-        if (count >= rank) {
-          value = Number.isFinite(bound) ? previousBound + ((bound - previousBound) * (rank - previousCount)) / Math.max(1e-9, count - previousCount) : previousBound;
-          break;
-        }
-        previousBound = bound;
-        previousCount = count;
-      }
-      points.push([this.samples[i][0], value]);
+      if (a && b) points.push([this.samples[i][0], quantileBetween(a, b, q)]);
     }
     return points;
+  }
+
+  // Over the whole window (oldest to newest sample): {rps, p50, p99, seconds}, or null before two samples.
+  summary(counter = 'request_count', histogram = 'request_latency_ms') {
+    if (this.samples.length < 2) return null;
+    const [t0, first] = this.samples[0];
+    const [t1, last] = this.samples[this.samples.length - 1];
+    const seconds = Math.max(0.001, (t1 - t0) / 1000);
+    const count = (f) => (f[counter] ? Object.values(f[counter].sums)[0] : undefined);
+    const before = count(first);
+    const after = count(last);
+    const rps = before === undefined || after === undefined ? (after === undefined ? 0 : after / seconds) : Math.max(0, after - before) / seconds;
+    const empty = { type: 'histogram', sums: {} };
+    const a = first[histogram] || empty;
+    const b = last[histogram] || empty;
+    return { rps, p50: quantileBetween(a, b, 0.5), p99: quantileBetween(a, b, 0.99), seconds };
   }
 
   ratio(family, sumName, countName) {

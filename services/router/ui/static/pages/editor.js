@@ -8,6 +8,33 @@ const SIZES = [['Small', '0–4 concurrent requests'], ['Medium', '8–16 concur
 // Output-only fields of a served entity: dropped when an existing config is sent back as input.
 const OUTPUT_FIELDS = ['state', 'creator', 'creation_timestamp', 'foundation_model'];
 
+const PROVIDERS = {   // provider → [its config field, the base-URL field, the key reference's path in the config]
+  openai: ['openai_config', 'openai_api_base', ['openai_api_key']],
+  anthropic: ['anthropic_config', 'anthropic_api_base', ['anthropic_api_key']],
+  custom: ['custom_provider_config', 'custom_provider_url', ['bearer_token_auth', 'token']],
+};
+const TASKS = ['llm/v1/chat', 'llm/v1/completions', 'llm/v1/embeddings'];
+const SECRET_REFERENCE = /^\{\{secrets\/[^/{}]+\/[^/{}]+\}\}$/;
+
+// The parts of an external_model the form edits: {provider, task, name, base, key}.
+function externalFields(model) {
+  const [configField, baseField, keyPath] = PROVIDERS[model.provider] || PROVIDERS.openai;
+  const config = model[configField] || {};
+  const key = keyPath.reduce((value, part) => (value || {})[part], config) || '';
+  return { provider: model.provider || 'openai', task: model.task || 'llm/v1/chat', name: model.name || '', base: config[baseField] || '', key };
+}
+
+function externalModel(fields, previous = {}) {
+  const [configField, baseField, keyPath] = PROVIDERS[fields.provider];
+  const config = { ...(previous.provider === fields.provider ? previous[configField] : {}) };
+  if (fields.base) config[baseField] = fields.base; else delete config[baseField];
+  if (keyPath.length === 2) config[keyPath[0]] = { [keyPath[1]]: fields.key };
+  else config[keyPath[0]] = fields.key;
+  const model = { ...previous, provider: fields.provider, name: fields.name, task: fields.task, [configField]: config };
+  for (const [other] of Object.values(PROVIDERS)) if (other !== configField) delete model[other];
+  return model;
+}
+
 let nextUid = 1;
 
 export function mount(main, { mode, name }) {
@@ -34,7 +61,11 @@ export function mount(main, { mode, name }) {
       h('label', { class: 'label', for: 'endpoint-name' }, 'Name'), nameInput,
       h('p', { class: 'hint' }, 'Letters, digits, - and _; it becomes the URL /serving-endpoints/NAME/invocations.')) : null,
     h('section', { class: 'card' }, h('div', { class: 'card-header' }, h('h2', {}, 'Served entities'),
-      h('button', { type: 'button', class: 'btn btn-sm', id: 'add-entity', onclick: () => { addEntity(); renderEntities(); } }, icon('plus'), 'Add served entity')),
+      h('div', { class: 'actions' },
+        h('button', { type: 'button', class: 'btn btn-sm', id: 'add-entity', onclick: () => { addEntity(); renderEntities(); } }, icon('plus'), 'Add registered model'),
+        h('button', { type: 'button', class: 'btn btn-sm', id: 'add-external', onclick: () => {
+          addEntity({ external_model: externalModel({ provider: 'openai', task: 'llm/v1/chat', name: '', base: '', key: '' }) }); renderEntities();
+        } }, icon('plus'), 'Add external model'))),
     entityList),
     h('section', { class: 'card' }, h('div', { class: 'card-header' }, h('h2', {}, 'Traffic split'),
       h('button', { type: 'button', class: 'btn btn-sm', id: 'split-evenly', onclick: () => { splitEvenly(); renderTraffic(); update(); } }, 'Split evenly')),
@@ -69,13 +100,15 @@ export function mount(main, { mode, name }) {
     form.entities.forEach((e, i) => { form.traffic[e.uid] = Math.floor(100 / count) + (i < 100 % count ? 1 : 0); });
   }
 
-  const entityName = (e) => e.spec.name || defaultEntityName(e.spec.entity_name, e.spec.entity_version) || (isExternal(e.spec) ? e.spec.external_model.name : '');
+  // The server's default names: <model>-<version>, or the external model's name with '.' and ':' as '-'.
+  const entityName = (e) => e.spec.name || defaultEntityName(e.spec.entity_name, e.spec.entity_version) || (isExternal(e.spec) ? (e.spec.external_model.name || '').replace(/[.:]/g, '-') : '');
 
   function body() {
     const served = form.entities.map((e) => {
       const spec = { ...e.spec };
       if (!e.customName) delete spec.name;
       if (!isExternal(spec)) { spec.workload_size = spec.workload_size || 'Small'; spec.scale_to_zero_enabled = Boolean(spec.scale_to_zero_enabled); }
+      else { delete spec.workload_size; delete spec.scale_to_zero_enabled; }
       return spec;
     });
     const config = { served_entities: served,
@@ -89,6 +122,12 @@ export function mount(main, { mode, name }) {
     if (!form.entities.length) found.push('Add at least one served entity.');
     form.entities.forEach((e, i) => {
       if (!isExternal(e.spec) && (!e.spec.entity_name || !e.spec.entity_version)) found.push(`Served entity ${i + 1}: choose a model and a version.`);
+      if (isExternal(e.spec)) {
+        const fields = externalFields(e.spec.external_model);
+        if (!fields.name) found.push(`Served entity ${i + 1}: give the provider's model name.`);
+        if (fields.provider === 'custom' && !fields.base) found.push(`Served entity ${i + 1}: give the provider's URL.`);
+        if (!SECRET_REFERENCE.test(fields.key)) found.push(`Served entity ${i + 1}: the API key must be a secret reference {{secrets/<scope>/<key>}}.`);
+      }
     });
     const names = form.entities.map(entityName);
     if (new Set(names).size !== names.length) found.push('Served entity names must be unique (give one a name).');
@@ -150,10 +189,7 @@ export function mount(main, { mode, name }) {
       h('span', { class: 'swatch', style: { background: colorFor(index) } }), h('strong', {}, `Served entity ${index + 1}`),
       form.entities.length > 1 ? h('button', { type: 'button', class: 'btn btn-ghost btn-sm', title: 'Remove', 'aria-label': `Remove served entity ${index + 1}`,
         onclick: () => { form.entities.splice(index, 1); delete form.traffic[entity.uid]; if (!form.trafficTouched) splitEvenly(); renderEntities(); } }, icon('x')) : null);
-    if (isExternal(spec)) {
-      return h('div', { class: 'entity', 'data-index': index }, header,
-        h('p', {}, `External model ${spec.external_model.provider} · ${spec.external_model.name}. `, h('span', { class: 'muted' }, 'Edit it in the JSON tab.')));
-    }
+    if (isExternal(spec)) return externalCard(entity, index, header);
     const picker = models
       ? [h('select', { class: 'input', 'data-field': 'entity_name', 'aria-label': 'Registered model', onchange: (ev) => {
           spec.entity_name = ev.target.value;
@@ -185,6 +221,36 @@ export function mount(main, { mode, name }) {
       h('label', { class: 'toggle' }, h('input', { type: 'checkbox', 'data-field': 'scale_to_zero_enabled', checked: Boolean(spec.scale_to_zero_enabled),
         onchange: (ev) => { spec.scale_to_zero_enabled = ev.target.checked; update(); } }),
         h('span', {}, 'Scale to zero'), h('span', { class: 'muted small' }, ' — stop every replica when idle; the first request after waits for a cold start.')));
+  }
+
+  // An external model: provider, task, the provider's model name and URL, and the key as a secret reference
+  // (created beforehand with `podium secrets put` or POST /api/2.0/secrets/put; the value is never shown).
+  function externalCard(entity, index, header) {
+    const fields = externalFields(entity.spec.external_model);
+    const set = (field, value, rerender = false) => {
+      fields[field] = value;
+      entity.spec.external_model = externalModel(fields, entity.spec.external_model);
+      if (rerender) renderEntities(); else { renderTraffic(); update(); }
+    };
+    const input = (field, attrs) => h('input', { class: 'input', 'data-field': `external.${field}`, value: fields[field], spellcheck: 'false',
+      oninput: (ev) => set(field, ev.target.value.trim()), ...attrs });
+    const [, baseField] = PROVIDERS[fields.provider];
+    return h('div', { class: 'entity entity-external', 'data-index': index }, header,
+      h('div', { class: 'field-row' },
+        h('div', { class: 'field' }, h('span', { class: 'label' }, 'Provider'),
+          h('select', { class: 'input', 'data-field': 'external.provider', 'aria-label': 'Provider', onchange: (ev) => set('provider', ev.target.value, true) },
+            Object.keys(PROVIDERS).map((p) => h('option', { value: p, selected: p === fields.provider }, p)))),
+        h('div', { class: 'field' }, h('span', { class: 'label' }, 'Task'),
+          h('select', { class: 'input', 'data-field': 'external.task', 'aria-label': 'Task', onchange: (ev) => set('task', ev.target.value) },
+            TASKS.map((t) => h('option', { value: t, selected: t === fields.task }, t)))),
+        h('div', { class: 'field grow' }, h('span', { class: 'label' }, 'Model name at the provider'), input('name', { placeholder: 'e.g. gpt-4o-mini', 'aria-label': 'Model name' }))),
+      h('div', { class: 'field-row' },
+        h('div', { class: 'field grow' }, h('span', { class: 'label' }, `${baseField} `, h('span', { class: 'muted' }, fields.provider === 'custom' ? '' : '(optional)')),
+          input('base', { placeholder: fields.provider === 'anthropic' ? 'https://api.anthropic.com' : 'https://api.openai.com/v1', 'aria-label': 'Provider URL' })),
+        h('div', { class: 'field grow' }, h('span', { class: 'label' }, 'API key (secret reference)'),
+          input('key', { placeholder: '{{secrets/my-scope/openai-key}}', 'aria-label': 'API key secret reference' }))),
+      h('p', { class: 'hint' }, 'The key is read from Podium\'s secrets store when the endpoint is queried; put it there first with ',
+        h('code', {}, 'podium secrets put SCOPE KEY'), '.'));
   }
 
   function renderEntities() {

@@ -3,10 +3,13 @@ import { api, endpointPath } from '../api.js';
 import { lineChart } from '../chart.js';
 import { append, clear, dateTime, h, icon, pretty, timeAgo } from '../dom.js';
 import {
-  canManage, canQuery, deploymentBadge, endpointKind, entityLabel, isExternal, stateBadges, trafficBar, trafficOf,
+  canManage, canQuery, deploymentBadge, endpointKind, entityLabel, isExternal, replicaCounts, stateBadges, trafficBar, trafficOf,
 } from '../endpoint-state.js';
 import { MetricsHistory, parsePrometheus } from '../metrics.js';
 import { confirmDialog } from '../dialog.js';
+import { gatewayCard, inferenceCard, permissionsCard, usageCard } from './endpoint-records.js';
+
+const RECORDS_EVERY = 3;   // permissions, usage and inference rows reload every third refresh
 
 export function mount(main, { name }) {
   let endpoint = null;
@@ -23,7 +26,12 @@ export function mount(main, { name }) {
   const pending = h('section', { class: 'card', id: 'pending-config', hidden: true });
   const entities = h('section', { class: 'card card-flush', id: 'served-entities' });
   const details = h('section', { class: 'card', id: 'details' });
-  const gateway = h('section', { class: 'card', id: 'gateway' });
+  const manage = () => Boolean(endpoint) && canManage(endpoint.permission_level);
+  const gateway = gatewayCard(name, () => endpoint, manage, () => { clearTimeout(timer); refresh(); });
+  const permissions = permissionsCard(() => endpoint, manage);
+  const usage = usageCard(name);
+  const inference = inferenceCard(name);
+  let ticks = 0;
   const metrics = h('section', { class: 'card', id: 'metrics', hidden: true });
   const raw = h('pre', { class: 'code' });
   const logs = logsCard(name);
@@ -34,8 +42,9 @@ export function mount(main, { name }) {
     error, pending,
     h('div', { class: 'grid-2' },
       h('div', { class: 'stack' }, entities, logs.element),
-      h('div', { class: 'stack' }, details, gateway)),
+      h('div', { class: 'stack' }, details, gateway.element, permissions.element)),
     metrics,
+    h('div', { class: 'grid-2' }, inference.element, usage.element),
     h('details', { class: 'card raw-json' }, h('summary', {}, 'Endpoint JSON (GET ', path, ')'), raw));
 
   function renderHeader() {
@@ -83,7 +92,7 @@ export function mount(main, { name }) {
       h('td', {}, isExternal(e) ? entityLabel(e) : h('span', {}, e.entity_name, h('span', { class: 'muted' }, ` v${e.entity_version}`))),
       h('td', {}, isExternal(e) ? '—' : `${e.workload_size || 'Small'}${e.scale_to_zero_enabled ? ' · scales to zero' : ''}`),
       h('td', { class: 'num' }, `${shares[e.name] ?? 0}%`),
-      h('td', {}, deploymentBadge(e.state), h('div', { class: 'muted small' }, (e.state || {}).deployment_state_message || ''))));
+      h('td', {}, deploymentBadge(e.state), h('div', { class: 'muted small' }, replicasText(e.state), (e.state || {}).deployment_state_message || ''))));
     entities.append(h('table', { class: 'table' },
       h('thead', {}, h('tr', {}, ['Name', 'Model', 'Workload', 'Traffic', 'State'].map((t) => h('th', { class: t === 'Traffic' ? 'num' : null }, t)))),
       h('tbody', {}, rows)),
@@ -100,25 +109,18 @@ export function mount(main, { name }) {
       endpoint.description ? prop('Description', endpoint.description) : null,
       prop('Tags', tags.length ? h('div', { class: 'chips' }, tags.map((t) => h('span', { class: 'chip' }, t.value ? `${t.key}: ${t.value}` : t.key))) : h('span', { class: 'muted' }, 'none')),
       prop('Query URL', h('code', { class: 'wrap' }, `${location.origin}/serving-endpoints/${endpoint.name}/invocations`))));
-    append(clear(gateway), h('h2', {}, 'Rate limits & AI gateway'));
-    const limits = endpoint.rate_limits || (endpoint.ai_gateway || {}).rate_limits || [];
-    gateway.append(h('h3', {}, 'Rate limits'), limits.length
-      ? h('ul', { class: 'plain' }, limits.map((l) => h('li', {}, `${l.calls ?? '—'} calls${l.tokens ? ` / ${l.tokens} tokens` : ''} per ${l.renewal_period || 'minute'} · per ${l.key || 'endpoint'}${l.principal ? ` (${l.principal})` : ''}`)))
-      : h('p', { class: 'muted' }, 'None configured.'));
-    const ai = { ...(endpoint.ai_gateway || {}) };
-    delete ai.rate_limits;
-    gateway.append(h('h3', {}, 'AI gateway'), Object.keys(ai).length ? h('pre', { class: 'code small' }, pretty(ai)) : h('p', { class: 'muted' }, 'None configured.'));
+    gateway.render();
   }
 
   async function refreshMetrics() {
     if (!hasMetrics) return;
     try {
       const answer = await api('GET', `${path}/metrics`, undefined, { raw: true, accept: 'text/plain' });
-      history.add(Date.now(), parsePrometheus(answer.text));
+      history.add(Date.now(), { ...parsePrometheus(answer.text), ...replicaFamilies(endpoint) });
       const charts = history.derive();
       metrics.hidden = !charts.length;
       append(clear(metrics), h('div', { class: 'card-header' }, h('h2', {}, 'Metrics'), h('span', { class: 'muted' }, 'sampled from GET …/metrics while this page is open')),
-        h('div', { class: 'charts' }, charts.slice(0, 8).map((c, i) => h('figure', { class: 'chart-box' }, h('figcaption', {}, c.title), lineChart(c.points, { format: c.format, color: ['#4f46e5', '#0ea5e9', '#14b8a6', '#f59e0b'][i % 4] })))));
+        h('div', { class: 'charts' }, charts.slice(0, 12).map((c, i) => h('figure', { class: 'chart-box' }, h('figcaption', {}, c.title), lineChart(c.points, { format: c.format, color: ['#4f46e5', '#0ea5e9', '#14b8a6', '#f59e0b'][i % 4] })))));
     } catch {
       hasMetrics = false;   // this server exports no per-endpoint metrics: show no chart rather than an invented one
       metrics.hidden = true;
@@ -133,6 +135,9 @@ export function mount(main, { name }) {
       renderHeader(); renderPending(); renderEntities(); renderDetails();
       raw.textContent = pretty(endpoint);
       refreshMetrics();
+      if (ticks++ % RECORDS_EVERY === 0) { permissions.reload(); if (manage()) { usage.reload(); inference.reload(); } }
+      usage.element.hidden = !manage();
+      inference.element.hidden = !manage();
     } catch (failure) {
       error.textContent = failure.status === 404 ? `Endpoint '${name}' does not exist (or you may not view it).` : `Cannot load '${name}': ${failure.display}`;
       error.hidden = false;
@@ -157,6 +162,20 @@ export function mount(main, { name }) {
 
   refresh();
   return () => { stopped = true; clearTimeout(timer); };
+}
+
+// The served entities' replica counts as gauges, so the charts show replicas over time beside the router's metrics.
+function replicaFamilies(endpoint) {
+  const counts = replicaCounts(endpoint);
+  if (!counts) return {};
+  return { replicas_desired: { type: 'gauge', sums: { replicas_desired: counts.desired } },
+    replicas_ready: { type: 'gauge', sums: { replicas_ready: counts.ready } } };
+}
+
+function replicasText(state) {
+  if (!state || !('desired_replicas' in state)) return '';
+  const starting = state.starting_replicas ? `, ${state.starting_replicas} starting` : '';
+  return `${state.ready_replicas ?? 0} of ${state.desired_replicas} replicas ready${starting} · `;
 }
 
 function prop(label, value) {

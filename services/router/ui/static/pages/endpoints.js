@@ -1,14 +1,19 @@
 // The endpoints list: every endpoint's state, kind and served entities, refreshed live.
-import { api } from '../api.js';
+import { api, endpointPath } from '../api.js';
 import { append, clear, dateTime, h, icon, timeAgo } from '../dom.js';
-import { endpointKind, entityLabel, stateBadges } from '../endpoint-state.js';
+import { endpointKind, entityLabel, replicaCounts, stateBadges } from '../endpoint-state.js';
+import { MetricsHistory, parsePrometheus } from '../metrics.js';
 
 const REFRESH_MS = 3000;
+const WINDOW_SAMPLES = 100;   // five minutes of samples at REFRESH_MS: the columns' "last minutes"
+
+const number = (v, digits) => (Number.isFinite(v) ? v.toFixed(digits) : '—');
 
 export function mount(main) {
   let timer = null;
   let stopped = false;
   let endpoints = null;
+  const histories = new Map();   // endpoint name → MetricsHistory of its GET …/metrics samples
   const filter = h('input', { type: 'search', class: 'input input-search', placeholder: 'Filter by name or model', 'aria-label': 'Filter endpoints' });
   const status = h('span', { class: 'live', title: `Refreshed every ${REFRESH_MS / 1000} s` });
   const error = h('div', { class: 'alert alert-danger', role: 'alert', hidden: true });
@@ -38,17 +43,28 @@ export function mount(main) {
     const rows = shown.map((endpoint) => {
       const entities = ((endpoint.config || {}).served_entities) || [];
       const link = `#/endpoints/${encodeURIComponent(endpoint.name)}`;
+      const replicas = replicaCounts(endpoint);
+      const history = histories.get(endpoint.name);
+      const summary = history ? history.summary() : null;
+      const span = summary ? `over the last ${Math.round(summary.seconds)} s` : 'collecting samples';
       return h('tr', { 'data-endpoint': endpoint.name },
         h('td', {}, h('a', { class: 'strong-link', href: link }, endpoint.name)),
         h('td', {}, stateBadges(endpoint)),
         h('td', {}, h('span', { class: `kind kind-${endpointKind(endpoint)}` }, endpointKind(endpoint))),
         h('td', {}, h('div', { class: 'chips' }, entities.map((e) => h('span', { class: 'chip', title: e.name }, entityLabel(e))))),
+        h('td', { class: 'num', 'data-col': 'replicas', title: replicas ? `${replicas.ready} ready of ${replicas.desired} desired${replicas.starting ? `, ${replicas.starting} starting` : ''}` : 'served by the provider' },
+          replicas ? `${replicas.ready} / ${replicas.desired}` : '—'),
+        h('td', { class: 'num', 'data-col': 'rps', title: span }, summary ? number(summary.rps, 2) : '—'),
+        h('td', { class: 'num', 'data-col': 'p50', title: span }, summary ? number(summary.p50, 1) : '—'),
+        h('td', { class: 'num', 'data-col': 'p99', title: span }, summary ? number(summary.p99, 1) : '—'),
         h('td', { class: 'muted' }, endpoint.creator || ''),
         h('td', { class: 'muted nowrap', title: dateTime(endpoint.last_updated_timestamp) }, timeAgo(endpoint.last_updated_timestamp)));
     });
     body.append(h('table', { class: 'table', id: 'endpoints-table' },
-      h('thead', {}, h('tr', {}, ['Name', 'State', 'Kind', 'Served entities', 'Creator', 'Last updated'].map((t) => h('th', {}, t)))),
-      h('tbody', {}, rows.length ? rows : h('tr', {}, h('td', { colspan: 6, class: 'muted center' }, 'No endpoint matches the filter.')))));
+      h('thead', {}, h('tr', {}, [['Name'], ['State'], ['Kind'], ['Served entities'], ['Replicas', 'ready / desired'], ['Req/s', 'requests per second, last minutes'],
+        ['p50 ms', 'median latency, last minutes'], ['p99 ms', '99th percentile latency, last minutes'], ['Creator'], ['Last updated']]
+        .map(([t, title]) => h('th', { class: title ? 'num' : null, title }, t)))),
+      h('tbody', {}, rows.length ? rows : h('tr', {}, h('td', { colspan: 10, class: 'muted center' }, 'No endpoint matches the filter.')))));
   }
 
   async function refresh() {
@@ -57,6 +73,7 @@ export function mount(main) {
       try {
         const answer = await api('GET', '/api/2.0/serving-endpoints');
         endpoints = (answer.endpoints || []).slice().sort((a, b) => a.name.localeCompare(b.name));
+        await sampleMetrics();
         error.hidden = true;
         status.textContent = `${endpoints.length} endpoint${endpoints.length === 1 ? '' : 's'} · live · updated ${new Date().toLocaleTimeString()}`;
       } catch (failure) {
@@ -66,6 +83,19 @@ export function mount(main) {
       if (!stopped) render();
     }
     if (!stopped) timer = setTimeout(refresh, REFRESH_MS);
+  }
+
+  // One GET …/metrics per endpoint per refresh: the rate and latency columns are differences of samples.
+  async function sampleMetrics() {
+    const names = new Set(endpoints.map((e) => e.name));
+    for (const name of [...histories.keys()]) if (!names.has(name)) histories.delete(name);
+    await Promise.all(endpoints.map(async (endpoint) => {
+      try {
+        const answer = await api('GET', `${endpointPath(endpoint.name)}/metrics`, undefined, { raw: true, accept: 'text/plain' });
+        if (!histories.has(endpoint.name)) histories.set(endpoint.name, new MetricsHistory(WINDOW_SAMPLES));
+        histories.get(endpoint.name).add(Date.now(), parsePrometheus(answer.text));
+      } catch { /* not exported for this endpoint (or not viewable): the columns show — */ }
+    }));
   }
 
   render();

@@ -3,6 +3,7 @@
 import { api, endpointPath } from '../api.js';
 import { append, clear, h, icon, pretty } from '../dom.js';
 import { badge, canQuery, isExternal, stateBadges, trafficOf } from '../endpoint-state.js';
+import { chatBox } from '../chat.js';
 
 const DEFAULTS = { double: 0.0, float: 0.0, long: 0, integer: 0, boolean: false, string: '', binary: '', datetime: '1970-01-01T00:00:00' };
 
@@ -34,21 +35,32 @@ export function mount(main, { name }) {
   const heading = h('div', { class: 'title-row' }, h('h1', {}, `Query ${name}`));
   const error = h('div', { class: 'alert alert-danger', hidden: true });
   let example = null;
-
-  main.append(
-    h('nav', { class: 'breadcrumb' }, h('a', { href: '#/endpoints' }, 'Serving endpoints'), h('span', {}, '/'),
-      h('a', { href: `#/endpoints/${encodeURIComponent(name)}` }, name), h('span', {}, '/'), h('span', {}, 'Query')),
-    h('div', { class: 'page-header' }, heading,
-      h('div', { class: 'actions' }, h('code', { class: 'muted small' }, `POST /serving-endpoints/${name}/invocations`))),
-    error,
-    h('div', { class: 'grid-2 playground' },
+  const chat = chatBox(name);
+  chat.element.hidden = true;
+  const tabs = h('div', { class: 'segmented', role: 'tablist', id: 'playground-mode', hidden: true },
+    h('button', { type: 'button', 'data-mode': 'chat', onclick: () => showChat(true) }, 'Chat'),
+    h('button', { type: 'button', 'data-mode': 'json', onclick: () => showChat(false) }, 'JSON'));
+  const jsonView = h('div', { class: 'grid-2 playground' },
       h('section', { class: 'card' },
         h('div', { class: 'card-header' }, h('h2', {}, 'Request'), h('div', { class: 'actions' },
           h('button', { type: 'button', class: 'btn btn-sm', onclick: format }, 'Format'),
           h('button', { type: 'button', class: 'btn btn-sm', id: 'reset-example', onclick: () => { if (example) editor.value = pretty(example); } }, 'Reset to example'))),
         editor, hint,
         h('div', { class: 'form-actions' }, h('span', { class: 'muted small' }, 'Ctrl+Enter sends'), send)),
-      h('section', { class: 'card' }, h('div', { class: 'card-header' }, h('h2', {}, 'Response'), status), output)),
+      h('section', { class: 'card' }, h('div', { class: 'card-header' }, h('h2', {}, 'Response'), status), output));
+
+  function showChat(on) {
+    chat.element.hidden = !on;
+    jsonView.hidden = on;
+    for (const b of tabs.querySelectorAll('button')) b.classList.toggle('active', (b.dataset.mode === 'chat') === on);
+  }
+
+  main.append(
+    h('nav', { class: 'breadcrumb' }, h('a', { href: '#/endpoints' }, 'Serving endpoints'), h('span', {}, '/'),
+      h('a', { href: `#/endpoints/${encodeURIComponent(name)}` }, name), h('span', {}, '/'), h('span', {}, 'Query')),
+    h('div', { class: 'page-header' }, heading,
+      h('div', { class: 'actions' }, tabs, h('code', { class: 'muted small' }, `POST /serving-endpoints/${name}/invocations`))),
+    error, chat.element, jsonView,
     h('section', { class: 'card card-flush' }, h('div', { class: 'card-header padded' }, h('h2', {}, 'Recent requests'), h('span', { class: 'muted' }, 'this page only')),
       h('table', { class: 'table', id: 'recent-requests' }, h('thead', {}, h('tr', {}, ['Time', 'Status', 'Latency', 'Served by'].map((t) => h('th', { class: t === 'Latency' ? 'num' : null }, t)))), recent)));
 
@@ -103,7 +115,9 @@ export function mount(main, { name }) {
       error.textContent = `Your permission on '${name}' (${endpoint.permission_level}) does not allow queries.`;
       error.hidden = false;
       send.disabled = true;
+      chat.disable();
     }
+    if (endpoint.task === 'llm/v1/chat') { tabs.hidden = false; showChat(true); }
     const config = endpoint.config || endpoint.pending_config || {};
     const shares = trafficOf(config);
     // The served entity that takes the most traffic decides the example.
