@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any
 
 import requests
@@ -72,6 +73,39 @@ class PodiumClient:
             text = response.text.strip()[:500] or response.reason
             raise ApiError(response.status_code, f"HTTP_{response.status_code}", text)
         return Reply(response.status_code, decoded, dict(response.headers), latency_s)
+
+    def stream(self, path: str, body: Any) -> Iterator[tuple[str, Any]]:
+        """POSTs a `stream: true` request; yields ("headers", dict) once, then ("data", decoded JSON) per
+        server-sent event as it arrives (until `data: [DONE]`); an answer that is not a stream comes as one
+        ("body", JSON). Error answers raise ApiError as call() does."""
+        headers = {"Accept": "text/event-stream, application/json", "Content-Type": "application/json"}
+        try:
+            response = self._session.post(self.target.host + path, data=json.dumps(body).encode(), headers=headers,
+                                          timeout=self._timeout_s, stream=True)
+        except requests.Timeout:
+            raise ApiError(0, "DEADLINE_EXCEEDED", f"no answer from {self.target.host} within {self._timeout_s:g} s") from None
+        except requests.ConnectionError as exc:
+            raise ApiError(0, "UNREACHABLE", f"cannot reach Podium at {self.target.host}: {_short(exc)}") from None
+        with response:
+            if response.status_code >= 400 or not response.headers.get("Content-Type", "").startswith("text/event-stream"):
+                decoded = _decode(response)
+                if response.status_code >= 400:
+                    decoded = decoded if isinstance(decoded, dict) else {}
+                    raise ApiError(response.status_code, str(decoded.get("error_code") or f"HTTP_{response.status_code}"),
+                                   str(decoded.get("message") or response.text.strip()[:500] or response.reason))
+                yield "headers", dict(response.headers)
+                yield "body", decoded
+                return
+            yield "headers", dict(response.headers)
+            data: list[str] = []
+            for line in response.iter_lines(decode_unicode=True):
+                if line:
+                    if line.startswith("data:"):
+                        data.append(line[5:].removeprefix(" "))
+                    continue
+                event, data = "\n".join(data), []   # a blank line ends the event
+                if event and event != "[DONE]":
+                    yield "data", json.loads(event)
 
     def get(self, path: str, **params) -> Any:
         return self.call("GET", path, params={k: v for k, v in params.items() if v is not None} or None).body

@@ -259,6 +259,8 @@ def delete_endpoint(ctx) -> int:
 
 def query_endpoint(ctx) -> int:
     body = load_spec(ctx.args.data)
+    if body.get("stream") is True:
+        return _query_stream(ctx, body)
     reply = ctx.client.call("POST", f"/serving-endpoints/{quote(ctx.args.name, safe='')}/invocations", body)
     served_by = {k.lower(): v for k, v in reply.headers.items()}.get("served-model-name", "")
     if ctx.json:
@@ -266,4 +268,43 @@ def query_endpoint(ctx) -> int:
     else:
         print_json(reply.body)
     ctx.note(f"served by {served_by or '?'} in {reply.latency_s * 1000:.0f} ms")
+    return exits.OK
+
+
+def stream_text(chunk: dict) -> str:
+    """The text one streamed chunk adds: a chat delta's content, or a completion's text."""
+    choices = chunk.get("choices") or [{}]
+    delta = choices[0].get("delta") or {}
+    return delta.get("content") or choices[0].get("text") or ""
+
+
+def _query_stream(ctx, body: dict) -> int:
+    """Prints a streamed answer as it arrives: the text (or, with --json, each event as one JSON line)."""
+    started = time.monotonic()
+    first_s = None
+    served_by = ""
+    for kind, value in ctx.client.stream(f"/serving-endpoints/{quote(ctx.args.name, safe='')}/invocations", body):
+        if kind == "headers":
+            served_by = {k.lower(): v for k, v in value.items()}.get("served-model-name", "")
+            continue
+        if kind == "body":   # the server answered in one piece
+            print(json.dumps(value) if ctx.json else json.dumps(value, indent=2))
+            continue
+        if first_s is None:
+            first_s = time.monotonic() - started
+        error = value.get("error") if isinstance(value, dict) else None
+        if ctx.json:
+            print(json.dumps(value), flush=True)
+        elif not error:
+            print(stream_text(value), end="", flush=True)
+        if error:   # a mid-stream failure: the provider's message, and a non-zero exit
+            if not ctx.json:
+                print(flush=True)
+            message = error.get("message", error) if isinstance(error, dict) else error
+            print(f"Error: the stream failed: {message}", file=sys.stderr)
+            return exits.API_ERROR
+    if not ctx.json:
+        print()
+    first = f", first event in {first_s * 1000:.0f} ms" if first_s is not None else ""
+    ctx.note(f"served by {served_by or '?'} in {(time.monotonic() - started) * 1000:.0f} ms{first}")
     return exits.OK

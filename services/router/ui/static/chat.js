@@ -12,7 +12,7 @@ export function chatBox(name) {
   const input = h('textarea', { class: 'input chat-input', id: 'chat-input', rows: 3, placeholder: 'Message (Enter sends, Shift+Enter for a new line)', 'aria-label': 'Message' });
   const system = h('input', { class: 'input', id: 'chat-system', placeholder: 'System prompt (optional)', 'aria-label': 'System prompt' });
   const stream = h('input', { type: 'checkbox', id: 'chat-stream', checked: true });
-  const maxTokens = h('input', { type: 'number', class: 'input input-num', id: 'chat-max-tokens', min: 1, value: '256', 'aria-label': 'Max tokens' });
+  const maxTokens = h('input', { type: 'number', class: 'input chat-max-tokens', id: 'chat-max-tokens', min: 1, value: '256', 'aria-label': 'Max tokens' });
   const send = h('button', { type: 'button', class: 'btn btn-primary', id: 'chat-send' }, icon('play'), 'Send');
   const meta = h('div', { class: 'response-meta', id: 'chat-meta' });
 

@@ -246,7 +246,7 @@ export function mount(main, { mode, name }) {
         h('div', { class: 'field grow' }, h('span', { class: 'label' }, 'Model name at the provider'), input('name', { placeholder: 'e.g. gpt-4o-mini', 'aria-label': 'Model name' }))),
       h('div', { class: 'field-row' },
         h('div', { class: 'field grow' }, h('span', { class: 'label' }, `${baseField} `, h('span', { class: 'muted' }, fields.provider === 'custom' ? '' : '(optional)')),
-          input('base', { placeholder: fields.provider === 'anthropic' ? 'https://api.anthropic.com' : 'https://api.openai.com/v1', 'aria-label': 'Provider URL' })),
+          input('base', { placeholder: fields.provider === 'custom' ? 'an OpenAI-compatible base URL' : 'default: the provider\'s public API', 'aria-label': 'Provider URL' })),
         h('div', { class: 'field grow' }, h('span', { class: 'label' }, 'API key (secret reference)'),
           input('key', { placeholder: '{{secrets/my-scope/openai-key}}', 'aria-label': 'API key secret reference' }))),
       h('p', { class: 'hint' }, 'The key is read from Podium\'s secrets store when the endpoint is queried; put it there first with ',

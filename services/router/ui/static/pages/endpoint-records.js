@@ -35,7 +35,7 @@ export function permissionsCard(getEndpoint, manage) {
       const answer = await api('GET', `/api/2.0/permissions/serving-endpoints/${encodeURIComponent(endpoint.id)}`);
       const rows = (answer.access_control_list || []).map((entry) => h('tr', { 'data-principal': principalOf(entry) },
         h('td', {}, h('strong', {}, principalOf(entry))), h('td', { class: 'muted' }, kindOf(entry)),
-        h('td', {}, (entry.all_permissions || []).map((p) => h('span', { class: 'permission' }, p.permission_level, p.inherited ? ' (inherited)' : '')))));
+        h('td', {}, (entry.all_permissions || []).map((p) => h('span', { class: 'chip' }, p.permission_level, p.inherited ? ' (inherited)' : '')))));
       append(clear(body), h('table', { class: 'table' }, h('thead', {}, h('tr', {}, ['Principal', 'Kind', 'Permission'].map((t) => h('th', {}, t)))), h('tbody', {}, rows)));
     } catch (failure) {
       append(clear(body), message(`Cannot read the permissions: ${failure.display}`, 'muted'));

@@ -42,9 +42,8 @@ export function mount(main, { name }) {
     error, pending,
     h('div', { class: 'grid-2' },
       h('div', { class: 'stack' }, entities, logs.element),
-      h('div', { class: 'stack' }, details, gateway.element, permissions.element)),
-    metrics,
-    h('div', { class: 'grid-2' }, inference.element, usage.element),
+      h('div', { class: 'stack' }, details, gateway.element, permissions.element, usage.element)),
+    metrics, inference.element,
     h('details', { class: 'card raw-json' }, h('summary', {}, 'Endpoint JSON (GET ', path, ')'), raw));
 
   function renderHeader() {

@@ -14,6 +14,7 @@ export function mount(main) {
   let stopped = false;
   let endpoints = null;
   const histories = new Map();   // endpoint name → MetricsHistory of its GET …/metrics samples
+  const details = new Map();     // endpoint name → its GET answer (the list's items carry no replica counts)
   const filter = h('input', { type: 'search', class: 'input input-search', placeholder: 'Filter by name or model', 'aria-label': 'Filter endpoints' });
   const status = h('span', { class: 'live', title: `Refreshed every ${REFRESH_MS / 1000} s` });
   const error = h('div', { class: 'alert alert-danger', role: 'alert', hidden: true });
@@ -43,12 +44,12 @@ export function mount(main) {
     const rows = shown.map((endpoint) => {
       const entities = ((endpoint.config || {}).served_entities) || [];
       const link = `#/endpoints/${encodeURIComponent(endpoint.name)}`;
-      const replicas = replicaCounts(endpoint);
+      const replicas = details.has(endpoint.name) ? replicaCounts(details.get(endpoint.name)) : null;
       const history = histories.get(endpoint.name);
       const summary = history ? history.summary() : null;
       const span = summary ? `over the last ${Math.round(summary.seconds)} s` : 'collecting samples';
       return h('tr', { 'data-endpoint': endpoint.name },
-        h('td', {}, h('a', { class: 'strong-link', href: link }, endpoint.name)),
+        h('td', { class: 'nowrap' }, h('a', { class: 'strong-link', href: link }, endpoint.name)),
         h('td', {}, stateBadges(endpoint)),
         h('td', {}, h('span', { class: `kind kind-${endpointKind(endpoint)}` }, endpointKind(endpoint))),
         h('td', {}, h('div', { class: 'chips' }, entities.map((e) => h('span', { class: 'chip', title: e.name }, entityLabel(e))))),
@@ -85,11 +86,13 @@ export function mount(main) {
     if (!stopped) timer = setTimeout(refresh, REFRESH_MS);
   }
 
-  // One GET …/metrics per endpoint per refresh: the rate and latency columns are differences of samples.
+  // Per endpoint and refresh, GET …/metrics (the rate and latency columns are differences of samples) and
+  // GET the endpoint itself: replica counts are in its served entities' state, which the list leaves out.
   async function sampleMetrics() {
     const names = new Set(endpoints.map((e) => e.name));
-    for (const name of [...histories.keys()]) if (!names.has(name)) histories.delete(name);
+    for (const map of [histories, details]) for (const name of [...map.keys()]) if (!names.has(name)) map.delete(name);
     await Promise.all(endpoints.map(async (endpoint) => {
+      try { details.set(endpoint.name, await api('GET', endpointPath(endpoint.name))); } catch { details.delete(endpoint.name); }
       try {
         const answer = await api('GET', `${endpointPath(endpoint.name)}/metrics`, undefined, { raw: true, accept: 'text/plain' });
         if (!histories.has(endpoint.name)) histories.set(endpoint.name, new MetricsHistory(WINDOW_SAMPLES));
