@@ -50,3 +50,15 @@ def test_keep_only_drops_deleted_endpoints():
     metrics.observe("gone", "m-1", 200, 1.0)  # recreated later: counts start again
     assert _samples(metrics.export("gone"))[
         ("request_count_total", (("endpoint_name", "gone"), ("served_entity_name", "m-1")))] == 1
+
+
+def test_export_adds_the_routers_load_gauges_per_served_entity():
+    metrics = EndpointMetrics()
+    metrics.observe("a", "m-1", 200, 1.0)
+    samples = _samples(metrics.export("a", {"m-1": (3, 0), "m-2": (5, 4)}))
+    m1 = (("endpoint_name", "a"), ("served_entity_name", "m-1"))
+    m2 = (("endpoint_name", "a"), ("served_entity_name", "m-2"))
+    assert samples[("podium_router_in_flight_requests", m1)] == 3
+    assert samples[("podium_router_queued_requests", m1)] == 0
+    assert (samples[("podium_router_in_flight_requests", m2)], samples[("podium_router_queued_requests", m2)]) == (5, 4)
+    assert not [k for k in _samples(metrics.export("a")) if k[0].startswith("podium_router_")]   # no load given

@@ -141,8 +141,9 @@ def test_create_query_edit_and_delete_an_endpoint(page, stack, ui_models, screen
     expect(page.locator("#logs-output")).not_to_have_text(re.compile(r"^(Loading|Choose)"))
     expect(page.locator("#logs-output")).not_to_have_class(re.compile("code-error"))
     expect(page.locator("#metrics")).to_be_visible()
-    expect(page.locator("#metrics figcaption")).to_contain_text(["Requests / s", "4xx answers / s", "5xx answers / s",
-                                                                 "Latency p50 (ms)", "Latency p99 (ms)"])
+    expect(page.locator("#metrics figcaption")).to_contain_text([
+        "Requests / s", "4xx answers / s", "5xx answers / s", "Latency p50 (ms)", "Latency p99 (ms)", "In flight",
+        "Queue depth", "Replicas desired", "Replicas ready"])
     expect(page.locator("#metrics svg path[stroke]").first).to_be_attached()   # two samples: a line is drawn
     screenshot(page, "09-endpoint-traffic-split")
     config = stack.api("GET", f"/api/2.0/serving-endpoints/{NAME}").json()["config"]
