@@ -90,7 +90,7 @@ def test_create_query_edit_and_delete_an_endpoint(page, stack, ui_models, screen
     screenshot(page, "04-endpoint-rolling-out")
     expect(page.locator(READY)).to_be_visible(timeout=180_000)
     expect(page.locator("#pending-config")).to_be_hidden()
-    expect(page.locator("#served-entities tr[data-entity='ui_flowers-1']")).to_contain_text("1 replica ready")
+    expect(page.locator("#served-entities tr[data-entity='ui_flowers-1']")).to_contain_text("1 of 1 replicas ready")
     # Permissions come from the Databricks permissions API: the creator manages, and so do the admins.
     expect(page.locator("#permissions tr[data-principal='admins']")).to_contain_text("CAN_MANAGE")
     expect(page.locator("#permissions tr[data-principal='admin']")).to_contain_text("CAN_MANAGE")

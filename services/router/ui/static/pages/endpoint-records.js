@@ -138,14 +138,14 @@ export function gatewayCard(name, getEndpoint, manage, onSaved) {
     edit.hidden = editing || !manage();
     clear(view);
     const limits = endpoint.rate_limits || (endpoint.ai_gateway || {}).rate_limits || [];
-    view.append(h('h3', {}, 'Rate limits'), limits.length
+    append(view, h('h3', {}, 'Rate limits'), limits.length
       ? h('ul', { class: 'plain', id: 'rate-limits' }, limits.map((l) => h('li', {}, `${l.calls ?? '—'} calls${l.tokens ? ` / ${l.tokens} tokens` : ''} per ${l.renewal_period || 'minute'} · per ${l.key || 'endpoint'}${l.principal ? ` (${l.principal})` : ''}`)))
       : h('p', { class: 'muted' }, 'None configured.'));
     const ai = { ...(endpoint.ai_gateway || {}) };
     delete ai.rate_limits;
     const flags = [['Usage tracking', (ai.usage_tracking_config || {}).enabled], ['Inference table', (ai.inference_table_config || {}).enabled],
       ['Guardrails', Boolean(ai.guardrails)], ['Fallbacks', (ai.fallback_config || {}).enabled]];
-    view.append(h('h3', {}, 'AI gateway'), h('div', { class: 'chips', id: 'gateway-flags' },
+    append(view, h('h3', {}, 'AI gateway'), h('div', { class: 'chips', id: 'gateway-flags' },
       flags.map(([label, on]) => h('span', { class: `chip ${on ? 'chip-on' : ''}` }, `${label}: ${on ? 'on' : 'off'}`))),
     Object.keys(ai).length ? h('pre', { class: 'code small' }, pretty(ai)) : null);
   }

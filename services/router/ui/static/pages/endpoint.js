@@ -91,7 +91,7 @@ export function mount(main, { name }) {
       h('td', {}, isExternal(e) ? entityLabel(e) : h('span', {}, e.entity_name, h('span', { class: 'muted' }, ` v${e.entity_version}`))),
       h('td', {}, isExternal(e) ? '—' : `${e.workload_size || 'Small'}${e.scale_to_zero_enabled ? ' · scales to zero' : ''}`),
       h('td', { class: 'num' }, `${shares[e.name] ?? 0}%`),
-      h('td', {}, deploymentBadge(e.state), h('div', { class: 'muted small' }, replicasText(e.state), (e.state || {}).deployment_state_message || ''))));
+      h('td', {}, deploymentBadge(e.state), h('div', { class: 'muted small' }, replicasText(e.state)), h('div', { class: 'muted small' }, entityMessage(e.state)))));
     entities.append(h('table', { class: 'table' },
       h('thead', {}, h('tr', {}, ['Name', 'Model', 'Workload', 'Traffic', 'State'].map((t) => h('th', { class: t === 'Traffic' ? 'num' : null }, t)))),
       h('tbody', {}, rows)),
@@ -174,7 +174,13 @@ function replicaFamilies(endpoint) {
 function replicasText(state) {
   if (!state || !('desired_replicas' in state)) return '';
   const starting = state.starting_replicas ? `, ${state.starting_replicas} starting` : '';
-  return `${state.ready_replicas ?? 0} of ${state.desired_replicas} replicas ready${starting} · `;
+  return `${state.ready_replicas ?? 0} of ${state.desired_replicas} replicas ready${starting}`;
+}
+
+// The deployment message, unless it only repeats the replica count shown above it.
+function entityMessage(state) {
+  const message = (state && state.deployment_state_message) || '';
+  return state && 'desired_replicas' in state && /^\d+ replicas? ready$/.test(message) ? '' : message;
 }
 
 function prop(label, value) {
