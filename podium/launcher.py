@@ -127,12 +127,16 @@ class Stack:
         router = self._start(Service("router", "services.router", router_env))
         router.env["PODIUM_ROUTER_PORT"] = router.ready["router_url"].rsplit(":", 1)[1]
         router.env["PODIUM_ROUTER_GRPC_PORT"] = router.ready["grpc_target"].rsplit(":", 1)[1]
+        if router.ready.get("metrics_address"):   # a restart keeps its metrics port too (scrape configs)
+            router.env["PODIUM_ROUTER_METRICS_PORT"] = router.ready["metrics_address"].rsplit(":", 1)[1]
         scaler_env = {**common, **internal, **tls_env, "PODIUM_CONTROL_PLANE_TARGET": cp_target,
                       "PODIUM_WORKER_CALLER_TOKEN_SHA256": hashlib.sha256(worker_token.encode()).hexdigest()}
         if certificates:
             scaler_env.update({"PODIUM_WORKER_TLS_CERT_FILE": str(certificates.worker[0]),
                                "PODIUM_WORKER_TLS_KEY_FILE": str(certificates.worker[1])})
         scaler = self._start(Service("scaler", "services.scaler", scaler_env))
+        if scaler.ready.get("metrics_address"):
+            scaler.env["PODIUM_SCALER_METRICS_PORT"] = scaler.ready["metrics_address"].rsplit(":", 1)[1]
         self.info = {
             "router_url": router.ready["router_url"],
             "grpc_target": router.ready["grpc_target"],
@@ -144,6 +148,9 @@ class Stack:
             "data_dir": str(self.data_dir),
             "pid": os.getpid(),
             "admin_token": admin_token,
+            # Prometheus: each router process's /metrics, and the scaler's /metrics and /targets (workers).
+            "metrics": {"router": router.ready.get("metrics_addresses") or [router.ready.get("metrics_address", "")],
+                        "scaler": scaler.ready.get("metrics_address", "")},
         }
         if certificates and not self.options.tls_cert:
             self.info["ca_file"] = str(certificates.ca_file)  # what clients verify the router against

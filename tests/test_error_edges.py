@@ -36,8 +36,12 @@ async def test_rest_edge(error_class):
 
 
 class _Context:
-    def __init__(self):
+    def __init__(self, metadata=()):
         self.aborted = None
+        self._metadata = metadata
+
+    def invocation_metadata(self):
+        return self._metadata
 
     async def abort(self, code, details, trailing_metadata=()):
         self.aborted = (code, details, dict(trailing_metadata))
@@ -51,12 +55,13 @@ async def test_grpc_edge(error_class):
         async def Call(self, request, context):
             raise error_class("it went wrong")
 
-    context = _Context()
+    context = _Context((("x-request-id", "caller-id-1"),))
     with pytest.raises(grpc.aio.AbortError):
         await Servicer().Call(None, context)
     code, details, metadata = context.aborted
     assert code == grpc.StatusCode[errors.WIRE_STATUS[error_class.code][1]]
     assert details == "it went wrong" and metadata["error-code"] == error_class.code
+    assert metadata["x-request-id"] == "caller-id-1"   # an error answer names the request too
 
 
 async def test_unexpected_exceptions_leak_nothing():

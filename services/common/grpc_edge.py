@@ -7,6 +7,9 @@ import logging
 
 import grpc
 
+from services.common.request_context import (
+    REQUEST_ID_HEADER, TRACEPARENT, choose_request_id, request_id_var, traceparent_var,
+)
 from services.common.errors import PodiumError, Unavailable, DeadlineExceeded, error_from_code, grpc_status_name
 
 log = logging.getLogger(__name__)
@@ -15,10 +18,23 @@ ERROR_CODE_KEY = "error-code"
 
 
 def grpc_edge(method):
-    """Wraps a grpc.aio servicer method: a PodiumError becomes its status; anything else INTERNAL."""
+    """Wraps a grpc.aio servicer method: a PodiumError becomes its status; anything else INTERNAL.
+
+    The call's `x-request-id` (the caller's when sane, else a new one) and `traceparent` are set in the
+    request context for the core, its logs and its outbound calls; a failure carries the id back in its
+    trailing metadata.
+    """
 
     @functools.wraps(method)
     async def wrapper(self, request, context):
+        given_id = traceparent = ""
+        for key, value in context.invocation_metadata() or ():
+            if key == REQUEST_ID_HEADER:
+                given_id = value
+            elif key == TRACEPARENT:
+                traceparent = value
+        request_id = choose_request_id(given_id)
+        id_token, parent_token = request_id_var.set(request_id), traceparent_var.set(traceparent)
         try:
             return await method(self, request, context)
         except grpc.aio.AbortError:
@@ -28,10 +44,13 @@ def grpc_edge(method):
         except Exception:
             log.exception("unhandled error in %s", method.__name__)
             failure = PodiumError("internal error")  # never leak internals to the caller
+        finally:
+            request_id_var.reset(id_token)
+            traceparent_var.reset(parent_token)
         await context.abort(
             grpc.StatusCode[grpc_status_name(failure.code, failure.http_status)],
             failure.message,
-            trailing_metadata=((ERROR_CODE_KEY, failure.code),),
+            trailing_metadata=((ERROR_CODE_KEY, failure.code), (REQUEST_ID_HEADER, request_id)),
         )
 
     return wrapper

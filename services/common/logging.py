@@ -1,4 +1,8 @@
-"""JSON-lines logging, configured once from each service's __main__."""
+"""JSON-lines logging, configured once from each service's __main__.
+
+Every line carries the request it was logged for (`request_id`, from services/common/request_context.py)
+and, while tracing is on, the current span's `trace_id` and `span_id`, so a log line finds its trace.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,10 @@ import json
 import logging
 import sys
 import time
+
+from opentelemetry import trace
+
+from services.common.request_context import request_id_var
 
 
 class JsonFormatter(logging.Formatter):
@@ -16,6 +24,13 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        request_id = request_id_var.get()
+        if request_id:
+            entry["request_id"] = request_id
+        span_context = trace.get_current_span().get_span_context()
+        if span_context.is_valid:
+            entry["trace_id"] = f"{span_context.trace_id:032x}"
+            entry["span_id"] = f"{span_context.span_id:016x}"
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)

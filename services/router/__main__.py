@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import subprocess
 
 import grpc
 from aiohttp import web
@@ -16,6 +17,9 @@ from podium_api.v1 import query_pb2_grpc
 from services.common.control_plane_client import ControlPlaneClient
 from services.common.grpc_server import SERVER_OPTIONS
 from services.common.logging import configure_logging
+from services.common.metrics_server import start_metrics_server
+from services.common.processes import start_service, stop_process
+from services.common.tracing import configure_tracing
 from services.common.readiness import announce_ready
 from services.common.master_keys import load_cipher
 from services.common.tls import TlsFiles, add_server_port, https_context
@@ -69,8 +73,14 @@ async def serve(settings: RouterSettings) -> None:
     control_plane = ControlPlaneClient(settings.control_plane_target, timeout_s=settings.management_timeout_s,
                                        internal_token=settings.internal_token.get_secret_value(), tls=internal_tls)
     pool = WorkerPool(settings.worker_token.get_secret_value(), internal_tls)
-    metrics = EndpointMetrics()
     tracker = LoadTracker()
+    routing_ref: list[RoutingTableFollower] = []
+
+    def entity_load():   # in-flight and queued per served entity, named as the routing table names them
+        names = {r.deployment_key: (e.name, r.served_entity_name)
+                 for e in routing_ref[0].endpoints.values() for r in e.routes} if routing_ref else {}
+        return [(*names[key], in_flight, queued) for key, in_flight, queued in tracker.current() if key in names]
+    metrics = EndpointMetrics(entity_load)
     publisher = None
     if settings.redis_url:
         publisher = MetricsPublisher(settings.redis_url, tracker, interval_s=settings.metrics_interval_s,
@@ -80,6 +90,7 @@ async def serve(settings: RouterSettings) -> None:
     admission = Admission(tracker, queue_limit=settings.queue_limit, timeout_s=settings.queue_timeout_s,
                           on_queued=publisher.request_wake if publisher else (lambda key: None))
     routing = RoutingTableFollower(control_plane, pool, on_table=metrics.keep_only)
+    routing_ref.append(routing)
 
     def on_table() -> None:  # a new table: waiting requests look again; retired deployments are forgotten
         admission.routes_changed()
@@ -107,11 +118,14 @@ async def serve(settings: RouterSettings) -> None:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     ssl_context = https_context(public_tls.cert_file, public_tls.key_file) if public_tls else None
-    site = web.TCPSite(runner, settings.router_host, settings.router_port, ssl_context=ssl_context)
+    reuse_port = settings.router_reuse_port or settings.router_processes > 1
+    site = web.TCPSite(runner, settings.router_host, settings.router_port, ssl_context=ssl_context,
+                       reuse_port=reuse_port or None)
     await site.start()
     http_port = runner.addresses[0][1]
 
-    grpc_server = grpc.aio.server(options=SERVER_OPTIONS)
+    grpc_options = [o for o in SERVER_OPTIONS if o[0] != "grpc.so_reuseport"] + [("grpc.so_reuseport", int(reuse_port))]
+    grpc_server = grpc.aio.server(options=grpc_options)
     query_pb2_grpc.add_QueryServicer_to_server(QueryServicer(gateway), grpc_server)
     grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(gateway), grpc_server)
     health_servicer = health.aio.HealthServicer()
@@ -121,14 +135,24 @@ async def serve(settings: RouterSettings) -> None:
     await grpc_server.start()
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
 
+    metrics_runner, metrics_address = None, ""
+    if settings.router_metrics_port >= 0:
+        metrics_runner, metrics_address = await start_metrics_server(metrics.registry, settings.router_metrics_host,
+                                                                     settings.router_metrics_port)
+    siblings = await asyncio.to_thread(start_siblings, settings, http_port, grpc_port)
     scheme = "https" if public_tls else "http"
     announce_ready("router", router_url=f"{scheme}://{settings.router_host}:{http_port}",
-                   grpc_target=f"{settings.router_host}:{grpc_port}")
+                   grpc_target=f"{settings.router_host}:{grpc_port}", metrics_address=metrics_address,
+                   processes=1 + len(siblings),
+                   metrics_addresses=[metrics_address] + [ready.get("metrics_address", "") for _, ready in siblings])
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     await stop.wait()
+    await asyncio.gather(*(asyncio.to_thread(stop_process, process) for process, _ in siblings))
     await grpc_server.stop(grace=5)
+    if metrics_runner is not None:
+        await metrics_runner.cleanup()
     await runner.cleanup()
     for part in closing:
         await part.close()
@@ -144,9 +168,31 @@ async def serve(settings: RouterSettings) -> None:
     await control_plane.close()
 
 
+def start_siblings(settings: RouterSettings, http_port: int, grpc_port: int) -> list[tuple[subprocess.Popen, dict]]:
+    """The other router processes (router_processes > 1), on the ports this one bound (blocking: run off
+    the loop). Each is given the credentials this one has, as `podium up` gave them (never argv)."""
+    env = {"PODIUM_ROUTER_PORT": str(http_port), "PODIUM_ROUTER_GRPC_PORT": str(grpc_port),
+           "PODIUM_ROUTER_PROCESSES": "1", "PODIUM_ROUTER_REUSE_PORT": "true",
+           "PODIUM_ROUTER_METRICS_PORT": "0" if settings.router_metrics_port >= 0 else "-1",
+           "PODIUM_INTERNAL_TOKEN": settings.internal_token.get_secret_value(),
+           "PODIUM_WORKER_TOKEN": settings.worker_token.get_secret_value()}
+    if settings.master_key is not None:
+        env["PODIUM_MASTER_KEY"] = settings.master_key.get_secret_value()
+    started = []
+    try:
+        for i in range(1, settings.router_processes):
+            started.append(start_service("services.router", env, settings.data_dir / "logs" / f"router-{i}.log"))
+    except BaseException:
+        for process, _ in started:
+            stop_process(process)
+        raise
+    return started
+
+
 def main() -> None:
     settings = RouterSettings()
     configure_logging("router")
+    configure_tracing("router", settings.otlp_endpoint)
     asyncio.run(serve(settings))
 
 

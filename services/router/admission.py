@@ -66,6 +66,10 @@ class LoadTracker:
         entity = self._entities.get(key)
         return entity.queued if entity else 0
 
+    def current(self) -> list[tuple[str, int, int]]:
+        """(deployment key, in flight, queued) of every tracked deployment, now (for the metrics scrape)."""
+        return [(key, e.in_flight, e.queued) for key, e in list(self._entities.items())]
+
     def add_queued(self, key: str, delta: int) -> None:
         self._entity(key).queued += delta
 

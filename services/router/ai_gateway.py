@@ -19,6 +19,7 @@ import orjson
 
 from services.common.caller import Caller
 from services.common.deployments import EndpointRoutes, RouteTarget
+from services.common.request_context import current_request_id
 from services.common.errors import BadRequest, InvalidParameter, PodiumError, Unavailable
 from services.router.external.replies import ProviderStream, Usage
 from services.router.inference_log import InferenceRecord
@@ -55,7 +56,9 @@ class AiGateway:
         for custom models."""
         policy = endpoint.gateway
         started, timestamp_ms = time.monotonic(), int(self._clock() * 1000)
-        request_id = uuid.uuid4().hex
+        # The answer's x-request-id where it fits the records' column (64), so a record is found by it.
+        request_id = current_request_id()
+        request_id = request_id if 0 < len(request_id) <= 64 else uuid.uuid4().hex
         served, budgets = route.served_entity_name, []
         record = policy is not None and (policy.usage_tracking or policy.inference_table)
         try:
@@ -69,7 +72,7 @@ class AiGateway:
                 if record:
                     self._record(endpoint, request_id, served, caller, timestamp_ms, started, 200, body, result.body,
                                  Usage(), payload)
-                return QueryResult(result.body, result.content_type, served, None, request_id)
+                return QueryResult(result.body, result.content_type, served, None, request_id, result.model_ms)
             if task and task != policy.task:
                 raise InvalidParameter(f"Endpoint '{endpoint.name}' serves {policy.task}, not {task}")
             payload = payload if payload is not None else _json_object(body)
@@ -77,7 +80,9 @@ class AiGateway:
                 budgets = await self._limiter.admit(endpoint.name, endpoint.id, policy.rate_limits, caller)
             if route.external_model is None:
                 raise Unavailable(f"Endpoint '{endpoint.name}' is not ready yet", retry_after_s=5)
+            provider_started = time.monotonic()
             reply = await self._providers.invoke(endpoint.name, route.external_model, payload)
+            provider_ms = (time.monotonic() - provider_started) * 1000   # to the first byte, when streamed
         except PodiumError as exc:
             if record:
                 error = orjson.dumps({"error_code": exc.code, "message": exc.message})
@@ -87,12 +92,12 @@ class AiGateway:
         if isinstance(reply, ProviderStream):
             chunks = self._relay(reply, endpoint, request_id, served, caller, timestamp_ms, started, body, payload,
                                  budgets, record)
-            return QueryResult(b"", "text/event-stream", served, chunks, request_id)
+            return QueryResult(b"", "text/event-stream", served, chunks, request_id, provider_ms)
         self._charge(endpoint, budgets, reply.usage)
         if record:
             self._record(endpoint, request_id, served, caller, timestamp_ms, started, 200, body, reply.body,
                          reply.usage, payload)
-        return QueryResult(reply.body, "application/json", served, None, request_id)
+        return QueryResult(reply.body, "application/json", served, None, request_id, provider_ms)
 
     async def _relay(self, stream: ProviderStream, endpoint: EndpointRoutes, request_id: str, served: str,
                      caller: Caller, timestamp_ms: int, started: float, body: bytes, payload: dict | None,

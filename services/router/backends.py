@@ -14,7 +14,9 @@ from services.common.control_plane_client import ControlPlaneClient
 from services.common.deployments import EndpointRoutes
 from services.common.errors import DeadlineExceeded, InvalidParameter, ReplicaUnreachable
 from services.common.grpc_edge import bearer_metadata, error_from_rpc
+from services.common import tracing
 from services.common.grpc_server import CHANNEL_OPTIONS
+from services.common.request_context import MODEL_TIME_KEY, REQUEST_ID_HEADER, TRACEPARENT, request_id_var
 from services.common.secret_box import SecretError
 from services.common.tensors import ModelMetadata, TensorMetadata
 from services.common.tls import TlsFiles, open_channel
@@ -27,6 +29,7 @@ class Prediction:
     http_status: int
     body: bytes
     content_type: str
+    model_ms: float | None = None   # the worker's time on it (its trailing x-podium-model-ms), when it said
 
 
 class WorkerPool:
@@ -78,16 +81,25 @@ class WorkerPool:
             return tuple(TensorMetadata(t.name, t.datatype, tuple(t.shape)) for t in items)
         return ModelMetadata(reply.platform, tensors(reply.inputs), tensors(reply.outputs))
 
+    def _request_metadata(self) -> tuple[tuple[str, str], ...]:
+        """The credential, the request's id, and (tracing on) the W3C trace context of the forward span."""
+        request_id = request_id_var.get()
+        metadata = self._credential + ((REQUEST_ID_HEADER, request_id),) if request_id else self._credential
+        traceparent = tracing.current_traceparent()
+        return metadata + ((TRACEPARENT, traceparent),) if traceparent else metadata
+
     async def _predict(self, address: str, timeout_s: float, body: bytes, content_type: str) -> Prediction:
-        reply = await self._stub(address).Predict(
+        call = self._stub(address).Predict(
             worker_pb2.PredictRequest(body=body, content_type=content_type), timeout=timeout_s,
-            metadata=self._credential)
-        return Prediction(reply.http_status, reply.body, reply.content_type)
+            metadata=self._request_metadata())
+        reply = await call
+        return Prediction(reply.http_status, reply.body, reply.content_type, _model_ms(await call.trailing_metadata()))
 
     async def _infer(self, address: str, timeout_s: float, body: bytes) -> Prediction:
         self._stub(address)
-        reply = await self._raw_infer[address](body, timeout=timeout_s, metadata=self._credential)
-        return Prediction(200, reply, "application/x-protobuf")
+        call = self._raw_infer[address](body, timeout=timeout_s, metadata=self._request_metadata())
+        reply = await call
+        return Prediction(200, reply, "application/x-protobuf", _model_ms(await call.trailing_metadata()))
 
     async def _metadata(self, address: str, timeout_s: float):
         return await self._stub(address).Metadata(worker_pb2.MetadataRequest(), timeout=timeout_s,
@@ -109,6 +121,16 @@ class WorkerPool:
 
     async def close(self) -> None:
         await asyncio.gather(*(c.close() for c in self._channels.values()), return_exceptions=True)
+
+
+def _model_ms(trailing_metadata) -> float | None:
+    for key, value in trailing_metadata or ():
+        if key == MODEL_TIME_KEY:
+            try:
+                return float(value)
+            except ValueError:
+                return None
+    return None
 
 
 class RoutingTableFollower:

@@ -10,6 +10,7 @@ authorizes them. Rate limits and usage records count the authenticated caller.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import logging
 import random
@@ -24,6 +25,8 @@ from services.common.deployments import EndpointRoutes, RouteTarget
 from services.common.errors import (
     EndpointNotFound, InvalidParameter, PodiumError, ReplicaUnreachable, Unavailable, error_from_code,
 )
+from services.common import tracing
+from services.common.request_context import traceparent_var, request_id_var
 from services.common.principals import CAN_MANAGE, CAN_QUERY, CAN_VIEW, SERVICE_PRINCIPAL, Principal, require_level
 from services.common.tensors import ModelMetadata
 from services.router.admission import Admission, LoadTracker
@@ -102,29 +105,38 @@ class Gateway(IdentityCalls):
         inference tables (and the OpenAI-style paths, which set `task` and the parsed `payload`) go through
         the AI gateway; the others keep the plain bytes pass-through."""
         # Unknown endpoints and refused callers are not counted: no series per typo, no noise from strangers.
-        endpoint, principal = await self._authorized(token, endpoint_name, CAN_QUERY)
-        caller = Caller(principal.name, principal.group_names, principal.kind == SERVICE_PRINCIPAL)
-        started = time.monotonic()
-        counted_as, status = "", 500
-        try:
-            route = self._route(endpoint, served_entity_name)
-            counted_as = route.served_entity_name
-            with self.load.track(route.deployment_key):   # load for the scaler (never a Redis call)
-                if task or endpoint.gateway is not None:
-                    result = await self._query_ai_gateway(endpoint, route, body, content_type, protocol, caller, task,
-                                                          payload)
-                else:
-                    result = await self._forward(endpoint_name, route, body, content_type, protocol)
-            status = 200
-            return result
-        except PodiumError as exc:
-            status = exc.http_status
-            raise
-        except asyncio.CancelledError:
-            status = CLIENT_CLOSED
-            raise
-        finally:
-            self._metrics.observe(endpoint_name, counted_as, status, (time.monotonic() - started) * 1000)
+        arrived = time.monotonic()
+        with tracing.server_span("router.query", traceparent_var.get(), {"podium.endpoint_name": endpoint_name}):
+            with tracing.span("router.auth"):
+                endpoint, principal = await self._authorized(token, endpoint_name, CAN_QUERY)
+            caller = Caller(principal.name, principal.group_names, principal.kind == SERVICE_PRINCIPAL)
+            counted_as, status, error_code = "", 500, "INTERNAL_ERROR"
+            try:
+                with tracing.span("router.route"):
+                    route = self._route(endpoint, served_entity_name)
+                counted_as = route.served_entity_name
+                with self.load.track(route.deployment_key):   # load for the scaler (never a Redis call)
+                    if task or endpoint.gateway is not None:
+                        result = await self._query_ai_gateway(endpoint, route, body, content_type, protocol, caller,
+                                                              task, payload)
+                    else:
+                        result = await self._forward(endpoint_name, route, body, content_type, protocol)
+                status = 200
+            except PodiumError as exc:
+                status, error_code = exc.http_status, exc.code
+                raise
+            except asyncio.CancelledError:
+                status, error_code = CLIENT_CLOSED, "CANCELLED"
+                raise
+            finally:
+                elapsed_ms = (time.monotonic() - arrived) * 1000
+                self._metrics.observe(endpoint_name, counted_as, status, elapsed_ms, error_code)
+        # Podium's own share of the answer's time: everything but the model's (worker's or provider's) time.
+        overhead_ms = None if result.model_ms is None else max(0.0, elapsed_ms - result.model_ms)
+        if overhead_ms is not None:
+            self._metrics.observe_overhead(overhead_ms)
+        return dataclasses.replace(result, request_id=request_id_var.get() or result.request_id,
+                                   overhead_ms=overhead_ms)
 
     async def query_openai(self, token: str, task: str, body: bytes, payload: dict) -> QueryResult:
         """The OpenAI-style paths: the endpoint is named by the body's `model`."""
@@ -177,21 +189,25 @@ class Gateway(IdentityCalls):
             address = pick_replica([a for a in addresses if a not in tried], self._pool.in_flight, self._rng.randint)
             if address is None:
                 deadline = deadline or self._admission.deadline()
-                await self._admission.wait(route.deployment_key, _has_untried(self._routing, route, tried), deadline)
+                with tracing.span("router.queue"):   # waiting for capacity is its own span
+                    await self._admission.wait(route.deployment_key, _has_untried(self._routing, route, tried),
+                                               deadline)
                 continue
             tried.add(address)
             try:
-                if protocol is Protocol.OPEN_INFERENCE:
-                    reply = await self._pool.infer(address, body, self._forward_timeout_s)
-                else:
-                    reply = await self._pool.predict(address, body, content_type or "application/json",
-                                                     self._forward_timeout_s)
+                with tracing.span("router.forward", {"podium.replica": address}, client=True):
+                    if protocol is Protocol.OPEN_INFERENCE:
+                        reply = await self._pool.infer(address, body, self._forward_timeout_s)
+                    else:
+                        reply = await self._pool.predict(address, body, content_type or "application/json",
+                                                         self._forward_timeout_s)
             except ReplicaUnreachable:
                 log.warning("replica %s of %s unreachable", address, route.served_entity_name)
                 continue
             if reply.http_status != 200:
                 raise _model_error(reply.http_status, reply.body)
-            return QueryResult(reply.body, reply.content_type or "application/json", route.served_entity_name)
+            return QueryResult(reply.body, reply.content_type or "application/json", route.served_entity_name,
+                               model_ms=reply.model_ms)
 
     async def is_ready(self, token: str, endpoint_name: str, served_entity_name: str | None = None) -> bool:
         """Whether queries would be served now: every routed entity (or the named one) has a ready replica."""

@@ -7,6 +7,7 @@ import contextlib
 from podium_api.v1 import query_pb2, query_pb2_grpc
 from services.common.grpc_edge import grpc_edge, metadata_token
 from services.router.core import Gateway
+from services.router.results import answer_metadata
 from services.router.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 
 
@@ -23,6 +24,7 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
         if result.stream is not None:  # gRPC Invoke is unary: the whole event stream, once it has ended
             async with contextlib.aclosing(result.stream) as chunks:
                 body = b"".join([chunk async for chunk in chunks])
+        await context.send_initial_metadata(answer_metadata(result))
         return query_pb2.InvokeReply(body=body, content_type=result.content_type,
                                      served_model_name=result.served_entity_name)
 

@@ -17,6 +17,7 @@ from services.common.errors import InvalidParameter
 from services.common.grpc_edge import grpc_edge, metadata_token
 from services.common.tensors import RawTensor, check_header, raw_from_values
 from services.router.core import Gateway, Protocol
+from services.router.results import answer_metadata
 from services.router.oip_rest import EXTENSIONS, RESERVED_PARAMETERS, server_version
 
 # Which typed-contents field holds each datatype (FP16 has none: raw only).
@@ -71,6 +72,7 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
                                            served_entity_name=request.model_version or None,
                                            protocol=Protocol.OPEN_INFERENCE)
         reply = worker_pb2.InferReply.FromString(result.body)
+        await context.send_initial_metadata(answer_metadata(result))
         return pb.ModelInferResponse(
             model_name=request.model_name, model_version=result.served_entity_name, id=request.id,
             outputs=[pb.ModelInferResponse.InferOutputTensor(name=t.name, datatype=t.datatype, shape=t.shape)

@@ -23,6 +23,7 @@ from services.common.errors import BadRequest, InvalidParameter
 from services.common.tensors import RawTensor, TensorMetadata, check_header, raw_from_values, values_from_raw
 from services.router.core import Gateway, ModelDescription, Protocol
 from services.router.rest_identity import bearer_token
+from services.router.results import answer_metadata
 
 OIP_PATH = re.compile(r"^(/serving-endpoints/[^/]+)?/v2(/|$)")
 BINARY_HEADER = "Inference-Header-Content-Length"
@@ -120,7 +121,9 @@ class OpenInferenceRoutes:
         result = await self._gateway.query(bearer_token(request), model, call.message.SerializeToString(),
                                            "application/x-protobuf", served_entity_name=version,
                                            protocol=Protocol.OPEN_INFERENCE)
-        return render_infer(model, result.served_entity_name, call, worker_pb2.InferReply.FromString(result.body))
+        response = render_infer(model, result.served_entity_name, call, worker_pb2.InferReply.FromString(result.body))
+        response.headers.extend(answer_metadata(result))
+        return response
 
     async def _describe(self, request: web.Request) -> ModelDescription:
         return await self._gateway.describe(bearer_token(request), request.match_info["model"],

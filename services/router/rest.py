@@ -17,6 +17,9 @@ from aiohttp import web
 from services.common.errors import (
     MethodNotAllowed, NotFound, PayloadTooLarge, PodiumError, BadRequest,
 )
+from services.common.request_context import (
+    REQUEST_ID_HEADER, TRACEPARENT, choose_request_id, request_id_var, traceparent_var,
+)
 from services.router.core import Gateway
 from services.router.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from services.router.oip_rest import OpenInferenceRoutes, is_oip_path
@@ -45,10 +48,21 @@ def error_response(error: PodiumError, is_oip: bool = False) -> web.Response:
 
 @web.middleware
 async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
+    """Every answer, an error too, carries the request's x-request-id (the caller's when sane); the id and
+    the caller's `traceparent` ride in the request context for the core, its logs and the worker."""
+    request_id = choose_request_id(request.headers.get(REQUEST_ID_HEADER))
+    id_token = request_id_var.set(request_id)
+    parent_token = traceparent_var.set(request.headers.get(TRACEPARENT, ""))
     try:
-        return await handler(request)
+        response = await handler(request)
     except Exception as exc:  # noqa: BLE001 - every failure becomes the one JSON shape of its path
-        return _failure(request, exc)
+        response = _failure(request, exc)
+    finally:
+        request_id_var.reset(id_token)
+        traceparent_var.reset(parent_token)
+    if not response.prepared:   # a streamed answer sent it with its first bytes (answer_headers)
+        response.headers[REQUEST_ID_HEADER] = request_id
+    return response
 
 
 def _failure(request: web.Request, exc: Exception) -> web.Response:

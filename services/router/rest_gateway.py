@@ -17,7 +17,7 @@ from aiohttp import web
 from services.common.errors import BadRequest, InvalidParameter
 from services.router.core import Gateway
 from services.router.rest_identity import bearer_token
-from services.router.results import QueryResult
+from services.router.results import QueryResult, answer_metadata
 
 CORE = web.AppKey("ai_gateway_core", Gateway)
 OPENAI_TASKS = {"chat/completions": "llm/v1/chat", "completions": "llm/v1/completions",
@@ -26,10 +26,7 @@ DEFAULT_PAGE = 100
 
 
 def answer_headers(result: QueryResult) -> dict[str, str]:
-    headers = {"served-model-name": result.served_entity_name}
-    if result.request_id:
-        headers["x-request-id"] = result.request_id
-    return headers
+    return {"served-model-name": result.served_entity_name, **dict(answer_metadata(result))}
 
 
 async def stream_events(request: web.Request, result: QueryResult) -> web.StreamResponse:

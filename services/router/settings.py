@@ -16,6 +16,16 @@ class RouterSettings(BaseSettings):
     router_port: int = 8080                 # REST; 0 = the OS picks (tests)
     router_grpc_port: int = 8081            # gRPC query API; 0 = the OS picks
     control_plane_target: str = "127.0.0.1:7070"
+    # Processes serving the same REST and gRPC ports (SO_REUSEPORT: the kernel spreads connections over
+    # them). The first binds and starts the others; each has its own metrics port (listed in its ready line).
+    router_processes: int = Field(1, ge=1, le=64)
+    router_reuse_port: bool = False        # set for the extra processes (and implied by router_processes > 1)
+    # Prometheus GET /metrics on its own port (services/common/metrics_server.py says why): 0 = the OS
+    # picks (announced in the ready line and podium.json); -1 = off. Loopback by default.
+    router_metrics_host: str = "127.0.0.1"
+    router_metrics_port: int = Field(0, ge=-1)
+    # OpenTelemetry: spans exported over OTLP/HTTP when set (the standard variable); empty = tracing off.
+    otlp_endpoint: str = Field("", validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT")
     redis_url: str = Field("", validation_alias=AliasChoices("PODIUM_REDIS_URL", "REDIS_URL"))
     forward_timeout_s: float = Field(60.0, gt=0)      # deadline of one prediction on a worker
     management_timeout_s: float = Field(10.0, gt=0)   # deadline of one control-plane call

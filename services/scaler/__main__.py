@@ -27,6 +27,8 @@ from services.scaler.metrics import LoadReader
 from services.scaler.replica_logs import ReplicaLogs
 from services.scaler.replica_records import ReplicaRecords
 from services.scaler.runtime import LocalProcessRuntime
+from services.common.metrics_server import start_metrics_server
+from services.scaler.prometheus import add_target_route, scaler_registry, scrape_targets
 from services.scaler.settings import ScalerSettings
 
 log = logging.getLogger("services.scaler")
@@ -92,7 +94,14 @@ async def run(settings: ScalerSettings) -> None:
         background.append(asyncio.create_task(load.listen_for_wakes(lambda key: scaler.wake.set())))
     if template is not None:
         background.append(asyncio.create_task(_warm_up(template)))
-    announce_ready("scaler", grpc_target=target)
+    metrics_runner, metrics_address = None, ""
+    if settings.scaler_metrics_port >= 0:
+        def targets() -> list[dict]:
+            return scrape_targets((r.metrics_address, r.key, r.replica_id) for r in runtime.replicas())
+        metrics_runner, metrics_address = await start_metrics_server(
+            scaler_registry(lambda: scaler.replica_counts), settings.scaler_metrics_host,
+            settings.scaler_metrics_port, add_target_route(targets))
+    announce_ready("scaler", grpc_target=target, metrics_address=metrics_address)
     try:
         await reconcile_forever(scaler, settings.scaler_interval_s, stop)
     finally:
@@ -102,6 +111,8 @@ async def run(settings: ScalerSettings) -> None:
                 await task
         await scaler.close()
         await server.stop(grace=2)
+        if metrics_runner is not None:
+            await metrics_runner.cleanup()
         if load is not None:
             await load.close()
         await control_plane.close()

@@ -48,6 +48,14 @@ class ScalingSettings:
     drain_s: float = 0.5   # between leaving the routing table and SIGTERM, so routers have the new table
 
 
+@dataclass(frozen=True)
+class ReplicaCount:
+    endpoint_name: str
+    served_entity_name: str
+    desired: int
+    ready: int
+
+
 class Scaler:
     def __init__(self, control_plane: "ControlPlaneClient", runtime: Runtime, load: "LoadReader | None",
                  scaling: ScalingSettings, *, start_timeout_s: float, max_start_failures: int,
@@ -68,6 +76,7 @@ class Scaler:
         self._windows: dict[str, deque[LoadSample]] = {}
         self._memory: dict[str, ScaleMemory] = {}
         runtime.on_change = self.wake.set
+        self.replica_counts: list[ReplicaCount] = []   # as of the last pass (for the metrics scrape)
 
     async def reconcile_once(self) -> None:
         deployments = {d.key: d for d in await self._control_plane.list_deployments()}
@@ -93,7 +102,10 @@ class Scaler:
         for key in [k for k in self._memory if k not in deployments]:
             self._memory.pop(key, None)
             self._windows.pop(key, None)
-        await self._control_plane.report_deployments(self._statuses(deployments, desired), self._scaler_target)
+        statuses = self._statuses(deployments, desired)
+        self.replica_counts = [ReplicaCount(deployments[s.key].endpoint_name, deployments[s.key].served_entity_name,
+                                            s.desired_replicas, len(s.ready_addresses)) for s in statuses]
+        await self._control_plane.report_deployments(statuses, self._scaler_target)
         for replica_id in self._draining:
             self._announced.setdefault(replica_id, now)
 

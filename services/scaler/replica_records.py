@@ -28,6 +28,7 @@ class ReplicaRecord:
     is_ready: bool = False
     log_path: str = ""
     gpus: list[str] = field(default_factory=list)   # the GPUs it was given, so their load stays counted
+    metrics_address: str = ""   # where its Prometheus /metrics answers (listed by the scaler's discovery)
 
 
 class ReplicaRecords:

@@ -56,6 +56,7 @@ class Replica:
     pid: int | None = None
     is_stopping: bool = False
     gpus: tuple[str, ...] = ()    # the GPU ids its CUDA_VISIBLE_DEVICES names
+    metrics_address: str = ""     # its Prometheus /metrics (host:port), from its handshake
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,8 @@ class LocalProcessRuntime:
         for record in await asyncio.to_thread(self._records.live):
             replica = Replica(record.replica_id, record.key, status=READY if record.is_ready else STARTING,
                               address=record.address, ever_ready=record.is_ready, pid=record.pid,
-                              log_path=Path(record.log_path) if record.log_path else None, gpus=tuple(record.gpus))
+                              log_path=Path(record.log_path) if record.log_path else None, gpus=tuple(record.gpus),
+                              metrics_address=record.metrics_address)
             process = WorkerProcess(record.pid)
             self._replicas[replica.replica_id] = replica
             self._processes[replica.replica_id] = process
@@ -292,9 +294,11 @@ class LocalProcessRuntime:
                     continue
                 if event.get("event") == "listening":
                     replica.address = event.get("address", "")
+                    replica.metrics_address = event.get("metrics_address", "")
                     self._write_record(replica)
                 elif event.get("event") == "ready":
                     replica.address = event.get("address", replica.address)
+                    replica.metrics_address = event.get("metrics_address", replica.metrics_address)
                     self._mark_ready(replica)
                 elif event.get("event") == "failed":
                     replica.status = FAILED
@@ -324,7 +328,8 @@ class LocalProcessRuntime:
         if ticks is None or replica.status in (EXITED, FAILED):
             return
         self._records.write(ReplicaRecord(replica.replica_id, replica.key, replica.pid, ticks, replica.address,
-                                          replica.status == READY, str(replica.log_path or ""), list(replica.gpus)))
+                                          replica.status == READY, str(replica.log_path or ""), list(replica.gpus),
+                                          replica.metrics_address))
 
     # ---- heartbeats ----
 

@@ -21,6 +21,10 @@ class ScalerSettings(BaseSettings):
     worker_host: str = "127.0.0.1"
     scaler_host: str = "127.0.0.1"    # where the scaler serves its replicas' logs (gRPC)
     scaler_port: int = 0              # 0 = the OS picks; reported to the control plane on every pass
+    # Prometheus GET /metrics and GET /targets (workers' metrics addresses): 0 = the OS picks (announced in
+    # the ready line); -1 = off. Loopback by default: only this machine's Prometheus or agent reaches it.
+    scaler_metrics_host: str = "127.0.0.1"
+    scaler_metrics_port: int = Field(0, ge=-1)
     # Consecutive start failures after which a deployment is reported failed instead of retried.
     worker_max_start_failures: int = Field(3, ge=1)
     # "local": workers run in the platform's environment; "virtualenv": each model in one built from its

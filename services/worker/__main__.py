@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -13,9 +14,12 @@ from podium_api.v1 import worker_pb2_grpc
 from services.common.grpc_edge import grpc_edge, metadata_token
 from services.common.grpc_server import SERVER_OPTIONS
 from services.common.logging import configure_logging
+from services.common.metrics_server import start_metrics_server
+from services.common.tracing import configure_tracing
 from services.common.processes import wait_pid_exit
 from services.common.readiness import announce_failed, announce_listening, announce_ready
 from services.common.tls import TlsFiles, add_server_port
+from services.worker import metrics
 from services.worker.core import CallerCheck, Predictor, load_model, usable_gpu_count
 from services.worker.grpc_api import WorkerServicer
 from services.worker.settings import WorkerSettings
@@ -36,7 +40,11 @@ async def serve(settings: WorkerSettings) -> int:
     holder = _LateServicer(callers)
     worker_pb2_grpc.add_WorkerServicer_to_server(holder, server)
     await server.start()
-    announce_listening("worker", address=address)
+    metrics_runner, metrics_address = None, ""
+    if settings.metrics_port >= 0:
+        metrics_runner, metrics_address = await start_metrics_server(metrics.REGISTRY, settings.metrics_host,
+                                                                     settings.metrics_port)
+    announce_listening("worker", address=address, metrics_address=metrics_address)
     if settings.device == "cuda" and await asyncio.to_thread(usable_gpu_count) == 0:
         # A GPU workload never falls back to the CPU silently: the endpoint's update fails, saying why.
         reason = (f"no GPU available: this replica was given CUDA_VISIBLE_DEVICES="
@@ -45,6 +53,7 @@ async def serve(settings: WorkerSettings) -> int:
         announce_failed("worker", reason)
         await server.stop(grace=None)
         return 3
+    load_started = time.monotonic()
     try:
         model = await asyncio.to_thread(load_model, settings.model_uri, settings.registry_uri, settings.tracking_uri,
                                         settings.model_path)
@@ -54,12 +63,13 @@ async def serve(settings: WorkerSettings) -> int:
         announce_failed("worker", reason)
         await server.stop(grace=None)
         return 3
+    metrics.observe_model_load(time.monotonic() - load_started)
     predictor = Predictor(model, settings.predict_threads, settings.max_queued_requests, callers)
     holder.servicer = WorkerServicer(predictor)
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     log.info("serving %s on %s (device %s, CUDA_VISIBLE_DEVICES=%s)", settings.model_uri, address,
              settings.device, settings.cuda_visible_devices)
-    announce_ready("worker", address=address)
+    announce_ready("worker", address=address, metrics_address=metrics_address)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
@@ -74,6 +84,8 @@ async def serve(settings: WorkerSettings) -> int:
     await health_servicer.enter_graceful_shutdown()
     await server.stop(grace=10)
     predictor.close()
+    if metrics_runner is not None:
+        await metrics_runner.cleanup()
     return 0
 
 
@@ -110,6 +122,7 @@ class _LateServicer(worker_pb2_grpc.WorkerServicer):
 def main() -> None:
     settings = WorkerSettings()
     configure_logging("worker")
+    configure_tracing("worker", settings.otlp_endpoint)
     raise SystemExit(asyncio.run(serve(settings)))
 
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 import orjson
 
 from podium_api.v1 import worker_pb2, worker_pb2_grpc
+from services.common import tracing
 from services.common.errors import InvalidParameter
+from services.common.request_context import MODEL_TIME_KEY, traceparent_var
 from services.common.grpc_edge import grpc_edge, metadata_token
 from services.common.tensors import RawTensor, check_header
+from services.worker import metrics
 from services.worker.core import Predictor
 
 
@@ -17,7 +20,11 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
 
     @grpc_edge
     async def Predict(self, request, context):
-        result = await self._predictor.predict(metadata_token(context), request.body, request.content_type)
+        with tracing.server_span("worker.predict", traceparent_var.get()), metrics.Prediction("predict") as timed:
+            result = await self._predictor.predict(metadata_token(context), request.body, request.content_type)
+            if result.http_status != 200:
+                timed.outcome = "model_error"
+        context.set_trailing_metadata(((MODEL_TIME_KEY, f"{timed.elapsed_ms:.3f}"),))
         return worker_pb2.PredictReply(http_status=result.http_status, body=result.body,
                                        content_type=result.content_type)
 
@@ -40,6 +47,8 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
             raise InvalidParameter("parameters must be a JSON object") from None
         if not isinstance(params, dict):
             raise InvalidParameter("parameters must be a JSON object")
-        outputs = await self._predictor.infer(token, inputs, list(request.outputs), params)
+        with tracing.server_span("worker.infer", traceparent_var.get()), metrics.Prediction("infer") as timed:
+            outputs = await self._predictor.infer(token, inputs, list(request.outputs), params)
+        context.set_trailing_metadata(((MODEL_TIME_KEY, f"{timed.elapsed_ms:.3f}"),))
         return worker_pb2.InferReply(outputs=[
             worker_pb2.Tensor(name=t.name, datatype=t.datatype, shape=t.shape, raw=t.raw) for t in outputs])

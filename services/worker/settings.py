@@ -21,6 +21,12 @@ class WorkerSettings(BaseSettings):
     supervisor_pid: int = Field(0, ge=0)
     host: str = "127.0.0.1"
     port: int = 0                         # 0 = the OS picks; the bound port is announced on stdout
+    # Prometheus GET /metrics (services/common/metrics_server.py): 0 = the OS picks (announced in the ready
+    # line and the replica record, so the scaler's service discovery lists it); -1 = off.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(0, ge=-1)
+    # OpenTelemetry: spans exported over OTLP/HTTP when set (the standard variable); empty = tracing off.
+    otlp_endpoint: str = Field("", validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT")
     predict_threads: int = Field(2, ge=1)    # model calls run here, never on the event loop
     max_queued_requests: int = Field(256, ge=1)  # beyond this a request is shed with 503
     # Set by the scaler: "cuda" for a GPU workload type (its GPUs in CUDA_VISIBLE_DEVICES), else "cpu" with

@@ -150,8 +150,12 @@ def _run_child(channel: socket.socket, fds: list[int], env: dict[str, str]) -> N
         from services.worker.__main__ import serve
         from services.worker.settings import WorkerSettings
 
+        from services.common.tracing import configure_tracing
+
         configure_logging("worker")
-        code = asyncio.run(serve(WorkerSettings()))
+        settings = WorkerSettings()
+        configure_tracing("worker", settings.otlp_endpoint)
+        code = asyncio.run(serve(settings))
     except BaseException:  # noqa: BLE001 - report anything, then leave without running the template's cleanup
         traceback.print_exc()
     finally:
