@@ -48,8 +48,8 @@ class ServiceFailed(RuntimeError):
     pass
 
 
-def start_service(module: str, env: dict[str, str], log_path: Path, ready_timeout_s: float = 120.0
-                  ) -> tuple[subprocess.Popen, dict]:
+def start_service(module: str, env: dict[str, str], log_path: Path, ready_timeout_s: float = 120.0,
+                  is_threaded_parent: bool = False) -> tuple[subprocess.Popen, dict]:
     """Runs `python -m module`, stderr appended to log_path; returns once it announced `ready`.
 
     The child inherits this environment minus every credential (SENSITIVE_ENV), plus `env`: a service
@@ -60,7 +60,10 @@ def start_service(module: str, env: dict[str, str], log_path: Path, ready_timeou
     with open(log_path, "ab") as log_file:
         process = subprocess.Popen(
             [sys.executable, "-m", module], env={**inherited, **env}, stdout=subprocess.PIPE,
-            stderr=log_file, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
+            stderr=log_file, stdin=subprocess.DEVNULL,
+            # A parent running gRPC threads must not run Python between fork and exec (it crashes the
+            # child): such a child watches its parent's pid itself instead.
+            preexec_fn=None if is_threaded_parent else die_with_parent)
     try:
         return process, wait_ready(process, ready_timeout_s, log_path)
     except BaseException:

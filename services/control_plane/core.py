@@ -18,6 +18,8 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
+import orjson
+
 from services.common.capacity import concurrency_bounds
 from services.common.deployments import Deployment, DeploymentStatus, EndpointRoutes, RouteTarget
 from services.common.errors import AlreadyExists, Conflict, EndpointNotFound, Unavailable
@@ -51,6 +53,7 @@ class EndpointService:
         self._clock = clock
         self._report_expiry_s = report_expiry_s
         self._endpoints: dict[str, dict] = {}
+        self._summaries: dict[str, tuple[dict, bytes]] = {}   # rendered list items (list_json)
         self._reports: dict[str, tuple[Observation, float]] = {}
         self._write_lock = asyncio.Lock()
         self._changed = asyncio.Condition()
@@ -105,9 +108,24 @@ class EndpointService:
 
     async def list(self, token: str) -> dict:
         """Only the endpoints the caller may view."""
+        return orjson.loads(await self.list_json(token))
+
+    async def list_json(self, token: str) -> bytes:
+        """The list answer, rendered: each endpoint's summary JSON is kept until the endpoint changes (every
+        change replaces its dict, so identity tells), and only the caller's filter runs per call."""
         caller = await self._identity.authenticate_person(token)
-        return {"endpoints": [views.summary(e) for e in self._endpoints.values()
-                              if rank(effective_level(caller, permissions.acl_pairs(e))) >= rank(CAN_VIEW)]}
+        cache, parts = self._summaries, []
+        for name, endpoint in self._endpoints.items():
+            if rank(effective_level(caller, permissions.acl_pairs(endpoint))) < rank(CAN_VIEW):
+                continue
+            cached = cache.get(name)
+            if cached is None or cached[0] is not endpoint:
+                cached = cache[name] = (endpoint, orjson.dumps(views.summary(endpoint)))
+            parts.append(cached[1])
+        if len(cache) > len(self._endpoints):   # deleted endpoints leave the cache
+            for name in [n for n in cache if n not in self._endpoints]:
+                del cache[name]
+        return b'{"endpoints":[' + b",".join(parts) + b"]}"
 
     async def update_config(self, token: str, name: str, body: object) -> dict:
         caller = (await self._authorized(token, name, CAN_MANAGE))[2]

@@ -47,7 +47,7 @@ class ControlPlaneServicer(control_plane_pb2_grpc.ControlPlaneServicer):
 
     @grpc_edge
     async def ListEndpoints(self, request, context):
-        return pb.ListEndpointsReply(endpoints_json=orjson.dumps(await self._service.list(metadata_token(context))).decode())
+        return pb.ListEndpointsReply(endpoints_json=(await self._service.list_json(metadata_token(context))).decode())
 
     @grpc_edge
     async def UpdateConfig(self, request, context):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import subprocess
 
@@ -18,7 +19,7 @@ from services.common.control_plane_client import ControlPlaneClient
 from services.common.grpc_server import SERVER_OPTIONS
 from services.common.logging import configure_logging
 from services.common.metrics_server import start_metrics_server
-from services.common.processes import start_service, stop_process
+from services.common.processes import start_service, stop_process, wait_pid_exit
 from services.common.tracing import configure_tracing
 from services.common.readiness import announce_ready
 from services.common.master_keys import load_cipher
@@ -148,7 +149,13 @@ async def serve(settings: RouterSettings) -> None:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    parent = None
+    if settings.router_parent_pid:
+        parent = asyncio.create_task(wait_pid_exit(settings.router_parent_pid))
+        parent.add_done_callback(lambda _: stop.set())
     await stop.wait()
+    if parent is not None:
+        parent.cancel()
     await asyncio.gather(*(asyncio.to_thread(stop_process, process) for process, _ in siblings))
     await grpc_server.stop(grace=5)
     if metrics_runner is not None:
@@ -173,6 +180,7 @@ def start_siblings(settings: RouterSettings, http_port: int, grpc_port: int) -> 
     the loop). Each is given the credentials this one has, as `podium up` gave them (never argv)."""
     env = {"PODIUM_ROUTER_PORT": str(http_port), "PODIUM_ROUTER_GRPC_PORT": str(grpc_port),
            "PODIUM_ROUTER_PROCESSES": "1", "PODIUM_ROUTER_REUSE_PORT": "true",
+           "PODIUM_ROUTER_PARENT_PID": str(os.getpid()),
            "PODIUM_ROUTER_METRICS_PORT": "0" if settings.router_metrics_port >= 0 else "-1",
            "PODIUM_INTERNAL_TOKEN": settings.internal_token.get_secret_value(),
            "PODIUM_WORKER_TOKEN": settings.worker_token.get_secret_value()}
@@ -181,7 +189,8 @@ def start_siblings(settings: RouterSettings, http_port: int, grpc_port: int) -> 
     started = []
     try:
         for i in range(1, settings.router_processes):
-            started.append(start_service("services.router", env, settings.data_dir / "logs" / f"router-{i}.log"))
+            started.append(start_service("services.router", env, settings.data_dir / "logs" / f"router-{i}.log",
+                                         is_threaded_parent=True))
     except BaseException:
         for process, _ in started:
             stop_process(process)

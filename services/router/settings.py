@@ -20,6 +20,7 @@ class RouterSettings(BaseSettings):
     # them). The first binds and starts the others; each has its own metrics port (listed in its ready line).
     router_processes: int = Field(1, ge=1, le=64)
     router_reuse_port: bool = False        # set for the extra processes (and implied by router_processes > 1)
+    router_parent_pid: int = Field(0, ge=0)  # an extra process exits with the router that started it; 0 = none
     # Prometheus GET /metrics on its own port (services/common/metrics_server.py says why): 0 = the OS
     # picks (announced in the ready line and podium.json); -1 = off. Loopback by default.
     router_metrics_host: str = "127.0.0.1"

@@ -97,7 +97,8 @@ async def run(settings: ScalerSettings) -> None:
     metrics_runner, metrics_address = None, ""
     if settings.scaler_metrics_port >= 0:
         def targets() -> list[dict]:
-            return scrape_targets((r.metrics_address, r.key, r.replica_id) for r in runtime.replicas())
+            return scrape_targets(((r.metrics_address, r.key, r.replica_id) for r in runtime.replicas()),
+                                  scaler.replica_counts)
         metrics_runner, metrics_address = await start_metrics_server(
             scaler_registry(lambda: scaler.replica_counts), settings.scaler_metrics_host,
             settings.scaler_metrics_port, add_target_route(targets))

@@ -50,6 +50,7 @@ class ScalingSettings:
 
 @dataclass(frozen=True)
 class ReplicaCount:
+    key: str
     endpoint_name: str
     served_entity_name: str
     desired: int
@@ -103,7 +104,7 @@ class Scaler:
             self._memory.pop(key, None)
             self._windows.pop(key, None)
         statuses = self._statuses(deployments, desired)
-        self.replica_counts = [ReplicaCount(deployments[s.key].endpoint_name, deployments[s.key].served_entity_name,
+        self.replica_counts = [ReplicaCount(s.key, deployments[s.key].endpoint_name, deployments[s.key].served_entity_name,
                                             s.desired_replicas, len(s.ready_addresses)) for s in statuses]
         await self._control_plane.report_deployments(statuses, self._scaler_target)
         for replica_id in self._draining:

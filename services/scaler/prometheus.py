@@ -43,9 +43,13 @@ def scaler_registry(counts: Callable[[], Iterable[ReplicaCount]]) -> CollectorRe
     return registry
 
 
-def scrape_targets(replicas: Iterable[tuple[str, str, str]]) -> list[dict]:
-    """(metrics address, deployment key, replica id) per replica → Prometheus http_sd target groups."""
-    return [{"targets": [address], "labels": {"podium_deployment": key, "podium_replica": replica_id}}
+def scrape_targets(replicas: Iterable[tuple[str, str, str]], counts: Iterable[ReplicaCount]) -> list[dict]:
+    """(metrics address, deployment key, replica id) per replica → Prometheus http_sd target groups, labelled
+    with the endpoint and served entity they serve."""
+    names = {c.key: (c.endpoint_name, c.served_entity_name) for c in counts}
+    return [{"targets": [address], "labels": {"endpoint_name": names.get(key, ("", ""))[0],
+                                              "served_entity_name": names.get(key, ("", ""))[1],
+                                              "podium_deployment": key, "podium_replica": replica_id}}
             for address, key, replica_id in sorted(replicas) if address]
 
 
