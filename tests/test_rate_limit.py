@@ -10,7 +10,7 @@ import pytest
 
 from podium.redis_server import EmbeddedRedis
 from services.common.caller import Caller
-from services.common.errors import RateLimited
+from services.common.errors import RateLimited, Unavailable
 from services.common.gateway_routes import RateLimitRule
 from services.router.policy.rate_limit import (
     Bucket, Draw, admission_draws, budgets_for, retry_after_s, take, usage_draws,
@@ -155,3 +155,21 @@ async def test_no_redis_means_limited_endpoints_are_unavailable_not_unlimited():
         await RateLimiter(None).admit("e", "x", [RateLimitRule("endpoint", calls=1)], ALICE)
     assert refused.value.code == "TEMPORARILY_UNAVAILABLE"
     assert await RateLimiter(None).admit("e", "x", [], ALICE) == []
+
+
+@pytest.mark.parametrize("mode_open", [True, False], ids=["fail-open", "fail-closed"])
+async def test_an_unreachable_redis_follows_the_failure_mode(tmp_path, mode_open):
+    # A real client to a socket nobody serves: what the router sees once Redis has died.
+    buckets = RedisBuckets(f"unix://{tmp_path / 'gone.sock'}", timeout_s=0.5)
+    limiter = RateLimiter(buckets, is_fail_open=mode_open)
+    rules = [RateLimitRule("endpoint", calls=1)]
+    try:
+        if mode_open:
+            for _ in range(3):  # beyond the limit: nothing meters them while Redis is away
+                assert await limiter.admit("e", "outage", rules, ALICE) == []
+        else:
+            with pytest.raises(Unavailable) as refused:
+                await limiter.admit("e", "outage", rules, ALICE)
+            assert refused.value.code == "TEMPORARILY_UNAVAILABLE" and refused.value.retry_after_s == 1
+    finally:
+        await buckets.close()

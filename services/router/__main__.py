@@ -58,7 +58,7 @@ async def build_ai_gateway(settings: RouterSettings, control_plane: ControlPlane
                                connect_timeout_s=settings.provider_connect_timeout_s)
     await providers.start()
     limiter = RateLimiter(RedisBuckets(settings.redis_url, settings.rate_limit_timeout_s)
-                          if settings.redis_url else None)
+                          if settings.redis_url else None, is_fail_open=settings.redis_failure_mode == "open")
     store = await asyncio.to_thread(InferenceStore, settings.resolved_inference_database_url(), cipher)
     inference_log = InferenceLog(store, queue_size=settings.inference_queue_size,
                                  batch_size=settings.inference_batch_size,
@@ -73,7 +73,7 @@ async def serve(settings: RouterSettings) -> None:
     internal_tls = TlsFiles.from_settings(settings.tls_ca_file, settings.tls_cert_file, settings.tls_key_file)
     control_plane = ControlPlaneClient(settings.control_plane_target, timeout_s=settings.management_timeout_s,
                                        internal_token=settings.internal_token.get_secret_value(), tls=internal_tls)
-    pool = WorkerPool(settings.worker_token.get_secret_value(), internal_tls)
+    pool = WorkerPool(settings.worker_token.get_secret_value(), internal_tls, eject_s=settings.replica_eject_s)
     tracker = LoadTracker()
     routing_ref: list[RoutingTableFollower] = []
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
@@ -39,22 +40,42 @@ class WorkerPool:
     router's Podium certificate.
     """
 
-    def __init__(self, worker_token: str = "", tls: TlsFiles | None = None):
+    def __init__(self, worker_token: str = "", tls: TlsFiles | None = None, eject_s: float = 10.0):
         self._credential = bearer_metadata(worker_token)
         self._tls = tls
         self._stubs: dict[str, worker_pb2_grpc.WorkerStub] = {}
         self._raw_infer: dict[str, grpc.aio.UnaryUnaryMultiCallable] = {}
         self._channels: dict[str, grpc.aio.Channel] = {}
         self.in_flight: dict[str, int] = {}
+        # Replicas a call found unreachable, and until when (monotonic) no request is routed to them: the
+        # routing table drops a dead replica only once the scaler notices (heartbeat expiry), this at once.
+        self._ejected: dict[str, float] = {}
+        self._eject_s = eject_s
+
+    def eject(self, address: str) -> None:
+        """Routes nothing more to `address` for eject_s, unless nothing else is left (a blip, not a death)."""
+        self._ejected[address] = time.monotonic() + self._eject_s
+
+    def is_ejected(self, address: str) -> bool:
+        until = self._ejected.get(address)
+        if until is None:
+            return False
+        if time.monotonic() >= until:
+            del self._ejected[address]
+            return False
+        return True
 
     def keep_only(self, addresses: set[str]) -> None:
         """Closes channels to replicas that left the routing table."""
+        for address in [a for a in self._ejected if a not in addresses]:
+            del self._ejected[address]
         for address in list(self._channels):
             if address not in addresses:
                 channel = self._channels.pop(address)
                 self._stubs.pop(address, None)
                 self._raw_infer.pop(address, None)
                 self.in_flight.pop(address, None)
+                self._ejected.pop(address, None)
                 asyncio.get_running_loop().create_task(channel.close(grace=30))
 
     def _stub(self, address: str) -> worker_pb2_grpc.WorkerStub:

@@ -23,7 +23,8 @@ import orjson
 from services.common.caller import Caller
 from services.common.deployments import EndpointRoutes, RouteTarget
 from services.common.errors import (
-    EndpointNotFound, InvalidParameter, PodiumError, ReplicaUnreachable, Unavailable, error_from_code,
+    DeadlineExceeded, EndpointNotFound, InvalidParameter, PodiumError, ReplicaUnreachable, Unavailable,
+    error_from_code,
 )
 from services.common import tracing
 from services.common.request_context import traceparent_var, request_id_var
@@ -176,17 +177,24 @@ class Gateway(IdentityCalls):
                        protocol: Protocol) -> QueryResult:
         """Sends the request to the less loaded of two ready replicas (power of two choices).
 
-        With no replica to try (scaled to zero, or every one tried was unreachable: it processed nothing),
-        the request waits in the admission queue for the routing table to bring one, up to its deadline.
+        A replica that cannot be reached processed nothing (model predictions are idempotent anyway): the
+        request goes to another ready replica, and this router routes nothing more to the unreachable one
+        until the routing table has dropped it (WorkerPool.eject). Every attempt shares one deadline
+        (forward_timeout_s from the first), so retries never stretch a request past it. With no replica to
+        try (scaled to zero, or every one tried was unreachable), the request waits in the admission queue
+        for the routing table to bring one, up to the queue's deadline.
         """
         tried: set[str] = set()
         deadline: float | None = None
+        forward_deadline: float | None = None
         while True:
             addresses = self._routing.replica_addresses(route.deployment_key)
             if addresses is None:  # the config changed while this request waited: take the new one
                 route = self._reroute(endpoint_name, route)
                 continue
-            address = pick_replica([a for a in addresses if a not in tried], self._pool.in_flight, self._rng.randint)
+            untried = [a for a in addresses if a not in tried]
+            address = pick_replica([a for a in untried if not self._pool.is_ejected(a)] or untried,
+                                   self._pool.in_flight, self._rng.randint)
             if address is None:
                 deadline = deadline or self._admission.deadline()
                 with tracing.span("router.queue"):   # waiting for capacity is its own span
@@ -194,15 +202,20 @@ class Gateway(IdentityCalls):
                                                deadline)
                 continue
             tried.add(address)
+            forward_deadline = forward_deadline or time.monotonic() + self._forward_timeout_s
+            timeout_s = forward_deadline - time.monotonic()
+            if timeout_s <= 0:
+                raise DeadlineExceeded(f"the model did not answer within {self._forward_timeout_s:g} s")
             try:
                 with tracing.span("router.forward", {"podium.replica": address}, client=True):
                     if protocol is Protocol.OPEN_INFERENCE:
-                        reply = await self._pool.infer(address, body, self._forward_timeout_s)
+                        reply = await self._pool.infer(address, body, timeout_s)
                     else:
                         reply = await self._pool.predict(address, body, content_type or "application/json",
-                                                         self._forward_timeout_s)
+                                                         timeout_s)
             except ReplicaUnreachable:
-                log.warning("replica %s of %s unreachable", address, route.served_entity_name)
+                log.warning("replica %s of %s unreachable; trying another", address, route.served_entity_name)
+                self._pool.eject(address)
                 continue
             if reply.http_status != 200:
                 raise _model_error(reply.http_status, reply.body)

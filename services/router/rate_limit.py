@@ -90,8 +90,12 @@ class RedisBuckets:
 class RateLimiter:
     """Admits requests against an endpoint's limits, and charges tokens once an answer says how many."""
 
-    def __init__(self, buckets: RedisBuckets | None):
+    def __init__(self, buckets: RedisBuckets | None, *, is_fail_open: bool = True):
         self._buckets = buckets
+        # PODIUM_REDIS_FAILURE_MODE: while Redis cannot be reached, admit unmetered ("open") or answer 503
+        # ("closed"). Either way the query path waits at most rate_limit_timeout_s on Redis.
+        self._is_fail_open = is_fail_open
+        self._is_failing = False
 
     @staticmethod
     def _keys(endpoint_id: str, budgets: Sequence[Budget]) -> list[str]:
@@ -111,8 +115,16 @@ class RateLimiter:
             admitted, retry_ms, worst = await self._buckets.take(
                 self._keys(endpoint_id, budgets), admission_draws(budgets))
         except (RedisError, OSError) as exc:
-            log.warning("rate-limit store unreachable: %s", type(exc).__name__)
+            if not self._is_failing:  # once per outage, not once per request
+                log.warning("rate-limit store unreachable (%s): %s", type(exc).__name__,
+                            "admitting requests unmetered" if self._is_fail_open else "refusing rate-limited requests")
+            self._is_failing = True
+            if self._is_fail_open:
+                return []   # nothing was drawn, so nothing is charged afterwards
             raise Unavailable("The rate-limit store is unreachable; try again shortly", retry_after_s=1) from None
+        if self._is_failing:
+            log.info("rate-limit store reachable again")
+        self._is_failing = False
         if not admitted:
             raise RateLimited(f"Rate limit exceeded for endpoint '{endpoint_name}': "
                               f"{budgets[worst].describe()}", retry_after_s=retry_after_s(retry_ms))

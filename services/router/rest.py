@@ -30,6 +30,7 @@ from services.router.ui import add_ui_routes
 log = logging.getLogger(__name__)
 
 GATEWAY = web.AppKey("gateway", Gateway)
+MAX_REQUEST_BYTES = web.AppKey("max_request_bytes", int)
 JSON = "application/json"
 # Optional trailing slash: mlflow calls /api/2.0/serving-endpoints/ (sic) for list and create.
 SLASH = "{slash:/?}"
@@ -70,7 +71,10 @@ def _failure(request: web.Request, exc: Exception) -> web.Response:
     if isinstance(exc, PodiumError):
         return error_response(exc, is_oip)
     if isinstance(exc, web.HTTPRequestEntityTooLarge):
-        return error_response(PayloadTooLarge(f"Request body is larger than {exc.max_size} bytes"), is_oip)
+        # (aiohttp's exception does not keep the limit it enforced: the app does)
+        limit = request.app.get(MAX_REQUEST_BYTES)
+        return error_response(PayloadTooLarge(f"Request body is larger than {limit} bytes" if limit else
+                                              "Request body is too large"), is_oip)
     if isinstance(exc, web.HTTPMethodNotAllowed):
         return error_response(MethodNotAllowed(f"{request.method} is not allowed on {request.path}"), is_oip)
     if isinstance(exc, web.HTTPNotFound):
@@ -198,6 +202,7 @@ async def invocations(request: web.Request) -> web.StreamResponse:
 def build_app(gateway: Gateway, max_request_bytes: int) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=max_request_bytes)
     app[GATEWAY] = gateway
+    app[MAX_REQUEST_BYTES] = max_request_bytes
     app.router.add_get("/.well-known/databricks-config", databricks_config)
     app.router.add_get("/healthz", health)
     app.router.add_post(ENDPOINTS + SLASH, create_endpoint)

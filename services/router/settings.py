@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -28,7 +29,10 @@ class RouterSettings(BaseSettings):
     # OpenTelemetry: spans exported over OTLP/HTTP when set (the standard variable); empty = tracing off.
     otlp_endpoint: str = Field("", validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT")
     redis_url: str = Field("", validation_alias=AliasChoices("PODIUM_REDIS_URL", "REDIS_URL"))
-    forward_timeout_s: float = Field(60.0, gt=0)      # deadline of one prediction on a worker
+    forward_timeout_s: float = Field(60.0, gt=0)      # deadline of one prediction, retries on other replicas included
+    # A replica a call found unreachable gets no request from this router for this long (or until the
+    # routing table drops it), unless it is the only one left.
+    replica_eject_s: float = Field(10.0, gt=0)
     management_timeout_s: float = Field(10.0, gt=0)   # deadline of one control-plane call
     max_request_bytes: int = Field(16 * 1024 * 1024, gt=0)  # as Databricks: 16 MB per request
     # The registry GET .../openapi and the UI's model pickers read (the query path never does).
@@ -59,6 +63,9 @@ class RouterSettings(BaseSettings):
 
     # ---- AI gateway ----
     rate_limit_timeout_s: float = Field(1.0, gt=0)     # deadline of one Redis call of the rate limiter
+    # While Redis cannot be reached: "open" admits rate-limited requests unmetered, "closed" answers them
+    # 503 TEMPORARILY_UNAVAILABLE. Load metrics always fail open (queries never wait on them).
+    redis_failure_mode: Literal["open", "closed"] = "open"
     inference_database_url: str = ""                   # empty = sqlite:///<data_dir>/inference.db
     inference_retention_days: float = Field(30.0, gt=0)
     inference_queue_size: int = Field(10_000, gt=0)    # records waiting to be written; beyond: dropped, counted

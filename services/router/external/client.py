@@ -100,6 +100,9 @@ class ProviderClient:
             except aiohttp.ClientError as exc:
                 failure: PodiumError = BadGateway(f"Provider {target.provider} is unreachable for endpoint "
                                                   f"'{endpoint}' ({type(exc).__name__})")
+                if not isinstance(exc, aiohttp.ClientConnectorError):
+                    # The connection broke after the request may have gone out: a retry could bill twice.
+                    raise failure from None
             else:
                 if 200 <= response.status < 300:
                     return response
