@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from tests.support import flavors, models
 from tests.support.external import ANTHROPIC_KEY, OPENAI_KEY
 from tests.support.fake_providers import FakeProviders
-from tests.support.stack import RunningStack, start_stack
+from tests.support.stack import FAULTS, RunningStack, start_stack
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Nothing is fetched from a model hub, here or in the workers the stacks start (they inherit this).
@@ -31,6 +31,14 @@ def stack(tmp_path_factory) -> RunningStack:
     """One `podium up` for the session (real processes, embedded Redis, SQLite, MLflow sqlite registry)."""
     # A short credential cache, so revocation tests need not wait long.
     running = start_stack(tmp_path_factory.mktemp("podium"), {"PODIUM_AUTH_CACHE_TTL_S": "1"})
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
+def fault_stack(tmp_path_factory) -> RunningStack:
+    """A second `podium up` where tests kill processes and fuzz the API (test_faults.py, test_fuzz.py)."""
+    running = start_stack(tmp_path_factory.mktemp("faults"), FAULTS)
     yield running
     running.stop()
 

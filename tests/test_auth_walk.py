@@ -74,6 +74,7 @@ REST_ROUTES = [
     ("POST", "/api/2.0/secrets/scopes/delete", "person"), ("POST", "/api/2.0/secrets/put", "person"),
     ("POST", "/api/2.0/secrets/delete", "person"), ("GET", "/api/2.0/secrets/list", "person"),
     ("GET", "/api/2.0/secrets/get", "person"),
+    ("GET", "/api/2.0/podium/openapi.json", "public"),   # describes the API, holds no data
     ("GET", "/api/2.0/podium/registered-models", "person"),
     ("GET", "/api/2.0/podium/registered-models/{name}/versions/{version}/signature", "person"),
     # The web UI's static files: they hold no data (every call the UI makes carries the signed-in token).

@@ -1,7 +1,8 @@
 """Failure behaviour under steady load (README "Operations"): each fault is injected while a bounded load
 generator on 127.0.0.1 keeps querying, and every failed request is counted.
 
-One stack for the module, with short heartbeats and deadlines so each fault plays out in seconds:
+One stack (conftest `fault_stack`, shared with the fuzzers), with short heartbeats and deadlines so each
+fault plays out in seconds:
 - kill -9 one of two worker replicas mid-request: 0 failed (the router retries on the other one);
 - SIGSTOP a replica (a network cut: alive, answering nothing): ejected within its heartbeat expiry, no
   request outlives its deadline;
@@ -12,40 +13,21 @@ One stack for the module, with short heartbeats and deadlines so each fault play
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
 
 import pytest
-import requests
 
 from services.common.processes import start_service, stop_process
 from tests.support.load import SteadyLoad
 from tests.support.slow_model import register_slow_model
-from tests.support.stack import service_pids, start_stack, wait_for, worker_pids
+from tests.support.stack import FAULTS, service_pids, wait_for, worker_pids
 
 pytestmark = pytest.mark.stack
 
-FORWARD_TIMEOUT_S = 8.0
-FAULTS = {
-    "PODIUM_SCALER_INTERVAL_S": "0.25",
-    "PODIUM_TARGET_CONCURRENCY_PER_REPLICA": "2",
-    "PODIUM_HEARTBEAT_INTERVAL_S": "0.25",
-    "PODIUM_HEARTBEAT_EXPIRY_S": "1.5",
-    "PODIUM_METRICS_INTERVAL_S": "0.2",
-    "PODIUM_FORWARD_TIMEOUT_S": str(FORWARD_TIMEOUT_S),
-    "PODIUM_QUEUE_TIMEOUT_S": "10",
-    "PODIUM_WORKER_STOP_GRACE_S": "5",
-}
+FORWARD_TIMEOUT_S = float(FAULTS["PODIUM_FORWARD_TIMEOUT_S"])
 PATH = "/serving-endpoints/pair/invocations"
-
-
-@pytest.fixture(scope="module")
-def fault_stack(tmp_path_factory):
-    running = start_stack(tmp_path_factory.mktemp("faults"), FAULTS)
-    yield running
-    running.stop()
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +66,7 @@ def _load(stack, model, urls=None, clients=4) -> SteadyLoad:
 
 def test_worker_killed_mid_request_fails_no_request(fault_stack, pair):
     victim, survivor = _wait_two_ready(fault_stack, pair)
+    retries_before = _router_retries(fault_stack)
     with _load(fault_stack, pair) as load:
         load.wait_for_answers(20)
         os.kill(victim, signal.SIGKILL)   # each replica has ~2 requests in flight now
@@ -95,6 +78,7 @@ def test_worker_killed_mid_request_fails_no_request(fault_stack, pair):
     assert victim not in replaced and survivor in replaced
     assert load.ok() > killed_at_ok
     assert load.failed() == 0, load.failures
+    assert _router_retries(fault_stack) > retries_before   # requests were on it, and went to the other
 
 
 def test_frozen_replica_is_ejected_and_no_request_outlives_its_deadline(fault_stack, pair):
@@ -204,6 +188,11 @@ def test_bodies_over_16_mb_are_413_json(fault_stack, pair):
     assert reply.json()["error_code"] == "RESOURCE_EXHAUSTED" and "16777216" in reply.json()["message"]
     assert fault_stack.api("POST", "/api/2.0/serving-endpoints", data=b"{" + b" " * (17 * 1024 * 1024) + b"}",
                            headers={"Content-Type": "application/json"}).status_code == 413
+
+
+def _router_retries(stack) -> int:
+    """How often the stack's router re-sent a query to another replica (it logs each)."""
+    return (stack.data_dir / "logs" / "router.log").read_text().count("unreachable; trying another")
 
 
 def _redis_pids(data_dir) -> list[int]:

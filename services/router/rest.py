@@ -21,6 +21,7 @@ from services.common.request_context import (
     REQUEST_ID_HEADER, TRACEPARENT, choose_request_id, request_id_var, traceparent_var,
 )
 from services.router.core import Gateway
+from services.router.management_openapi import management_document
 from services.router.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from services.router.oip_rest import OpenInferenceRoutes, is_oip_path
 from services.router.rest_gateway import answer_headers, stream_events
@@ -179,6 +180,11 @@ async def get_open_api(request: web.Request) -> web.Response:
                                                           f"{request.scheme}://{request.host}"))
 
 
+async def management_openapi(request: web.Request) -> web.Response:
+    # Describes the API, holds no data: answered without a credential, like databricks-config.
+    return _json(orjson.dumps(management_document(f"{request.scheme}://{request.host}")))
+
+
 async def list_registered_models(request: web.Request) -> web.Response:
     return _json(await request.app[GATEWAY].list_registered_models(bearer_token(request)))
 
@@ -223,6 +229,7 @@ def build_app(gateway: Gateway, max_request_bytes: int) -> web.Application:
     app.router.add_post("/serving-endpoints/{name}/served-models/{served_entity}/invocations" + SLASH, invocations)
     OpenInferenceRoutes(gateway).register(app.router)
     # Podium's own read-only registry view, for the UI's model pickers and the playground's example.
+    app.router.add_get("/api/2.0/podium/openapi.json", management_openapi)
     app.router.add_get(REGISTRY + SLASH, list_registered_models)
     app.router.add_get(REGISTRY + "/{name}/versions/{version}/signature" + SLASH, get_model_signature)
     add_identity_routes(app, GATEWAY)

@@ -15,6 +15,18 @@ import requests
 
 PODIUM = [sys.executable, "-m", "podium.cli"]
 
+# Short heartbeats and deadlines, so each injected fault plays out in seconds (tests/test_faults.py).
+FAULTS = {
+    "PODIUM_SCALER_INTERVAL_S": "0.25",
+    "PODIUM_TARGET_CONCURRENCY_PER_REPLICA": "2",
+    "PODIUM_HEARTBEAT_INTERVAL_S": "0.25",
+    "PODIUM_HEARTBEAT_EXPIRY_S": "1.5",
+    "PODIUM_METRICS_INTERVAL_S": "0.2",
+    "PODIUM_FORWARD_TIMEOUT_S": "8",
+    "PODIUM_QUEUE_TIMEOUT_S": "10",
+    "PODIUM_WORKER_STOP_GRACE_S": "5",
+}
+
 
 @dataclass
 class RunningStack:
