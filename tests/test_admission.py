@@ -186,3 +186,37 @@ async def _until(condition, timeout_s: float = 5.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         await asyncio.sleep(0.01)
+
+
+async def test_requests_beyond_the_concurrency_bound_are_503_json_at_once():
+    from aiohttp import web
+
+    from services.router.rest import concurrency_limit, error_middleware
+
+    release = asyncio.Event()
+
+    async def slow(request):
+        await release.wait()
+        return web.json_response({"ok": True})
+    app = web.Application(middlewares=[error_middleware, concurrency_limit(2)])
+    app.router.add_get("/slow", slow)
+    async with TestClient(TestServer(app)) as client:
+        held = [asyncio.ensure_future(client.get("/slow")) for _ in range(2)]
+        await asyncio.sleep(0.1)  # both inside the handler now
+        refused = await client.get("/slow")
+        assert refused.status == 503 and refused.headers["Retry-After"] == "1"
+        assert (await refused.json())["error_code"] == "TEMPORARILY_UNAVAILABLE"
+        release.set()
+        assert [r.status for r in await asyncio.gather(*held)] == [200, 200]
+        assert (await client.get("/slow")).status == 200   # the slots were given back
+
+
+async def test_an_unreachable_replica_is_ejected_until_the_table_drops_it_or_the_time_passes():
+    pool = WorkerPool(eject_s=0.2)
+    pool.eject("10.0.0.1:1")
+    assert pool.is_ejected("10.0.0.1:1") and not pool.is_ejected("10.0.0.2:1")
+    await asyncio.sleep(0.25)
+    assert not pool.is_ejected("10.0.0.1:1")   # a blip: it gets requests again
+    pool.eject("10.0.0.1:1")
+    pool.keep_only({"10.0.0.2:1"})              # gone from the routing table: forgotten (bounded memory)
+    assert not pool.is_ejected("10.0.0.1:1")    # (within eject_s: only keep_only can have cleared it)

@@ -147,3 +147,15 @@ async def test_signature_reader_runs_the_read_off_the_event_loop():
     await SignatureReader("", "", read=read).signature("m", "1")
     assert loop_thread == [False]
     assert asyncio.get_running_loop() is not None
+
+
+def test_management_document_is_valid_openapi_naming_every_serving_endpoints_route():
+    from services.router.management_openapi import management_document
+
+    document = management_document("http://127.0.0.1:8080")
+    validate_openapi(document)
+    operations = {(m.upper(), p) for p, item in document["paths"].items() for m in item}
+    assert ("POST", "/api/2.0/serving-endpoints") in operations
+    assert ("PUT", "/api/2.0/serving-endpoints/{name}/config") in operations
+    assert ("POST", "/serving-endpoints/{name}/invocations") in operations
+    assert document["servers"] == [{"url": "http://127.0.0.1:8080"}]

@@ -114,7 +114,7 @@ async def serve(settings: RouterSettings) -> None:
     if settings.router_tls_cert_file and settings.router_tls_key_file:
         public_tls = TlsFiles(settings.tls_ca_file or settings.router_tls_cert_file, settings.router_tls_cert_file,
                               settings.router_tls_key_file)
-    app = build_app(gateway, settings.max_request_bytes)
+    app = build_app(gateway, settings.max_request_bytes, settings.max_concurrent_requests)
     rest_gateway.add_routes(app, gateway)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -126,7 +126,8 @@ async def serve(settings: RouterSettings) -> None:
     http_port = runner.addresses[0][1]
 
     grpc_options = [o for o in SERVER_OPTIONS if o[0] != "grpc.so_reuseport"] + [("grpc.so_reuseport", int(reuse_port))]
-    grpc_server = grpc.aio.server(options=grpc_options)
+    grpc_server = grpc.aio.server(options=grpc_options,
+                                  maximum_concurrent_rpcs=settings.max_concurrent_requests)
     query_pb2_grpc.add_QueryServicer_to_server(QueryServicer(gateway), grpc_server)
     grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(gateway), grpc_server)
     health_servicer = health.aio.HealthServicer()

@@ -15,7 +15,7 @@ import orjson
 from aiohttp import web
 
 from services.common.errors import (
-    MethodNotAllowed, NotFound, PayloadTooLarge, PodiumError, BadRequest,
+    MethodNotAllowed, NotFound, PayloadTooLarge, PodiumError, BadRequest, Unavailable,
 )
 from services.common.request_context import (
     REQUEST_ID_HEADER, TRACEPARENT, choose_request_id, request_id_var, traceparent_var,
@@ -65,6 +65,25 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
     if not response.prepared:   # a streamed answer sent it with its first bytes (answer_headers)
         response.headers[REQUEST_ID_HEADER] = request_id
     return response
+
+
+def concurrency_limit(max_requests: int):
+    """A middleware answering 503 TEMPORARILY_UNAVAILABLE beyond `max_requests` requests at once: with
+    16 MB bodies, what a router holds is bounded by this times the body limit."""
+    in_flight = 0
+
+    @web.middleware
+    async def limit(request: web.Request, handler) -> web.StreamResponse:
+        nonlocal in_flight
+        if in_flight >= max_requests:
+            raise Unavailable(f"This router is serving {max_requests} requests already; retry shortly",
+                              retry_after_s=1)
+        in_flight += 1
+        try:
+            return await handler(request)
+        finally:
+            in_flight -= 1
+    return limit
 
 
 def _failure(request: web.Request, exc: Exception) -> web.Response:
@@ -205,8 +224,9 @@ async def invocations(request: web.Request) -> web.StreamResponse:
     return web.Response(body=result.body, headers={**answer_headers(result), "Content-Type": result.content_type})
 
 
-def build_app(gateway: Gateway, max_request_bytes: int) -> web.Application:
-    app = web.Application(middlewares=[error_middleware], client_max_size=max_request_bytes)
+def build_app(gateway: Gateway, max_request_bytes: int, max_concurrent_requests: int = 2000) -> web.Application:
+    app = web.Application(middlewares=[error_middleware, concurrency_limit(max_concurrent_requests)],
+                          client_max_size=max_request_bytes)
     app[GATEWAY] = gateway
     app[MAX_REQUEST_BYTES] = max_request_bytes
     app.router.add_get("/.well-known/databricks-config", databricks_config)

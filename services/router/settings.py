@@ -35,6 +35,8 @@ class RouterSettings(BaseSettings):
     replica_eject_s: float = Field(10.0, gt=0)
     management_timeout_s: float = Field(10.0, gt=0)   # deadline of one control-plane call
     max_request_bytes: int = Field(16 * 1024 * 1024, gt=0)  # as Databricks: 16 MB per request
+    # Requests served at once, REST and gRPC each (waiting for a replica included); beyond: 503 at once.
+    max_concurrent_requests: int = Field(2000, ge=1)
     # The registry GET .../openapi and the UI's model pickers read (the query path never does).
     registry_uri: str = Field("", validation_alias=AliasChoices("PODIUM_REGISTRY_URI", "MLFLOW_REGISTRY_URI"))
     tracking_uri: str = Field("", validation_alias=AliasChoices("PODIUM_TRACKING_URI", "MLFLOW_TRACKING_URI"))
