@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import time
 from pathlib import Path
 
@@ -398,7 +399,15 @@ def _target(stack, module, worker_address: str) -> str:
 def worker_address(stack, iris_endpoint):
     """A running worker's address, read from the scaler's log (only the router is told it otherwise)."""
     log = (stack.data_dir / "logs" / "scaler.log").read_text()
-    return re.findall(r"is ready at (127\.0\.0\.1:\d+)", log)[-1]
+    # The latest one still listening: an earlier test may have deleted the endpoint of the last one logged.
+    for address in reversed(re.findall(r"is ready at (127\.0\.0\.1:\d+)", log)):
+        host, port = address.split(":")
+        try:
+            socket.create_connection((host, int(port)), timeout=1).close()
+            return address
+        except OSError:
+            continue
+    raise AssertionError("no running worker found in the scaler's log")
 
 
 @pytest.mark.parametrize("module, service, method, who", GRPC_METHODS, ids=lambda v: v if isinstance(v, str) else None)
