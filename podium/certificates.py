@@ -33,7 +33,10 @@ class Certificates:
     router: tuple[Path, Path]
 
 
-def ensure_certificates(directory: Path, router_hosts: list[str]) -> Certificates:
+def ensure_certificates(directory: Path, router_hosts: list[str], internal_hosts: list[str] = (),
+                        worker_hosts: list[str] = ()) -> Certificates:
+    """The CA and the three certificates; extra names for services reached by DNS names (containers:
+    `control-plane`, `*.workers.podium.internal`, ...) beside the local ones."""
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(directory, 0o700)
     ca_cert_path, ca_key_path = directory / "ca.pem", directory / "ca.key"
@@ -49,8 +52,9 @@ def ensure_certificates(directory: Path, router_hosts: list[str]) -> Certificate
     ca_cert = x509.load_pem_x509_certificate(ca_cert_path.read_bytes())
     local = ["127.0.0.1", "localhost", "::1"]
     usages = {
-        "internal": ([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH], local),
-        "worker": ([ExtendedKeyUsageOID.SERVER_AUTH], local),
+        "internal": ([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
+                     list(dict.fromkeys(local + list(internal_hosts)))),
+        "worker": ([ExtendedKeyUsageOID.SERVER_AUTH], list(dict.fromkeys(local + list(worker_hosts)))),
         "router": ([ExtendedKeyUsageOID.SERVER_AUTH], list(dict.fromkeys(local + router_hosts))),
     }
     paths = {}

@@ -26,6 +26,7 @@ from services.scaler.launchers import TemplateUnavailable, WarmTemplate
 from services.scaler.metrics import LoadReader
 from services.scaler.replica_logs import ReplicaLogs
 from services.scaler.replica_records import ReplicaRecords
+from services.scaler.replica_specs import ContainerOptions, KubernetesOptions
 from services.scaler.runtime import LocalProcessRuntime
 from services.common.metrics_server import start_metrics_server
 from services.scaler.prometheus import add_target_route, scaler_registry, scrape_targets
@@ -41,7 +42,7 @@ async def run(settings: ScalerSettings) -> None:
     worker_env = {"PODIUM_WORKER_SUPERVISOR_PID": str(settings.supervisor_pid or os.getpid()),
                   "PODIUM_WORKER_CALLER_TOKEN_SHA256": settings.worker_caller_token_sha256}
     if tls and settings.worker_tls_cert_file and settings.worker_tls_key_file:
-        worker_env.update({"PODIUM_WORKER_TLS_CA_FILE": str(tls.ca_file),
+        worker_env.update({"PODIUM_WORKER_TLS_CA_FILE": str(settings.worker_tls_ca_file or tls.ca_file),
                            "PODIUM_WORKER_TLS_CERT_FILE": str(settings.worker_tls_cert_file),
                            "PODIUM_WORKER_TLS_KEY_FILE": str(settings.worker_tls_key_file)})
     if settings.registry_uri:
@@ -52,16 +53,19 @@ async def run(settings: ScalerSettings) -> None:
     if settings.worker_env_manager == "virtualenv":
         environments = VirtualenvManager(settings.data_dir / "envs", settings.registry_uri, settings.tracking_uri,
                                          settings.worker_env_build_timeout_s)
-    gpus = await asyncio.to_thread(detect_gpus, settings.gpus, settings.cuda_visible_devices)
     logs_dir = settings.data_dir / "logs"
     template = None
-    if settings.worker_template and environments is None:  # the template runs the platform's Python only
-        template = WarmTemplate(worker_env, settings.data_dir / "cache" / "models", logs_dir / "worker-template.log",
-                                request_timeout_s=settings.worker_start_timeout_s)
-    runtime = LocalProcessRuntime(
-        logs_dir, settings.worker_host, worker_env, records=ReplicaRecords(settings.data_dir / "replicas"),
-        template=template, environments=environments, gpus=gpus, heartbeat_interval_s=settings.heartbeat_interval_s,
-        heartbeat_expiry_s=settings.heartbeat_expiry_s, stop_grace_s=settings.worker_stop_grace_s, tls=tls)
+    runtime = _remote_runtime(settings, worker_env, tls)
+    if runtime is None:
+        gpus = await asyncio.to_thread(detect_gpus, settings.gpus, settings.cuda_visible_devices)
+        if settings.worker_template and environments is None:  # the template runs the platform's Python only
+            template = WarmTemplate(worker_env, settings.data_dir / "cache" / "models",
+                                    logs_dir / "worker-template.log", request_timeout_s=settings.worker_start_timeout_s)
+        runtime = LocalProcessRuntime(
+            logs_dir, settings.worker_host, worker_env, records=ReplicaRecords(settings.data_dir / "replicas"),
+            template=template, environments=environments, gpus=gpus,
+            heartbeat_interval_s=settings.heartbeat_interval_s, heartbeat_expiry_s=settings.heartbeat_expiry_s,
+            stop_grace_s=settings.worker_stop_grace_s, tls=tls)
 
     def running_replicas(key: str) -> list[str]:
         return [r.replica_id for r in runtime.replicas() if r.key == key]
@@ -117,6 +121,29 @@ async def run(settings: ScalerSettings) -> None:
         if load is not None:
             await load.close()
         await control_plane.close()
+
+
+def _remote_runtime(settings: ScalerSettings, worker_env: dict[str, str], tls: TlsFiles | None):
+    """The Docker or Kubernetes backend (PODIUM_REPLICA_BACKEND); None for local processes."""
+    if settings.replica_backend == "local":
+        return None
+    heartbeats = {"heartbeat_interval_s": settings.heartbeat_interval_s,
+                  "heartbeat_expiry_s": settings.heartbeat_expiry_s, "stop_grace_s": settings.worker_stop_grace_s}
+    if settings.replica_backend == "docker":
+        from services.scaler.docker_runtime import DockerRuntime
+        options = ContainerOptions(settings.worker_image, settings.docker_network, settings.docker_stack,
+                                   settings.worker_port, settings.docker_worker_domain,
+                                   _listed(settings.docker_worker_volumes))
+        return DockerRuntime(options, worker_env, docker_host=settings.docker_host, tls=tls, **heartbeats)
+    from services.scaler.kubernetes_runtime import KubernetesRuntime
+    options = KubernetesOptions(settings.worker_image, settings.kubernetes_namespace, settings.docker_stack,
+                                settings.worker_port, settings.kubernetes_cluster_domain,
+                                _listed(settings.kubernetes_worker_secrets))
+    return KubernetesRuntime(options, worker_env, tls=tls, **heartbeats)
+
+
+def _listed(value: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip())
 
 
 async def _warm_up(template: WarmTemplate) -> None:

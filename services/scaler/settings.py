@@ -54,6 +54,26 @@ class ScalerSettings(BaseSettings):
     heartbeat_expiry_s: float = Field(3.0, gt=0)
     worker_stop_grace_s: float = Field(15.0, gt=0)       # in-flight requests get this long on scale-down
 
+    # Where replicas run: "local" processes on this machine, "docker" containers through the Docker Engine
+    # API (extra [docker]), or a Deployment and Service per served entity on "kubernetes" (extra [kubernetes]).
+    replica_backend: Literal["local", "docker", "kubernetes"] = "local"
+    worker_image: str = "podium:latest"     # docker/kubernetes: the image the worker replicas run
+    worker_port: int = Field(8500, gt=0)    # docker/kubernetes: the port a worker container or pod serves on
+    # docker: the engine (empty: DOCKER_HOST or the local socket), the workers' network, the name that
+    # labels this stack's containers (a restarted scaler adopts those), the DNS domain each replica answers
+    # under on the network (its certificate names *.<domain>), and volumes mounted into every worker
+    # ("name:/path[:ro]", comma-separated), e.g. the TLS certificates.
+    docker_host: str = ""
+    docker_network: str = "podium-workers"
+    docker_stack: str = "podium"
+    docker_worker_domain: str = "workers.podium.internal"
+    docker_worker_volumes: str = ""
+    # kubernetes: in-cluster config, else KUBECONFIG; the workers' namespace; Secrets mounted into every
+    # worker pod ("secret:/path", comma-separated), e.g. the workers' TLS certificate.
+    kubernetes_namespace: str = "podium"
+    kubernetes_cluster_domain: str = "cluster.local"
+    kubernetes_worker_secrets: str = ""
+
     internal_token: SecretStr = SecretStr("")   # Podium's service credential, for the control plane
     # Handed to the workers it starts: the SHA-256 of the router's worker credential (never the credential).
     worker_caller_token_sha256: str = ""
@@ -63,3 +83,5 @@ class ScalerSettings(BaseSettings):
     tls_key_file: Path | None = None
     worker_tls_cert_file: Path | None = None
     worker_tls_key_file: Path | None = None
+    # The CA file as the workers see it (containers mount their own copy); default tls_ca_file.
+    worker_tls_ca_file: Path | None = None

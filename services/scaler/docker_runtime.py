@@ -1,0 +1,237 @@
+"""Worker replicas as Docker containers, through the Docker Engine API (`docker` package, extra [docker]).
+
+Each replica is one container of the platform's image on the stack's network, labelled with its stack,
+deployment key and replica id (services/scaler/replica_specs.py); the labels are all a restarted scaler
+needs to adopt it. Readiness and liveness come from the same gRPC health checks as local replicas; the
+container's state (polled every heartbeat) says when it exited, and its last log lines say why.
+
+docker-py is blocking: every engine call runs in a thread, under the client's own timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import time
+from collections.abc import Callable
+
+from services.common.tls import TlsFiles
+from services.scaler.heartbeat import HealthChecker
+from services.scaler.replica_specs import (
+    LABEL_MANAGED, ContainerOptions, container_spec, replica_address, replica_from_labels, worker_environment,
+)
+from services.scaler.runtime import EXITED, FAILED, LOST, READY, STARTING, Replica, WorkerSpec
+
+log = logging.getLogger(__name__)
+
+GONE = ("exited", "dead", "removing")
+
+
+class DockerRuntime:
+    def __init__(self, options: ContainerOptions, base_env: dict[str, str], *, docker_host: str = "",
+                 heartbeat_interval_s: float = 1.0, heartbeat_expiry_s: float = 3.0, stop_grace_s: float = 15.0,
+                 tls: TlsFiles | None = None, api_timeout_s: float = 30.0):
+        import docker  # the optional extra: only a scaler configured for Docker needs it
+
+        self._docker = docker.DockerClient(base_url=docker_host, timeout=int(api_timeout_s)) if docker_host \
+            else docker.from_env(timeout=int(api_timeout_s))
+        self._options = options
+        self._base_env = base_env
+        self._heartbeat_interval_s = heartbeat_interval_s
+        self._heartbeat_expiry_s = heartbeat_expiry_s
+        self._stop_grace_s = stop_grace_s
+        self.on_change: Callable[[], None] = lambda: None
+        self._replicas: dict[str, Replica] = {}
+        self._containers: dict[str, str] = {}   # replica id -> container id
+        self._tasks: set[asyncio.Task] = set()
+        self._health = HealthChecker(tls)
+        self._heartbeat: asyncio.Task | None = None
+        self._ids = itertools.count(1)
+
+    # ---- the Runtime interface ----
+
+    async def adopt(self) -> list[Replica]:
+        """Takes over this stack's running worker containers; removes the ones that already exited."""
+        containers = await asyncio.to_thread(self._list)
+        adopted = []
+        for container in containers:
+            found = replica_from_labels(container.labels, self._options)
+            if found is None:
+                continue
+            if container.status in GONE:
+                await asyncio.to_thread(_remove, container)
+                continue
+            replica = Replica(found.replica_id, found.key, status=STARTING, address=found.address)
+            self._replicas[replica.replica_id] = replica
+            self._containers[replica.replica_id] = container.id
+            adopted.append(replica)
+            log.info("adopted replica %s (container %s)", replica.replica_id, container.short_id)
+        self._ensure_heartbeat()
+        return adopted
+
+    def warm(self, spec: WorkerSpec) -> None:
+        """Nothing to prepare: the image holds every import, and each container fetches its model."""
+
+    async def start(self, spec: WorkerSpec) -> Replica:
+        replica_id = f"{spec.key}-{int(time.time() * 1000):013d}-{next(self._ids):04d}"
+        replica = Replica(replica_id, spec.key, address=replica_address(replica_id, self._options))
+        self._replicas[replica_id] = replica
+        self._spawn(self._run(replica, spec))
+        self._ensure_heartbeat()
+        return replica
+
+    async def stop(self, replica_id: str, grace_s: float | None = None) -> None:
+        """`docker stop`: SIGTERM (the worker drains), SIGKILL after the grace; then the container goes."""
+        replica = self._replicas.get(replica_id)
+        if replica is None:
+            return
+        replica.is_stopping = True
+        container_id = self._containers.get(replica_id)
+        if container_id is not None:
+            grace = self._stop_grace_s if grace_s is None else grace_s
+            await asyncio.to_thread(self._stop_container, container_id, grace)
+        self.forget(replica_id)
+
+    def forget(self, replica_id: str) -> None:
+        replica = self._replicas.pop(replica_id, None)
+        container_id = self._containers.pop(replica_id, None)
+        if container_id is not None:
+            self._spawn(asyncio.to_thread(self._remove_by_id, container_id))
+        if replica is not None and replica.address:
+            self._health.forget(replica.address)
+
+    def replicas(self) -> list[Replica]:
+        return list(self._replicas.values())
+
+    async def close(self) -> None:
+        """Stops the replicas (a scaler that is shut down takes its workers along, as `podium up` does)."""
+        await asyncio.gather(*(self.stop(r) for r in list(self._replicas)), return_exceptions=True)
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._health.close()
+        await asyncio.to_thread(self._docker.close)
+
+    # ---- engine calls (in threads) ----
+
+    def _list(self) -> list:
+        return self._docker.containers.list(all=True, filters={"label": f"{LABEL_MANAGED}={self._options.stack}"})
+
+    def _create(self, replica: Replica, spec: WorkerSpec) -> str:
+        environment = worker_environment(self._base_env, spec.environment_vars, spec.model_uri, self._options.port,
+                                         spec.gpu_count)
+        kwargs = container_spec(replica.replica_id, spec.key, spec.model_uri, environment, spec.gpu_count,
+                                self._options)
+        aliases = kwargs.pop("aliases")
+        kwargs["networking_config"] = {
+            self._options.network: self._docker.api.create_endpoint_config(aliases=aliases)}
+        if "device_requests" in kwargs:
+            from docker.types import DeviceRequest
+            kwargs["device_requests"] = [DeviceRequest(driver=r["Driver"], count=r["Count"],
+                                                       capabilities=r["Capabilities"])
+                                         for r in kwargs["device_requests"]]
+        return self._docker.containers.run(**kwargs).id
+
+    def _stop_container(self, container_id: str, grace_s: float) -> None:
+        import docker.errors
+        with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+            self._docker.containers.get(container_id).stop(timeout=max(1, int(round(grace_s))))
+
+    def _remove_by_id(self, container_id: str) -> None:
+        import docker.errors
+        with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+            _remove(self._docker.containers.get(container_id))
+
+    def _exit_reason(self, container_id: str) -> tuple[str, bool]:
+        """Why a container ended, and whether the worker itself said it cannot start (FAILED, not retried)."""
+        import docker.errors
+        try:
+            container = self._docker.containers.get(container_id)
+            code = container.attrs.get("State", {}).get("ExitCode")
+            tail = container.logs(stdout=True, stderr=False, tail=20).decode(errors="replace").splitlines()
+        except docker.errors.DockerException as exc:
+            return f"container gone: {exc}", False
+        for line in reversed(tail):
+            with contextlib.suppress(ValueError, AttributeError):
+                event = json.loads(line)
+                if event.get("event") == "failed":
+                    return event.get("reason", "worker failed to start"), True
+        return f"worker container exited with code {code}", False
+
+    # ---- one replica's life ----
+
+    async def _run(self, replica: Replica, spec: WorkerSpec) -> None:
+        try:
+            container_id = await asyncio.to_thread(self._create, replica, spec)
+        except Exception as exc:  # noqa: BLE001 - the engine's reason, counted as a start failure
+            log.error("cannot start a container for %s: %s", replica.replica_id, exc)
+            replica.status, replica.failure = EXITED, f"could not start a worker container: {exc}"
+            self.on_change()
+            return
+        self._containers[replica.replica_id] = container_id
+        log.info("started replica %s of %s (container %s)", replica.replica_id, spec.model_uri, container_id[:12])
+        if replica.is_stopping or replica.replica_id not in self._replicas:   # stopped or forgotten meanwhile
+            await asyncio.to_thread(self._stop_container, container_id, 1.0)
+            await asyncio.to_thread(self._remove_by_id, container_id)
+
+    async def _observe_exits(self) -> None:
+        """Marks replicas whose container exited (or vanished) EXITED or FAILED."""
+        states = {c.id: c.status for c in await asyncio.to_thread(self._list)}
+        for replica_id, container_id in list(self._containers.items()):
+            replica = self._replicas.get(replica_id)
+            if replica is None or replica.status not in (STARTING, READY, LOST):
+                continue
+            state = states.get(container_id)
+            if state is not None and state not in GONE:
+                continue
+            reason, is_failed = await asyncio.to_thread(self._exit_reason, container_id)
+            replica.status, replica.failure = (FAILED if is_failed else EXITED), reason
+            log.info("replica %s exited (%s)", replica_id, reason)
+            self.on_change()
+
+    def _spawn(self, coroutine) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ---- heartbeats ----
+
+    def _ensure_heartbeat(self) -> None:
+        if self._heartbeat is None or self._heartbeat.done():
+            self._heartbeat = asyncio.create_task(self._heartbeat_forever())
+
+    async def _heartbeat_forever(self) -> None:
+        timeout_s = max(0.2, min(self._heartbeat_expiry_s / 2, 1.0))
+        while True:
+            await asyncio.sleep(self._heartbeat_interval_s)
+            try:
+                await self._observe_exits()
+            except Exception as exc:  # noqa: BLE001 - the engine may be restarting: health checks go on
+                log.warning("cannot list worker containers: %s", exc)
+            targets = [r for r in self._replicas.values()
+                       if r.replica_id in self._containers and r.status in (STARTING, READY) and not r.is_stopping]
+            answers = await asyncio.gather(*(self._health.check(r.address, timeout_s) for r in targets))
+            now = time.monotonic()
+            for replica, answer in zip(targets, answers):
+                if replica.status not in (STARTING, READY):
+                    continue
+                if answer is not None:
+                    replica.last_seen = now
+                if answer and replica.status == STARTING:
+                    replica.status, replica.ever_ready = READY, True
+                    log.info("replica %s is ready at %s", replica.replica_id, replica.address)
+                    self.on_change()
+                elif replica.status == READY and now - replica.last_seen > self._heartbeat_expiry_s:
+                    replica.status = LOST
+                    replica.failure = f"no answer to health checks for {now - replica.last_seen:.1f} s"
+                    log.warning("replica %s is lost: %s", replica.replica_id, replica.failure)
+                    self.on_change()
+
+
+def _remove(container) -> None:
+    container.remove(force=True)

@@ -1,0 +1,214 @@
+"""Worker replicas as pods: a Deployment and a Service per served entity (`kubernetes` package, extra
+[kubernetes]), in-cluster config or KUBECONFIG.
+
+The scaler thinks in replicas; Kubernetes in a Deployment's `replicas`. `start` raises the count by one
+(creating the Deployment and Service the first time) and shows a STARTING placeholder until a new pod
+appears; `stop` marks the pod cheapest to delete (pod-deletion-cost) and lowers the count, so the
+ReplicaSet removes exactly that pod. Every heartbeat lists the pods by label: they are the replicas, and a
+restarted scaler adopts them the same way. READY comes from the scaler's own gRPC health checks (as for
+the other backends), addressed by the pod's DNS name (replica_specs.k8s_pod_address).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from collections.abc import Callable
+
+from services.common.tls import TlsFiles
+from services.scaler.heartbeat import HealthChecker
+from services.scaler.replica_specs import (
+    K8S_DELETION_COST, KubernetesOptions, k8s_deployment, k8s_labels, k8s_name, k8s_pod_address, k8s_service,
+    worker_environment,
+)
+from services.scaler.runtime import EXITED, LOST, READY, STARTING, Replica, WorkerSpec
+
+log = logging.getLogger(__name__)
+
+PLACEHOLDER = "pending"
+
+
+class KubernetesRuntime:
+    def __init__(self, options: KubernetesOptions, base_env: dict[str, str], *, heartbeat_interval_s: float = 1.0,
+                 heartbeat_expiry_s: float = 3.0, stop_grace_s: float = 15.0, tls: TlsFiles | None = None,
+                 api_timeout_s: float = 30.0):
+        from kubernetes import client, config  # the optional extra
+
+        try:
+            config.load_incluster_config()
+        except config.ConfigException:
+            config.load_kube_config()
+        self._apps = client.AppsV1Api()
+        self._core = client.CoreV1Api()
+        self._options = options
+        self._base_env = base_env
+        self._timeout_s = api_timeout_s
+        self._heartbeat_interval_s = heartbeat_interval_s
+        self._heartbeat_expiry_s = heartbeat_expiry_s
+        self._stop_grace_s = stop_grace_s
+        self.on_change: Callable[[], None] = lambda: None
+        self._replicas: dict[str, Replica] = {}      # pods by name, and placeholders for pods to come
+        self._wanted: dict[str, int] = {}            # deployment key -> replicas asked of Kubernetes
+        self._health = HealthChecker(tls)
+        self._heartbeat: asyncio.Task | None = None
+        self._ids = itertools.count(1)
+
+    # ---- the Runtime interface ----
+
+    async def adopt(self) -> list[Replica]:
+        deployments = await asyncio.to_thread(
+            self._apps.list_namespaced_deployment, self._options.namespace, _request_timeout=self._timeout_s,
+            label_selector=f"app.kubernetes.io/managed-by={self._options.stack}")
+        for deployment in deployments.items:
+            key = deployment.metadata.labels.get("podium.io/deployment-key")
+            if key:
+                self._wanted[key] = deployment.spec.replicas or 0
+        await self._observe_pods()
+        self._ensure_heartbeat()
+        adopted = [r for r in self._replicas.values() if not r.replica_id.startswith(PLACEHOLDER)]
+        for replica in adopted:
+            log.info("adopted pod %s of %s", replica.replica_id, replica.key)
+        return adopted
+
+    def warm(self, spec: WorkerSpec) -> None:
+        """Nothing to prepare: the image holds every import."""
+
+    async def start(self, spec: WorkerSpec) -> Replica:
+        wanted = self._wanted.get(spec.key, 0) + 1
+        placeholder = Replica(f"{PLACEHOLDER}-{spec.key}-{next(self._ids)}", spec.key)
+        self._replicas[placeholder.replica_id] = placeholder
+        try:
+            await asyncio.to_thread(self._apply, spec, wanted)
+        except Exception as exc:  # noqa: BLE001 - the API's reason, counted as a start failure
+            placeholder.status, placeholder.failure = EXITED, f"could not scale the worker Deployment: {exc}"
+            self.on_change()
+            return placeholder
+        self._wanted[spec.key] = wanted
+        self._ensure_heartbeat()
+        return placeholder
+
+    async def stop(self, replica_id: str, grace_s: float | None = None) -> None:
+        replica = self._replicas.get(replica_id)
+        if replica is None:
+            return
+        replica.is_stopping = True
+        wanted = max(0, self._wanted.get(replica.key, 1) - 1)
+        if not replica_id.startswith(PLACEHOLDER):
+            await asyncio.to_thread(self._mark_cheapest, replica_id)
+        await asyncio.to_thread(self._scale, replica.key, wanted)
+        self._wanted[replica.key] = wanted
+        self.forget(replica_id)
+
+    def forget(self, replica_id: str) -> None:
+        replica = self._replicas.pop(replica_id, None)
+        if replica is not None and replica.address:
+            self._health.forget(replica.address)
+
+    def replicas(self) -> list[Replica]:
+        return list(self._replicas.values())
+
+    async def close(self) -> None:
+        """Leaves the pods running: the Deployments are the desired state, and the next scaler adopts them."""
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+        await self._health.close()
+
+    # ---- API calls (in threads) ----
+
+    def _apply(self, spec: WorkerSpec, replicas: int) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        name, namespace = k8s_name(spec.key, self._options), self._options.namespace
+        environment = worker_environment(self._base_env, spec.environment_vars, spec.model_uri, self._options.port,
+                                         spec.gpu_count)
+        try:
+            self._apps.patch_namespaced_deployment_scale(name, namespace, {"spec": {"replicas": replicas}},
+                                                         _request_timeout=self._timeout_s)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            self._apps.create_namespaced_deployment(
+                namespace, k8s_deployment(spec.key, spec.model_uri, environment, spec.gpu_count, replicas,
+                                          self._options), _request_timeout=self._timeout_s)
+        try:
+            self._core.create_namespaced_service(namespace, k8s_service(spec.key, self._options),
+                                                 _request_timeout=self._timeout_s)
+        except ApiException as exc:
+            if exc.status != 409:   # already there
+                raise
+
+    def _scale(self, key: str, replicas: int) -> None:
+        self._apps.patch_namespaced_deployment_scale(k8s_name(key, self._options), self._options.namespace,
+                                                     {"spec": {"replicas": replicas}}, _request_timeout=self._timeout_s)
+
+    def _mark_cheapest(self, pod_name: str) -> None:
+        self._core.patch_namespaced_pod(pod_name, self._options.namespace,
+                                        {"metadata": {"annotations": {K8S_DELETION_COST: "-1000"}}},
+                                        _request_timeout=self._timeout_s)
+
+    def _list_pods(self) -> list:
+        selector = ",".join(f"{k}={v}" for k, v in k8s_labels("", self._options).items() if k != "podium.io/deployment-key")
+        return self._core.list_namespaced_pod(self._options.namespace, label_selector=selector,
+                                              _request_timeout=self._timeout_s).items
+
+    async def _observe_pods(self) -> None:
+        """Pods are the replicas: new ones replace placeholders, vanished or failed ones are EXITED."""
+        pods = await asyncio.to_thread(self._list_pods)
+        seen = set()
+        for pod in pods:
+            name, key = pod.metadata.name, pod.metadata.labels.get("podium.io/deployment-key", "")
+            if pod.metadata.deletion_timestamp is not None:
+                continue
+            seen.add(name)
+            replica = self._replicas.get(name)
+            if replica is None:
+                replica = self._replicas[name] = Replica(name, key)
+                placeholder = next((r for r in self._replicas.values()
+                                    if r.replica_id.startswith(PLACEHOLDER) and r.key == key), None)
+                if placeholder is not None:
+                    replica.started_at = placeholder.started_at
+                    self._replicas.pop(placeholder.replica_id)
+            if pod.status.pod_ip and not replica.address:
+                replica.address = k8s_pod_address(pod.status.pod_ip, self._options)
+            if pod.status.phase in ("Failed", "Succeeded") and replica.status in (STARTING, READY):
+                replica.status, replica.failure = EXITED, f"pod {pod.status.phase.lower()}: {pod.status.reason or ''}"
+                self.on_change()
+        for replica in list(self._replicas.values()):
+            if not replica.replica_id.startswith(PLACEHOLDER) and replica.replica_id not in seen \
+                    and replica.status in (STARTING, READY) and not replica.is_stopping:
+                replica.status, replica.failure = EXITED, "pod gone"
+                self.on_change()
+
+    # ---- heartbeats ----
+
+    def _ensure_heartbeat(self) -> None:
+        if self._heartbeat is None or self._heartbeat.done():
+            self._heartbeat = asyncio.create_task(self._heartbeat_forever())
+
+    async def _heartbeat_forever(self) -> None:
+        timeout_s = max(0.2, min(self._heartbeat_expiry_s / 2, 1.0))
+        while True:
+            await asyncio.sleep(self._heartbeat_interval_s)
+            try:
+                await self._observe_pods()
+            except Exception as exc:  # noqa: BLE001 - the API server may be away: health checks go on
+                log.warning("cannot list worker pods: %s", exc)
+            targets = [r for r in self._replicas.values()
+                       if r.address and r.status in (STARTING, READY) and not r.is_stopping]
+            answers = await asyncio.gather(*(self._health.check(r.address, timeout_s) for r in targets))
+            now = time.monotonic()
+            for replica, answer in zip(targets, answers):
+                if answer is not None:
+                    replica.last_seen = now
+                if answer and replica.status == STARTING:
+                    replica.status, replica.ever_ready = READY, True
+                    self.on_change()
+                elif replica.status == READY and now - replica.last_seen > self._heartbeat_expiry_s:
+                    replica.status = LOST
+                    replica.failure = f"no answer to health checks for {now - replica.last_seen:.1f} s"
+                    self.on_change()
