@@ -78,7 +78,7 @@ async def run(settings: ScalerSettings) -> None:
     port = add_server_port(server, f"{settings.scaler_host}:{settings.scaler_port}", tls)
     await server.start()
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-    target = f"{settings.scaler_host}:{port}"
+    target = f"{settings.scaler_advertise_host or settings.scaler_host}:{port}"
 
     load = LoadReader(settings.redis_url) if settings.redis_url else None
     if load is None:

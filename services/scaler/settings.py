@@ -25,6 +25,9 @@ class ScalerSettings(BaseSettings):
     # the ready line); -1 = off. Loopback by default: only this machine's Prometheus or agent reaches it.
     scaler_metrics_host: str = "127.0.0.1"
     scaler_metrics_port: int = Field(0, ge=-1)
+    # The host the control plane dials for replica logs when the scaler binds 0.0.0.0 (containers: the
+    # service's DNS name); empty = scaler_host.
+    scaler_advertise_host: str = ""
     # Consecutive start failures after which a deployment is reported failed instead of retried.
     worker_max_start_failures: int = Field(3, ge=1)
     # "local": workers run in the platform's environment; "virtualenv": each model in one built from its

@@ -26,7 +26,7 @@ from tests.deploy import engine as engine_mod
 from tests.support.models import register_sklearn_classifier
 from tests.support.stack import wait_for
 
-pytestmark = [pytest.mark.docker, pytest.mark.timeout(1800)] if False else [pytest.mark.docker]
+pytestmark = pytest.mark.docker
 
 PROJECT = "podiumtest"
 COMPOSE_FILE = engine_mod.REPO / "deploy" / "docker-compose.yml"

@@ -14,7 +14,7 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
     rm -f /tmp/pw
     echo "listen_addresses = '*'" >> "$PGDATA/postgresql.conf"
     echo "host all all all scram-sha-256" >> "$PGDATA/pg_hba.conf"
-    if [ "${POSTGRES_DB:-$POSTGRES_USER}" != "$POSTGRES_USER" ]; then
+    if [ "${POSTGRES_DB:-$POSTGRES_USER}" != "postgres" ]; then
         as_postgres "$BIN/pg_ctl -D '$PGDATA' -o '-c listen_addresses=' -w start"
         as_postgres "$BIN/createdb -h /run/postgresql -U '$POSTGRES_USER' '$POSTGRES_DB'"
         as_postgres "$BIN/pg_ctl -D '$PGDATA' -m fast -w stop"
