@@ -76,8 +76,11 @@ class Engine:
         pidfile = CACHE / "dockerd.pid"
         if pidfile.exists():   # a previous run that died: its daemon must go before ours takes the socket
             try:
-                os.kill(int(pidfile.read_text()), signal.SIGTERM)
-                time.sleep(2)
+                pid = int(pidfile.read_text())
+                os.kill(pid, signal.SIGTERM)
+                for _ in range(60):   # it holds the pidfile and the data root until it is gone
+                    os.kill(pid, 0)
+                    time.sleep(0.5)
             except (ValueError, ProcessLookupError):
                 pass
         SOCKET.unlink(missing_ok=True)

@@ -161,7 +161,7 @@ def test_query_through_published_port_with_databricks_sdk(stack, served):
 def test_killing_one_router_fails_only_requests_in_flight(stack, served):
     _, model = served
     body = {"dataframe_records": model.frame.to_dict(orient="records")}
-    stop_at = time.monotonic() + 12
+    stop_at = time.monotonic() + 20
     outcomes: list[tuple[float, int | str]] = []
 
     def client() -> None:
@@ -175,20 +175,19 @@ def test_killing_one_router_fails_only_requests_in_flight(stack, served):
 
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         futures = [pool.submit(client) for _ in range(4)]
-        time.sleep(3)
-        killed_at = time.monotonic()
+        time.sleep(11)
+        kill_sent = time.monotonic()
         compose("kill", "router-1")
+        killed = time.monotonic()   # the CLI takes a moment: the router died somewhere in [kill_sent, killed]
         for future in futures:
             future.result()
     compose("start", "router-1")
-    before = [o for t, o in outcomes if t < killed_at - 0.5]
-    after = [o for t, o in outcomes if t > killed_at + 0.5]
-    around = [o for t, o in outcomes if killed_at - 0.5 <= t <= killed_at + 0.5]
-    assert before and all(o == 200 for o in before)
-    # Requests sent once the router was gone all went to the other one.
-    assert len(after) > 20 and all(o == 200 for o in after), after
-    assert sum(o != 200 for o in around) <= 4   # at most the four in flight on the killed router
-    print(f"\nrouter kill: {len(outcomes)} requests, {sum(o != 200 for _, o in outcomes)} failed", file=sys.stderr)
+    failed = [(round(t - kill_sent, 2), o) for t, o in outcomes if o != 200]
+    print(f"\nrouter kill: {len(outcomes)} requests, failed (s after the kill, outcome): {failed}", file=sys.stderr)
+    assert [o for t, o in outcomes if t < kill_sent - 10] and len(outcomes) > 40
+    # Only requests in flight when it died may fail: sent before it was gone, at most one per client.
+    assert all(t <= killed for t, o in outcomes if o != 200), failed
+    assert len(failed) <= 4, failed
 
 
 def test_disconnected_replica_never_holds_a_request_past_its_deadline(stack, served):
