@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 
 from services.common.tls import TlsFiles
+from services.scaler.health_rounds import check_round
 from services.scaler.heartbeat import HealthChecker
 from services.scaler.replica_specs import (
     LABEL_MANAGED, ContainerOptions, container_spec, replica_address, replica_from_labels, worker_environment,
@@ -206,31 +207,21 @@ class DockerRuntime:
             self._heartbeat = asyncio.create_task(self._heartbeat_forever())
 
     async def _heartbeat_forever(self) -> None:
-        timeout_s = max(0.2, min(self._heartbeat_expiry_s / 2, 1.0))
         while True:
             await asyncio.sleep(self._heartbeat_interval_s)
             try:
                 await self._observe_exits()
-            except Exception as exc:  # noqa: BLE001 - the engine may be restarting: health checks go on
+            except Exception as exc:  # noqa: BLE001 - the API may be away for a while: health checks go on
                 log.warning("cannot list worker containers: %s", exc)
             targets = [r for r in self._replicas.values()
-                       if r.replica_id in self._containers and r.status in (STARTING, READY) and not r.is_stopping]
-            answers = await asyncio.gather(*(self._health.check(r.address, timeout_s) for r in targets))
-            now = time.monotonic()
-            for replica, answer in zip(targets, answers):
-                if replica.status not in (STARTING, READY):
-                    continue
-                if answer is not None:
-                    replica.last_seen = now
-                if answer and replica.status == STARTING:
-                    replica.status, replica.ever_ready = READY, True
-                    log.info("replica %s is ready at %s", replica.replica_id, replica.address)
-                    self.on_change()
-                elif replica.status == READY and now - replica.last_seen > self._heartbeat_expiry_s:
-                    replica.status = LOST
-                    replica.failure = f"no answer to health checks for {now - replica.last_seen:.1f} s"
-                    log.warning("replica %s is lost: %s", replica.replica_id, replica.failure)
-                    self.on_change()
+                       if r.address and r.status in (STARTING, READY) and not r.is_stopping]
+            ready, lost = await check_round(self._health, targets, self._heartbeat_expiry_s)
+            for replica in ready:
+                log.info("replica %s is ready at %s", replica.replica_id, replica.address)
+            for replica in lost:
+                log.warning("replica %s is lost: %s", replica.replica_id, replica.failure)
+            if ready or lost:
+                self.on_change()
 
 
 def _remove(container) -> None:
