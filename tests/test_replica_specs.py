@@ -7,7 +7,7 @@ import pytest
 
 from services.scaler.replica_specs import (
     LABEL_KEY, LABEL_MANAGED, LABEL_REPLICA, ContainerOptions, KubernetesOptions, container_spec, k8s_deployment,
-    k8s_name, k8s_pod_address, k8s_service, replica_address, replica_from_labels, worker_environment,
+    k8s_name, k8s_pod_address, k8s_service, metrics_address, replica_address, replica_from_labels, worker_environment,
 )
 from services.worker.settings import WorkerSettings
 
@@ -23,6 +23,8 @@ def test_worker_environment_binds_every_interface_and_has_no_supervisor():
     settings = WorkerSettings(_env_file=None, **{k.removeprefix("PODIUM_WORKER_").lower(): v for k, v in env.items()
                                                   if k.startswith("PODIUM_WORKER_")})
     assert (settings.host, settings.port, settings.supervisor_pid, settings.device) == ("0.0.0.0", 8500, 0, "cpu")
+    assert (settings.metrics_host, settings.metrics_port) == ("0.0.0.0", 8501)
+    assert metrics_address(f"{RID}.workers.podium.internal:8500") == f"{RID}.workers.podium.internal:8501"
     assert env["MY_VAR"] == "1" and env["CUDA_VISIBLE_DEVICES"] == ""
     assert "CUDA_VISIBLE_DEVICES" not in worker_environment({}, {}, "models:/llm/1", 8500, gpu_count=1)
 

@@ -22,7 +22,8 @@ from services.common.tls import TlsFiles
 from services.scaler.health_rounds import check_round
 from services.scaler.heartbeat import HealthChecker
 from services.scaler.replica_specs import (
-    LABEL_MANAGED, ContainerOptions, container_spec, replica_address, replica_from_labels, worker_environment,
+    LABEL_MANAGED, ContainerOptions, container_spec, metrics_address, replica_address, replica_from_labels,
+    worker_environment,
 )
 from services.scaler.runtime import EXITED, FAILED, LOST, READY, STARTING, Replica, WorkerSpec
 
@@ -65,7 +66,8 @@ class DockerRuntime:
             if container.status in GONE:
                 await asyncio.to_thread(_remove, container)
                 continue
-            replica = Replica(found.replica_id, found.key, status=STARTING, address=found.address)
+            replica = Replica(found.replica_id, found.key, status=STARTING, address=found.address,
+                              metrics_address=metrics_address(found.address))
             self._replicas[replica.replica_id] = replica
             self._containers[replica.replica_id] = container.id
             adopted.append(replica)
@@ -78,7 +80,8 @@ class DockerRuntime:
 
     async def start(self, spec: WorkerSpec) -> Replica:
         replica_id = f"{spec.key}-{int(time.time() * 1000):013d}-{next(self._ids):04d}"
-        replica = Replica(replica_id, spec.key, address=replica_address(replica_id, self._options))
+        address = replica_address(replica_id, self._options)
+        replica = Replica(replica_id, spec.key, address=address, metrics_address=metrics_address(address))
         self._replicas[replica_id] = replica
         self._spawn(self._run(replica, spec))
         self._ensure_heartbeat()

@@ -23,7 +23,7 @@ from services.scaler.health_rounds import check_round
 from services.scaler.heartbeat import HealthChecker
 from services.scaler.replica_specs import (
     K8S_DELETION_COST, KubernetesOptions, k8s_deployment, k8s_labels, k8s_name, k8s_pod_address, k8s_service,
-    worker_environment,
+    metrics_address, worker_environment,
 )
 from services.scaler.runtime import EXITED, READY, STARTING, Replica, WorkerSpec
 
@@ -176,6 +176,7 @@ class KubernetesRuntime:
                     self._replicas.pop(placeholder.replica_id)
             if pod.status.pod_ip and not replica.address:
                 replica.address = k8s_pod_address(pod.status.pod_ip, self._options)
+                replica.metrics_address = metrics_address(replica.address)
             if pod.status.phase in ("Failed", "Succeeded") and replica.status in (STARTING, READY):
                 replica.status, replica.failure = EXITED, f"pod {pod.status.phase.lower()}: {pod.status.reason or ''}"
                 self.on_change()

@@ -47,14 +47,21 @@ def container_name(replica_id: str, options: ContainerOptions) -> str:
     return f"{options.stack}-worker-{replica_id}"
 
 
+def metrics_address(address: str) -> str:
+    """A container's or pod's Prometheus /metrics: the port after its gRPC port, on the same name."""
+    host, port = address.rsplit(":", 1)
+    return f"{host}:{int(port) + 1}"
+
+
 def worker_environment(base_env: dict[str, str], environment_vars: dict[str, str], model_uri: str, port: int,
                        gpu_count: int) -> dict[str, str]:
-    """A worker's environment in a container or pod: it binds every interface on a fixed port, and no
-    supervisor pid (another pid namespace) ends it: the scaler does."""
+    """A worker's environment in a container or pod: it binds every interface on fixed ports (gRPC, and
+    /metrics on the next one), and no supervisor pid (another pid namespace) ends it: the scaler does."""
     device = {"PODIUM_WORKER_DEVICE": "cuda"} if gpu_count else {"CUDA_VISIBLE_DEVICES": "",
                                                                     "PODIUM_WORKER_DEVICE": "cpu"}
     return {**base_env, **environment_vars, "PODIUM_WORKER_MODEL_URI": model_uri, "PODIUM_WORKER_HOST": "0.0.0.0",
-            "PODIUM_WORKER_PORT": str(port), "PODIUM_WORKER_SUPERVISOR_PID": "0", "PYTHONUNBUFFERED": "1",
+            "PODIUM_WORKER_PORT": str(port), "PODIUM_WORKER_METRICS_HOST": "0.0.0.0",
+            "PODIUM_WORKER_METRICS_PORT": str(port + 1), "PODIUM_WORKER_SUPERVISOR_PID": "0", "PYTHONUNBUFFERED": "1",
             **device}
 
 
