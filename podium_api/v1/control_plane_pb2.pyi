@@ -131,7 +131,7 @@ class ListDeploymentsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class Deployment(_message.Message):
-    __slots__ = ("key", "endpoint_name", "served_entity_name", "model_uri", "environment_vars", "workload_type", "min_concurrency", "max_concurrency", "scale_to_zero_enabled", "is_serving")
+    __slots__ = ("key", "endpoint_name", "served_entity_name", "model_uri", "environment_vars", "workload_type", "min_concurrency", "max_concurrency", "scale_to_zero_enabled", "is_serving", "max_batch_size", "max_batch_wait_ms")
     class EnvironmentVarsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -149,6 +149,8 @@ class Deployment(_message.Message):
     MAX_CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
     SCALE_TO_ZERO_ENABLED_FIELD_NUMBER: _ClassVar[int]
     IS_SERVING_FIELD_NUMBER: _ClassVar[int]
+    MAX_BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    MAX_BATCH_WAIT_MS_FIELD_NUMBER: _ClassVar[int]
     key: str
     endpoint_name: str
     served_entity_name: str
@@ -159,7 +161,9 @@ class Deployment(_message.Message):
     max_concurrency: int
     scale_to_zero_enabled: bool
     is_serving: bool
-    def __init__(self, key: _Optional[str] = ..., endpoint_name: _Optional[str] = ..., served_entity_name: _Optional[str] = ..., model_uri: _Optional[str] = ..., environment_vars: _Optional[_Mapping[str, str]] = ..., workload_type: _Optional[str] = ..., min_concurrency: _Optional[int] = ..., max_concurrency: _Optional[int] = ..., scale_to_zero_enabled: _Optional[bool] = ..., is_serving: _Optional[bool] = ...) -> None: ...
+    max_batch_size: int
+    max_batch_wait_ms: float
+    def __init__(self, key: _Optional[str] = ..., endpoint_name: _Optional[str] = ..., served_entity_name: _Optional[str] = ..., model_uri: _Optional[str] = ..., environment_vars: _Optional[_Mapping[str, str]] = ..., workload_type: _Optional[str] = ..., min_concurrency: _Optional[int] = ..., max_concurrency: _Optional[int] = ..., scale_to_zero_enabled: _Optional[bool] = ..., is_serving: _Optional[bool] = ..., max_batch_size: _Optional[int] = ..., max_batch_wait_ms: _Optional[float] = ...) -> None: ...
 
 class ListDeploymentsReply(_message.Message):
     __slots__ = ("deployments",)

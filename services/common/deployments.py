@@ -25,6 +25,8 @@ class Deployment:
     environment_vars: dict[str, str] = field(default_factory=dict)
     workload_type: str = "CPU"
     is_serving: bool = False   # in the serving config, not only in a pending one
+    max_batch_size: int = 1        # > 1: the worker merges concurrent requests into one predict call
+    max_batch_wait_ms: float = 0.0  # how long a batch waits for more requests once it has one
 
 
 @dataclass(frozen=True)

@@ -115,7 +115,8 @@ class ControlPlaneServicer(control_plane_pb2_grpc.ControlPlaneServicer):
                           model_uri=d.model_uri, min_concurrency=d.min_concurrency,
                           max_concurrency=d.max_concurrency, scale_to_zero_enabled=d.scale_to_zero_enabled,
                           environment_vars=d.environment_vars, workload_type=d.workload_type,
-                          is_serving=d.is_serving)
+                          is_serving=d.is_serving, max_batch_size=d.max_batch_size,
+                          max_batch_wait_ms=d.max_batch_wait_ms)
             for d in self._service.deployments(metadata_token(context))])
 
     @grpc_edge

@@ -31,6 +31,10 @@ WORKLOAD_TYPES = (
     "GPU_XLARGE", "GPU_XLARGE_8", "MULTIGPU_MEDIUM",
 )
 MAX_SERVED_ENTITIES = 10
+# Adaptive batching (a Podium extension of the served entity): off unless max_batch_size > 1.
+MAX_BATCH_SIZE_LIMIT = 1024
+MAX_BATCH_WAIT_MS_LIMIT = 1000.0
+DEFAULT_MAX_BATCH_WAIT_MS = 2.0
 # Paths under /serving-endpoints/ that belong to the OpenAI-compatible API, not to an endpoint.
 RESERVED_ENDPOINT_NAMES = frozenset({"chat", "completions", "embeddings", "responses", "models", "anthropic", "v1"})
 
@@ -169,7 +173,29 @@ def validate_served_entity(entity: Any, field: str) -> dict:
     low, high = normalized.get("min_provisioned_concurrency"), normalized.get("max_provisioned_concurrency")
     if low is not None and high is not None and low > high:
         raise InvalidParameter(f"{field}: min_provisioned_concurrency is above max_provisioned_concurrency")
+    normalized.update(_batching(entity, field))
     return normalized
+
+
+def _batching(entity: dict, field: str) -> dict:
+    """{"max_batch_size", "max_batch_wait_ms"} as given (the wait defaulted once batching is on); {} if neither.
+
+    Stored only when given, so entities that never asked for batching keep their Databricks shape.
+    """
+    out: dict = {}
+    size = entity.get("max_batch_size")
+    if size is not None:
+        if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= MAX_BATCH_SIZE_LIMIT:
+            raise InvalidParameter(f"{field}.max_batch_size must be an integer from 1 to {MAX_BATCH_SIZE_LIMIT}")
+        out["max_batch_size"] = size
+    wait = entity.get("max_batch_wait_ms")
+    if wait is not None:
+        if not isinstance(wait, (int, float)) or isinstance(wait, bool) or not 0 <= wait <= MAX_BATCH_WAIT_MS_LIMIT:
+            raise InvalidParameter(f"{field}.max_batch_wait_ms must be a number from 0 to {MAX_BATCH_WAIT_MS_LIMIT:g}")
+        out["max_batch_wait_ms"] = wait
+    elif out.get("max_batch_size", 1) > 1:
+        out["max_batch_wait_ms"] = DEFAULT_MAX_BATCH_WAIT_MS
+    return out
 
 
 def is_all_external(config: dict) -> bool:

@@ -20,6 +20,9 @@ NOT_UPDATING, IN_PROGRESS, UPDATE_FAILED = "NOT_UPDATING", "IN_PROGRESS", "UPDAT
 # `state` (the SDK's ServedModelState drops them; mlflow and plain JSON clients see them).
 PODIUM_STATE_FIELDS = ("desired_replicas", "ready_replicas", "starting_replicas")
 
+# Fields Podium adds to a served entity (adaptive batching); GET shows them only where they were given.
+PODIUM_ENTITY_FIELDS = ("max_batch_size", "max_batch_wait_ms")
+
 # Only these fields decide which process serves an entity: changing a route or a tag restarts nothing.
 _PROCESS_FIELDS = ("entity_name", "entity_version", "environment_vars", "workload_type")
 
@@ -44,6 +47,8 @@ def deployment_key(endpoint_id: str, entity: dict) -> str:
         spec = {"name": entity["name"], "external_model": entity["external_model"]}
     else:
         spec = {field: entity.get(field) for field in _PROCESS_FIELDS}
+        # Hashed only when given: keys of entities without them (stored before batching existed) stay put.
+        spec.update({field: entity[field] for field in PODIUM_ENTITY_FIELDS if field in entity})
     digest = hashlib.sha256(json.dumps([endpoint_id, spec], sort_keys=True).encode()).hexdigest()
     return digest[:20]
 

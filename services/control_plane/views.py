@@ -2,7 +2,8 @@
 
 Every field rendered here is a field of the databricks-sdk dataclass of that shape, so an answer survives
 `ServingEndpointDetailed.from_dict(answer).as_dict()` unchanged (tests/test_views.py checks it), except
-the replica counts in each served entity's `state` (state.PODIUM_STATE_FIELDS), which the SDK drops.
+the replica counts in each served entity's `state` (state.PODIUM_STATE_FIELDS) and the batching settings
+of a served entity that was given them (state.PODIUM_ENTITY_FIELDS), which the SDK drops.
 """
 
 from __future__ import annotations

@@ -66,6 +66,15 @@ class WorkerSpec:
     environment_vars: dict[str, str]
     gpu_count: int = 0            # from the workload type; 0 = CPU only
     workload_type: str = "CPU"
+    max_batch_size: int = 1       # > 1: adaptive batching in the worker
+    max_batch_wait_ms: float = 0.0
+
+    def worker_settings(self) -> dict[str, str]:
+        """The served entity's worker settings as PODIUM_WORKER_* variables (services/worker/settings.py)."""
+        if self.max_batch_size <= 1:
+            return {}
+        return {"PODIUM_WORKER_MAX_BATCH_SIZE": str(self.max_batch_size),
+                "PODIUM_WORKER_MAX_BATCH_WAIT_MS": repr(float(self.max_batch_wait_ms))}
 
 
 class Runtime(Protocol):
@@ -224,8 +233,9 @@ class LocalProcessRuntime:
             finally:
                 replica.is_building = False
             replica.started_at = time.monotonic()   # the start deadline counts from the worker's own start
-        env = {**self._base_env, **spec.environment_vars, "PODIUM_WORKER_MODEL_URI": spec.model_uri,
-               "PODIUM_WORKER_HOST": self._host, "PODIUM_WORKER_PORT": "0", **placement}
+        env = {**self._base_env, **spec.environment_vars, **spec.worker_settings(),
+               "PODIUM_WORKER_MODEL_URI": spec.model_uri, "PODIUM_WORKER_HOST": self._host, "PODIUM_WORKER_PORT": "0",
+               **placement}
         launching = asyncio.ensure_future(self._launch(spec, python, env, replica.log_path))
         try:
             process = await asyncio.shield(launching)

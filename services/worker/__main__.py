@@ -64,11 +64,14 @@ async def serve(settings: WorkerSettings) -> int:
         await server.stop(grace=None)
         return 3
     metrics.observe_model_load(time.monotonic() - load_started)
-    predictor = Predictor(model, settings.predict_threads, settings.max_queued_requests, callers)
+    predictor = Predictor(model, settings.predict_threads, settings.max_queued_requests, callers,
+                          settings.max_batch_size, settings.max_batch_wait_ms)
     holder.servicer = WorkerServicer(predictor)
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-    log.info("serving %s on %s (device %s, CUDA_VISIBLE_DEVICES=%s)", settings.model_uri, address,
-             settings.device, settings.cuda_visible_devices)
+    log.info("serving %s on %s (device %s, CUDA_VISIBLE_DEVICES=%s, %s)", settings.model_uri, address,
+             settings.device, settings.cuda_visible_devices,
+             f"batching up to {settings.max_batch_size} rows, waiting up to {settings.max_batch_wait_ms:g} ms"
+             if settings.max_batch_size > 1 else "no batching")
     announce_ready("worker", address=address, metrics_address=metrics_address)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

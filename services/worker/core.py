@@ -10,6 +10,8 @@ import asyncio
 import atexit
 import hashlib
 import hmac
+import inspect
+import io
 import logging
 import platform
 import shutil
@@ -24,7 +26,8 @@ import orjson
 
 from services.common.errors import BadRequest, InvalidParameter, PodiumError, Unauthenticated, Unavailable
 from services.common.tensors import ModelMetadata, RawTensor
-from services.worker import signature
+from services.worker import batching, signature
+from services.worker.batcher import Batcher
 
 log = logging.getLogger(__name__)
 
@@ -114,9 +117,14 @@ class CallerCheck:
 
 
 class Predictor:
-    """Every method takes the caller's credential first: only the router's is answered."""
+    """Every method takes the caller's credential first: only the router's is answered.
 
-    def __init__(self, model, threads: int, queue_limit: int, callers: CallerCheck):
+    With max_batch_size > 1, concurrent requests that merge (services/worker/batching.py) are scored in
+    one model call and each gets its own rows of the answer, byte for byte what it would get alone.
+    """
+
+    def __init__(self, model, threads: int, queue_limit: int, callers: CallerCheck, max_batch_size: int = 1,
+                 max_batch_wait_ms: float = 2.0):
         from mlflow.pyfunc import scoring_server
 
         self._callers = callers
@@ -125,18 +133,38 @@ class Predictor:
         self._output_schema = model.metadata.get_output_schema()
         self._has_params = model.metadata.get_params_schema() is not None
         self.metadata: ModelMetadata = signature.model_metadata(model.metadata)
+        self._scoring = scoring_server
         self._invocations = scoring_server.invocations
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="predict")
         self._slots = asyncio.Semaphore(queue_limit)
+        self._batcher = Batcher(self._score_batch, self._pool, threads, max_batch_size, max_batch_wait_ms) \
+            if max_batch_size > 1 else None
+        self._json_batching = self._batcher is not None and _is_json_batchable(model.metadata, self._input_schema)
+        self._has_nested_columns = _has_nested_columns(self._input_schema)
+        self._tensor_batching = self._batcher is not None and _is_tensor_batchable(self._input_schema)
+        self._predict_takes_params = "params" in inspect.signature(model.predict).parameters
+
+    @property
+    def batch_stats(self):
+        """What batching did so far (None when it is off)."""
+        return self._batcher.stats if self._batcher is not None else None
 
     async def predict(self, token: str, body: bytes, content_type: str) -> Prediction:
         self._callers.require(token)
-        return await self._run(self._score, body, content_type or "application/json")
+        content_type = content_type or "application/json"
+        part = batching.json_part(body, content_type, has_nested_columns=self._has_nested_columns) \
+            if self._json_batching else None
+        if part is None:
+            return await self._run(self._score, body, content_type)
+        return await self._submit(part)
 
     async def infer(self, token: str, inputs: list[RawTensor], outputs: list[str], params: dict) -> list[RawTensor]:
         """Open Inference Protocol tensors in, tensors out; InvalidParameter when they do not fit the signature."""
         self._callers.require(token)
-        return await self._run(self._infer, inputs, outputs, params)
+        part = batching.tensor_part(inputs, outputs, params) if self._tensor_batching else None
+        if part is None:
+            return await self._run(self._infer, inputs, outputs, params)
+        return await self._submit(part)
 
     def describe(self, token: str) -> ModelMetadata:
         """The model's signature as tensors."""
@@ -149,6 +177,58 @@ class Predictor:
         async with self._slots:
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._pool, function, *args)
+
+    async def _submit(self, part):
+        if self._slots.locked():
+            raise Unavailable("worker queue is full", retry_after_s=1)
+        async with self._slots:
+            return await self._batcher.submit(part)
+
+    def _score_batch(self, parts: list) -> tuple[list, bool]:
+        """One result per part (a Prediction, tensors, or the PodiumError that part raises alone) and whether
+        the merged call fell back to scoring part by part. Runs in a predict thread."""
+        alone = self._score_part if isinstance(parts[0], batching.JsonPart) else self._infer_part
+        if len(parts) == 1:
+            return [alone(parts[0])], False
+        try:
+            results = self._score_merged(parts) if alone == self._score_part else self._infer_merged(parts)
+        except Exception:   # noqa: BLE001 - e.g. one request's bad value: each is then scored (and fails) alone
+            log.info("a merged batch of %d requests failed; scoring them one by one", len(parts))
+            results = None
+        if results is None:
+            return [alone(part) for part in parts], True
+        return results, False
+
+    def _score_merged(self, parts: list[batching.JsonPart]) -> list[Prediction] | None:
+        parsed = self._scoring._parse_json_data(batching.merge_json(parts), self._model.metadata, self._input_schema)
+        raw = self._model.predict(parsed.data, params=parsed.params) if self._predict_takes_params \
+            else self._model.predict(parsed.data)
+        pieces = batching.split_rows(raw, [p.rows for p in parts])
+        if pieces is None:
+            return None
+        out = []
+        for piece in pieces:
+            buffer = io.StringIO()
+            self._scoring.predictions_to_json(piece, buffer)   # as invocations() renders an answer
+            out.append(Prediction(200, buffer.getvalue().encode(), "application/json"))
+        return out
+
+    def _infer_merged(self, parts: list[batching.TensorPart]) -> list[list[RawTensor]] | None:
+        data = signature.model_input(self._input_schema, batching.merge_tensors(parts))
+        params = parts[0].params
+        prediction = self._model.predict(data, params=params or None) if self._has_params \
+            else self._model.predict(data)
+        outputs = signature.output_tensors(prediction, self._output_schema, parts[0].outputs)
+        return batching.split_tensors(outputs, [p.rows for p in parts])
+
+    def _score_part(self, part: batching.JsonPart) -> Prediction:
+        return self._score(part.body, part.content_type)
+
+    def _infer_part(self, part: batching.TensorPart) -> list[RawTensor] | PodiumError:
+        try:
+            return self._infer(list(part.inputs), list(part.outputs), part.params)
+        except PodiumError as exc:
+            return exc
 
     def _infer(self, inputs: list[RawTensor], outputs: list[str], params: dict) -> list[RawTensor]:
         from mlflow.exceptions import MlflowException
@@ -191,4 +271,28 @@ class Predictor:
         return Prediction(200, result.response.encode(), result.mimetype)
 
     def close(self) -> None:
+        if self._batcher is not None:
+            self._batcher.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _is_json_batchable(metadata, schema) -> bool:
+    """JSON requests merge unless MLflow hands the model the raw `inputs` (a signature from type hints) or a
+    tensor's first dimension is fixed (then it is not a batch dimension)."""
+    is_type_hint = getattr(metadata, "_is_signature_from_type_hint", lambda: False)()
+    return not is_type_hint and _is_tensor_batchable(schema)
+
+
+def _is_tensor_batchable(schema) -> bool:
+    if schema is None or not schema.is_tensor_spec():
+        return True
+    return all(spec.shape and spec.shape[0] == -1 for spec in schema.inputs)
+
+
+def _has_nested_columns(schema) -> bool:
+    """Whether a column holds arrays, objects or maps (then an `inputs` list is not one row per element)."""
+    from mlflow.types import DataType
+
+    if schema is None or schema.is_tensor_spec():
+        return False
+    return any(not isinstance(spec.type, DataType) for spec in schema.inputs)
