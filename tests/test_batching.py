@@ -213,3 +213,80 @@ def test_is_batch_due(rows, age_s, due):
 ])
 def test_plan_batch(parts, chosen):
     assert plan_batch(parts, max_rows=8) == chosen
+
+
+# ---- the served entity's settings in the control plane ----
+
+def _entity(**fields):
+    from services.control_plane import spec
+
+    return spec.validate_served_entity({"entity_name": "c.s.m", "entity_version": "1", **fields}, "e")
+
+
+def test_batching_settings_are_stored_only_when_given_and_the_wait_defaults_when_on():
+    from services.control_plane.spec import DEFAULT_MAX_BATCH_WAIT_MS
+
+    assert "max_batch_size" not in _entity() and "max_batch_wait_ms" not in _entity()
+    assert _entity(max_batch_size=32)["max_batch_wait_ms"] == DEFAULT_MAX_BATCH_WAIT_MS
+    assert (_entity(max_batch_size=8, max_batch_wait_ms=0)["max_batch_wait_ms"],
+            _entity(max_batch_size=8, max_batch_wait_ms=7.5)["max_batch_wait_ms"]) == (0, 7.5)
+    assert _entity(max_batch_size=1) == {**_entity(), "max_batch_size": 1}   # off, as asked
+
+
+@pytest.mark.parametrize("fields, needle", [
+    pytest.param({"max_batch_size": 0}, "e.max_batch_size", id="zero"),
+    pytest.param({"max_batch_size": 2.5}, "e.max_batch_size", id="not an integer"),
+    pytest.param({"max_batch_size": True}, "e.max_batch_size", id="a boolean"),
+    pytest.param({"max_batch_size": "8"}, "e.max_batch_size", id="a string"),
+    pytest.param({"max_batch_size": 100_000}, "e.max_batch_size", id="too large"),
+    pytest.param({"max_batch_size": 8, "max_batch_wait_ms": -1}, "e.max_batch_wait_ms", id="negative wait"),
+    pytest.param({"max_batch_size": 8, "max_batch_wait_ms": "2"}, "e.max_batch_wait_ms", id="wait as a string"),
+    pytest.param({"max_batch_size": 8, "max_batch_wait_ms": 60_000}, "e.max_batch_wait_ms", id="wait too long"),
+])
+def test_bad_batching_settings_name_the_field(fields, needle):
+    from services.common.errors import InvalidParameter
+
+    with pytest.raises(InvalidParameter) as raised:
+        _entity(**fields)
+    assert raised.value.message.startswith(needle)
+
+
+def test_changing_batching_settings_changes_the_deployment_but_absent_ones_keep_old_keys():
+    from services.control_plane.state import deployment_key
+
+    plain = _entity()
+    keys = {deployment_key("e", e) for e in (plain, _entity(max_batch_size=8), _entity(max_batch_size=16),
+                                             _entity(max_batch_size=16, max_batch_wait_ms=5))}
+    assert len(keys) == 4
+    # The key of an entity stored before batching existed is what it always was (no restart on upgrade).
+    import hashlib
+
+    old = {f: plain.get(f) for f in ("entity_name", "entity_version", "environment_vars", "workload_type")}
+    assert deployment_key("e", plain) == hashlib.sha256(json.dumps(["e", old], sort_keys=True).encode()).hexdigest()[:20]
+
+
+def test_worker_settings_from_the_deployment():
+    from services.scaler.runtime import WorkerSpec
+
+    assert WorkerSpec("k", "models:/m/1", {}).worker_settings() == {}
+    assert WorkerSpec("k", "models:/m/1", {}, max_batch_size=32, max_batch_wait_ms=2).worker_settings() == {
+        "PODIUM_WORKER_MAX_BATCH_SIZE": "32", "PODIUM_WORKER_MAX_BATCH_WAIT_MS": "2.0"}
+
+
+def test_get_shows_the_settings_and_they_are_the_only_podium_fields_in_the_entity():
+    from databricks.sdk.service.serving import ServingEndpointDetailed
+
+    from services.control_plane import spec, views
+    from tests.support.shapes import sdk_fields
+
+    config = spec.validate_config({"served_entities": [
+        {"entity_name": "c.s.m", "entity_version": "1", "max_batch_size": 16, "max_batch_wait_ms": 3}]})
+    entity = {**config["served_entities"][0], "creator": "ana", "creation_timestamp": 1}
+    endpoint = {"id": "abc", "name": "b", "creator": "ana", "creation_timestamp": 1, "last_updated_timestamp": 1,
+                "config": {**config, "served_entities": [entity], "config_version": 1}, "failure": "",
+                "state": {"ready": "READY", "config_update": "NOT_UPDATING"}, "tags": [{"key": "k"}]}
+    rendered = views.detailed(endpoint, {}, "CAN_MANAGE")
+    shown = rendered["config"]["served_entities"][0]
+    assert (shown["max_batch_size"], shown["max_batch_wait_ms"]) == (16, 3)
+    assert rendered["config"]["served_models"][0]["max_batch_size"] == 16
+    assert ServingEndpointDetailed.from_dict(rendered).as_dict() == sdk_fields(rendered)
