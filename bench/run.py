@@ -1,7 +1,8 @@
 """Podium's query-path benchmark: `python -m bench.run [--duration S] [--quick]`.
 
-Starts everything it needs on 127.0.0.1 (a tiny scikit-learn model in a fresh MLflow registry, `podium up`,
-`mlflow models serve --env-manager local` with 1 and 2 workers, a bare aiohttp handler), runs each case for a
+Starts everything it needs on 127.0.0.1 (a tiny scikit-learn model in a fresh MLflow registry, `podium up`
+with an endpoint per case, one of them batching, `mlflow models serve --env-manager local` with 1 and 2 workers,
+a bare aiohttp handler), runs each case for a
 bounded time, prints a table with ratios against the baselines measured in the same run, and writes
 bench/results/latest.json and latest.md (plus a timestamped copy).
 """
@@ -156,6 +157,7 @@ def run_all(procs: Processes, data_dir: Path, args) -> dict:
     mlflow_urls = {w: start_mlflow(procs, model_uri, info["tracking_uri"], w, data_dir / f"mlflow-{w}.log")
                    for w in (1, 2)}
     report["throughput"] = cases.throughput(podium, mlflow_urls, row, concurrencies, row_counts, args.duration)
+    report["batched"] = cases.batched_throughput(podium, row, concurrencies, args.duration)
     report["overhead"] = asyncio.run(cases.router_overhead(podium, row, args.duration))
     bare = procs.start([sys.executable, "-m", "bench.bare_server"], stdout=subprocess.PIPE)
     bare_url = f"http://127.0.0.1:{int(bare.stdout.readline())}"

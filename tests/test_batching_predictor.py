@@ -159,3 +159,34 @@ async def test_batched_requests_still_need_the_router_credential(sklearn_pyfunc)
     batched = Predictor(sklearn_pyfunc[0], 1, 8, CALLERS, max_batch_size=8)
     with pytest.raises(Unauthenticated):
         await batched.predict("someone else", b'{"inputs": {"a": [1.0]}}', JSON)
+
+
+async def test_every_output_type_splits_into_the_unbatched_answers(tmp_path):
+    import mlflow
+    from mlflow.models import infer_signature
+
+    class Shapes(mlflow.pyfunc.PythonModel):
+        def predict(self, context, model_input, params=None):
+            x = model_input["x"].to_numpy()
+            kind = (params or {}).get("kind", "array")
+            if kind == "series":
+                return pd.Series(x * 2, name="y")
+            if kind == "strings":
+                return [f"row {v:g}" for v in x]
+            if kind == "frame":
+                return pd.DataFrame({"y": x * 3, "label": [f"l{v:g}" for v in x], "n": (x * 10).astype(int)})
+            if kind == "matrix":
+                return np.stack([x, x / 3], axis=1)
+            return x * 1.5
+
+    frame = pd.DataFrame({"x": [1.0, 2.0]})
+    mlflow.pyfunc.save_model(str(tmp_path / "shapes"), python_model=Shapes(),
+                             signature=infer_signature(frame, params={"kind": "array"}))
+    model = mlflow.pyfunc.load_model(str(tmp_path / "shapes"))
+    batched = Predictor(model, 2, 256, CALLERS, max_batch_size=16, max_batch_wait_ms=30)
+    alone = Predictor(model, 2, 256, CALLERS)
+    bodies = [json.dumps({"dataframe_records": [{"x": x + i / 7} for i in range(rows)], "params": {"kind": kind}}).encode()
+              for kind in ("array", "series", "strings", "frame", "matrix") for x, rows in ((1.0, 1), (2.5, 2), (4.0, 3))]
+    answers = await asyncio.gather(*(batched.predict(TOKEN, body, JSON) for body in bodies))
+    assert answers == [await alone.predict(TOKEN, body, JSON) for body in bodies]
+    assert batched.batch_stats.batches == 5 and batched.batch_stats.fallbacks == 0   # one per output kind

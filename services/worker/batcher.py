@@ -1,7 +1,7 @@
 """Adaptive batching, the async part: collects concurrent requests and hands each batch to one predict call.
 
 A request joins a pending list. The collector takes the oldest, waits until it has waited max_batch_wait_ms
-or max_batch_size rows are pending, then waits for a free predict thread (while every thread is busy the
+or max_batch_size rows are pending, then waits until the previous batch is done (while it runs the next
 batch keeps growing: that is what makes it adaptive), and runs `score_batch` for the oldest request and
 those that merge with it (services/worker/batching.py decides which) in the worker's thread pool. The
 model runs off the event loop; there is no thread per request.
@@ -54,11 +54,11 @@ class Batcher:
     """`score_batch(parts)` runs in `pool` and returns one result per part (a value, or an exception that the
     part's caller gets raised) and whether the merged call had to fall back to scoring part by part."""
 
-    def __init__(self, score_batch: Callable[[Sequence[Any]], tuple[list, bool]], pool: Executor, threads: int,
+    def __init__(self, score_batch: Callable[[Sequence[Any]], tuple[list, bool]], pool: Executor, concurrent_batches: int,
                  max_batch_size: int, max_batch_wait_ms: float, log_interval_s: float = 30.0):
         self._score_batch = score_batch
         self._pool = pool
-        self._threads = asyncio.Semaphore(threads)
+        self._threads = asyncio.Semaphore(concurrent_batches)
         self._max_rows = max_batch_size
         self._max_wait_s = max_batch_wait_ms / 1000
         self._pending: list[_Pending] = []
@@ -77,10 +77,12 @@ class Batcher:
         future = asyncio.get_running_loop().create_future()
         self._pending.append(_Pending(part, future, time.monotonic()))
         self._pending_rows += part.rows
-        self._changed.set()
+        if len(self._pending) == 1 or self._pending_rows >= self._max_rows:
+            self._changed.set()   # the collector sleeps until its deadline otherwise: no wake-up per request
         return await future
 
     def close(self) -> None:
+        self._log_stats()
         if self._collector is not None:
             self._collector.cancel()
         for task in list(self._running):
@@ -144,6 +146,10 @@ class Batcher:
         now = time.monotonic()
         if now - self._logged_at >= self._log_interval_s:
             self._logged_at = now
-            s = self.stats
+            self._log_stats()
+
+    def _log_stats(self) -> None:
+        s = self.stats
+        if s.batches:
             log.info("batching: %d batches, %d requests, %.1f rows per batch, largest %d, %d fallbacks",
-                     s.batches, s.requests, s.rows / max(s.batches, 1), s.largest_rows, s.fallbacks)
+                     s.batches, s.requests, s.rows / s.batches, s.largest_rows, s.fallbacks)

@@ -11,7 +11,6 @@ import atexit
 import hashlib
 import hmac
 import inspect
-import io
 import logging
 import platform
 import shutil
@@ -127,6 +126,8 @@ class Predictor:
                  max_batch_wait_ms: float = 2.0):
         from mlflow.pyfunc import scoring_server
 
+        from mlflow.utils.proto_json_utils import NumpyEncoder, _get_jsonable_obj
+
         self._callers = callers
         self._model = model
         self._input_schema = model.metadata.get_input_schema()
@@ -134,10 +135,13 @@ class Predictor:
         self._has_params = model.metadata.get_params_schema() is not None
         self.metadata: ModelMetadata = signature.model_metadata(model.metadata)
         self._scoring = scoring_server
+        self._jsonable, self._json_encoder = _get_jsonable_obj, NumpyEncoder   # what predictions_to_json uses
         self._invocations = scoring_server.invocations
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="predict")
         self._slots = asyncio.Semaphore(queue_limit)
-        self._batcher = Batcher(self._score_batch, self._pool, threads, max_batch_size, max_batch_wait_ms) \
+        # One merged batch at a time (as Ray Serve and Triton run a replica's batches): while it runs the next
+        # one grows, and a second would mostly contend for the GIL. Unmergeable requests use the other threads.
+        self._batcher = Batcher(self._score_batch, self._pool, 1, max_batch_size, max_batch_wait_ms) \
             if max_batch_size > 1 else None
         self._json_batching = self._batcher is not None and _is_json_batchable(model.metadata, self._input_schema)
         self._has_nested_columns = _has_nested_columns(self._input_schema)
@@ -203,15 +207,14 @@ class Predictor:
         parsed = self._scoring._parse_json_data(batching.merge_json(parts), self._model.metadata, self._input_schema)
         raw = self._model.predict(parsed.data, params=parsed.params) if self._predict_takes_params \
             else self._model.predict(parsed.data)
-        pieces = batching.split_rows(raw, [p.rows for p in parts])
-        if pieces is None:
+        if batching.split_rows(raw, [p.rows for p in parts]) is None:
             return None
-        out = []
-        for piece in pieces:
-            buffer = io.StringIO()
-            self._scoring.predictions_to_json(piece, buffer)   # as invocations() renders an answer
-            out.append(Prediction(200, buffer.getvalue().encode(), "application/json"))
-        return out
+        # What predictions_to_json does for each part's rows (invocations() renders every answer with it), with
+        # the conversion to plain lists done once for the batch: a slice of it is that of the part's rows.
+        rows = batching.split_rows(self._jsonable(raw, pandas_orient="records"), [p.rows for p in parts])
+        encoder = self._json_encoder()
+        return [Prediction(200, "".join(encoder.iterencode({"predictions": piece})).encode(), "application/json")
+                for piece in rows]
 
     def _infer_merged(self, parts: list[batching.TensorPart]) -> list[list[RawTensor]] | None:
         data = signature.model_input(self._input_schema, batching.merge_tensors(parts))
