@@ -67,14 +67,24 @@ async def test_concurrent_json_requests_get_their_unbatched_answers(sklearn_pyfu
     batched = Predictor(model, 2, 256, CALLERS, max_batch_size=8, max_batch_wait_ms=20)
     alone = Predictor(model, 2, 256, CALLERS)
     bodies = _bodies(frame)
+    calls_before, requests_before = _batch_metric("count"), _batch_metric("sum")
     answers = await asyncio.gather(*(batched.predict(TOKEN, body, JSON) for body in bodies))
+    stats = batched.batch_stats
+    # podium_worker_batch_size: one observation per model call, of the requests it scored
+    assert (_batch_metric("count") - calls_before, _batch_metric("sum") - requests_before) == \
+        (stats.batches, len(bodies))
     expected = [await alone.predict(TOKEN, body, JSON) for body in bodies]
     assert [a.http_status for a in answers] == [200] * len(bodies)
     assert answers == expected            # status, content type and body, byte for byte
-    stats = batched.batch_stats
     assert stats.requests == len(bodies) and stats.batches < len(bodies) and stats.largest_rows > 1
     assert stats.largest_rows <= 8 and stats.fallbacks == 0
     assert alone.batch_stats is None
+
+
+def _batch_metric(which: str) -> float:
+    from services.worker.metrics import REGISTRY
+
+    return REGISTRY.get_sample_value(f"podium_worker_batch_size_{which}") or 0.0
 
 
 async def test_concurrent_infer_requests_get_their_unbatched_tensors(sklearn_pyfunc):

@@ -18,6 +18,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
+from services.worker import metrics
 from services.worker.batching import is_batch_due, plan_batch
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class BatchStats:
-    """Counters of what batching did (for logs now; a metrics endpoint can read them later)."""
+    """Counters of what batching did, for its log line (podium_worker_batch_size has the sizes too)."""
 
     batches: int = 0
     requests: int = 0
@@ -131,6 +132,8 @@ class Batcher:
                 results, fell_back = [exc] * len(batch), False
             self.stats.record(len(batch), sum(p.rows for p in parts))
             self.stats.fallbacks += fell_back
+            for size in [1] * len(batch) if fell_back else [len(batch)]:
+                metrics.observe_batch(size)   # podium_worker_batch_size: requests per model call
             for pending, result in zip(batch, results):
                 if pending.future.done():
                     continue

@@ -25,7 +25,7 @@ import orjson
 
 from services.common.errors import BadRequest, InvalidParameter, PodiumError, Unauthenticated, Unavailable
 from services.common.tensors import ModelMetadata, RawTensor
-from services.worker import batching, signature
+from services.worker import batching, metrics, signature
 from services.worker.batcher import Batcher
 
 log = logging.getLogger(__name__)
@@ -180,6 +180,7 @@ class Predictor:
             raise Unavailable("worker queue is full", retry_after_s=1)  # shed load; never queue without bound
         async with self._slots:
             loop = asyncio.get_running_loop()
+            metrics.observe_batch(1)
             return await loop.run_in_executor(self._pool, function, *args)
 
     async def _submit(self, part):
