@@ -197,8 +197,9 @@ class Predictor:
             return [alone(parts[0])], False
         try:
             results = self._score_merged(parts) if alone == self._score_part else self._infer_merged(parts)
-        except Exception:   # noqa: BLE001 - e.g. one request's bad value: each is then scored (and fails) alone
-            log.info("a merged batch of %d requests failed; scoring them one by one", len(parts))
+        except Exception as exc:   # noqa: BLE001 - e.g. one request's bad value: each is scored (and fails) alone
+            log.info("a merged batch of %d requests failed (%s); scoring them one by one", len(parts),
+                     type(exc).__name__)
             results = None
         if results is None:
             return [alone(part) for part in parts], True
@@ -228,10 +229,10 @@ class Predictor:
     def _score_part(self, part: batching.JsonPart) -> Prediction:
         return self._score(part.body, part.content_type)
 
-    def _infer_part(self, part: batching.TensorPart) -> list[RawTensor] | PodiumError:
+    def _infer_part(self, part: batching.TensorPart) -> list[RawTensor] | Exception:
         try:
             return self._infer(list(part.inputs), list(part.outputs), part.params)
-        except PodiumError as exc:
+        except Exception as exc:   # noqa: BLE001 - raised to this part's caller only, as if it came alone
             return exc
 
     def _infer(self, inputs: list[RawTensor], outputs: list[str], params: dict) -> list[RawTensor]:
