@@ -290,3 +290,12 @@ def test_get_shows_the_settings_and_they_are_the_only_podium_fields_in_the_entit
     assert (shown["max_batch_size"], shown["max_batch_wait_ms"]) == (16, 3)
     assert rendered["config"]["served_models"][0]["max_batch_size"] == 16
     assert ServingEndpointDetailed.from_dict(rendered).as_dict() == sdk_fields(rendered)
+
+
+def test_container_and_pod_replicas_get_the_batching_settings_too():
+    from services.scaler.replica_specs import worker_environment
+    from services.scaler.runtime import WorkerSpec
+
+    spec = WorkerSpec("k", "models:/m/1", {"A": "1"}, max_batch_size=8, max_batch_wait_ms=1.5)
+    env = worker_environment({}, {**spec.environment_vars, **spec.worker_settings()}, spec.model_uri, 8500, 0)
+    assert (env["A"], env["PODIUM_WORKER_MAX_BATCH_SIZE"], env["PODIUM_WORKER_MAX_BATCH_WAIT_MS"]) == ("1", "8", "1.5")

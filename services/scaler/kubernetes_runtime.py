@@ -125,8 +125,8 @@ class KubernetesRuntime:
         from kubernetes.client.exceptions import ApiException
 
         name, namespace = k8s_name(spec.key, self._options), self._options.namespace
-        environment = worker_environment(self._base_env, spec.environment_vars, spec.model_uri, self._options.port,
-                                         spec.gpu_count)
+        environment = worker_environment(self._base_env, {**spec.environment_vars, **spec.worker_settings()},
+                                         spec.model_uri, self._options.port, spec.gpu_count)
         try:
             self._apps.patch_namespaced_deployment_scale(name, namespace, {"spec": {"replicas": replicas}},
                                                          _request_timeout=self._timeout_s)
