@@ -12,8 +12,10 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from podium_api.inference import grpc_predict_v2_pb2 as oip
-from podium_api.inference import grpc_predict_v2_pb2_grpc as oip_grpc
+# The same `inference` protocol as Podium's: podium_api.inference and tritonclient.grpc register the same
+# protobuf names, so only one may be imported in a test session (the tritonclient tests import theirs).
+from tritonclient.grpc import service_pb2 as oip
+from tritonclient.grpc import service_pb2_grpc as oip_grpc
 from podium_api.v1 import query_pb2, query_pb2_grpc
 from services.common.processes import start_service, stop_process
 from tests.support.stack import wait_for
