@@ -162,7 +162,9 @@ def run_all(procs: Processes, data_dir: Path, args) -> dict:
     bare = procs.start([sys.executable, "-m", "bench.bare_server"], stdout=subprocess.PIPE)
     bare_url = f"http://127.0.0.1:{int(bare.stdout.readline())}"
     report["router_cpu"] = cases.router_cpu(podium, bare_url, bare.pid, row, args.duration)
-    report["external_model_proxy"] = {"skipped": "external models are not in this Podium version yet"}
+    provider = procs.start([sys.executable, "-m", "bench.provider_server"], stdout=subprocess.PIPE)
+    report["external_model_proxy"] = asyncio.run(cases.external_model_proxy(
+        podium, provider.stdout.readline().decode().strip(), args.duration))
     report["control_plane"] = asyncio.run(cases.control_plane(procs, data_dir / "cp"))
     report["summary"] = cases.summarize(report)
     return report

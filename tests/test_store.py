@@ -58,3 +58,31 @@ async def test_duplicates_updates_and_deletes(database_url):
     assert service.deployments(INTERNAL_TOKEN) == []
     fresh, _ = await _service(database_url)
     assert (await fresh.list(ADMIN_TOKEN)) == {"endpoints": []}
+
+
+async def test_list_answers_follow_every_change_for_admins_and_grantees(database_url):
+    # The list is rendered once per change (the whole answer for admins, per endpoint for the others):
+    # each answer must still show every create, update, grant and delete made before it.
+    service, identity = await _service(database_url)
+    group = await identity.identity.create(ADMIN_TOKEN, "group", {"displayName": "readers"})
+    bob_id, bob = await identity.user_token("bob")
+    _, carol = await identity.user_token("carol", groups=[group["id"]])
+
+    def names(listed: dict) -> list[str]:
+        return [e["name"] for e in listed["endpoints"]]
+    await service.create(ADMIN_TOKEN, CREATE)
+    assert names(await service.list(ADMIN_TOKEN)) == ["e1"]
+    assert names(await service.list(ADMIN_TOKEN)) == ["e1"]   # the cached answer
+    await service.create(bob, {**CREATE, "name": "e2"})
+    assert names(await service.list(ADMIN_TOKEN)) == ["e1", "e2"]
+    assert names(await service.list(bob)) == ["e2"] and names(await service.list(carol)) == []
+    e1 = await service.get(ADMIN_TOKEN, "e1")
+    await service.set_permissions(ADMIN_TOKEN, e1["id"], {"access_control_list": [
+        {"group_name": "readers", "permission_level": "CAN_VIEW"}]}, replace=False)
+    assert names(await service.list(carol)) == ["e1"]           # a grant to her group
+    await service.patch_tags(ADMIN_TOKEN, "e1", {"add_tags": [{"key": "tier", "value": "gold"}]})
+    [e1_listed] = (await service.list(carol))["endpoints"]
+    assert {"key": "tier", "value": "gold"} in e1_listed["tags"]
+    assert {"key": "tier", "value": "gold"} in (await service.list(ADMIN_TOKEN))["endpoints"][0]["tags"]
+    await service.delete(ADMIN_TOKEN, "e1")
+    assert names(await service.list(ADMIN_TOKEN)) == ["e2"] and names(await service.list(carol)) == []

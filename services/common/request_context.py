@@ -7,8 +7,8 @@ and each grpc.aio RPC runs in its own context; the edges reset what they set).
 from __future__ import annotations
 
 import contextvars
+import os
 import re
-import uuid
 
 REQUEST_ID_HEADER = "x-request-id"          # HTTP header and gRPC metadata key alike
 OVERHEAD_HEADER = "x-podium-overhead-ms"    # the router's time outside the model, per answer
@@ -24,10 +24,11 @@ _SANE_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 
 
 def choose_request_id(given: str | None) -> str:
-    """The caller's id when it is a sane token of at most 128 characters, else a new uuid4 hex."""
+    """The caller's id when it is a sane token of at most 128 characters, else 128 random bits in hex (the
+    length of a uuid4's hex; urandom directly costs a quarter of uuid4's object on the query path)."""
     if given and _SANE_ID.fullmatch(given):
         return given
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()
 
 
 def current_request_id() -> str:
