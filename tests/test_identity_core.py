@@ -18,6 +18,11 @@ from tests.support.identity import ADMIN_TOKEN, INTERNAL_TOKEN, start_identity
 INVALID = "Invalid access token."
 
 
+def _altered(secret: str) -> str:
+    """The secret with its last character changed (to another one: it may already end in "0")."""
+    return secret[:-1] + ("1" if secret.endswith("0") else "0")
+
+
 async def _rejected(identity, token: str) -> None:
     with pytest.raises(Unauthenticated) as error:
         await identity.identity.authenticate(token)
@@ -78,7 +83,7 @@ async def test_oauth_client_credentials_and_podium_jwts(database_url):
     caller = await ident.identity.authenticate(issued["access_token"])
     assert (caller.id, caller.kind) == (robot["id"], "service_principal")
 
-    for client_id, client_secret in ((robot["applicationId"], secret["secret"][:-1] + "0"), ("nobody", secret["secret"]),
+    for client_id, client_secret in ((robot["applicationId"], _altered(secret["secret"])), ("nobody", secret["secret"]),
                                      (robot["applicationId"], ""), ("", "")):
         with pytest.raises(Unauthenticated):
             await ident.tokens.issue_oauth_token(client_id, client_secret, "")
