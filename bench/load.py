@@ -100,6 +100,38 @@ async def _closed_loop(call, concurrency: int, duration_s: float | None, total: 
     return _summarize(latencies, errors, elapsed)
 
 
+async def _open_loop(call, rate_per_s: float, duration_s: float) -> LoadResult:
+    """Calls sent at a fixed rate whatever is in flight (an open system, as independent users are).
+
+    Latency runs from each call's scheduled send time, so a stall counts against every call it delays
+    (no coordinated omission), and a target slower than the rate shows as growing latency, not as a
+    quietly lower rate.
+    """
+    loop = asyncio.get_running_loop()
+    interval = 1.0 / rate_per_s
+    latencies: list[float] = []
+    errors = 0
+
+    async def one(scheduled: float):
+        nonlocal errors
+        try:
+            ok = await call()
+        except Exception:
+            ok = False
+        latencies.append((loop.time() - scheduled) * 1000)
+        errors += 0 if ok else 1
+
+    began = loop.time()
+    calls = []
+    for index in range(max(1, int(duration_s * rate_per_s))):
+        scheduled = began + index * interval
+        if (delay := scheduled - loop.time()) > 0:
+            await asyncio.sleep(delay)
+        calls.append(asyncio.create_task(one(scheduled)))
+    await asyncio.gather(*calls)
+    return _summarize(latencies, errors, loop.time() - began)
+
+
 def _summarize(latencies: list[float], errors: int, elapsed: float) -> LoadResult:
     if not latencies:
         return LoadResult(0, errors, elapsed, float("nan"), float("nan"))
@@ -108,9 +140,11 @@ def _summarize(latencies: list[float], errors: int, elapsed: float) -> LoadResul
     return LoadResult(len(latencies), errors, elapsed, statistics.median(ordered), p99)
 
 
-async def http_latency(url: str, body: bytes, concurrency: int, *, duration_s: float | None = None,
-                       total: int | None = None, headers: dict | None = None) -> LoadResult:
-    connector = aiohttp.TCPConnector(limit=concurrency)
+async def http_latency(url: str, body: bytes, concurrency: int = 1, *, duration_s: float | None = None,
+                       total: int | None = None, headers: dict | None = None,
+                       rate_per_s: float | None = None) -> LoadResult:
+    """Closed loop from `concurrency` clients, or with `rate_per_s` a fixed rate for `duration_s` (open loop)."""
+    connector = aiohttp.TCPConnector(limit=0 if rate_per_s else concurrency)
     request_headers = {"Content-Type": "application/json", **(headers or {})}
     async with aiohttp.ClientSession(connector=connector) as session:
         async def call():
@@ -118,13 +152,18 @@ async def http_latency(url: str, body: bytes, concurrency: int, *, duration_s: f
                 await reply.read()
                 return reply.status == 200
         await call()  # warm the connection
+        if rate_per_s:
+            return await _open_loop(call, rate_per_s, duration_s or 5.0)
         return await _closed_loop(call, concurrency, duration_s, total)
 
 
-async def grpc_latency(target: str, make_call, concurrency: int, *, duration_s: float | None = None,
-                       total: int | None = None) -> LoadResult:
-    """make_call(channel) -> an async function answering True on success."""
+async def grpc_latency(target: str, make_call, concurrency: int = 1, *, duration_s: float | None = None,
+                       total: int | None = None, rate_per_s: float | None = None) -> LoadResult:
+    """make_call(channel) -> an async function answering True on success. With `rate_per_s`, calls go out
+    at that fixed rate for `duration_s` (open loop) instead of from `concurrency` closed-loop clients."""
     async with grpc.aio.insecure_channel(target) as channel:
         call = make_call(channel)
         await call()
+        if rate_per_s:
+            return await _open_loop(call, rate_per_s, duration_s or 5.0)
         return await _closed_loop(call, concurrency, duration_s, total)

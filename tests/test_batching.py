@@ -69,6 +69,9 @@ def test_which_json_requests_merge(first, second, merges):
     pytest.param(json.dumps({"dataframe_records": [{"a": 1.0}, {"b": 1.0}]}).encode(), JSON,
                  id="records with different keys"),
     pytest.param(json.dumps({**_split([[1.0]], ("a",)), "params": [1]}).encode(), JSON, id="params not an object"),
+    pytest.param(b'{"inputs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", JSON, id="nested too deep to parse"),
+    pytest.param(b'{"inputs": [' + b'{"a": ' * 5_000 + b"1" + b"}" * 5_000 + b"]}", JSON,
+                 id="nested too deep to walk"),
 ])
 def test_requests_scored_alone(body, content_type):
     assert json_part(body, content_type) is None

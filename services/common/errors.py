@@ -77,7 +77,12 @@ class Unavailable(PodiumError):
 
 
 class ReplicaUnreachable(Unavailable):
-    """A replica could not be reached at all: it processed nothing, so another may be tried."""
+    """A replica failed at the transport level: unreachable (it processed nothing), or gone mid-call
+    (`may_have_run`: it had the request and may have been running the model when it died)."""
+
+    def __init__(self, message: str, *, may_have_run: bool = False, retry_after_s: int | None = None):
+        super().__init__(message, retry_after_s=retry_after_s)
+        self.may_have_run = may_have_run
 
 
 class DeadlineExceeded(PodiumError):

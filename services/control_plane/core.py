@@ -23,11 +23,12 @@ import orjson
 from services.common.capacity import concurrency_bounds
 from services.common.deployments import Deployment, DeploymentStatus, EndpointRoutes, RouteTarget
 from services.common.errors import AlreadyExists, Conflict, EndpointNotFound, Unavailable
-from services.common.principals import CAN_MANAGE, CAN_VIEW, GROUP, Principal, effective_level, rank, require_level
+from services.common.principals import CAN_MANAGE, CAN_VIEW, GROUP, Principal, effective_level, require_level
 from services.common.secret_box import Cipher, reseal, seal_plaintext
 from services.control_plane import permissions, spec, spec_options, views
 from services.control_plane.gateway_policy import external_target, gateway_policy
 from services.control_plane.identity import IdentityService
+from services.control_plane.rendered_list import RenderedList
 from services.control_plane.state import (
     IN_PROGRESS, NOT_READY, Observation, advance, deployed_configs, deployment_key, find_served_entity,
     is_external,
@@ -53,12 +54,7 @@ class EndpointService:
         self._clock = clock
         self._report_expiry_s = report_expiry_s
         self._endpoints: dict[str, dict] = {}
-        # The list answer, rendered (list_json): per endpoint (the dict it was rendered from, its summary JSON,
-        # the principal ids that may view it), and the whole answer for callers who see every endpoint,
-        # valid while `_version` (bumped by every write to _endpoints) is unchanged.
-        self._summaries: dict[str, tuple[dict, bytes, frozenset[str]]] = {}
-        self._version = 0
-        self._full_list: tuple[int, bytes] = (-1, b"")
+        self._listed = RenderedList()   # told of every write to _endpoints (_put, _drop)
         self._reports: dict[str, tuple[Observation, float]] = {}
         self._write_lock = asyncio.Lock()
         self._changed = asyncio.Condition()
@@ -116,29 +112,11 @@ class EndpointService:
         return orjson.loads(await self.list_json(token))
 
     async def list_json(self, token: str) -> bytes:
-        """The list answer, rendered. 10,000 endpoints make 4 MB of JSON: each summary is rendered once per
-        change of its endpoint, the whole answer once per change of any endpoint for the callers who see them
-        all (admins), and other callers pay only a set lookup per endpoint to filter the rendered parts."""
+        """The list answer, rendered (once per change: see RenderedList)."""
         caller = await self._identity.authenticate_person(token)
-        sees_all = effective_level(caller, ()) == CAN_MANAGE   # an admin (a service sees nothing)
-        if sees_all and self._full_list[0] == self._version:
-            return self._full_list[1]
-        version, cache, parts = self._version, self._summaries, []
-        mine = set() if caller.is_service else {caller.id, *caller.group_ids}
-        for name, endpoint in self._endpoints.items():
-            cached = cache.get(name)
-            if cached is None or cached[0] is not endpoint:
-                cached = cache[name] = (endpoint, orjson.dumps(views.summary(endpoint)), frozenset(
-                    p for p, level in permissions.acl_pairs(endpoint) if rank(level) >= rank(CAN_VIEW)))
-            if sees_all or not mine.isdisjoint(cached[2]):
-                parts.append(cached[1])
-        if len(cache) > len(self._endpoints):   # deleted endpoints leave the cache
-            for name in [n for n in cache if n not in self._endpoints]:
-                del cache[name]
-        answer = b'{"endpoints":[' + b",".join(parts) + b"]}"
-        if sees_all:
-            self._full_list = (version, answer)
-        return answer
+        if effective_level(caller, ()) == CAN_MANAGE:   # an admin sees every endpoint (a service none)
+            return self._listed.render(self._endpoints, None)
+        return self._listed.render(self._endpoints, set() if caller.is_service else {caller.id, *caller.group_ids})
 
     async def update_config(self, token: str, name: str, body: object) -> dict:
         caller = (await self._authorized(token, name, CAN_MANAGE))[2]
@@ -378,11 +356,11 @@ class EndpointService:
     def _put(self, endpoint: dict) -> None:
         """Every write to the in-memory endpoints goes through here or _drop (the list cache's version)."""
         self._endpoints[endpoint["name"]] = endpoint
-        self._version += 1
+        self._listed.changed()
 
     def _drop(self, name: str) -> None:
         del self._endpoints[name]
-        self._version += 1
+        self._listed.changed()
 
     def _observed(self) -> dict[str, Observation]:
         fresh_after = self._clock() - self._report_expiry_s

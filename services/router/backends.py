@@ -132,7 +132,10 @@ class WorkerPool:
             return await method(address, timeout_s, *args)
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.UNAVAILABLE and "error-code" not in dict(exc.trailing_metadata() or ()):
-                raise ReplicaUnreachable(f"replica {address} is unreachable", retry_after_s=1) from None
+                # gRPC says "failed to connect" when the request never left this router.
+                may_have_run = "failed to connect" not in (exc.details() or "").lower()
+                raise ReplicaUnreachable(f"replica {address} is unreachable", may_have_run=may_have_run,
+                                         retry_after_s=1) from None
             if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
                 raise DeadlineExceeded(f"the model did not answer within {timeout_s:g} s") from None
             raise error_from_rpc(exc, "worker") from None

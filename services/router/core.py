@@ -24,7 +24,6 @@ from services.common.caller import Caller
 from services.common.deployments import EndpointRoutes, RouteTarget
 from services.common.errors import (
     DeadlineExceeded, EndpointNotFound, InvalidParameter, PodiumError, ReplicaUnreachable, Unavailable,
-    error_from_code,
 )
 from services.common import tracing
 from services.common.request_context import traceparent_var, request_id_var
@@ -36,7 +35,7 @@ from services.router.identity_calls import IdentityCalls
 from services.router.openapi import build_document
 from services.router.policy.replica_choice import pick_replica
 from services.router.policy.traffic import pick_served_entity
-from services.router.results import CLIENT_CLOSED, QueryResult
+from services.router.results import CLIENT_CLOSED, QueryResult, model_error
 
 if TYPE_CHECKING:  # the core is handed its backends; it never imports gRPC itself
     from services.common.control_plane_client import ControlPlaneClient
@@ -177,16 +176,15 @@ class Gateway(IdentityCalls):
                        protocol: Protocol) -> QueryResult:
         """Sends the request to the less loaded of two ready replicas (power of two choices).
 
-        A replica that cannot be reached processed nothing (model predictions are idempotent anyway): the
-        request goes to another ready replica, and this router routes nothing more to the unreachable one
-        until the routing table has dropped it (WorkerPool.eject). Every attempt shares one deadline
-        (forward_timeout_s from the first), so retries never stretch a request past it. With no replica to
-        try (scaled to zero, or every one tried was unreachable), the request waits in the admission queue
-        for the routing table to bring one, up to the queue's deadline.
-        """
+        A replica that fails at the transport level is ejected (WorkerPool.eject: no more requests from this
+        router until the routing table drops it) and the request goes to another: freely if it never left
+        this router, once only if the replica may have been running it (a request that crashes its replica
+        must not crash them all). Attempts share one deadline (forward_timeout_s from the first). With no
+        replica to try, the request waits in the admission queue for one, up to the queue's deadline."""
         tried: set[str] = set()
         deadline: float | None = None
         forward_deadline: float | None = None
+        resent = False
         while True:
             addresses = self._routing.replica_addresses(route.deployment_key)
             if addresses is None:  # the config changed while this request waited: take the new one
@@ -213,12 +211,17 @@ class Gateway(IdentityCalls):
                     else:
                         reply = await self._pool.predict(address, body, content_type or "application/json",
                                                          timeout_s)
-            except ReplicaUnreachable:
-                log.warning("replica %s of %s unreachable; trying another", address, route.served_entity_name)
+            except ReplicaUnreachable as exc:
                 self._pool.eject(address)
+                if exc.may_have_run:
+                    if resent:
+                        raise Unavailable("the model's replicas failed while answering this request, twice",
+                                          retry_after_s=1) from None
+                    resent = True
+                log.warning("replica %s of %s unreachable; trying another", address, route.served_entity_name)
                 continue
             if reply.http_status != 200:
-                raise _model_error(reply.http_status, reply.body)
+                raise model_error(reply.http_status, reply.body)
             return QueryResult(reply.body, reply.content_type or "application/json", route.served_entity_name,
                                model_ms=reply.model_ms)
 
@@ -386,13 +389,3 @@ def _has_untried(routing: "RoutingTableFollower", route: RouteTarget, tried: set
         addresses = routing.replica_addresses(route.deployment_key)
         return addresses is None or any(a not in tried for a in addresses)
     return check
-
-
-def _model_error(http_status: int, body: bytes):
-    """The error a model server answered, as MLflow's scoring server phrased it."""
-    try:
-        error = orjson.loads(body)
-        code, message = str(error.get("error_code", "BAD_REQUEST")), str(error.get("message", ""))
-    except (orjson.JSONDecodeError, AttributeError):
-        code, message = "BAD_REQUEST", body.decode(errors="replace")
-    return error_from_code(code, message, http_status=http_status)

@@ -20,10 +20,14 @@ _SERVED_ENTITY = {"type": "object", "properties": {
     "workload_type": {"type": "string"}, "scale_to_zero_enabled": {"type": "boolean"},
     "min_provisioned_concurrency": {"type": "integer"}, "max_provisioned_concurrency": {"type": "integer"},
     "environment_vars": {"type": "object", "additionalProperties": {"type": "string"}},
+    # Podium's adaptive batching (extensions to the Databricks object)
+    "max_batch_size": {"type": "integer", "minimum": 1, "maximum": 1024},
+    "max_batch_wait_ms": {"type": "number", "minimum": 0, "maximum": 1000},
 }}
+MAX_SERVED_ENTITIES = 10   # as the control plane enforces (services/control_plane/spec.py)
 _CONFIG = {"type": "object", "properties": {
-    "served_entities": {"type": "array", "items": _SERVED_ENTITY, "maxItems": 3},
-    "traffic_config": {"type": "object", "properties": {"routes": {"type": "array", "maxItems": 3, "items": {
+    "served_entities": {"type": "array", "items": _SERVED_ENTITY, "maxItems": MAX_SERVED_ENTITIES},
+    "traffic_config": {"type": "object", "properties": {"routes": {"type": "array", "maxItems": MAX_SERVED_ENTITIES, "items": {
         "type": "object", "properties": {"served_entity_name": {"type": "string"},
                                          "traffic_percentage": {"type": "integer"}}}}}},
 }}

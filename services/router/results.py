@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import orjson
+
+from services.common.errors import PodiumError, error_from_code
 from services.common.request_context import OVERHEAD_HEADER, REQUEST_ID_HEADER
 
 CLIENT_CLOSED = 499  # the caller went away before the answer (nginx's convention, as Databricks' Cancelled)
@@ -27,3 +30,13 @@ def answer_metadata(result: QueryResult) -> tuple[tuple[str, str], ...]:
     if result.overhead_ms is None:
         return ((REQUEST_ID_HEADER, result.request_id),)
     return (REQUEST_ID_HEADER, result.request_id), (OVERHEAD_HEADER, f"{result.overhead_ms:.3f}")
+
+
+def model_error(http_status: int, body: bytes) -> PodiumError:
+    """The error a model server answered, as MLflow's scoring server phrased it."""
+    try:
+        error = orjson.loads(body)
+        code, message = str(error.get("error_code", "BAD_REQUEST")), str(error.get("message", ""))
+    except (orjson.JSONDecodeError, AttributeError):
+        code, message = "BAD_REQUEST", body.decode(errors="replace")
+    return error_from_code(code, message, http_status=http_status)

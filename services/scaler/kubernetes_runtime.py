@@ -12,6 +12,7 @@ the other backends), addressed by the pod's DNS name (replica_specs.k8s_pod_addr
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import itertools
 import logging
@@ -53,6 +54,10 @@ class KubernetesRuntime:
         self.on_change: Callable[[], None] = lambda: None
         self._replicas: dict[str, Replica] = {}      # pods by name, and placeholders for pods to come
         self._wanted: dict[str, int] = {}            # deployment key -> replicas asked of Kubernetes
+        # Starts and stops of one key read, call the API and write `_wanted`: one at a time, or two
+        # concurrent stops would both ask for N-1.
+        self._scaling: dict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
+        self._stopped: set[str] = set()   # pods asked to go, until Kubernetes shows them gone: never re-adopted
         self._health = HealthChecker(tls)
         self._heartbeat: asyncio.Task | None = None
         self._ids = itertools.count(1)
@@ -78,16 +83,17 @@ class KubernetesRuntime:
         """Nothing to prepare: the image holds every import."""
 
     async def start(self, spec: WorkerSpec) -> Replica:
-        wanted = self._wanted.get(spec.key, 0) + 1
         placeholder = Replica(f"{PLACEHOLDER}-{spec.key}-{next(self._ids)}", spec.key)
         self._replicas[placeholder.replica_id] = placeholder
-        try:
-            await asyncio.to_thread(self._apply, spec, wanted)
-        except Exception as exc:  # noqa: BLE001 - the API's reason, counted as a start failure
-            placeholder.status, placeholder.failure = EXITED, f"could not scale the worker Deployment: {exc}"
-            self.on_change()
-            return placeholder
-        self._wanted[spec.key] = wanted
+        async with self._scaling[spec.key]:
+            wanted = self._wanted.get(spec.key, 0) + 1
+            try:
+                await asyncio.to_thread(self._apply, spec, wanted)
+            except Exception as exc:  # noqa: BLE001 - the API's reason, counted as a start failure
+                placeholder.status, placeholder.failure = EXITED, f"could not scale the worker Deployment: {exc}"
+                self.on_change()
+                return placeholder
+            self._wanted[spec.key] = wanted
         self._ensure_heartbeat()
         return placeholder
 
@@ -96,11 +102,19 @@ class KubernetesRuntime:
         if replica is None:
             return
         replica.is_stopping = True
-        wanted = max(0, self._wanted.get(replica.key, 1) - 1)
-        if not replica_id.startswith(PLACEHOLDER):
-            await asyncio.to_thread(self._mark_cheapest, replica_id)
-        await asyncio.to_thread(self._scale, replica.key, wanted)
-        self._wanted[replica.key] = wanted
+        async with self._scaling[replica.key]:
+            wanted = max(0, self._wanted.get(replica.key, 1) - 1)
+            if not replica_id.startswith(PLACEHOLDER):
+                self._stopped.add(replica_id)
+                await asyncio.to_thread(self._mark_cheapest, replica_id)
+            if wanted:
+                await asyncio.to_thread(self._scale, replica.key, wanted)
+                self._wanted[replica.key] = wanted
+            else:
+                # The key's last replica: its Deployment and Service go too (a later start creates them
+                # again), so retired configs leave nothing behind in the cluster.
+                await asyncio.to_thread(self._delete, replica.key)
+                self._wanted.pop(replica.key, None)
         self.forget(replica_id)
 
     def forget(self, replica_id: str) -> None:
@@ -147,6 +161,17 @@ class KubernetesRuntime:
         self._apps.patch_namespaced_deployment_scale(k8s_name(key, self._options), self._options.namespace,
                                                      {"spec": {"replicas": replicas}}, _request_timeout=self._timeout_s)
 
+    def _delete(self, key: str) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        name, namespace = k8s_name(key, self._options), self._options.namespace
+        for delete in (self._apps.delete_namespaced_deployment, self._core.delete_namespaced_service):
+            try:
+                delete(name, namespace, _request_timeout=self._timeout_s)
+            except ApiException as exc:
+                if exc.status != 404:   # already gone
+                    raise
+
     def _mark_cheapest(self, pod_name: str) -> None:
         self._core.patch_namespaced_pod(pod_name, self._options.namespace,
                                         {"metadata": {"annotations": {K8S_DELETION_COST: "-1000"}}},
@@ -163,7 +188,7 @@ class KubernetesRuntime:
         seen = set()
         for pod in pods:
             name, key = pod.metadata.name, pod.metadata.labels.get("podium.io/deployment-key", "")
-            if pod.metadata.deletion_timestamp is not None:
+            if pod.metadata.deletion_timestamp is not None or name in self._stopped:
                 continue
             seen.add(name)
             replica = self._replicas.get(name)
@@ -180,6 +205,7 @@ class KubernetesRuntime:
             if pod.status.phase in ("Failed", "Succeeded") and replica.status in (STARTING, READY):
                 replica.status, replica.failure = EXITED, f"pod {pod.status.phase.lower()}: {pod.status.reason or ''}"
                 self.on_change()
+        self._stopped &= {pod.metadata.name for pod in pods}   # gone from the cluster: forget them
         for replica in list(self._replicas.values()):
             if not replica.replica_id.startswith(PLACEHOLDER) and replica.replica_id not in seen \
                     and replica.status in (STARTING, READY) and not replica.is_stopping:

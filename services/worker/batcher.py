@@ -73,7 +73,10 @@ class Batcher:
 
     async def submit(self, part: Any) -> Any:
         """The part's result once its batch has run."""
-        if self._collector is None:
+        if self._collector is None or self._collector.done():
+            if self._collector is not None and not self._collector.cancelled() and self._collector.exception():
+                log.error("the batch collector failed; starting a new one", exc_info=self._collector.exception())
+            # A collector that died would leave every later request waiting for its deadline: start another.
             self._collector = asyncio.get_running_loop().create_task(self._collect_forever())
         future = asyncio.get_running_loop().create_future()
         self._pending.append(_Pending(part, future, time.monotonic()))

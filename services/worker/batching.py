@@ -67,7 +67,7 @@ def json_part(body: bytes, content_type: str, *, has_nested_columns: bool = Fals
         return None
     try:
         request = json.loads(body)   # what MLflow's scoring server parses with: the same values, NaN included
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):   # (nested too deep: MLflow answers it alone)
         return None
     if not isinstance(request, dict):
         return None
@@ -82,7 +82,7 @@ def json_part(body: bytes, content_type: str, *, has_nested_columns: bool = Fals
             raise _Unmergeable
         shape, rows = _DATA_SHAPES[form](data)
         params_key = None if params is None else json.dumps(params, sort_keys=True)
-    except (_Unmergeable, TypeError, ValueError):
+    except (_Unmergeable, TypeError, ValueError, RecursionError):
         return None
     # Both accepted content types mean UTF-8 JSON to MLflow: they need not be told apart.
     return JsonPart((form, shape, params_key), form, rows, data, params, body, content_type)

@@ -219,7 +219,9 @@ def test_users_without_manage_see_no_edit_controls(page, stack, ui_models, scree
                 return [answer.status, await answer.json()];
             }""", name)
             assert forced[0] == 403 and forced[1]["error_code"] == "PERMISSION_DENIED", forced
-        assert stack.api("GET", f"/api/2.0/serving-endpoints/{name}").json()["config"]["served_entities"]
+        # The config is unchanged (still the first one, whether rolled out yet or pending).
+        answer = stack.api("GET", f"/api/2.0/serving-endpoints/{name}").json()
+        assert (answer.get("config") or answer["pending_config"])["served_entities"][0]["entity_name"] == MODEL
         assert page.errors == []
     finally:
         stack.api("DELETE", f"/api/2.0/serving-endpoints/{name}")

@@ -6,6 +6,8 @@ import { MetricsHistory, parsePrometheus } from '../metrics.js';
 
 const REFRESH_MS = 3000;
 const WINDOW_SAMPLES = 100;   // five minutes of samples at REFRESH_MS: the columns' "last minutes"
+const SAMPLED_ENDPOINTS = 50;   // endpoints whose replicas, rate and latency columns are sampled
+const PARALLEL_SAMPLES = 8;     // requests in flight at once while sampling
 
 const number = (v, digits) => (Number.isFinite(v) ? v.toFixed(digits) : '—');
 
@@ -88,17 +90,24 @@ export function mount(main) {
 
   // Per endpoint and refresh, GET …/metrics (the rate and latency columns are differences of samples) and
   // GET the endpoint itself: replica counts are in its served entities' state, which the list leaves out.
+  // Bounded: the first SAMPLED_ENDPOINTS endpoints only, PARALLEL_SAMPLES requests at a time, so a page
+  // open on a large workspace never floods the router (the others show — in those columns).
   async function sampleMetrics() {
-    const names = new Set(endpoints.map((e) => e.name));
+    const sampled = endpoints.slice(0, SAMPLED_ENDPOINTS);
+    const names = new Set(sampled.map((e) => e.name));
     for (const map of [histories, details]) for (const name of [...map.keys()]) if (!names.has(name)) map.delete(name);
-    await Promise.all(endpoints.map(async (endpoint) => {
-      try { details.set(endpoint.name, await api('GET', endpointPath(endpoint.name))); } catch { details.delete(endpoint.name); }
-      try {
-        const answer = await api('GET', `${endpointPath(endpoint.name)}/metrics`, undefined, { raw: true, accept: 'text/plain' });
-        if (!histories.has(endpoint.name)) histories.set(endpoint.name, new MetricsHistory(WINDOW_SAMPLES));
-        histories.get(endpoint.name).add(Date.now(), parsePrometheus(answer.text));
-      } catch { /* not exported for this endpoint (or not viewable): the columns show — */ }
-    }));
+    for (let start = 0; start < sampled.length; start += PARALLEL_SAMPLES) {
+      await Promise.all(sampled.slice(start, start + PARALLEL_SAMPLES).map(sampleOne));
+    }
+  }
+
+  async function sampleOne(endpoint) {
+    try { details.set(endpoint.name, await api('GET', endpointPath(endpoint.name))); } catch { details.delete(endpoint.name); }
+    try {
+      const answer = await api('GET', `${endpointPath(endpoint.name)}/metrics`, undefined, { raw: true, accept: 'text/plain' });
+      if (!histories.has(endpoint.name)) histories.set(endpoint.name, new MetricsHistory(WINDOW_SAMPLES));
+      histories.get(endpoint.name).add(Date.now(), parsePrometheus(answer.text));
+    } catch { /* not exported for this endpoint (or not viewable): the columns show — */ }
   }
 
   render();
