@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import configparser
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import grpc
-import orjson
 
 from podium_api.v1 import control_plane_pb2 as pb
 from podium_api.v1 import control_plane_pb2_grpc, identity_pb2, identity_pb2_grpc

@@ -5,10 +5,14 @@ longer than the expiry becomes LOST (the scaler takes it out of the routing tabl
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from collections.abc import Awaitable, Callable
 
 from services.scaler.heartbeat import HealthChecker
 from services.scaler.runtime import LOST, READY, STARTING, Replica
+
+log = logging.getLogger(__name__)
 
 
 async def check_round(health: HealthChecker, targets: list[Replica], expiry_s: float) -> tuple[list[Replica], list[Replica]]:
@@ -30,3 +34,24 @@ async def check_round(health: HealthChecker, targets: list[Replica], expiry_s: f
             replica.failure = f"no answer to health checks for {now - replica.last_seen:.1f} s"
             lost.append(replica)
     return ready, lost
+
+
+async def heartbeat_forever(health: HealthChecker, replicas: Callable[[], list[Replica]],
+                            observe: Callable[[], Awaitable[None]], *, interval_s: float, expiry_s: float,
+                            on_change: Callable[[], None], what: str) -> None:
+    """A remote runtime's heartbeat loop: each interval, `observe` what the platform says of its replicas
+    (exits, new pods: `what` names them in the log), then one check_round over the live ones."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await observe()
+        except Exception as exc:  # noqa: BLE001 - the API may be away for a while: health checks go on
+            log.warning("cannot list %s: %s", what, exc)
+        targets = [r for r in replicas() if r.address and r.status in (STARTING, READY) and not r.is_stopping]
+        ready, lost = await check_round(health, targets, expiry_s)
+        for replica in ready:
+            log.info("replica %s is ready at %s", replica.replica_id, replica.address)
+        for replica in lost:
+            log.warning("replica %s is lost: %s", replica.replica_id, replica.failure)
+        if ready or lost:
+            on_change()

@@ -16,11 +16,10 @@ import collections
 import contextlib
 import itertools
 import logging
-import time
 from collections.abc import Callable
 
 from services.common.tls import TlsFiles
-from services.scaler.health_rounds import check_round
+from services.scaler.health_rounds import heartbeat_forever
 from services.scaler.heartbeat import HealthChecker
 from services.scaler.replica_specs import (
     K8S_DELETION_COST, KubernetesOptions, k8s_deployment, k8s_labels, k8s_name, k8s_pod_address, k8s_service,
@@ -219,18 +218,6 @@ class KubernetesRuntime:
             self._heartbeat = asyncio.create_task(self._heartbeat_forever())
 
     async def _heartbeat_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self._heartbeat_interval_s)
-            try:
-                await self._observe_pods()
-            except Exception as exc:  # noqa: BLE001 - the API may be away for a while: health checks go on
-                log.warning("cannot list worker pods: %s", exc)
-            targets = [r for r in self._replicas.values()
-                       if r.address and r.status in (STARTING, READY) and not r.is_stopping]
-            ready, lost = await check_round(self._health, targets, self._heartbeat_expiry_s)
-            for replica in ready:
-                log.info("replica %s is ready at %s", replica.replica_id, replica.address)
-            for replica in lost:
-                log.warning("replica %s is lost: %s", replica.replica_id, replica.failure)
-            if ready or lost:
-                self.on_change()
+        await heartbeat_forever(self._health, lambda: list(self._replicas.values()), self._observe_pods,
+                                interval_s=self._heartbeat_interval_s, expiry_s=self._heartbeat_expiry_s,
+                                on_change=lambda: self.on_change(), what="worker pods")
