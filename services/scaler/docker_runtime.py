@@ -15,7 +15,6 @@ import contextlib
 import itertools
 import json
 import logging
-import time
 from collections.abc import Callable
 
 from services.common.tls import TlsFiles
@@ -25,7 +24,7 @@ from services.scaler.replica_specs import (
     LABEL_MANAGED, ContainerOptions, container_spec, metrics_address, replica_address, replica_from_labels,
     worker_environment,
 )
-from services.scaler.runtime import EXITED, FAILED, LOST, READY, STARTING, Replica, WorkerSpec
+from services.scaler.runtime import EXITED, FAILED, LOST, READY, STARTING, Replica, WorkerSpec, new_replica_id
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +78,7 @@ class DockerRuntime:
         """Nothing to prepare: the image holds every import, and each container fetches its model."""
 
     async def start(self, spec: WorkerSpec) -> Replica:
-        replica_id = f"{spec.key}-{int(time.time() * 1000):013d}-{next(self._ids):04d}"
+        replica_id = new_replica_id(spec.key, next(self._ids))
         address = replica_address(replica_id, self._options)
         replica = Replica(replica_id, spec.key, address=address, metrics_address=metrics_address(address))
         self._replicas[replica_id] = replica

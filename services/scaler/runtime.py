@@ -41,6 +41,11 @@ log = logging.getLogger(__name__)
 STARTING, READY, FAILED, EXITED, LOST = "STARTING", "READY", "FAILED", "EXITED", "LOST"
 
 
+def new_replica_id(key: str, sequence: int) -> str:
+    """Unique across scaler restarts (the start time in ms), sortable by start, naming its deployment."""
+    return f"{key}-{int(time.time() * 1000):013d}-{sequence:04d}"
+
+
 @dataclass
 class Replica:
     replica_id: str
@@ -151,7 +156,7 @@ class LocalProcessRuntime:
 
     async def start(self, spec: WorkerSpec) -> Replica:
         """Registers a STARTING replica and launches it in the background (the pass does not wait)."""
-        replica_id = f"{spec.key}-{int(time.time() * 1000):013d}-{next(self._ids):04d}"
+        replica_id = new_replica_id(spec.key, next(self._ids))
         log_path = self._logs_dir / spec.key / f"{replica_id}.log"
         if not log_path.parent.exists():
             log_path.parent.mkdir(parents=True, exist_ok=True)
