@@ -24,6 +24,52 @@ class PredictReply(_message.Message):
     content_type: str
     def __init__(self, http_status: _Optional[int] = ..., body: _Optional[bytes] = ..., content_type: _Optional[str] = ...) -> None: ...
 
+class PredictItem(_message.Message):
+    __slots__ = ("id", "body", "content_type", "request_id", "traceparent", "timeout_s")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    body: bytes
+    content_type: str
+    request_id: str
+    traceparent: str
+    timeout_s: float
+    def __init__(self, id: _Optional[int] = ..., body: _Optional[bytes] = ..., content_type: _Optional[str] = ..., request_id: _Optional[str] = ..., traceparent: _Optional[str] = ..., timeout_s: _Optional[float] = ...) -> None: ...
+
+class PredictFrame(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[PredictItem]
+    def __init__(self, items: _Optional[_Iterable[_Union[PredictItem, _Mapping]]] = ...) -> None: ...
+
+class PredictItemReply(_message.Message):
+    __slots__ = ("id", "http_status", "body", "content_type", "model_ms", "error_code", "message")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    HTTP_STATUS_FIELD_NUMBER: _ClassVar[int]
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_MS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    http_status: int
+    body: bytes
+    content_type: str
+    model_ms: float
+    error_code: str
+    message: str
+    def __init__(self, id: _Optional[int] = ..., http_status: _Optional[int] = ..., body: _Optional[bytes] = ..., content_type: _Optional[str] = ..., model_ms: _Optional[float] = ..., error_code: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class PredictReplyFrame(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[PredictItemReply]
+    def __init__(self, items: _Optional[_Iterable[_Union[PredictItemReply, _Mapping]]] = ...) -> None: ...
+
 class MetadataRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

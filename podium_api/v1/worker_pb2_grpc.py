@@ -39,6 +39,11 @@ class WorkerStub:
                 request_serializer=podium__api_dot_v1_dot_worker__pb2.PredictRequest.SerializeToString,
                 response_deserializer=podium__api_dot_v1_dot_worker__pb2.PredictReply.FromString,
                 _registered_method=True)
+        self.PredictStream = channel.stream_stream(
+                '/podium_api.v1.Worker/PredictStream',
+                request_serializer=podium__api_dot_v1_dot_worker__pb2.PredictFrame.SerializeToString,
+                response_deserializer=podium__api_dot_v1_dot_worker__pb2.PredictReplyFrame.FromString,
+                _registered_method=True)
         self.Metadata = channel.unary_unary(
                 '/podium_api.v1.Worker/Metadata',
                 request_serializer=podium__api_dot_v1_dot_worker__pb2.MetadataRequest.SerializeToString,
@@ -57,6 +62,17 @@ class WorkerServicer:
     def Predict(self, request, context):
         """Scores one request. The body is passed through untouched from the caller: the worker parses it
         with MLflow's own scoring-server functions, so formats and errors match `mlflow models serve`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PredictStream(self, request_iterator, context):
+        """Predict for many requests over one long-lived stream: the router's path to its replicas. Each frame
+        carries every request queued since the previous write (and each reply frame every answer ready), so
+        gRPC's per-call cost is paid once per frame, not once per request. Items are independent: answers
+        come back in any order, matched by id. The stream's metadata carries the credential. A worker that
+        is shutting down answers new items REPLICA_DRAINING, finishes the others, and ends the stream.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -84,6 +100,11 @@ def add_WorkerServicer_to_server(servicer, server):
                     servicer.Predict,
                     request_deserializer=podium__api_dot_v1_dot_worker__pb2.PredictRequest.FromString,
                     response_serializer=podium__api_dot_v1_dot_worker__pb2.PredictReply.SerializeToString,
+            ),
+            'PredictStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.PredictStream,
+                    request_deserializer=podium__api_dot_v1_dot_worker__pb2.PredictFrame.FromString,
+                    response_serializer=podium__api_dot_v1_dot_worker__pb2.PredictReplyFrame.SerializeToString,
             ),
             'Metadata': grpc.unary_unary_rpc_method_handler(
                     servicer.Metadata,
@@ -123,6 +144,33 @@ class Worker:
             '/podium_api.v1.Worker/Predict',
             podium__api_dot_v1_dot_worker__pb2.PredictRequest.SerializeToString,
             podium__api_dot_v1_dot_worker__pb2.PredictReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PredictStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/podium_api.v1.Worker/PredictStream',
+            podium__api_dot_v1_dot_worker__pb2.PredictFrame.SerializeToString,
+            podium__api_dot_v1_dot_worker__pb2.PredictReplyFrame.FromString,
             options,
             channel_credentials,
             insecure,

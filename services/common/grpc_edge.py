@@ -47,13 +47,16 @@ def grpc_edge(method):
         finally:
             request_id_var.reset(id_token)
             traceparent_var.reset(parent_token)
-        await context.abort(
-            grpc.StatusCode[grpc_status_name(failure.code, failure.http_status)],
-            failure.message,
-            trailing_metadata=((ERROR_CODE_KEY, failure.code), (REQUEST_ID_HEADER, request_id)),
-        )
+        await abort_with(context, failure, request_id)
 
     return wrapper
+
+
+async def abort_with(context, failure: PodiumError, request_id: str = "") -> None:
+    """Ends the call with the error's gRPC status, its `error-code` (and the request id) in the trailers."""
+    trailing = ((ERROR_CODE_KEY, failure.code),) + (((REQUEST_ID_HEADER, request_id),) if request_id else ())
+    await context.abort(grpc.StatusCode[grpc_status_name(failure.code, failure.http_status)], failure.message,
+                        trailing_metadata=trailing)
 
 
 def error_from_rpc(exc: grpc.aio.AioRpcError, peer: str) -> PodiumError:

@@ -6,7 +6,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 
 import grpc
 
@@ -21,16 +20,9 @@ from services.common.request_context import MODEL_TIME_KEY, REQUEST_ID_HEADER, T
 from services.common.secret_box import SecretError
 from services.common.tensors import ModelMetadata, TensorMetadata
 from services.common.tls import TlsFiles, open_channel
+from services.router.prediction_stream import Prediction, PredictionStream
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Prediction:
-    http_status: int
-    body: bytes
-    content_type: str
-    model_ms: float | None = None   # the worker's time on it (its trailing x-podium-model-ms), when it said
 
 
 class WorkerPool:
@@ -45,6 +37,7 @@ class WorkerPool:
         self._tls = tls
         self._stubs: dict[str, worker_pb2_grpc.WorkerStub] = {}
         self._raw_infer: dict[str, grpc.aio.UnaryUnaryMultiCallable] = {}
+        self._streams: dict[str, PredictionStream] = {}   # predictions go over one stream per replica
         self._channels: dict[str, grpc.aio.Channel] = {}
         self.in_flight: dict[str, int] = {}
         # Replicas a call found unreachable, and until when (monotonic) no request is routed to them: the
@@ -74,6 +67,9 @@ class WorkerPool:
                 channel = self._channels.pop(address)
                 self._stubs.pop(address, None)
                 self._raw_infer.pop(address, None)
+                stream = self._streams.pop(address, None)
+                if stream is not None:
+                    stream.close()   # ends once its requests in flight are answered, before the channel closes
                 self.in_flight.pop(address, None)
                 self._ejected.pop(address, None)
                 asyncio.get_running_loop().create_task(channel.close(grace=30))
@@ -86,6 +82,7 @@ class WorkerPool:
             stub = self._stubs[address] = worker_pb2_grpc.WorkerStub(channel)
             # Infer bodies arrive serialized from the router's adapters: sent as they are, no re-encoding.
             self._raw_infer[address] = channel.unary_unary("/podium_api.v1.Worker/Infer")
+            self._streams[address] = PredictionStream(channel, self._credential, address)
         return stub
 
     async def predict(self, address: str, body: bytes, content_type: str, timeout_s: float) -> Prediction:
@@ -110,9 +107,16 @@ class WorkerPool:
         return metadata + ((TRACEPARENT, traceparent),) if traceparent else metadata
 
     async def _predict(self, address: str, timeout_s: float, body: bytes, content_type: str) -> Prediction:
-        call = self._stub(address).Predict(
-            worker_pb2.PredictRequest(body=body, content_type=content_type), timeout=timeout_s,
-            metadata=self._request_metadata())
+        stub = self._stub(address)
+        if self.in_flight.get(address, 0) > 1:
+            # Others are in flight to this replica: join its stream, where requests share frames (a unary call
+            # costs ~0.33 ms of router CPU; a request on a busy stream ~0.02 ms).
+            return await self._streams[address].predict(body, content_type, timeout_s, request_id_var.get(),
+                                                        tracing.current_traceparent())
+        # Alone: one unary call is the shortest way there and back (the stream's writer and reader tasks would
+        # add event-loop turns that queue behind nothing to share).
+        call = stub.Predict(worker_pb2.PredictRequest(body=body, content_type=content_type), timeout=timeout_s,
+                            metadata=self._request_metadata())
         reply = await call
         return Prediction(reply.http_status, reply.body, reply.content_type, _model_ms(await call.trailing_metadata()))
 

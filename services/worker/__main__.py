@@ -11,7 +11,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from podium_api.v1 import worker_pb2_grpc
-from services.common.grpc_edge import grpc_edge, metadata_token
+from services.common.errors import PodiumError
+from services.common.grpc_edge import abort_with, grpc_edge, metadata_token
 from services.common.grpc_server import SERVER_OPTIONS
 from services.common.logging import configure_logging
 from services.common.metrics_server import start_metrics_server
@@ -22,6 +23,7 @@ from services.common.tls import TlsFiles, add_server_port
 from services.worker import metrics
 from services.worker.core import CallerCheck, Predictor, load_model, usable_gpu_count
 from services.worker.grpc_api import WorkerServicer
+from services.worker.prediction_stream import StreamDrain
 from services.worker.settings import WorkerSettings
 
 log = logging.getLogger("services.worker")
@@ -66,7 +68,8 @@ async def serve(settings: WorkerSettings) -> int:
     metrics.observe_model_load(time.monotonic() - load_started)
     predictor = Predictor(model, settings.predict_threads, settings.max_queued_requests, callers,
                           settings.max_batch_size, settings.max_batch_wait_ms)
-    holder.servicer = WorkerServicer(predictor)
+    drain = StreamDrain()
+    holder.servicer = WorkerServicer(predictor, drain)
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     log.info("serving %s on %s (device %s, CUDA_VISIBLE_DEVICES=%s, %s)", settings.model_uri, address,
              settings.device, settings.cuda_visible_devices,
@@ -83,8 +86,9 @@ async def serve(settings: WorkerSettings) -> int:
     await stop.wait()
     if supervisor is not None:
         supervisor.cancel()
-    # Graceful: leave health, finish what is in flight, then stop.
+    # Graceful: leave health, finish what is in flight (streams end once theirs is answered), then stop.
     await health_servicer.enter_graceful_shutdown()
+    drain.event.set()
     await server.stop(grace=10)
     predictor.close()
     if metrics_runner is not None:
@@ -104,6 +108,15 @@ class _LateServicer(worker_pb2_grpc.WorkerServicer):
     async def Predict(self, request, context):
         await self._require_loaded(context)
         return await self.servicer.Predict(request, context)
+
+    async def PredictStream(self, request_iterator, context):
+        try:
+            self._callers.require(metadata_token(context))
+        except PodiumError as exc:
+            await abort_with(context, exc)
+        await self._require_loaded(context)
+        async for frame in self.servicer.PredictStream(request_iterator, context):
+            yield frame
 
     @grpc_edge
     async def Metadata(self, request, context):

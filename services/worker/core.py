@@ -27,6 +27,7 @@ from services.common.errors import BadRequest, InvalidParameter, PodiumError, Un
 from services.common.tensors import ModelMetadata, RawTensor
 from services.worker import batching, metrics, signature
 from services.worker.batcher import Batcher
+from services.worker.direct_scoring import DirectScorer, is_plain_json
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +148,7 @@ class Predictor:
         self._has_nested_columns = _has_nested_columns(self._input_schema)
         self._tensor_batching = self._batcher is not None and _is_tensor_batchable(self._input_schema)
         self._predict_takes_params = "params" in inspect.signature(model.predict).parameters
+        self._direct = _direct_scorer(model)
 
     @property
     def batch_stats(self):
@@ -169,6 +171,10 @@ class Predictor:
         if part is None:
             return await self._run(self._infer, inputs, outputs, params)
         return await self._submit(part)
+
+    def check_caller(self, token: str) -> None:
+        """Unauthenticated unless `token` is the router's credential."""
+        self._callers.require(token)
 
     def describe(self, token: str) -> ModelMetadata:
         """The model's signature as tensors."""
@@ -206,9 +212,13 @@ class Predictor:
         return results, False
 
     def _score_merged(self, parts: list[batching.JsonPart]) -> list[Prediction] | None:
-        parsed = self._scoring._parse_json_data(batching.merge_json(parts), self._model.metadata, self._input_schema)
-        raw = self._model.predict(parsed.data, params=parsed.params) if self._predict_takes_params \
-            else self._model.predict(parsed.data)
+        merged = batching.merge_json(parts)
+        rows = self._direct.rows(merged) if self._direct is not None else None
+        raw = self._direct.predict(rows) if rows is not None else None
+        if raw is None:
+            parsed = self._scoring._parse_json_data(merged, self._model.metadata, self._input_schema)
+            raw = self._model.predict(parsed.data, params=parsed.params) if self._predict_takes_params \
+                else self._model.predict(parsed.data)
         if batching.split_rows(raw, [p.rows for p in parts]) is None:
             return None
         # What predictions_to_json does for each part's rows (invocations() renders every answer with it), with
@@ -255,6 +265,10 @@ class Predictor:
     def _score(self, body: bytes, content_type: str) -> Prediction:
         from mlflow.exceptions import MlflowException
 
+        if self._direct is not None and is_plain_json(content_type):
+            answer = self._direct.answer_body(body)
+            if answer is not None:
+                return Prediction(200, answer, "application/json")
         try:
             result = self._invocations(body, content_type, self._model, self._input_schema)
         except MlflowException as exc:
@@ -279,6 +293,14 @@ class Predictor:
         if self._batcher is not None:
             self._batcher.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _direct_scorer(model) -> DirectScorer | None:
+    try:
+        return DirectScorer.for_model(model)
+    except Exception:   # noqa: BLE001 - an odd model is still served, through MLflow's path
+        log.warning("cannot score this model directly; every request goes through MLflow", exc_info=True)
+        return None
 
 
 def _is_json_batchable(metadata, schema) -> bool:

@@ -6,17 +6,19 @@ import orjson
 
 from podium_api.v1 import worker_pb2, worker_pb2_grpc
 from services.common import tracing
-from services.common.errors import InvalidParameter
+from services.common.errors import InvalidParameter, PodiumError
 from services.common.request_context import MODEL_TIME_KEY, traceparent_var
-from services.common.grpc_edge import grpc_edge, metadata_token
+from services.common.grpc_edge import abort_with, grpc_edge, metadata_token
 from services.common.tensors import RawTensor, check_header
 from services.worker import metrics
 from services.worker.core import Predictor
+from services.worker.prediction_stream import StreamDrain, serve_stream
 
 
 class WorkerServicer(worker_pb2_grpc.WorkerServicer):
-    def __init__(self, predictor: Predictor):
+    def __init__(self, predictor: Predictor, drain: StreamDrain | None = None):
         self._predictor = predictor
+        self._drain = drain or StreamDrain()   # set when the worker shuts down: its streams end
 
     @grpc_edge
     async def Predict(self, request, context):
@@ -27,6 +29,15 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
         context.set_trailing_metadata(((MODEL_TIME_KEY, f"{timed.elapsed_ms:.3f}"),))
         return worker_pb2.PredictReply(http_status=result.http_status, body=result.body,
                                        content_type=result.content_type)
+
+    async def PredictStream(self, request_iterator, context):
+        token = metadata_token(context)
+        try:
+            self._predictor.check_caller(token)
+        except PodiumError as exc:
+            await abort_with(context, exc)
+        async for frame in serve_stream(self._predictor, token, request_iterator, self._drain):
+            yield frame
 
     @grpc_edge
     async def Metadata(self, request, context):

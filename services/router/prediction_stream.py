@@ -1,0 +1,177 @@
+"""The router's side of PredictStream (protos/podium_api/v1/worker.proto): predictions to one replica over
+one long-lived gRPC stream.
+
+Requests that arrive while a frame is being written wait and go out together in the next one, so under
+load gRPC's per-call cost (about 0.33 ms of router CPU per unary call here) is paid per frame: 0.02 ms per
+request at 32 concurrent calls, in a measurement on this project's 2-core machine. Alone, a request costs
+what a unary call does. Answers are matched to requests by id; each request keeps its own deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import grpc
+
+from podium_api.v1 import worker_pb2
+from services.common.errors import DeadlineExceeded, PodiumError, ReplicaUnreachable, error_from_code
+from services.common.grpc_edge import ERROR_CODE_KEY, error_from_rpc
+
+log = logging.getLogger(__name__)
+
+DRAINING = "REPLICA_DRAINING"          # the worker's answer to an item it will not start (it is shutting down)
+_MAX_FRAME_BYTES = 4 << 20             # a frame takes queued requests up to this size (or one larger request)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    http_status: int
+    body: bytes
+    content_type: str
+    model_ms: float | None = None   # the worker's time on it
+
+
+class PredictionStream:
+    """One replica's PredictStream, opened on first use and again after it ends or breaks."""
+
+    def __init__(self, channel: grpc.aio.Channel, metadata: tuple[tuple[str, str], ...], address: str):
+        self._open_call = channel.stream_stream(
+            "/podium_api.v1.Worker/PredictStream", request_serializer=worker_pb2.PredictFrame.SerializeToString,
+            response_deserializer=worker_pb2.PredictReplyFrame.FromString)
+        self._metadata = metadata
+        self._address = address
+        self._ids = itertools.count(1)
+        self._session: _Session | None = None
+
+    async def predict(self, body: bytes, content_type: str, timeout_s: float, request_id: str = "",
+                      traceparent: str = "") -> Prediction:
+        """The replica's answer; ReplicaUnreachable when the stream broke before it came, DeadlineExceeded
+        after timeout_s, or the worker's error for this request."""
+        loop = asyncio.get_running_loop()
+        session = self._session or self._open(loop)
+        item_id = next(self._ids)
+        answer = session.pending[item_id] = loop.create_future()
+        session.queue.append(worker_pb2.PredictItem(id=item_id, body=body, content_type=content_type,
+                                                    request_id=request_id, traceparent=traceparent,
+                                                    timeout_s=timeout_s))
+        session.wake.set()
+        expiry = loop.call_later(timeout_s, _expire, answer, timeout_s)   # cheaper than a wait_for task
+        try:
+            reply = await answer
+        finally:
+            expiry.cancel()
+            del session.pending[item_id]
+            if session.closing and not session.pending:
+                session.wake.set()
+        if reply.error_code:
+            if reply.error_code == DRAINING:
+                raise ReplicaUnreachable(f"replica {self._address} is shutting down", retry_after_s=1)
+            raise error_from_code(reply.error_code, reply.message)
+        return Prediction(reply.http_status, reply.body, reply.content_type, reply.model_ms)
+
+    def close(self) -> None:
+        """Sends nothing more; the stream ends once the requests in flight have their answers."""
+        session, self._session = self._session, None
+        if session is not None:
+            session.closing = True
+            session.wake.set()
+
+    def _open(self, loop: asyncio.AbstractEventLoop) -> "_Session":
+        session = self._session = _Session(self._open_call(metadata=self._metadata))
+        writer = loop.create_task(session.write())
+        reader = loop.create_task(session.read(self._address))
+        reader.add_done_callback(lambda _: (writer.cancel(), self._forget(session)))
+        return session
+
+    def _forget(self, session: "_Session") -> None:
+        if self._session is session:
+            self._session = None
+
+
+class _Session:
+    """One opened stream: its requests waiting to be written, and those waiting for an answer."""
+
+    def __init__(self, call):
+        self.call = call
+        self.queue: list[worker_pb2.PredictItem] = []
+        self.pending: dict[int, asyncio.Future] = {}
+        self.wake = asyncio.Event()
+        self.closing = False
+
+    async def write(self) -> None:
+        try:
+            while True:
+                await self.wake.wait()
+                self.wake.clear()
+                while self.queue:
+                    await self.call.write(worker_pb2.PredictFrame(items=_take(self.queue)))
+                if self.closing and not self.pending:
+                    await self.call.done_writing()
+                    return
+        except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError):
+            return   # the stream broke: the reader fails what is pending
+
+    async def read(self, address: str) -> None:
+        failure: Callable[[], PodiumError]
+        try:
+            while True:
+                frame = await self.call.read()
+                if frame is grpc.aio.EOF:
+                    # The worker answers every request it read: the rest never started anywhere.
+                    failure = lambda: ReplicaUnreachable(f"replica {address} ended its stream",  # noqa: E731
+                                                         retry_after_s=1)
+                    break
+                for reply in frame.items:
+                    answer = self.pending.get(reply.id)
+                    if answer is not None and not answer.done():
+                        answer.set_result(reply)
+        except grpc.aio.AioRpcError as exc:
+            failure = _failure_of(exc, address)
+        except asyncio.CancelledError:   # the router is stopping
+            self._fail_pending(lambda: ReplicaUnreachable(f"the stream to {address} was closed",
+                                                          may_have_run=True, retry_after_s=1))
+            raise
+        except Exception:   # noqa: BLE001 - never leave a request waiting on a reader that died
+            log.exception("the prediction stream to %s failed", address)
+            failure = lambda: ReplicaUnreachable(f"the stream to {address} failed",  # noqa: E731
+                                                 may_have_run=True, retry_after_s=1)
+        self._fail_pending(failure)
+
+    def _fail_pending(self, failure: Callable[[], PodiumError]) -> None:
+        self.queue.clear()
+        for answer in self.pending.values():
+            if not answer.done():
+                answer.set_exception(failure())
+
+
+def _failure_of(exc: grpc.aio.AioRpcError, address: str) -> Callable[[], PodiumError]:
+    """What each request still waiting on a broken stream fails with (as a unary call would have)."""
+    if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED) and \
+            ERROR_CODE_KEY not in dict(exc.trailing_metadata() or ()):
+        # "failed to connect": the requests never left this router; otherwise the replica had them.
+        may_have_run = "failed to connect" not in (exc.details() or "").lower()
+        return lambda: ReplicaUnreachable(f"replica {address} is unreachable", may_have_run=may_have_run,
+                                          retry_after_s=1)
+    return lambda: error_from_rpc(exc, "worker")
+
+
+def _expire(answer: asyncio.Future, timeout_s: float) -> None:
+    if not answer.done():
+        answer.set_exception(DeadlineExceeded(f"the model did not answer within {timeout_s:g} s"))
+
+
+def _take(queue: list) -> list:
+    """Takes requests off the front of `queue` for one frame: up to _MAX_FRAME_BYTES, at least one."""
+    size, count = 0, 0
+    for item in queue:
+        size += len(item.body) + 64
+        if count and size > _MAX_FRAME_BYTES:
+            break
+        count += 1
+    taken = queue[:count]
+    del queue[:count]
+    return taken

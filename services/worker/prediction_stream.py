@@ -1,0 +1,121 @@
+"""The worker's side of PredictStream: many predictions over one gRPC stream from the router.
+
+A unary gRPC call costs the router about 0.33 ms of CPU and the worker as much again (measured on this
+project's 2-core machine), several times what the rest of a query costs. On one stream, a frame holds
+every request the router queued while its previous write was in flight, and a reply frame every answer
+ready since the last: under load the per-call cost is spread over many requests (0.02 ms of router CPU per
+request at 32 concurrent calls in the same measurement). Each item is scored exactly as Predict scores it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from podium_api.v1 import worker_pb2
+from services.common import tracing
+from services.common.errors import PodiumError
+from services.common.request_context import choose_request_id, request_id_var, traceparent_var
+from services.worker import metrics
+from services.worker.core import Predictor
+
+log = logging.getLogger(__name__)
+
+DRAINING = "REPLICA_DRAINING"
+_MAX_REPLY_FRAME_BYTES = 4 << 20   # larger answers go in frames of their own
+
+
+class StreamDrain:
+    """Set when the worker begins to shut down: every open stream finishes what it has and ends."""
+
+    def __init__(self):
+        self.event = asyncio.Event()
+
+
+async def serve_stream(predictor: Predictor, token: str, frames, drain: StreamDrain):
+    """Yields reply frames for the request frames read from `frames` until the router closes its side
+    (or the worker drains), then waits for the items in flight and ends."""
+    ready: list[worker_pb2.PredictItemReply] = []
+    wake = asyncio.Event()
+    tasks: set[asyncio.Task] = set()
+    loop = asyncio.get_running_loop()
+
+    def answer(reply: worker_pb2.PredictItemReply) -> None:
+        ready.append(reply)
+        wake.set()
+
+    async def read() -> None:
+        async for frame in frames:
+            for item in frame.items:
+                if drain.event.is_set():   # not started: the router sends it to another replica
+                    answer(worker_pb2.PredictItemReply(id=item.id, error_code=DRAINING,
+                                                       message="the replica is shutting down"))
+                    continue
+                task = loop.create_task(_score(predictor, token, item))
+                tasks.add(task)
+                task.add_done_callback(lambda t: (tasks.discard(t), t.cancelled() or answer(t.result())))
+
+    reader = loop.create_task(read())
+    drained = loop.create_task(drain.event.wait())
+    try:
+        while True:
+            woken = loop.create_task(wake.wait())
+            await asyncio.wait([woken, *(t for t in (reader, drained) if not t.done())],
+                               return_when=asyncio.FIRST_COMPLETED)
+            woken.cancel()
+            wake.clear()
+            while ready:
+                yield _take_frame(ready)
+            if drained.done() and not reader.done():
+                reader.cancel()   # read nothing more: what the router sent since gets no answer and is re-sent
+            if reader.done() and not tasks and not ready:
+                if not reader.cancelled() and reader.exception() is not None:
+                    raise reader.exception()
+                return
+    finally:
+        reader.cancel()
+        drained.cancel()
+        for task in tasks:
+            task.cancel()
+
+
+async def _score(predictor: Predictor, token: str, item) -> worker_pb2.PredictItemReply:
+    """One item, as the unary Predict scores it: timed, traced, its failure an error code."""
+    id_token = request_id_var.set(choose_request_id(item.request_id))
+    parent_token = traceparent_var.set(item.traceparent)
+    try:
+        with tracing.server_span("worker.predict", item.traceparent), metrics.Prediction("predict") as timed:
+            try:
+                result = await asyncio.wait_for(predictor.predict(token, item.body, item.content_type),
+                                                item.timeout_s if item.timeout_s > 0 else None)
+            except PodiumError as exc:
+                timed.outcome = "error"
+                return worker_pb2.PredictItemReply(id=item.id, error_code=exc.code, message=exc.message)
+            except asyncio.TimeoutError:
+                timed.outcome = "error"
+                return worker_pb2.PredictItemReply(id=item.id, error_code="DEADLINE_EXCEEDED",
+                                                   message="the model did not answer in time")
+            except Exception:
+                log.exception("unhandled error while scoring a streamed request")
+                timed.outcome = "error"
+                return worker_pb2.PredictItemReply(id=item.id, error_code="INTERNAL_ERROR", message="internal error")
+            if result.http_status != 200:
+                timed.outcome = "model_error"
+        return worker_pb2.PredictItemReply(id=item.id, http_status=result.http_status, body=result.body,
+                                           content_type=result.content_type, model_ms=timed.elapsed_ms)
+    finally:
+        request_id_var.reset(id_token)
+        traceparent_var.reset(parent_token)
+
+
+def _take_frame(ready: list) -> worker_pb2.PredictReplyFrame:
+    """Takes answers off the front of `ready` into one frame of at most _MAX_REPLY_FRAME_BYTES (or one answer)."""
+    size, count = 0, 0
+    for reply in ready:
+        size += len(reply.body) + 64
+        if count and size > _MAX_REPLY_FRAME_BYTES:
+            break
+        count += 1
+    taken = ready[:count]
+    del ready[:count]
+    return worker_pb2.PredictReplyFrame(items=taken)
