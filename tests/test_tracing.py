@@ -115,6 +115,26 @@ async def test_one_trace_from_router_to_worker(gateway, spans):
     assert predict.parent.span_id == forward.context.span_id and predict.kind is SpanKind.SERVER
 
 
+async def test_concurrent_queries_on_the_replica_stream_keep_their_own_traces(gateway, spans):
+    """Requests that overlap go over the replica's PredictStream (several per frame): each worker span still
+    continues its own request's forward span, and the worker logs each one's request id."""
+    import asyncio
+
+    await asyncio.gather(*(_query(gateway, f"req-many-{i}", _traceparent(i)) for i in range(12)))
+    finished = spans.get_finished_spans()
+    forwards = {s.context.span_id: s for s in finished if s.name == "router.forward"}
+    predicts = [s for s in finished if s.name == "worker.predict"]
+    assert len(predicts) == 12 and len(forwards) == 12
+    for predict in predicts:
+        forward = forwards[predict.parent.span_id]
+        assert predict.context.trace_id == forward.context.trace_id
+    assert len({s.context.trace_id for s in predicts}) == 12
+
+
+def _traceparent(i: int) -> str:
+    return f"00-{i + 1:032x}-{i + 1:016x}-01"
+
+
 async def test_without_caller_trace_a_new_one_spans_both_services(gateway, spans):
     await _query(gateway, "req-trace-2")
     finished = spans.get_finished_spans()

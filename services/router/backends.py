@@ -107,18 +107,9 @@ class WorkerPool:
         return metadata + ((TRACEPARENT, traceparent),) if traceparent else metadata
 
     async def _predict(self, address: str, timeout_s: float, body: bytes, content_type: str) -> Prediction:
-        stub = self._stub(address)
-        if self.in_flight.get(address, 0) > 1:
-            # Others are in flight to this replica: join its stream, where requests share frames (a unary call
-            # costs ~0.33 ms of router CPU; a request on a busy stream ~0.02 ms).
-            return await self._streams[address].predict(body, content_type, timeout_s, request_id_var.get(),
-                                                        tracing.current_traceparent())
-        # Alone: one unary call is the shortest way there and back (the stream's writer and reader tasks would
-        # add event-loop turns that queue behind nothing to share).
-        call = stub.Predict(worker_pb2.PredictRequest(body=body, content_type=content_type), timeout=timeout_s,
-                            metadata=self._request_metadata())
-        reply = await call
-        return Prediction(reply.http_status, reply.body, reply.content_type, _model_ms(await call.trailing_metadata()))
+        self._stub(address)
+        return await self._streams[address].predict(body, content_type, timeout_s, request_id_var.get(),
+                                                    tracing.current_traceparent())
 
     async def _infer(self, address: str, timeout_s: float, body: bytes) -> Prediction:
         self._stub(address)
