@@ -20,11 +20,11 @@ import grpc
 from podium_api.v1 import worker_pb2
 from services.common.errors import DeadlineExceeded, PodiumError, ReplicaUnreachable, error_from_code
 from services.common.grpc_edge import ERROR_CODE_KEY, error_from_rpc
+from services.common.framing import take_frame
 
 log = logging.getLogger(__name__)
 
 DRAINING = "REPLICA_DRAINING"          # the worker's answer to an item it will not start (it is shutting down)
-_MAX_FRAME_BYTES = 4 << 20             # a frame takes queued requests up to this size (or one larger request)
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ class _Session:
                 await self.wake.wait()
                 self.wake.clear()
                 while self.queue:
-                    await self.call.write(worker_pb2.PredictFrame(items=_take(self.queue)))
+                    await self.call.write(worker_pb2.PredictFrame(items=take_frame(self.queue)))
                 if self.closing and not self.pending:
                     await self.call.done_writing()
                     return
@@ -162,16 +162,3 @@ def _failure_of(exc: grpc.aio.AioRpcError, address: str) -> Callable[[], PodiumE
 def _expire(answer: asyncio.Future, timeout_s: float) -> None:
     if not answer.done():
         answer.set_exception(DeadlineExceeded(f"the model did not answer within {timeout_s:g} s"))
-
-
-def _take(queue: list) -> list:
-    """Takes requests off the front of `queue` for one frame: up to _MAX_FRAME_BYTES, at least one."""
-    size, count = 0, 0
-    for item in queue:
-        size += len(item.body) + 64
-        if count and size > _MAX_FRAME_BYTES:
-            break
-        count += 1
-    taken = queue[:count]
-    del queue[:count]
-    return taken

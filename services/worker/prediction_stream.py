@@ -16,13 +16,13 @@ from podium_api.v1 import worker_pb2
 from services.common import tracing
 from services.common.errors import PodiumError
 from services.common.request_context import choose_request_id, request_id_var, traceparent_var
+from services.common.framing import take_frame
 from services.worker import metrics
 from services.worker.core import Predictor
 
 log = logging.getLogger(__name__)
 
 DRAINING = "REPLICA_DRAINING"
-_MAX_REPLY_FRAME_BYTES = 4 << 20   # larger answers go in frames of their own
 
 
 class StreamDrain:
@@ -65,7 +65,7 @@ async def serve_stream(predictor: Predictor, token: str, frames, drain: StreamDr
             woken.cancel()
             wake.clear()
             while ready:
-                yield _take_frame(ready)
+                yield worker_pb2.PredictReplyFrame(items=take_frame(ready))
             if drained.done() and not reader.done():
                 reader.cancel()   # read nothing more: what the router sent since gets no answer and is re-sent
             if reader.done() and not tasks and not ready:
@@ -106,16 +106,3 @@ async def _score(predictor: Predictor, token: str, item) -> worker_pb2.PredictIt
     finally:
         request_id_var.reset(id_token)
         traceparent_var.reset(parent_token)
-
-
-def _take_frame(ready: list) -> worker_pb2.PredictReplyFrame:
-    """Takes answers off the front of `ready` into one frame of at most _MAX_REPLY_FRAME_BYTES (or one answer)."""
-    size, count = 0, 0
-    for reply in ready:
-        size += len(reply.body) + 64
-        if count and size > _MAX_REPLY_FRAME_BYTES:
-            break
-        count += 1
-    taken = ready[:count]
-    del ready[:count]
-    return worker_pb2.PredictReplyFrame(items=taken)
