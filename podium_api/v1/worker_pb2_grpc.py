@@ -61,7 +61,8 @@ class WorkerServicer:
 
     def Predict(self, request, context):
         """Scores one request. The body is passed through untouched from the caller: the worker parses it
-        with MLflow's own scoring-server functions, so formats and errors match `mlflow models serve`.
+        with MLflow's own scoring-server functions, so formats and errors match `mlflow models serve`
+        (numeric rows for scikit-learn models go straight to the model, with the same answer byte for byte).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
