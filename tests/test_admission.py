@@ -228,8 +228,10 @@ import grpc
 from podium_api.v1 import worker_pb2_grpc
 
 class Crashing(worker_pb2_grpc.WorkerServicer):
-    async def Predict(self, request, context):
-        os._exit(1)   # the model takes the process down mid-request
+    async def PredictStream(self, frames, context):
+        async for frame in frames:
+            os._exit(1)   # the model takes the process down mid-request
+        yield
 
 async def main():
     server = grpc.aio.server()

@@ -113,6 +113,7 @@ GRPC_METHODS = [
     (identity_pb2, "Identity", "Call", "person"),
     (identity_pb2, "Identity", "ResolveSecrets", "internal"),
     (worker_pb2, "Worker", "Predict", "router"),
+    (worker_pb2, "Worker", "PredictStream", "router"),
     (worker_pb2, "Worker", "Metadata", "router"),
     (worker_pb2, "Worker", "Infer", "router"),
     *[(grpc_predict_v2_pb2, "GRPCInferenceService", m, "person") for m in ("ServerLive", "ServerReady", "ServerMetadata")],
@@ -346,7 +347,10 @@ def _grpc_call(target: str, module, service: str, method: str, request_fields: d
     metadata = (("authorization", f"Bearer {token}"),) if token else ()
     with grpc.insecure_channel(target) as channel:
         path = f"/{module.DESCRIPTOR.package}.{service}/{method}"
-        if descriptor.server_streaming:
+        if descriptor.client_streaming:   # one frame, then the end of the stream: the server's answers end too
+            stream = channel.stream_stream(path, request_class.SerializeToString, reply_class.FromString)
+            list(stream(iter([request_class(**request_fields)]), timeout=10, metadata=metadata))
+        elif descriptor.server_streaming:
             stream = channel.unary_stream(path, request_class.SerializeToString, reply_class.FromString)
             next(iter(stream(request_class(**request_fields), timeout=10, metadata=metadata)))
         else:
@@ -374,7 +378,7 @@ def _grpc_requests(world) -> dict:
         "IssueOAuthToken": {"client_id": "nobody", "client_secret": "dose" + "0" * 64},
         "Call": {"operation": "GET_PERMISSIONS", "id": world["endpoint_id"]},
         "ResolveSecrets": {"texts": ["{{secrets/walk/none}}"]},
-        "Predict": {"body": b"{}"}, "Metadata": {}, "Infer": {},
+        "Predict": {"body": b"{}"}, "PredictStream": {}, "Metadata": {}, "Infer": {},
         "ExportMetrics": {"endpoint": EP}, "GetOpenApi": {"endpoint": EP},
         **{m: {"name": EP, "body_json": "{}"} for m in (
             "PatchTags", "PutAiGateway", "PutRateLimits", "UpdateNotifications", "PatchTelemetryConfig")},
@@ -442,6 +446,7 @@ GRPC_LEVELS = {
     "Authenticate": {"admin": "UNAUTHENTICATED"}, "ResolveSecrets": {"admin": "UNAUTHENTICATED"},
     # A worker answers the router only.
     "Predict": {"admin": "UNAUTHENTICATED", "manage": "UNAUTHENTICATED"},
+    "PredictStream": {"admin": "UNAUTHENTICATED", "query": "UNAUTHENTICATED"},
     "Metadata": {"admin": "UNAUTHENTICATED"}, "Infer": {"admin": "UNAUTHENTICATED"},
     # Open Inference Protocol: the same rules as the Databricks paths.
     "ServerLive": {"none": "OK"}, "ServerReady": {"none": "OK"}, "ServerMetadata": {"none": "OK"},

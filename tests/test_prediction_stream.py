@@ -171,3 +171,39 @@ async def test_an_unreachable_replica_never_had_the_request():
         assert not failed.value.may_have_run
     finally:
         await channel.close()
+
+
+class _OlderWorker(WorkerServicer):
+    """A worker from before PredictStream (a rolling upgrade): the stream is UNIMPLEMENTED, Predict answers."""
+
+    stream_attempts = 0
+
+    async def PredictStream(self, request_iterator, context):
+        type(self).stream_attempts += 1
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not implemented!")
+        yield
+
+
+async def test_a_worker_without_the_stream_is_sent_unary_calls(sklearn_model):
+    from services.router.backends import WorkerPool
+
+    predictor = Predictor(sklearn_model, 2, 64, CallerCheck(hashlib.sha256(TOKEN.encode()).hexdigest()))
+    server = grpc.aio.server()
+    worker_pb2_grpc.add_WorkerServicer_to_server(_OlderWorker(predictor), server)
+    address = f"127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}"
+    await server.start()
+    pool = WorkerPool(worker_token=TOKEN)
+    try:
+        bodies = [_rows_body(i) for i in range(8)]
+        answers = await asyncio.gather(*(pool.predict(address, b, "application/json", 10) for b in bodies))
+        answers.append(await pool.predict(address, bodies[0], "application/json", 10))
+        unary = worker_pb2_grpc.WorkerStub(pool._channels[address]).Predict
+        for body, answer in zip(bodies + bodies[:1], answers):
+            expected = await unary(worker_pb2.PredictRequest(body=body, content_type="application/json"),
+                                   metadata=CREDENTIAL)
+            assert (answer.http_status, answer.body) == (200, expected.body)
+        assert _OlderWorker.stream_attempts == 1    # asked once; afterwards that replica gets unary calls
+    finally:
+        pool.keep_only(set())
+        await server.stop(grace=None)
+        predictor.close()

@@ -20,7 +20,7 @@ from services.common.request_context import MODEL_TIME_KEY, REQUEST_ID_HEADER, T
 from services.common.secret_box import SecretError
 from services.common.tensors import ModelMetadata, TensorMetadata
 from services.common.tls import TlsFiles, open_channel
-from services.router.prediction_stream import Prediction, PredictionStream
+from services.router.prediction_stream import Prediction, PredictionStream, StreamUnsupported
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,7 @@ class WorkerPool:
         self._stubs: dict[str, worker_pb2_grpc.WorkerStub] = {}
         self._raw_infer: dict[str, grpc.aio.UnaryUnaryMultiCallable] = {}
         self._streams: dict[str, PredictionStream] = {}   # predictions go over one stream per replica
+        self._unary_only: set[str] = set()                  # replicas whose worker has no PredictStream
         self._channels: dict[str, grpc.aio.Channel] = {}
         self.in_flight: dict[str, int] = {}
         # Replicas a call found unreachable, and until when (monotonic) no request is routed to them: the
@@ -68,6 +69,7 @@ class WorkerPool:
                 self._stubs.pop(address, None)
                 self._raw_infer.pop(address, None)
                 stream = self._streams.pop(address, None)
+                self._unary_only.discard(address)
                 if stream is not None:
                     stream.close()   # ends once its requests in flight are answered, before the channel closes
                 self.in_flight.pop(address, None)
@@ -107,9 +109,18 @@ class WorkerPool:
         return metadata + ((TRACEPARENT, traceparent),) if traceparent else metadata
 
     async def _predict(self, address: str, timeout_s: float, body: bytes, content_type: str) -> Prediction:
-        self._stub(address)
-        return await self._streams[address].predict(body, content_type, timeout_s, request_id_var.get(),
-                                                    tracing.current_traceparent())
+        stub = self._stub(address)
+        if address not in self._unary_only:
+            try:
+                return await self._streams[address].predict(body, content_type, timeout_s, request_id_var.get(),
+                                                            tracing.current_traceparent())
+            except StreamUnsupported:
+                log.warning("replica %s has no PredictStream (an older worker); sending it unary calls", address)
+                self._unary_only.add(address)
+        call = stub.Predict(worker_pb2.PredictRequest(body=body, content_type=content_type), timeout=timeout_s,
+                            metadata=self._request_metadata())
+        reply = await call
+        return Prediction(reply.http_status, reply.body, reply.content_type, _model_ms(await call.trailing_metadata()))
 
     async def _infer(self, address: str, timeout_s: float, body: bytes) -> Prediction:
         self._stub(address)

@@ -5,6 +5,10 @@ Requests that arrive while a frame is being written wait and go out together in 
 load gRPC's per-call cost (about 0.33 ms of router CPU per unary call here) is paid per frame: 0.02 ms per
 request at 32 concurrent calls, in a measurement on this project's 2-core machine. Alone, a request costs
 what a unary call does. Answers are matched to requests by id; each request keeps its own deadline.
+
+A replica whose worker predates PredictStream answers it UNIMPLEMENTED (a rolling upgrade, an older worker
+image): its requests never started there, so they raise StreamUnsupported and the pool sends them, and all
+later ones to that replica, as unary Predict calls.
 """
 
 from __future__ import annotations
@@ -18,13 +22,17 @@ from dataclasses import dataclass
 import grpc
 
 from podium_api.v1 import worker_pb2
-from services.common.errors import DeadlineExceeded, PodiumError, ReplicaUnreachable, error_from_code
+from services.common.errors import DeadlineExceeded, ReplicaUnreachable, error_from_code
 from services.common.grpc_edge import ERROR_CODE_KEY, error_from_rpc
 from services.common.framing import take_frame
 
 log = logging.getLogger(__name__)
 
 DRAINING = "REPLICA_DRAINING"          # the worker's answer to an item it will not start (it is shutting down)
+
+
+class StreamUnsupported(Exception):
+    """The replica has no PredictStream; the request was not run."""
 
 
 @dataclass(frozen=True)
@@ -116,7 +124,7 @@ class _Session:
             return   # the stream broke: the reader fails what is pending
 
     async def read(self, address: str) -> None:
-        failure: Callable[[], PodiumError]
+        failure: Callable[[], Exception]
         try:
             while True:
                 frame = await self.call.read()
@@ -141,15 +149,17 @@ class _Session:
                                                  may_have_run=True, retry_after_s=1)
         self._fail_pending(failure)
 
-    def _fail_pending(self, failure: Callable[[], PodiumError]) -> None:
+    def _fail_pending(self, failure: Callable[[], Exception]) -> None:
         self.queue.clear()
         for answer in self.pending.values():
             if not answer.done():
                 answer.set_exception(failure())
 
 
-def _failure_of(exc: grpc.aio.AioRpcError, address: str) -> Callable[[], PodiumError]:
+def _failure_of(exc: grpc.aio.AioRpcError, address: str) -> Callable[[], Exception]:
     """What each request still waiting on a broken stream fails with (as a unary call would have)."""
+    if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+        return lambda: StreamUnsupported(address)
     if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED) and \
             ERROR_CODE_KEY not in dict(exc.trailing_metadata() or ()):
         # "failed to connect": the requests never left this router; otherwise the replica had them.
