@@ -24,8 +24,17 @@ from tests.support.stack import service_pids, worker_pids
 pytestmark = pytest.mark.stack
 
 
+def _read(path: Path) -> bytes:
+    """The file's bytes; none for one that is gone (a replica that exited, a journal SQLite removed): what
+    no longer exists holds no secret. The session's stack keeps working while this test reads it."""
+    try:
+        return path.read_bytes()
+    except (FileNotFoundError, ProcessLookupError):
+        return b""
+
+
 def _environ(pid: int) -> dict[str, str]:
-    pairs = (Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"))
+    pairs = _read(Path(f"/proc/{pid}/environ")).split(b"\0")
     return dict(p.decode(errors="replace").split("=", 1) for p in pairs if b"=" in p)
 
 
@@ -61,16 +70,15 @@ def test_no_plaintext_secret_anywhere(stack, iris_endpoint):
     assert stack.api_as(jwt_token, "GET", "/api/2.0/preview/scim/v2/Me").json()["id"] == robot["id"]
     assert stack.api_as(pat, "GET", "/api/2.0/preview/scim/v2/Me").status_code == 200
 
-    [control_plane] = service_pids(stack.data_dir, "services.control_plane")
-    [router] = service_pids(stack.data_dir, "services.router")
-    internal_token = _environ(control_plane)["PODIUM_INTERNAL_TOKEN"]
-    worker_token = _environ(router)["PODIUM_WORKER_TOKEN"]
+    # (Other tests may have restarted a service or started a second router on this stack: any one will do.)
+    internal_token = _environ(service_pids(stack.data_dir, "services.control_plane")[0])["PODIUM_INTERNAL_TOKEN"]
+    worker_token = _environ(service_pids(stack.data_dir, "services.router")[0])["PODIUM_WORKER_TOKEN"]
     assert _resolve(stack, internal_token, "Bearer {{secrets/at-rest/openai}}") == f"Bearer {value}"
 
     # Rotate the master key while the stack runs: every secret is re-encrypted and still resolves.
     rotated = subprocess.run([sys.executable, "-m", "podium.cli", "keys", "rotate", "--data-dir", str(stack.data_dir),
                               "--json"],
-                             capture_output=True, text=True, timeout=60, env={**os.environ})
+                             capture_output=True, text=True, timeout=180, env={**os.environ})
     assert rotated.returncode == 0, rotated.stderr
     report = json.loads(rotated.stdout)
     assert report["reencrypted_secrets"] >= 1
@@ -87,7 +95,7 @@ def test_no_plaintext_secret_anywhere(stack, iris_endpoint):
     key_file = stack.data_dir / "keys" / "master-key.json"
     assert key_file in files and stack.data_dir / "podium.db" in files and any("logs" in p.parts for p in files)
     for path in files:
-        content = path.read_bytes()
+        content = _read(path)
         for what, plaintext in plaintexts.items():
             assert plaintext.encode() not in content, f"{what} found in {path}"
         if path.name != "podium.json":   # the admin token lives in podium.json (mode 0600) only
@@ -102,7 +110,7 @@ def test_no_plaintext_secret_anywhere(stack, iris_endpoint):
                                   for pid in service_pids(stack.data_dir, module)] + workers
     assert len(pids) >= 5
     for pid in pids:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        cmdline = _read(Path(f"/proc/{pid}/cmdline"))
         for what, plaintext in {**plaintexts, "admin token": stack.admin_token}.items():
             assert plaintext.encode() not in cmdline, f"{what} on the command line of {pid}"
     # Workers run model code: they hold no Podium credential at all, only the digest of the router's.
