@@ -55,18 +55,19 @@ async def serve_stream(predictor: Predictor, token: str, frames, drain: StreamDr
                 tasks.add(task)
                 task.add_done_callback(lambda t: (tasks.discard(t), t.cancelled() or answer(t.result())))
 
+    # One event wakes the loop below for everything it waits on: answers, the reader's end, the drain (a
+    # task per round and asyncio.wait cost more than the scoring of a small request).
     reader = loop.create_task(read())
-    drained = loop.create_task(drain.event.wait())
+    reader.add_done_callback(lambda _: wake.set())
+    draining = loop.create_task(drain.event.wait())
+    draining.add_done_callback(lambda _: wake.set())
     try:
         while True:
-            woken = loop.create_task(wake.wait())
-            await asyncio.wait([woken, *(t for t in (reader, drained) if not t.done())],
-                               return_when=asyncio.FIRST_COMPLETED)
-            woken.cancel()
+            await wake.wait()
             wake.clear()
             while ready:
                 yield worker_pb2.PredictReplyFrame(items=take_frame(ready))
-            if drained.done() and not reader.done():
+            if draining.done() and not reader.done():
                 reader.cancel()   # read nothing more: what the router sent since gets no answer and is re-sent
             if reader.done() and not tasks and not ready:
                 if not reader.cancelled() and reader.exception() is not None:
@@ -74,7 +75,7 @@ async def serve_stream(predictor: Predictor, token: str, frames, drain: StreamDr
                 return
     finally:
         reader.cancel()
-        drained.cancel()
+        draining.cancel()
         for task in tasks:
             task.cancel()
 
@@ -86,8 +87,8 @@ async def _score(predictor: Predictor, token: str, item) -> worker_pb2.PredictIt
     try:
         with tracing.server_span("worker.predict", item.traceparent), metrics.Prediction("predict") as timed:
             try:
-                result = await asyncio.wait_for(predictor.predict(token, item.body, item.content_type),
-                                                item.timeout_s if item.timeout_s > 0 else None)
+                async with asyncio.timeout(item.timeout_s if item.timeout_s > 0 else None):   # no extra task
+                    result = await predictor.predict(token, item.body, item.content_type)
             except PodiumError as exc:
                 timed.outcome = "error"
                 return worker_pb2.PredictItemReply(id=item.id, error_code=exc.code, message=exc.message)
