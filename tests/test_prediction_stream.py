@@ -203,7 +203,40 @@ async def test_a_worker_without_the_stream_is_sent_unary_calls(sklearn_model):
                                    metadata=CREDENTIAL)
             assert (answer.http_status, answer.body) == (200, expected.body)
         assert _OlderWorker.stream_attempts == 1    # asked once; afterwards that replica gets unary calls
+        inferred = await pool.infer(address, _infer_body(2), 10)
+        assert inferred.body == await pool._channels[address].unary_unary("/podium_api.v1.Worker/Infer")(
+            _infer_body(2), metadata=CREDENTIAL)
+        assert _OlderWorker.stream_attempts == 1
     finally:
         pool.keep_only(set())
         await server.stop(grace=None)
         predictor.close()
+
+
+def _infer_body(seed: int, datatype: str = "FP64") -> bytes:
+    columns = np.random.default_rng(seed).normal(size=(4, 1 + seed % 3))
+    return worker_pb2.InferRequest(inputs=[
+        worker_pb2.Tensor(name=name, datatype=datatype, shape=[len(values)], raw=values.astype("<f8").tobytes())
+        for name, values in zip(COLUMNS, columns)]).SerializeToString()
+
+
+async def test_infer_items_get_what_unary_infer_answers(sklearn_model):
+    from services.common.errors import InvalidParameter
+
+    async with _Worker(sklearn_model) as worker:
+        stream = PredictionStream(worker.channel, CREDENTIAL, worker.address)
+        bodies = [_infer_body(i) for i in range(12)]
+        infer = worker_pb2.PredictItem.INFER
+        streamed = await asyncio.gather(*(stream.predict(b, "", 10, method=infer) for b in bodies),
+                                        stream.predict(_rows_body(3), "application/json", 10))   # mixed in a frame
+        unary = worker.channel.unary_unary("/podium_api.v1.Worker/Infer")
+        for body, answer in zip(bodies, streamed):
+            assert (answer.http_status, answer.content_type) == (200, "application/x-protobuf")
+            assert answer.body == await unary(body, metadata=CREDENTIAL)
+            [output] = worker_pb2.InferReply.FromString(answer.body).outputs
+            assert output.shape == [worker_pb2.InferRequest.FromString(body).inputs[0].shape[0]]
+        assert json.loads(streamed[-1].body)["predictions"]              # the Predict item beside them
+        with pytest.raises(InvalidParameter):                           # the worker's error, as unary Infer's
+            await stream.predict(_infer_body(1, datatype="FP16"), "", 10, method=infer)
+        with pytest.raises(InvalidParameter):
+            await stream.predict(b"\xff\xff not a message", "", 10, method=infer)

@@ -1,4 +1,5 @@
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
@@ -25,20 +26,28 @@ class PredictReply(_message.Message):
     def __init__(self, http_status: _Optional[int] = ..., body: _Optional[bytes] = ..., content_type: _Optional[str] = ...) -> None: ...
 
 class PredictItem(_message.Message):
-    __slots__ = ("id", "body", "content_type", "request_id", "traceparent", "timeout_s")
+    __slots__ = ("id", "body", "content_type", "request_id", "traceparent", "timeout_s", "method")
+    class Method(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        PREDICT: _ClassVar[PredictItem.Method]
+        INFER: _ClassVar[PredictItem.Method]
+    PREDICT: PredictItem.Method
+    INFER: PredictItem.Method
     ID_FIELD_NUMBER: _ClassVar[int]
     BODY_FIELD_NUMBER: _ClassVar[int]
     CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
     id: int
     body: bytes
     content_type: str
     request_id: str
     traceparent: str
     timeout_s: float
-    def __init__(self, id: _Optional[int] = ..., body: _Optional[bytes] = ..., content_type: _Optional[str] = ..., request_id: _Optional[str] = ..., traceparent: _Optional[str] = ..., timeout_s: _Optional[float] = ...) -> None: ...
+    method: PredictItem.Method
+    def __init__(self, id: _Optional[int] = ..., body: _Optional[bytes] = ..., content_type: _Optional[str] = ..., request_id: _Optional[str] = ..., traceparent: _Optional[str] = ..., timeout_s: _Optional[float] = ..., method: _Optional[_Union[PredictItem.Method, str]] = ...) -> None: ...
 
 class PredictFrame(_message.Message):
     __slots__ = ("items",)

@@ -69,11 +69,12 @@ class WorkerServicer:
         raise NotImplementedError('Method not implemented!')
 
     def PredictStream(self, request_iterator, context):
-        """Predict for many requests over one long-lived stream: the router's path to its replicas. Each frame
-        carries every request queued since the previous write (and each reply frame every answer ready), so
-        gRPC's per-call cost is paid once per frame, not once per request. Items are independent: answers
-        come back in any order, matched by id. The stream's metadata carries the credential. A worker that
-        is shutting down answers new items REPLICA_DRAINING, finishes the others, and ends the stream.
+        """Predict and Infer for many requests over one long-lived stream: the router's path to its replicas.
+        Each frame carries every request queued since the previous write (and each reply frame every answer
+        ready), so gRPC's per-call cost is paid once per frame, not once per request. Items are independent:
+        answers come back in any order, matched by id. The stream's metadata carries the credential. A worker
+        that is shutting down answers new items REPLICA_DRAINING, finishes the others, and ends the stream.
+        A router that finds a replica without it (an older worker) sends that replica unary calls.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -82,7 +82,8 @@ class WorkerPool:
             channel = open_channel(address, self._tls, CHANNEL_OPTIONS)
             self._channels[address] = channel
             stub = self._stubs[address] = worker_pb2_grpc.WorkerStub(channel)
-            # Infer bodies arrive serialized from the router's adapters: sent as they are, no re-encoding.
+            # Infer bodies arrive serialized from the router's adapters: sent as they are, no re-encoding
+            # (over the stream, or unary to a worker that has none).
             self._raw_infer[address] = channel.unary_unary("/podium_api.v1.Worker/Infer")
             self._streams[address] = PredictionStream(channel, self._credential, address)
         return stub
@@ -109,24 +110,35 @@ class WorkerPool:
         return metadata + ((TRACEPARENT, traceparent),) if traceparent else metadata
 
     async def _predict(self, address: str, timeout_s: float, body: bytes, content_type: str) -> Prediction:
-        stub = self._stub(address)
-        if address not in self._unary_only:
-            try:
-                return await self._streams[address].predict(body, content_type, timeout_s, request_id_var.get(),
-                                                            tracing.current_traceparent())
-            except StreamUnsupported:
-                log.warning("replica %s has no PredictStream (an older worker); sending it unary calls", address)
-                self._unary_only.add(address)
-        call = stub.Predict(worker_pb2.PredictRequest(body=body, content_type=content_type), timeout=timeout_s,
-                            metadata=self._request_metadata())
+        streamed = await self._streamed(address, timeout_s, body, content_type, worker_pb2.PredictItem.PREDICT)
+        if streamed is not None:
+            return streamed
+        call = self._stub(address).Predict(worker_pb2.PredictRequest(body=body, content_type=content_type),
+                                           timeout=timeout_s, metadata=self._request_metadata())
         reply = await call
         return Prediction(reply.http_status, reply.body, reply.content_type, _model_ms(await call.trailing_metadata()))
 
     async def _infer(self, address: str, timeout_s: float, body: bytes) -> Prediction:
-        self._stub(address)
+        streamed = await self._streamed(address, timeout_s, body, "", worker_pb2.PredictItem.INFER)
+        if streamed is not None:
+            return streamed
         call = self._raw_infer[address](body, timeout=timeout_s, metadata=self._request_metadata())
         reply = await call
         return Prediction(200, reply, "application/x-protobuf", _model_ms(await call.trailing_metadata()))
+
+    async def _streamed(self, address: str, timeout_s: float, body: bytes, content_type: str,
+                        method: int) -> Prediction | None:
+        """The answer over the replica's PredictStream; None when its worker has none (call it unary)."""
+        self._stub(address)
+        if address in self._unary_only:
+            return None
+        try:
+            return await self._streams[address].predict(body, content_type, timeout_s, request_id_var.get(),
+                                                        tracing.current_traceparent(), method)
+        except StreamUnsupported:
+            log.warning("replica %s has no PredictStream (an older worker); sending it unary calls", address)
+            self._unary_only.add(address)
+            return None
 
     async def _metadata(self, address: str, timeout_s: float):
         return await self._stub(address).Metadata(worker_pb2.MetadataRequest(), timeout=timeout_s,

@@ -56,16 +56,16 @@ class PredictionStream:
         self._session: _Session | None = None
 
     async def predict(self, body: bytes, content_type: str, timeout_s: float, request_id: str = "",
-                      traceparent: str = "") -> Prediction:
-        """The replica's answer; ReplicaUnreachable when the stream broke before it came, DeadlineExceeded
-        after timeout_s, or the worker's error for this request."""
+                      traceparent: str = "", method: int = worker_pb2.PredictItem.PREDICT) -> Prediction:
+        """The replica's answer (to an Infer with method INFER); ReplicaUnreachable when the stream broke
+        before it came, DeadlineExceeded after timeout_s, or the worker's error for this request."""
         loop = asyncio.get_running_loop()
         session = self._session or self._open(loop)
         item_id = next(self._ids)
         answer = session.pending[item_id] = loop.create_future()
         session.queue.append(worker_pb2.PredictItem(id=item_id, body=body, content_type=content_type,
                                                     request_id=request_id, traceparent=traceparent,
-                                                    timeout_s=timeout_s))
+                                                    timeout_s=timeout_s, method=method))
         session.wake.set()
         expiry = loop.call_later(timeout_s, _expire, answer, timeout_s)   # cheaper than a wait_for task
         try:

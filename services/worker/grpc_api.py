@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import orjson
-
 from podium_api.v1 import worker_pb2, worker_pb2_grpc
 from services.common import tracing
-from services.common.errors import InvalidParameter, PodiumError
+from services.common.errors import PodiumError
 from services.common.request_context import MODEL_TIME_KEY, traceparent_var
 from services.common.grpc_edge import abort_with, grpc_edge, metadata_token
-from services.common.tensors import RawTensor, check_header
 from services.worker import metrics
 from services.worker.core import Predictor
+from services.worker.infer_messages import infer_arguments, infer_reply
 from services.worker.prediction_stream import StreamDrain, serve_stream
 
 
@@ -50,16 +48,8 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
 
     @grpc_edge
     async def Infer(self, request, context):
-        token = metadata_token(context)
-        inputs = [RawTensor(t.name, *check_header(t.name, t.datatype, list(t.shape)), t.raw) for t in request.inputs]
-        try:
-            params = orjson.loads(request.parameters_json or "{}")
-        except orjson.JSONDecodeError:
-            raise InvalidParameter("parameters must be a JSON object") from None
-        if not isinstance(params, dict):
-            raise InvalidParameter("parameters must be a JSON object")
+        inputs, outputs, params = infer_arguments(request)
         with tracing.server_span("worker.infer", traceparent_var.get()), metrics.Prediction("infer") as timed:
-            outputs = await self._predictor.infer(token, inputs, list(request.outputs), params)
+            answer = await self._predictor.infer(metadata_token(context), inputs, outputs, params)
         context.set_trailing_metadata(((MODEL_TIME_KEY, f"{timed.elapsed_ms:.3f}"),))
-        return worker_pb2.InferReply(outputs=[
-            worker_pb2.Tensor(name=t.name, datatype=t.datatype, shape=t.shape, raw=t.raw) for t in outputs])
+        return infer_reply(answer)
