@@ -9,6 +9,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from podium_api.v1 import control_plane_pb2_grpc, identity_pb2_grpc
+from services.common.gc_tuning import freeze_startup_objects
 from services.common.grpc_server import SERVER_OPTIONS
 from services.common.logging import configure_logging
 from services.common.readiness import announce_ready
@@ -61,6 +62,7 @@ async def serve(settings: ControlPlaneSettings) -> None:
     port = add_server_port(server, f"{settings.control_plane_host}:{settings.control_plane_port}", tls)
     await server.start()
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    freeze_startup_objects()
     announce_ready("control_plane", grpc_target=f"{settings.control_plane_host}:{port}")
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

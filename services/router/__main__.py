@@ -16,6 +16,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from podium_api.inference import grpc_predict_v2_pb2_grpc
 from podium_api.v1 import query_pb2_grpc
 from services.common.control_plane_client import ControlPlaneClient
+from services.common.gc_tuning import freeze_startup_objects
 from services.common.grpc_server import SERVER_OPTIONS
 from services.common.logging import configure_logging
 from services.common.metrics_server import start_metrics_server
@@ -142,6 +143,7 @@ async def serve(settings: RouterSettings) -> None:
         metrics_runner, metrics_address = await start_metrics_server(metrics.registry, settings.router_metrics_host,
                                                                      settings.router_metrics_port)
     siblings = await asyncio.to_thread(start_siblings, settings, http_port, grpc_port)
+    freeze_startup_objects()
     scheme = "https" if public_tls else "http"
     announce_ready("router", router_url=f"{scheme}://{settings.router_host}:{http_port}",
                    grpc_target=f"{settings.router_host}:{grpc_port}", metrics_address=metrics_address,

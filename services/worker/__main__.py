@@ -12,6 +12,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from podium_api.v1 import worker_pb2_grpc
 from services.common.errors import PodiumError
+from services.common.gc_tuning import freeze_startup_objects
 from services.common.grpc_edge import abort_with, grpc_edge, metadata_token
 from services.common.grpc_server import SERVER_OPTIONS
 from services.common.logging import configure_logging
@@ -66,6 +67,7 @@ async def serve(settings: WorkerSettings) -> int:
         await server.stop(grace=None)
         return 3
     metrics.observe_model_load(time.monotonic() - load_started)
+    freeze_startup_objects()
     predictor = Predictor(model, settings.predict_threads, settings.max_queued_requests, callers,
                           settings.max_batch_size, settings.max_batch_wait_ms)
     drain = StreamDrain()

@@ -28,6 +28,7 @@ import time
 import traceback
 from pathlib import Path
 
+from services.common.gc_tuning import freeze_before_fork
 from services.common.logging import JsonFormatter, configure_logging
 from services.common.processes import set_process_name
 from services.common.readiness import announce_failed, announce_ready
@@ -112,6 +113,7 @@ class Template:
                 return {"error": reason}
         sys.stdout.flush()
         sys.stderr.flush()
+        freeze_before_fork()
         pid = os.fork()
         if pid == 0:
             _run_child(channel, fds, {**request.get("env", {}), "PODIUM_WORKER_MODEL_PATH": str(path)})
