@@ -8,7 +8,7 @@ what a unary call does. Answers are matched to requests by id; each request keep
 
 A replica whose worker predates PredictStream answers it UNIMPLEMENTED (a rolling upgrade, an older worker
 image): its requests never started there, so they raise StreamUnsupported and the pool sends them, and all
-later ones to that replica, as unary Predict calls.
+later ones to that replica, as unary Predict (or Infer) calls.
 """
 
 from __future__ import annotations
