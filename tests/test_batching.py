@@ -226,11 +226,9 @@ def _entity(**fields):
     return spec.validate_served_entity({"entity_name": "c.s.m", "entity_version": "1", **fields}, "e")
 
 
-def test_batching_settings_are_stored_only_when_given_and_the_wait_defaults_when_on():
-    from services.control_plane.spec import DEFAULT_MAX_BATCH_WAIT_MS
-
+def test_batching_settings_are_stored_only_when_given():
     assert "max_batch_size" not in _entity() and "max_batch_wait_ms" not in _entity()
-    assert _entity(max_batch_size=32)["max_batch_wait_ms"] == DEFAULT_MAX_BATCH_WAIT_MS
+    assert "max_batch_wait_ms" not in _entity(max_batch_size=32)   # never waits unless asked to
     assert (_entity(max_batch_size=8, max_batch_wait_ms=0)["max_batch_wait_ms"],
             _entity(max_batch_size=8, max_batch_wait_ms=7.5)["max_batch_wait_ms"]) == (0, 7.5)
     assert _entity(max_batch_size=1) == {**_entity(), "max_batch_size": 1}   # off, as asked

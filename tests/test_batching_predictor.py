@@ -65,7 +65,7 @@ def _bodies(frame: pd.DataFrame) -> list[bytes]:
 async def test_concurrent_json_requests_get_their_unbatched_answers(sklearn_pyfunc):
     model, frame = sklearn_pyfunc
     batched = Predictor(model, 2, 256, CALLERS, max_batch_size=8, max_batch_wait_ms=20)
-    alone = Predictor(model, 2, 256, CALLERS)
+    alone = Predictor(model, 2, 256, CALLERS, max_batch_size=1)
     bodies = _bodies(frame)
     calls_before, requests_before = _batch_metric("count"), _batch_metric("sum")
     answers = await asyncio.gather(*(batched.predict(TOKEN, body, JSON) for body in bodies))
@@ -90,7 +90,7 @@ def _batch_metric(which: str) -> float:
 async def test_concurrent_infer_requests_get_their_unbatched_tensors(sklearn_pyfunc):
     model, frame = sklearn_pyfunc
     batched = Predictor(model, 2, 256, CALLERS, max_batch_size=8, max_batch_wait_ms=20)
-    alone = Predictor(model, 2, 256, CALLERS)
+    alone = Predictor(model, 2, 256, CALLERS, max_batch_size=1)
     requests = [[raw_from_array(c, frame[c].to_numpy()[start:start + rows]) for c in COLUMNS]
                 for start, rows in ((0, 1), (1, 3), (4, 1), (5, 2), (7, 1), (8, 1))]
     answers = await asyncio.gather(*(batched.infer(TOKEN, inputs, [], {}) for inputs in requests))
@@ -102,7 +102,7 @@ async def test_concurrent_infer_requests_get_their_unbatched_tensors(sklearn_pyf
 async def test_a_bad_request_in_a_batch_fails_alone_with_its_unbatched_error(sklearn_pyfunc):
     model, frame = sklearn_pyfunc
     batched = Predictor(model, 2, 256, CALLERS, max_batch_size=8, max_batch_wait_ms=50)
-    alone = Predictor(model, 2, 256, CALLERS)
+    alone = Predictor(model, 2, 256, CALLERS, max_batch_size=1)
     good = [json.dumps({"dataframe_split": {"columns": COLUMNS, "data": [row]}}).encode()
             for row in frame.values[:5].tolist()]
     # NaN parses as a float like its neighbours' values, so it merges; scikit-learn then refuses the batch.
@@ -194,7 +194,7 @@ async def test_every_output_type_splits_into_the_unbatched_answers(tmp_path):
                              signature=infer_signature(frame, params={"kind": "array"}))
     model = mlflow.pyfunc.load_model(str(tmp_path / "shapes"))
     batched = Predictor(model, 2, 256, CALLERS, max_batch_size=16, max_batch_wait_ms=30)
-    alone = Predictor(model, 2, 256, CALLERS)
+    alone = Predictor(model, 2, 256, CALLERS, max_batch_size=1)
     bodies = [json.dumps({"dataframe_records": [{"x": x + i / 7} for i in range(rows)], "params": {"kind": kind}}).encode()
               for kind in ("array", "series", "strings", "frame", "matrix") for x, rows in ((1.0, 1), (2.5, 2), (4.0, 3))]
     answers = await asyncio.gather(*(batched.predict(TOKEN, body, JSON) for body in bodies))

@@ -133,7 +133,7 @@ def test_grpc_create_and_update_config_carry_the_settings(stack, iris_model):
         created = json.loads(stub.CreateEndpoint(pb.CreateEndpointRequest(endpoint_json=json.dumps(
             {"name": "grpc-batched", "config": {"served_entities": [entity]}})), timeout=10).endpoint_json)
         assert created["pending_config"]["served_entities"][0]["max_batch_size"] == 4
-        assert created["pending_config"]["served_entities"][0]["max_batch_wait_ms"] == 2.0   # the default
+        assert "max_batch_wait_ms" not in created["pending_config"]["served_entities"][0]   # never waits unless asked
         stack.wait_endpoint("grpc-batched")
         updated = json.loads(stub.UpdateConfig(pb.UpdateConfigRequest(name="grpc-batched", config_json=json.dumps(
             {"served_entities": [{**entity, "max_batch_size": 16, "max_batch_wait_ms": 1}]})), timeout=10).endpoint_json)

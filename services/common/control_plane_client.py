@@ -119,7 +119,7 @@ class ControlPlaneClient:
         return [Deployment(d.key, d.endpoint_name, d.served_entity_name, d.model_uri, d.min_concurrency,
                            d.max_concurrency, d.scale_to_zero_enabled, dict(d.environment_vars),
                            workload_type=d.workload_type or "CPU", is_serving=d.is_serving,
-                           max_batch_size=d.max_batch_size or 1, max_batch_wait_ms=d.max_batch_wait_ms)
+                           max_batch_size=d.max_batch_size, max_batch_wait_ms=d.max_batch_wait_ms)
                 for d in reply.deployments]
 
     async def report_deployments(self, statuses: list[DeploymentStatus], scaler_target: str = "") -> None:

@@ -25,8 +25,10 @@ class Deployment:
     environment_vars: dict[str, str] = field(default_factory=dict)
     workload_type: str = "CPU"
     is_serving: bool = False   # in the serving config, not only in a pending one
-    max_batch_size: int = 1        # > 1: the worker merges concurrent requests into one predict call
-    max_batch_wait_ms: float = 0.0  # how long a batch waits for more requests once it has one
+    # > 1: the worker merges concurrent requests into one predict call; 1: never; 0: the worker's default
+    # for the model it loads (services/worker/row_exact.py says which models batch by default).
+    max_batch_size: int = 0
+    max_batch_wait_ms: float = 0.0  # how long a batch waits for more requests once it has one (0: never)
 
 
 @dataclass(frozen=True)

@@ -251,7 +251,7 @@ class EndpointService:
                                           bool(entity.get("scale_to_zero_enabled")),
                                           dict(entity.get("environment_vars", {})),
                                           workload_type=entity.get("workload_type", "CPU"), is_serving=is_serving,
-                                          max_batch_size=entity.get("max_batch_size", 1),
+                                          max_batch_size=entity.get("max_batch_size", 0),
                                           max_batch_wait_ms=entity.get("max_batch_wait_ms", 0.0))
         return list(out.values())
 

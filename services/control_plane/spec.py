@@ -31,10 +31,10 @@ WORKLOAD_TYPES = (
     "GPU_XLARGE", "GPU_XLARGE_8", "MULTIGPU_MEDIUM",
 )
 MAX_SERVED_ENTITIES = 10
-# Adaptive batching (a Podium extension of the served entity): off unless max_batch_size > 1.
+# Batching (a Podium extension of the served entity): unset, the worker batches the models whose answers
+# cannot change by it (services/worker/row_exact.py); 1 turns it off, > 1 asserts the model is row-wise.
 MAX_BATCH_SIZE_LIMIT = 1024
 MAX_BATCH_WAIT_MS_LIMIT = 1000.0
-DEFAULT_MAX_BATCH_WAIT_MS = 2.0
 # Paths under /serving-endpoints/ that belong to the OpenAI-compatible API, not to an endpoint.
 RESERVED_ENDPOINT_NAMES = frozenset({"chat", "completions", "embeddings", "responses", "models", "anthropic", "v1"})
 
@@ -178,7 +178,7 @@ def validate_served_entity(entity: Any, field: str) -> dict:
 
 
 def _batching(entity: dict, field: str) -> dict:
-    """{"max_batch_size", "max_batch_wait_ms"} as given (the wait defaulted once batching is on); {} if neither.
+    """{"max_batch_size", "max_batch_wait_ms"} as given; {} if neither.
 
     Stored only when given, so entities that never asked for batching keep their Databricks shape.
     """
@@ -193,8 +193,6 @@ def _batching(entity: dict, field: str) -> dict:
         if not isinstance(wait, (int, float)) or isinstance(wait, bool) or not 0 <= wait <= MAX_BATCH_WAIT_MS_LIMIT:
             raise InvalidParameter(f"{field}.max_batch_wait_ms must be a number from 0 to {MAX_BATCH_WAIT_MS_LIMIT:g}")
         out["max_batch_wait_ms"] = wait
-    elif out.get("max_batch_size", 1) > 1:
-        out["max_batch_wait_ms"] = DEFAULT_MAX_BATCH_WAIT_MS
     return out
 
 

@@ -71,12 +71,12 @@ class WorkerSpec:
     environment_vars: dict[str, str]
     gpu_count: int = 0            # from the workload type; 0 = CPU only
     workload_type: str = "CPU"
-    max_batch_size: int = 1       # > 1: adaptive batching in the worker
+    max_batch_size: int = 0       # > 1: batching in the worker; 1: none; 0: the worker's default for the model
     max_batch_wait_ms: float = 0.0
 
     def worker_settings(self) -> dict[str, str]:
         """The served entity's worker settings as PODIUM_WORKER_* variables (services/worker/settings.py)."""
-        if self.max_batch_size <= 1:
+        if self.max_batch_size == 0 and self.max_batch_wait_ms == 0:
             return {}
         return {"PODIUM_WORKER_MAX_BATCH_SIZE": str(self.max_batch_size),
                 "PODIUM_WORKER_MAX_BATCH_WAIT_MS": repr(float(self.max_batch_wait_ms))}

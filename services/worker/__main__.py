@@ -73,10 +73,10 @@ async def serve(settings: WorkerSettings) -> int:
     drain = StreamDrain()
     holder.servicer = WorkerServicer(predictor, drain)
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-    log.info("serving %s on %s (device %s, CUDA_VISIBLE_DEVICES=%s, %s)", settings.model_uri, address,
-             settings.device, settings.cuda_visible_devices,
-             f"batching up to {settings.max_batch_size} rows, waiting up to {settings.max_batch_wait_ms:g} ms"
-             if settings.max_batch_size > 1 else "no batching")
+    log.info("serving %s on %s (device %s, CUDA_VISIBLE_DEVICES=%s; %s%s)", settings.model_uri, address,
+             settings.device, settings.cuda_visible_devices, predictor.batch_policy.reason,
+             f", a batch waiting up to {settings.max_batch_wait_ms:g} ms"
+             if predictor.batch_policy.rows > 1 and settings.max_batch_wait_ms else "")
     announce_ready("worker", address=address, metrics_address=metrics_address)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -1,10 +1,11 @@
-"""Adaptive batching, the async part: collects concurrent requests and hands each batch to one predict call.
+"""Batching, the async part: collects concurrent requests and hands each batch to one predict call.
 
-A request joins a pending list. The collector takes the oldest, waits until it has waited max_batch_wait_ms
-or max_batch_size rows are pending, then waits until the previous batch is done (while it runs the next
-batch keeps growing: that is what makes it adaptive), and runs `score_batch` for the oldest request and
-those that merge with it (services/worker/batching.py decides which) in the worker's thread pool. The
-model runs off the event loop; there is no thread per request.
+A request that finds the replica idle goes to the model at once, alone. Otherwise it joins a pending list;
+the collector takes the oldest, waits until it has waited max_batch_wait_ms (0 by default: not at all) or
+max_batch_size rows are pending, then waits until the batch in flight is done (meanwhile the next batch
+keeps growing: under load batches grow by themselves, and an idle replica never waits for one), and runs
+`score_batch` for the oldest request and those that merge with it (services/worker/batching.py decides
+which) in the worker's thread pool. The model runs off the event loop; there is no thread per request.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ class BatchStats:
     largest_rows: int = 0
     # Merged predict calls that failed or whose output could not be split: their requests were scored alone.
     fallbacks: int = 0
+    # Requests of a merged call scored again alone: a label the batch could have changed (row_exact.LabelGuard).
+    rescored: int = 0
     rows_histogram: dict[int, int] = field(default_factory=dict)   # rows in a batch → batches of that size
 
     def record(self, requests: int, rows: int) -> None:
@@ -73,6 +76,13 @@ class Batcher:
 
     async def submit(self, part: Any) -> Any:
         """The part's result once its batch has run."""
+        if not self._max_wait_s and not self._pending and not self._threads.locked():
+            # Idle: straight to the model (acquire() does not yield when the semaphore is free). Requests that
+            # arrive while it runs wait in the pending list and go together next.
+            await self._threads.acquire()
+            alone = _Pending(part, asyncio.get_running_loop().create_future(), time.monotonic())
+            await self._run([alone])
+            return alone.future.result()
         if self._collector is None or self._collector.done():
             if self._collector is not None and not self._collector.cancelled() and self._collector.exception():
                 log.error("the batch collector failed; starting a new one", exc_info=self._collector.exception())
@@ -157,5 +167,5 @@ class Batcher:
     def _log_stats(self) -> None:
         s = self.stats
         if s.batches:
-            log.info("batching: %d batches, %d requests, %.1f rows per batch, largest %d, %d fallbacks",
-                     s.batches, s.requests, s.rows / s.batches, s.largest_rows, s.fallbacks)
+            log.info("batching: %d batches, %d requests, %.1f rows per batch, largest %d, %d fallbacks, %d rescored",
+                     s.batches, s.requests, s.rows / s.batches, s.largest_rows, s.fallbacks, s.rescored)

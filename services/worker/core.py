@@ -25,7 +25,7 @@ import orjson
 
 from services.common.errors import BadRequest, InvalidParameter, PodiumError, Unauthenticated, Unavailable
 from services.common.tensors import ModelMetadata, RawTensor
-from services.worker import batching, metrics, signature
+from services.worker import batching, metrics, row_exact, signature
 from services.worker.batcher import Batcher
 from services.worker.direct_scoring import DirectScorer, is_plain_json
 
@@ -119,12 +119,14 @@ class CallerCheck:
 class Predictor:
     """Every method takes the caller's credential first: only the router's is answered.
 
-    With max_batch_size > 1, concurrent requests that merge (services/worker/batching.py) are scored in
-    one model call and each gets its own rows of the answer, byte for byte what it would get alone.
+    Where batching is on (services/worker/row_exact.py: by default for models it cannot change, or as the
+    served entity asks), requests that arrive while the model runs and merge (services/worker/batching.py)
+    are scored in its next call, and each gets its own rows of the answer, byte for byte what it would get
+    alone. `max_batch_size`: 0 the model's default, 1 off, more the most rows in one call.
     """
 
-    def __init__(self, model, threads: int, queue_limit: int, callers: CallerCheck, max_batch_size: int = 1,
-                 max_batch_wait_ms: float = 2.0):
+    def __init__(self, model, threads: int, queue_limit: int, callers: CallerCheck, max_batch_size: int = 0,
+                 max_batch_wait_ms: float = 0.0):
         from mlflow.pyfunc import scoring_server
 
         from mlflow.utils.proto_json_utils import NumpyEncoder, _get_jsonable_obj
@@ -142,11 +144,15 @@ class Predictor:
         self._slots = asyncio.Semaphore(queue_limit)
         # One merged batch at a time (as Ray Serve and Triton run a replica's batches): while it runs the next
         # one grows, and a second would mostly contend for the GIL. Unmergeable requests use the other threads.
-        self._batcher = Batcher(self._score_batch, self._pool, 1, max_batch_size, max_batch_wait_ms) \
-            if max_batch_size > 1 else None
+        self.batch_policy = row_exact.batch_policy(model, max_batch_size)
+        self._guard = self.batch_policy.guard
+        self._batcher = Batcher(self._score_batch, self._pool, 1, self.batch_policy.rows, max_batch_wait_ms) \
+            if self.batch_policy.rows > 1 else None
         self._json_batching = self._batcher is not None and _is_json_batchable(model.metadata, self._input_schema)
         self._has_nested_columns = _has_nested_columns(self._input_schema)
-        self._tensor_batching = self._batcher is not None and _is_tensor_batchable(self._input_schema)
+        # The guard reads the DataFrame a JSON request becomes: tensors are scored alone on a guarded model.
+        self._tensor_batching = self._batcher is not None and self._guard is None \
+            and _is_tensor_batchable(self._input_schema)
         self._predict_takes_params = "params" in inspect.signature(model.predict).parameters
         self._direct = _direct_scorer(model)
 
@@ -213,20 +219,37 @@ class Predictor:
 
     def _score_merged(self, parts: list[batching.JsonPart]) -> list[Prediction] | None:
         merged = batching.merge_json(parts)
-        rows = self._direct.rows(merged) if self._direct is not None else None
-        raw = self._direct.predict(rows) if rows is not None else None
-        if raw is None:
-            parsed = self._scoring._parse_json_data(merged, self._model.metadata, self._input_schema)
-            raw = self._model.predict(parsed.data, params=parsed.params) if self._predict_takes_params \
-                else self._model.predict(parsed.data)
-        if batching.split_rows(raw, [p.rows for p in parts]) is None:
+        counts = [p.rows for p in parts]
+        unsure = None
+        if self._guard is not None:
+            raw, unsure = self._guarded_prediction(merged)
+        else:
+            raw = self._direct.prediction(merged) if self._direct is not None else None
+            if raw is None:
+                parsed = self._scoring._parse_json_data(merged, self._model.metadata, self._input_schema)
+                raw = self._model.predict(parsed.data, params=parsed.params) if self._predict_takes_params \
+                    else self._model.predict(parsed.data)
+        if batching.split_rows(raw, counts) is None:
             return None
         # What predictions_to_json does for each part's rows (invocations() renders every answer with it), with
         # the conversion to plain lists done once for the batch: a slice of it is that of the part's rows.
-        rows = batching.split_rows(self._jsonable(raw, pandas_orient="records"), [p.rows for p in parts])
+        rows = batching.split_rows(self._jsonable(raw, pandas_orient="records"), counts)
+        redo = [bool(flags.any()) for flags in batching.split_rows(unsure, counts)] if unsure is not None \
+            else [False] * len(parts)
+        self._batcher.stats.rescored += sum(redo)
         encoder = self._json_encoder()
-        return [Prediction(200, "".join(encoder.iterencode({"predictions": piece})).encode(), "application/json")
-                for piece in rows]
+        return [self._score_part(part) if again else
+                Prediction(200, "".join(encoder.iterencode({"predictions": piece})).encode(), "application/json")
+                for part, piece, again in zip(parts, rows, redo)]
+
+    def _guarded_prediction(self, request: dict):
+        """The guarded model's labels for a merged request and the rows whose label must be had alone."""
+        from mlflow.pyfunc import _validate_prediction_input
+
+        parsed = self._scoring._parse_json_data(request, self._model.metadata, self._input_schema)
+        data, _ = _validate_prediction_input(parsed.data, parsed.params, self._input_schema,
+                                             self._model.metadata.get_params_schema(), self._model.loader_module)
+        return self._guard.predict(data)
 
     def _infer_merged(self, parts: list[batching.TensorPart]) -> list[list[RawTensor]] | None:
         data = signature.model_input(self._input_schema, batching.merge_tensors(parts))

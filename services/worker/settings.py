@@ -29,12 +29,12 @@ class WorkerSettings(BaseSettings):
     otlp_endpoint: str = Field("", validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT")
     predict_threads: int = Field(2, ge=1)    # model calls run here, never on the event loop
     max_queued_requests: int = Field(256, ge=1)  # beyond this a request is shed with 503
-    # Adaptive batching (the served entity's max_batch_size / max_batch_wait_ms, set by the scaler): up to
-    # max_batch_size rows of concurrent mergeable requests go to the model in one predict call; the first
-    # request of a batch waits at most max_batch_wait_ms for others (longer only while every predict thread
-    # is busy anyway). 1 = off: every request is scored alone.
-    max_batch_size: int = Field(1, ge=1)
-    max_batch_wait_ms: float = Field(2.0, ge=0)
+    # Batching (the served entity's max_batch_size / max_batch_wait_ms, set by the scaler): requests that
+    # arrive while the model runs are merged into its next call, up to max_batch_size rows; a batch waits
+    # max_batch_wait_ms for more (0: never, so an idle replica answers at once). 1 = off; 0 = the default
+    # for the loaded model: on (DEFAULT_BATCH_ROWS) where batching cannot change an answer, else off.
+    max_batch_size: int = Field(0, ge=0)
+    max_batch_wait_ms: float = Field(0.0, ge=0)
     # Set by the scaler: "cuda" for a GPU workload type (its GPUs in CUDA_VISIBLE_DEVICES), else "cpu" with
     # no GPU visible. MLflow's torch-based flavors load onto the visible GPU by themselves.
     device: Literal["cpu", "cuda"] = "cpu"
