@@ -29,6 +29,13 @@ def iris_batched(stack, iris_model, iris_endpoint) -> dict:
 
 
 @pytest.fixture(scope="module")
+def iris_unbatched(stack, iris_model) -> dict:
+    """The iris model with batching turned off (`iris` batches by default: its labels are guarded)."""
+    return stack.serve("iris-unbatched", [{"entity_name": iris_model.name, "entity_version": iris_model.version,
+                                           "max_batch_size": 1}])
+
+
+@pytest.fixture(scope="module")
 def recorder(stack, tmp_path_factory) -> dict:
     log_path = str(tmp_path_factory.mktemp("rows") / "rows.log")
     model = register_row_recorder(stack.info, "main.default.row_recorder", log_path, delay_s=0.05)
@@ -61,15 +68,27 @@ def test_settings_are_shown_and_carried_to_the_replica(stack, iris_batched):
     assert "max_batch_size" not in plain
     logs = "".join(stack.api("GET", f"/api/2.0/serving-endpoints/iris-batched/served-models/{entity['name']}/{which}")
                    .json()["logs"] for which in ("logs", "build-logs"))
-    assert "batching up to 8 rows, waiting up to 20 ms" in logs
+    assert "batching up to 8 rows, as the served entity asks, a batch waiting up to 20 ms" in logs
 
 
-def test_concurrent_queries_in_every_format_match_the_unbatched_endpoint(stack, iris_batched, iris_model):
+def test_a_default_entity_batches_where_it_cannot_change_an_answer(stack, iris_endpoint, iris_unbatched):
+    for endpoint, expected in (("iris", "batching up to 64 rows by default: LogisticRegression answers labels"),
+                               ("iris-unbatched", "batching is off (max_batch_size 1)")):
+        entity = stack.api("GET", f"/api/2.0/serving-endpoints/{endpoint}").json()["config"]["served_entities"][0]
+        assert "max_batch_size" not in entity or endpoint != "iris"   # the Databricks shape, unless asked
+        logs = "".join(stack.api("GET", f"/api/2.0/serving-endpoints/{endpoint}/served-models/{entity['name']}/{which}")
+                       .json()["logs"] for which in ("logs", "build-logs"))
+        assert expected in logs
+
+
+@pytest.mark.parametrize("endpoint", ["iris-batched", "iris"])
+def test_concurrent_queries_in_every_format_match_the_unbatched_endpoint(stack, iris_batched, iris_unbatched,
+                                                                         iris_model, endpoint):
     bodies = _payloads(iris_model.frame) * 3
-    batched = _concurrently([lambda b=b: stack.api("POST", "/serving-endpoints/iris-batched/invocations", json=b)
+    batched = _concurrently([lambda b=b: stack.api("POST", f"/serving-endpoints/{endpoint}/invocations", json=b)
                              for b in bodies])
     for body, reply in zip(bodies, batched):
-        alone = stack.api("POST", "/serving-endpoints/iris/invocations", json=body)
+        alone = stack.api("POST", "/serving-endpoints/iris-unbatched/invocations", json=body)
         assert (reply.status_code, reply.content) == (alone.status_code, alone.content), body
         assert reply.status_code == 200
 
