@@ -31,6 +31,11 @@ from services.worker.direct_scoring import DirectScorer, is_plain_json
 
 log = logging.getLogger(__name__)
 
+# An unbatched request that finds the worker otherwise idle is scored on the event loop, not in a predict
+# thread, when the model's calls take under INLINE_MAX_MS and its body is at most INLINE_MAX_BYTES.
+INLINE_MAX_MS = 1.0
+INLINE_MAX_BYTES = 16 * 1024
+
 
 @dataclass(frozen=True)
 class Prediction:
@@ -142,6 +147,8 @@ class Predictor:
         self._invocations = scoring_server.invocations
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="predict")
         self._slots = asyncio.Semaphore(queue_limit)
+        self._in_flight = 0                     # requests in _run or _submit
+        self._typical_ms: float | None = None   # how long an unbatched call takes (None: none ran yet)
         # One merged batch at a time (as Ray Serve and Triton run a replica's batches): while it runs the next
         # one grows, and a second would mostly contend for the GIL. Unmergeable requests use the other threads.
         self.batch_policy = row_exact.batch_policy(model, max_batch_size)
@@ -167,7 +174,7 @@ class Predictor:
         part = batching.json_part(body, content_type, has_nested_columns=self._has_nested_columns) \
             if self._json_batching else None
         if part is None:
-            return await self._run(self._score, body, content_type)
+            return await self._run(self._score, body, content_type, small=len(body) <= INLINE_MAX_BYTES)
         return await self._submit(part)
 
     async def infer(self, token: str, inputs: list[RawTensor], outputs: list[str], params: dict) -> list[RawTensor]:
@@ -175,7 +182,8 @@ class Predictor:
         self._callers.require(token)
         part = batching.tensor_part(inputs, outputs, params) if self._tensor_batching else None
         if part is None:
-            return await self._run(self._infer, inputs, outputs, params)
+            return await self._run(self._infer, inputs, outputs, params,
+                                   small=sum(len(t.raw) for t in inputs) <= INLINE_MAX_BYTES)
         return await self._submit(part)
 
     def check_caller(self, token: str) -> None:
@@ -187,19 +195,43 @@ class Predictor:
         self._callers.require(token)
         return self.metadata
 
-    async def _run(self, function, *args):
+    async def _run(self, function, *args, small: bool = True):
         if self._slots.locked():
             raise Unavailable("worker queue is full", retry_after_s=1)  # shed load; never queue without bound
         async with self._slots:
-            loop = asyncio.get_running_loop()
             metrics.observe_batch(1)
-            return await loop.run_in_executor(self._pool, function, *args)
+            self._in_flight += 1
+            try:
+                if small and self._in_flight == 1 and self._batcher is None and \
+                        self._typical_ms is not None and self._typical_ms < INLINE_MAX_MS:
+                    # Alone and fast: scored on the event loop, saving two thread hand-offs (about as long
+                    # as the scoring itself for a small model); it delays no other request, being alone.
+                    return self._timed(function, *args)
+                return await asyncio.get_running_loop().run_in_executor(self._pool, self._timed, function, *args)
+            finally:
+                self._in_flight -= 1
+
+    def _timed(self, function, *args):
+        """function(*args), its duration folded into _typical_ms (whichever thread runs it)."""
+        started = time.perf_counter()
+        try:
+            return function(*args)
+        finally:
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            typical = self._typical_ms
+            # A slow call counts at once (no inline run after it until calls are fast again); fast ones slowly.
+            self._typical_ms = elapsed_ms if typical is None or elapsed_ms > typical else \
+                typical + (elapsed_ms - typical) / 8
 
     async def _submit(self, part):
         if self._slots.locked():
             raise Unavailable("worker queue is full", retry_after_s=1)
         async with self._slots:
-            return await self._batcher.submit(part)
+            self._in_flight += 1
+            try:
+                return await self._batcher.submit(part)
+            finally:
+                self._in_flight -= 1
 
     def _score_batch(self, parts: list) -> tuple[list, bool]:
         """One result per part (a Prediction, tensors, or the PodiumError that part raises alone) and whether
