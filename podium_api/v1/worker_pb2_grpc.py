@@ -62,7 +62,7 @@ class WorkerServicer:
     def Predict(self, request, context):
         """Scores one request. The body is passed through untouched from the caller: the worker parses it
         with MLflow's own scoring-server functions, so formats and errors match `mlflow models serve`
-        (numeric rows for scikit-learn models go straight to the model, with the same answer byte for byte).
+        (where the worker can build the very DataFrame MLflow would, it skips MLflow's parse: same answer bytes).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

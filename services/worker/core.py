@@ -278,6 +278,9 @@ class Predictor:
         """The guarded model's labels for a merged request and the rows whose label must be had alone."""
         from mlflow.pyfunc import _validate_prediction_input
 
+        built = self._direct.frame(request) if self._direct is not None else None
+        if built is not None:
+            return self._guard.predict(built[0])
         parsed = self._scoring._parse_json_data(request, self._model.metadata, self._input_schema)
         data, _ = _validate_prediction_input(parsed.data, parsed.params, self._input_schema,
                                              self._model.metadata.get_params_schema(), self._model.loader_module)

@@ -1,149 +1,165 @@
-"""The direct path for the commonest query: rows of numbers for a scikit-learn model with a numeric column
-signature, scored without MLflow's per-request parsing and schema enforcement.
+"""The direct path: a JSON request scored without MLflow's per-request parsing and schema enforcement, with
+the answer `mlflow models serve` gives, byte for byte.
 
-MLflow's scoring server turns each request into a pandas DataFrame, checks it against the signature, and
-hands it to the model: about 4 ms per one-row request on this project's 2-core machine, where the model's
-own `predict` on a numpy matrix takes 0.4 ms (KServe's sklearn server calls `predict` on numpy the same way).
-For the requests where the two give the same answer by construction, this builds that matrix itself:
+MLflow's scoring server (`scoring_server.invocations`) decodes the body, has pandas infer a DataFrame from
+it, casts that to the signature's types, then `PyFuncModel.predict` enforces the schema again and calls the
+flavor's predict function: over a millisecond per one-row request before the model runs. For the requests
+where the outcome is known, this builds the enforced DataFrame itself (services/worker/direct_frame.py) and
+calls the flavor's predict function as `PyFuncModel.predict` does after enforcement, so every flavor (scikit-
+learn, XGBoost, LightGBM, PyTorch, a custom python_model, ...) gets the very frame MLflow would hand it.
 
-- the model is a scikit-learn estimator (`mlflow.sklearn` flavor, sklearn's own classes only: they turn a
-  float DataFrame into exactly this matrix before predicting), with a signature of `double` columns and no
-  params, whose fitted feature names (if any) are the signature's columns in order;
-- the request is `dataframe_split` (no index) or `dataframe_records` holding exactly those columns, every
-  value a JSON float (an integer may be refused by MLflow's schema check; it goes the long way).
-
-Anything else returns None and is scored by MLflow as before, so answers and errors stay those of
-`mlflow models serve`; `tests/test_direct_scoring.py` compares the two byte for byte.
+It takes a model with a column signature of scalar types (no tensor signature, no signature from type
+hints) loaded as a plain `PyFuncModel`, and a `dataframe_split` or `dataframe_records` request (with
+`params` or without, which MLflow's own `_enforce_params_schema` checks) whose values direct_frame takes.
+A numeric scikit-learn model is handed the frame's float matrix instead (services/worker/direct_sklearn.py).
+Anything else (`inputs`/`instances`, CSV, LLM-style bodies, ...), any request the model raises on, and any
+answer NumpyEncoder cannot write return None and are scored by MLflow, so answers and errors stay MLflow's;
+tests/test_direct_scoring.py and tests/test_direct_parse.py compare the two.
 """
 
 from __future__ import annotations
 
+import inspect
+import json
 import logging
-import warnings
 from typing import Any
 
-import orjson
+from services.worker import direct_frame, direct_sklearn
 
 log = logging.getLogger(__name__)
 
 _FORMATS = ("dataframe_split", "dataframe_records")
-# sklearn classes that decide which columns to use by name: they need the DataFrame itself.
-_NEEDS_COLUMN_NAMES = ("sklearn.compose", "sklearn.preprocessing._function_transformer")
 
 
 class DirectScorer:
-    """Scores numeric rows with the flavor's own predict function, answering as predictions_to_json does."""
+    """Scores a loaded pyfunc model's requests from the enforced DataFrame, answering as predictions_to_json."""
 
-    def __init__(self, predict_fn, columns: tuple[str, ...]):
+    def __init__(self, model, columns: tuple[direct_frame.Column, ...], string_dtype):
+        import mlflow.pyfunc as pyfunc
         from mlflow.utils.proto_json_utils import NumpyEncoder, _get_jsonable_obj
 
-        self._predict_fn = predict_fn
+        self._model = model
         self._columns = columns
-        self._position = {name: i for i, name in enumerate(columns)}
+        self._string_dtype = string_dtype
+        self._params_schema = model.metadata.get_params_schema()
+        self._predict_fn = model._predict_fn
+        takes = inspect.signature(self._predict_fn).parameters.get("params")
+        self._passes_params = takes is not None and takes.kind != inspect.Parameter.VAR_KEYWORD
+        # What PyFuncModel.predict calls around the flavor's predict function, as its module names them.
+        self._context_type, self._set_context = pyfunc.Context, pyfunc.set_prediction_context
+        self._current_context = pyfunc._try_get_prediction_context
+        self._dependencies = pyfunc._get_dependencies_schema_from_model
+        self._enforce_params = pyfunc._enforce_params_schema
+        self._params_warning = pyfunc._log_warning_if_params_not_in_predict_signature
+        self._pyfunc_logger = pyfunc._logger
         self._jsonable, self._json_encoder = _get_jsonable_obj, NumpyEncoder
+        # A numeric scikit-learn model is handed the frame's float matrix (services/worker/direct_sklearn.py).
+        self._takes_matrix = all(c.type == "double" and c.required for c in columns) \
+            and direct_sklearn.takes_matrix(model, tuple(c.name for c in columns))
 
     @classmethod
     def for_model(cls, pyfunc_model) -> "DirectScorer | None":
         """The direct scorer for this loaded pyfunc model, or None where only MLflow's path is exact."""
-        from mlflow.types import DataType
+        columns = _signature_columns(pyfunc_model)
+        if columns is None:
+            return None
+        scorer = cls(pyfunc_model, columns, direct_frame.str_dtype())
+        if not scorer._builds_mlflows_frame():
+            log.warning("the direct path's DataFrame differs from MLflow's with this pandas; every request goes "
+                        "through MLflow")
+            return None
+        log.info("scoring dataframe_split/records requests directly (%d columns: %s); others go through MLflow",
+                 len(columns), ", ".join(sorted({c.type for c in columns})))
+        return scorer
 
-        metadata = pyfunc_model.metadata
-        schema = metadata.get_input_schema()
-        if (pyfunc_model.loader_module != "mlflow.sklearn" or schema is None or schema.is_tensor_spec()
-                or metadata.get_params_schema() is not None
-                or getattr(metadata, "_is_signature_from_type_hint", lambda: False)()):
-            return None
-        specs = schema.inputs
-        if not specs or any(spec.type != DataType.double or not spec.required or spec.name is None for spec in specs):
-            return None
-        columns = tuple(spec.name for spec in specs)
-        if len(set(columns)) != len(columns):
-            return None
-        implementation = getattr(pyfunc_model, "_model_impl", None)
-        predict_fn = getattr(pyfunc_model, "_predict_fn", None)
-        raw = implementation.get_raw_model() if hasattr(implementation, "get_raw_model") else None
-        if raw is None or predict_fn is None or not _is_plain_sklearn(raw):
-            return None
-        fitted_names = getattr(raw, "feature_names_in_", None)
-        if fitted_names is not None and tuple(str(n) for n in fitted_names) != columns:
-            return None
-        # The matrix holds the fitted columns in their fitted order; sklearn's note that it has no names is moot.
-        warnings.filterwarnings("ignore", message="X does not have valid feature names", category=UserWarning)
-        log.info("scoring numeric rows directly (%d double columns); other requests go through MLflow", len(columns))
-        return cls(predict_fn, columns)
+    def frame(self, request: Any):
+        """(the DataFrame, the params) PyFuncModel.predict hands the flavor's predict function for this decoded
+        request after its enforcement, or None: only MLflow's parse is exact for it."""
+        return self._model_input(request, matrix=False)
 
-    def rows(self, request: Any) -> list[list[float]] | None:
-        """The request's rows in signature order, or None when MLflow must parse it (pure)."""
-        if not isinstance(request, dict) or len(request) != 1:
+    def prediction(self, request: Any) -> Any | None:
+        """The model's raw prediction for a decoded request (what pyfunc predict returns), or None: score it
+        through MLflow (also when the model raised: MLflow then answers with its error)."""
+        prepared = self._model_input(request, matrix=self._takes_matrix)
+        if prepared is None:
             return None
-        form, data = next(iter(request.items()))
-        if form == "dataframe_split":
-            return self._split_rows(data)
-        if form == "dataframe_records":
-            return self._record_rows(data)
-        return None
+        try:
+            return self._call(*prepared)
+        except Exception:   # noqa: BLE001 - the MLflow path raises it again, with MLflow's own answer
+            return None
 
     def answer_body(self, body: bytes) -> bytes | None:
-        """The whole answer to a JSON request body, or None: score it through MLflow."""
+        """The whole 200 answer to a JSON request body, or None: score it through MLflow."""
         try:
-            request = orjson.loads(body)
-        except orjson.JSONDecodeError:   # NaN, a non-UTF-8 body, ...: MLflow parses what it accepts
+            request = json.loads(body)   # MLflow's decoder: the same values (NaN, big ints, ...) by construction
+        except (ValueError, UnicodeDecodeError, RecursionError):
             return None
-        rows = self.rows(request)
-        if rows is None:
+        prediction = self.prediction(request)
+        if prediction is None:
             return None
-        prediction = self.predict(rows)
-        return None if prediction is None else self.encode(prediction)
-
-    def predict(self, rows: list[list[float]]):
-        """The model's raw prediction, or None when the model refused the matrix (MLflow then says why)."""
-        import numpy as np
-
         try:
-            # Column-major, as a DataFrame's values are: BLAS sums in another order on a row-major copy, and
-            # a regressor's last digit would differ from MLflow's answer.
-            return self._predict_fn(np.array(rows, dtype=np.float64, order="F"))
-        except Exception:   # noqa: BLE001 - the MLflow path raises it again, with MLflow's own answer
+            return self.encode(prediction)
+        except Exception:   # noqa: BLE001 - e.g. a value NumpyEncoder cannot write: MLflow fails its own way
             return None
 
     def encode(self, prediction) -> bytes:
         """What predictions_to_json writes for `prediction`."""
-        encoder = self._json_encoder()
-        return "".join(encoder.iterencode({"predictions": self._jsonable(prediction, pandas_orient="records")})).encode()
+        predictions = self._jsonable(prediction, pandas_orient="records")
+        return "".join(self._json_encoder().iterencode({"predictions": predictions})).encode()
 
-    def _split_rows(self, data: Any) -> list[list[float]] | None:
-        if not isinstance(data, dict) or set(data) != {"columns", "data"}:
+    def _model_input(self, request: Any, matrix: bool):
+        if not isinstance(request, dict):
             return None
-        columns, rows = data["columns"], data["data"]
-        if not isinstance(columns, list) or not isinstance(rows, list) or not rows:
+        forms = [key for key in request if key != "params"]
+        if len(forms) != 1 or forms[0] not in _FORMATS:
             return None
-        width = len(self._columns)
-        if len(columns) != width or set(columns) != set(self._columns) or len(set(columns)) != width:
+        form, data = forms[0], request[forms[0]]
+        try:
+            model_input = direct_frame.build_matrix(self._columns, form, data) if matrix else None
+            if model_input is None:
+                model_input = direct_frame.build_frame(self._columns, form, data, self._string_dtype)
+        except Exception:   # noqa: BLE001 - nothing known raises here; were it to, MLflow's path answers
+            log.debug("the direct path could not build this request's frame", exc_info=True)
             return None
-        for row in rows:
-            if not isinstance(row, list) or len(row) != width or not all(type(v) is float for v in row):
-                return None
-        if tuple(columns) == self._columns:
-            return rows
-        order = [columns.index(name) for name in self._columns]
-        return [[row[i] for i in order] for row in rows]
+        if model_input is None:
+            return None
+        try:
+            params = self._enforce_params(request.get("params"), self._params_schema)
+        except Exception:   # noqa: BLE001 - params that do not fit: MLflow says why
+            return None
+        return model_input, params
 
-    def _record_rows(self, records: Any) -> list[list[float]] | None:
-        if not isinstance(records, list) or not records:
-            return None
-        columns, width = self._columns, len(self._columns)
-        out = []
-        for record in records:
-            if not isinstance(record, dict) or len(record) != width:
-                return None
-            try:
-                row = [record[name] for name in columns]
-            except KeyError:
-                return None
-            if not all(type(v) is float for v in row):
-                return None
-            out.append(row)
-        return out
+    def _call(self, data, params):
+        """PyFuncModel.predict after its schema enforcement: the prediction context, then the flavor."""
+        context = self._current_context() or self._context_type()
+        with self._set_context(context):
+            if schema := self._dependencies(self._model._model_meta):
+                context.update(**schema)
+            if self._model.model_id:
+                context.update(model_id=self._model.model_id)
+            if self._passes_params:
+                return self._predict_fn(data, params=params)
+            self._params_warning(self._pyfunc_logger, params)
+            return self._predict_fn(data)
+
+    def _builds_mlflows_frame(self) -> bool:
+        """Whether MLflow's own parse and enforcement make the same frame of a probe request (a guard for
+        other pandas versions than the one tests/test_direct_parse.py checks)."""
+        import pandas as pd
+        from mlflow.models.utils import _enforce_schema
+        from mlflow.pyfunc.scoring_server import infer_and_parse_data
+
+        schema = self._model.metadata.get_input_schema()
+        probe = {"dataframe_split": {"columns": [c.name for c in self._columns],
+                                     "data": [[_PROBE_VALUES[c.type] for c in self._columns]] * 2}}
+        try:
+            ours = self.frame(probe)[0]
+            theirs = _enforce_schema(infer_and_parse_data(probe, schema), schema)
+            pd.testing.assert_frame_equal(ours, theirs, check_exact=True, check_column_type=True,
+                                          check_index_type=True)
+        except Exception:   # noqa: BLE001 - any difference, or an error on either side
+            return False
+        return True
 
 
 def is_plain_json(content_type: str) -> bool:
@@ -153,19 +169,31 @@ def is_plain_json(content_type: str) -> bool:
         key == "charset" and value.lower() == "utf-8" for key, _, value in (p.partition("=") for p in parameters))
 
 
-def _is_plain_sklearn(estimator) -> bool:
-    """Whether the estimator, and every estimator inside it (pipeline steps, an ensemble's members), is
-    scikit-learn's own and none picks columns by name."""
-    module = type(estimator).__module__
-    if not module.startswith("sklearn.") or module.startswith(_NEEDS_COLUMN_NAMES):
-        return False
-    for name in ("estimator", "base_estimator", "final_estimator"):
-        inner = getattr(estimator, name, None)
-        if inner is not None and not isinstance(inner, str) and not _is_plain_sklearn(inner):
-            return False
-    for name in ("steps", "estimators", "transformer_list"):
-        for item in getattr(estimator, name, None) or ():
-            inner = item[-1] if isinstance(item, tuple) else item
-            if inner not in (None, "passthrough", "drop") and not _is_plain_sklearn(inner):
-                return False
-    return True
+_PROBE_VALUES = {"double": 1.5, "float": 0.25, "long": 7, "integer": -3, "boolean": True, "string": "a",
+                 "binary": "YQ==", "datetime": "2024-02-29 12:30:00"}
+
+
+def _signature_columns(pyfunc_model) -> tuple[direct_frame.Column, ...] | None:
+    """The signature's columns where the direct path applies to the model, else None."""
+    from mlflow.pyfunc import PyFuncModel
+    from mlflow.types import DataType
+
+    # A subclass, an instance-level predict or a patched one (autologging) may do more than PyFuncModel.predict.
+    if type(pyfunc_model) is not PyFuncModel or "predict" in vars(pyfunc_model) \
+            or any(hasattr(f, "__wrapped__") for f in (PyFuncModel.predict, PyFuncModel._predict)):
+        return None
+    metadata = pyfunc_model.metadata
+    # Signatures from type hints hand the model the raw `inputs`; type hints from an example reshape the frame.
+    if metadata._is_signature_from_type_hint() or metadata._is_type_hint_from_example():
+        return None
+    schema = metadata.get_input_schema()
+    if schema is None or schema.is_tensor_spec() or not schema.has_input_names():
+        return None
+    specs = schema.inputs
+    if not specs or any(not isinstance(spec.type, DataType) or spec.type.name not in direct_frame.column_types()
+                        for spec in specs):
+        return None
+    columns = tuple(direct_frame.Column(spec.name, spec.type.name, spec.required) for spec in specs)
+    if len({c.name for c in columns}) != len(columns):
+        return None
+    return columns
