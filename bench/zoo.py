@@ -23,7 +23,8 @@ endpoint_name and replica id; the replica record <data_dir>/replicas/<replica id
 keeps so a restarted scaler adopts its replicas) gives its pid and, again, its metrics address. Both are
 written by the scaler from the worker's own ready line, so no address is guessed.
 
-Each wrk run is preceded by a 1 s warm-up at the same concurrency. Writes bench/results/zoo.json and zoo.md
+Each figure is the best of two wrk runs (the lower c=1 p50, the higher c=64 throughput), after a 1 s warm-up
+at the same concurrency. Writes bench/results/zoo.json and zoo.md
 (and a timestamped copy of each).
 """
 
@@ -60,9 +61,15 @@ def _figures(result: LoadResult) -> dict:
             "p99_ms": round(result.p99_ms, 3), "requests": result.requests, "errors": result.errors}
 
 
+RUNS = 2   # each figure is the best of this many runs: a shared machine's noise only ever makes things slower
+
+
 def _load(url: str, body: bytes, headers: dict | None, duration_s: float, concurrency: int) -> dict:
+    """The best of RUNS runs: the lowest p50 at c=1, the highest throughput otherwise (errors summed)."""
     wrk(url, body, concurrency, WARM_UP_S, headers)
-    return _figures(wrk(url, body, concurrency, duration_s, headers))
+    runs = [wrk(url, body, concurrency, duration_s, headers) for _ in range(RUNS)]
+    best = min(runs, key=lambda r: r.p50_ms) if concurrency == 1 else max(runs, key=lambda r: r.throughput)
+    return {**_figures(best), "errors": sum(r.errors for r in runs), "runs": len(runs)}
 
 
 def _one_request(url: str, body: bytes, headers: dict | None) -> dict:
@@ -354,8 +361,8 @@ def to_markdown(report: dict) -> str:
     machine = report["machine"]
     lines = [f"# Podium model-zoo benchmark ({report['started']})", "",
              f"{machine['cores']} cores, {machine['memory_gib']} GiB, Python {machine['python']}, "
-             f"{machine['platform']}. wrk, one-row requests, {report['duration_s']:g} s per run after a "
-             f"{report['warm_up_s']:g} s warm-up; total bench time {report.get('total_s')} s.", "",
+             f"{machine['platform']}. wrk, one-row requests, each figure the best of {RUNS} runs of "
+             f"{report['duration_s']:g} s after a {report['warm_up_s']:g} s warm-up; total bench time {report.get('total_s')} s.", "",
              "Podium: one endpoint per model (Small, no scale to zero, no tuning fields), through the router's "
              "REST invocations URL. mlflow: `mlflow models serve --env-manager local`, 1 and 2 workers. "
              "Ratios: Podium c64 req/s over the better mlflow's; Podium c1 p50 over mlflow 1 worker's (and over "

@@ -15,6 +15,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from podium_api.inference import grpc_predict_v2_pb2_grpc
 from podium_api.v1 import query_pb2_grpc
+from services.common import event_loop
 from services.common.control_plane_client import ControlPlaneClient
 from services.common.gc_tuning import freeze_startup_objects
 from services.common.grpc_server import SERVER_OPTIONS
@@ -205,14 +206,7 @@ def main() -> None:
     settings = RouterSettings()
     configure_logging("router")
     configure_tracing("router", settings.otlp_endpoint)
-    try:   # uvloop's event loop: about 0.05 ms less per request at concurrency 1 than asyncio's own
-        import uvloop
-    except ImportError:
-        uvloop = None
-    if uvloop is not None:
-        uvloop.run(serve(settings))
-    else:
-        asyncio.run(serve(settings))
+    event_loop.run(serve(settings))
 
 
 if __name__ == "__main__":

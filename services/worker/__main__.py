@@ -11,6 +11,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from podium_api.v1 import worker_pb2_grpc
+from services.common import event_loop
 from services.common.errors import PodiumError
 from services.common.gc_tuning import freeze_startup_objects
 from services.common.grpc_edge import abort_with, grpc_edge, metadata_token
@@ -141,7 +142,7 @@ def main() -> None:
     settings = WorkerSettings()
     configure_logging("worker")
     configure_tracing("worker", settings.otlp_endpoint)
-    raise SystemExit(asyncio.run(serve(settings)))
+    raise SystemExit(event_loop.run(serve(settings)))
 
 
 if __name__ == "__main__":

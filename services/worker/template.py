@@ -147,8 +147,7 @@ def _run_child(channel: socket.socket, fds: list[int], env: dict[str, str]) -> N
             signal.signal(sig, signal.SIG_DFL)
         set_process_name(b"podium-worker")  # the cmdline is still the template's: name it in ps/top
         os.environ.update(env)
-        import asyncio
-
+        from services.common import event_loop
         from services.worker.__main__ import serve
         from services.worker.settings import WorkerSettings
 
@@ -157,7 +156,7 @@ def _run_child(channel: socket.socket, fds: list[int], env: dict[str, str]) -> N
         configure_logging("worker")
         settings = WorkerSettings()
         configure_tracing("worker", settings.otlp_endpoint)
-        code = asyncio.run(serve(settings))
+        code = event_loop.run(serve(settings))
     except BaseException:  # noqa: BLE001 - report anything, then leave without running the template's cleanup
         traceback.print_exc()
     finally:
