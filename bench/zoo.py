@@ -401,12 +401,13 @@ def to_markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def write_report(report: dict) -> None:
+def write_report(report: dict, complete: bool) -> None:
+    """A timestamped copy always; zoo.json/zoo.md (the committed figures) only from a complete default run."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     markdown = to_markdown(report)
     print(markdown)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    for name in ("zoo", f"zoo-{stamp}"):
+    for name in ("zoo", f"zoo-{stamp}") if complete else (f"zoo-{stamp}",):
         (RESULTS / f"{name}.json").write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
         (RESULTS / f"{name}.md").write_text(markdown)
 
@@ -435,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
             report = run_all(procs, data_dir, args, names)
         finally:
             procs.stop_all()
-    write_report(report)
+    write_report(report, complete=not args.quick and args.duration == 5.0 and names == list(BUILDERS))
     return 0
 
 
