@@ -22,14 +22,10 @@ computes that rounding bound for every row of a batch and has the rows within it
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Any
 
-log = logging.getLogger(__name__)
-
 DEFAULT_BATCH_ROWS = 64   # the cap on a merged call's rows: at c=64 one-row requests, a batch per round
-_UNIT_ROUNDOFF = 2.0 ** -53
 
 
 @dataclass(frozen=True)
@@ -97,7 +93,7 @@ def _sklearn_exactness(estimator, predict_fn: str) -> tuple[bool, str, "LabelGua
 
 def _first_inexact(estimator) -> Any | None:
     """The first part of a scikit-learn model whose rows may depend on the batch, or None."""
-    from sklearn import ensemble, feature_selection, impute, preprocessing, tree
+    from sklearn import ensemble, impute, preprocessing, tree
     from sklearn.compose import ColumnTransformer
     from sklearn.feature_selection import SelectorMixin
     from sklearn.pipeline import FeatureUnion, Pipeline
@@ -129,7 +125,6 @@ def _first_inexact(estimator) -> Any | None:
     if type(estimator).__module__.startswith("sklearn.") and isinstance(estimator, forests) \
             and estimator.n_jobs in (None, 1):
         return None
-    del feature_selection   # SelectorMixin covers every selector
     return estimator
 
 
@@ -153,7 +148,8 @@ class LabelGuard:
 
         features = self._head.transform(data) if self._head is not None else data
         labels = self._classifier.predict(features)   # what Pipeline.predict computes, step for step
-        scores = np.asarray(self._classifier.decision_function(features), dtype=np.float64)
+        raw_scores = np.asarray(self._classifier.decision_function(features))
+        scores = raw_scores.astype(np.float64)
         if scipy.sparse.issparse(features):
             magnitude_x = abs(features).astype(np.float64)
         else:
@@ -161,8 +157,11 @@ class LabelGuard:
         coef = np.atleast_2d(np.abs(np.asarray(self._classifier.coef_, dtype=np.float64)))
         intercept = np.abs(np.asarray(self._classifier.intercept_, dtype=np.float64))
         magnitude = np.asarray(magnitude_x @ coef.T) + intercept
+        # The scores were summed in their own precision (float32 weights and features round far coarser).
+        precision = raw_scores.dtype if raw_scores.dtype.kind == "f" else np.dtype(np.float64)
+        unit_roundoff = np.finfo(precision).eps / 2
         terms = coef.shape[1] + 1
-        gamma = terms * _UNIT_ROUNDOFF / (1 - terms * _UNIT_ROUNDOFF)
+        gamma = terms * unit_roundoff / (1 - terms * unit_roundoff)
         if scores.ndim == 1:
             safe = np.abs(scores) > 4 * gamma * magnitude[:, 0]
         else:
