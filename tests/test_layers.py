@@ -19,8 +19,6 @@ def _imports(path: Path) -> set[str]:
         if isinstance(node, ast.Import):
             names |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            if isinstance(getattr(node, "parent", None), ast.If):
-                continue
             names.add(node.module)
     # imports under `if TYPE_CHECKING:` are for annotations only
     for node in ast.walk(tree):
@@ -45,7 +43,8 @@ CORES = sorted(SERVICES.glob("*/core.py")) + sorted(SERVICES.glob("control_plane
 POLICIES = sorted(SERVICES.glob("router/policy/*.py")) + [
     SERVICES / "scaler" / "policy.py", SERVICES / "common" / "capacity.py", SERVICES / "common" / "principals.py",
     SERVICES / "control_plane" / "permissions.py", SERVICES / "control_plane" / "scim.py",
-    SERVICES / "control_plane" / "gateway_policy.py"] + \
+    SERVICES / "control_plane" / "gateway_policy.py", SERVICES / "worker" / "row_exact.py",
+    SERVICES / "worker" / "batching.py", SERVICES / "worker" / "direct_frame.py"] + \
     [SERVICES / "router" / "external" / f for f in ("anthropic_wire.py", "openai_wire.py", "sse.py", "provider_errors.py")]
 
 
