@@ -43,6 +43,11 @@ class JsonPart:
     body: bytes        # the request as sent: scored alone from it when the batch falls back
     content_type: str
 
+    @property
+    def request(self) -> dict:
+        """The decoded request again: its format's value and its params (the only keys a part has)."""
+        return {self.form: self.data} if self.params is None else {self.form: self.data, "params": self.params}
+
 
 @dataclass(frozen=True)
 class TensorPart:

@@ -147,7 +147,7 @@ class Predictor:
         self._invocations = scoring_server.invocations
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="predict")
         self._slots = asyncio.Semaphore(queue_limit)
-        self._in_flight = 0                     # requests in _run or _submit
+        self._in_flight = 0                     # requests in _run (the inline rule runs only without a batcher)
         self._typical_ms: float | None = None   # how long an unbatched call takes (None: none ran yet)
         # One merged batch at a time (as Ray Serve and Triton run a replica's batches): while it runs the next
         # one grows, and a second would mostly contend for the GIL. Unmergeable requests use the other threads.
@@ -227,11 +227,7 @@ class Predictor:
         if self._slots.locked():
             raise Unavailable("worker queue is full", retry_after_s=1)
         async with self._slots:
-            self._in_flight += 1
-            try:
-                return await self._batcher.submit(part)
-            finally:
-                self._in_flight -= 1
+            return await self._batcher.submit(part)
 
     def _score_batch(self, parts: list) -> tuple[list, bool]:
         """One result per part (a Prediction, tensors, or the PodiumError that part raises alone) and whether
@@ -295,7 +291,8 @@ class Predictor:
         return batching.split_tensors(outputs, [p.rows for p in parts])
 
     def _score_part(self, part: batching.JsonPart) -> Prediction:
-        return self._score(part.body, part.content_type)
+        """The part scored alone, from the request it was decoded into (with MLflow's decoder) once."""
+        return self._score(part.body, part.content_type, part.request)
 
     def _infer_part(self, part: batching.TensorPart) -> list[RawTensor] | Exception:
         try:
@@ -320,11 +317,12 @@ class Predictor:
                              "is compatible with the model for inference.") from None
         return signature.output_tensors(prediction, self._output_schema, outputs)
 
-    def _score(self, body: bytes, content_type: str) -> Prediction:
+    def _score(self, body: bytes, content_type: str, request: dict | None = None) -> Prediction:
+        """`request`: the body already decoded, where it was."""
         from mlflow.exceptions import MlflowException
 
         if self._direct is not None and is_plain_json(content_type):
-            answer = self._direct.answer_body(body)
+            answer = self._direct.answer_body(body) if request is None else self._direct.answer(request)
             if answer is not None:
                 return Prediction(200, answer, "application/json")
         try:

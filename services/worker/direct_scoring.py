@@ -94,6 +94,10 @@ class DirectScorer:
             request = json.loads(body)   # MLflow's decoder: the same values (NaN, big ints, ...) by construction
         except (ValueError, UnicodeDecodeError, RecursionError):
             return None
+        return self.answer(request)
+
+    def answer(self, request: Any) -> bytes | None:
+        """The whole 200 answer to a decoded JSON request (decoded as MLflow decodes it), or None."""
         prediction = self.prediction(request)
         if prediction is None:
             return None
