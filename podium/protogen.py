@@ -1,6 +1,6 @@
 """Compiles protos/ into the podium_api package (generated code: never edited by hand).
 
-Run `python -m podium.protogen` after changing a .proto file; tests/test_protos.py fails when the
+Run `python -m podium.protogen` after changing a .proto file; tests/unit/test_protos.py fails when the
 committed podium_api/ differs from what this produces.
 """
 

@@ -1,4 +1,4 @@
-"""The CLI's exit codes: one per kind of outcome a script may want to branch on (see the README)."""
+"""The CLI's exit codes: one per kind of outcome a script may want to branch on (docs/cli.md lists them)."""
 
 from __future__ import annotations
 

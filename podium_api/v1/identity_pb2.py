@@ -24,15 +24,13 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cpodium_api/v1/identity.proto\x12\rpodium_api.v1\"$\n\x13\x41uthenticateRequest\x12\r\n\x05token\x18\x01 \x01(\t\"\xb3\x01\n\x11\x41uthenticateReply\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x04 \x01(\t\x12\x11\n\tgroup_ids\x18\x05 \x03(\t\x12\x10\n\x08is_admin\x18\x06 \x01(\x08\x12\x17\n\nexpires_at\x18\x07 \x01(\x01H\x00\x88\x01\x01\x12\x13\n\x0bgroup_names\x18\x08 \x03(\tB\r\n\x0b_expires_at\"Q\n\x16IssueOAuthTokenRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x15\n\rclient_secret\x18\x02 \x01(\t\x12\r\n\x05scope\x18\x03 \x01(\t\"c\n\x14IssueOAuthTokenReply\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x12\n\ntoken_type\x18\x02 \x01(\t\x12\x12\n\nexpires_in\x18\x03 \x01(\x03\x12\r\n\x05scope\x18\x04 \x01(\t\"\xc7\x01\n\x0cIdentityCall\x12\x11\n\toperation\x18\x01 \x01(\t\x12\x10\n\x08resource\x18\x02 \x01(\t\x12\n\n\x02id\x18\x03 \x01(\t\x12\x0e\n\x06sub_id\x18\x04 \x01(\t\x12\x11\n\tbody_json\x18\x05 \x01(\t\x12\x35\n\x05query\x18\x06 \x03(\x0b\x32&.podium_api.v1.IdentityCall.QueryEntry\x1a,\n\nQueryEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x1d\n\rIdentityReply\x12\x0c\n\x04json\x18\x01 \x01(\t\"&\n\x15ResolveSecretsRequest\x12\r\n\x05texts\x18\x01 \x03(\t\"$\n\x13ResolveSecretsReply\x12\r\n\x05texts\x18\x01 \x03(\t2\xde\x02\n\x08Identity\x12T\n\x0c\x41uthenticate\x12\".podium_api.v1.AuthenticateRequest\x1a .podium_api.v1.AuthenticateReply\x12]\n\x0fIssueOAuthToken\x12%.podium_api.v1.IssueOAuthTokenRequest\x1a#.podium_api.v1.IssueOAuthTokenReply\x12\x41\n\x04\x43\x61ll\x12\x1b.podium_api.v1.IdentityCall\x1a\x1c.podium_api.v1.IdentityReply\x12Z\n\x0eResolveSecrets\x12$.podium_api.v1.ResolveSecretsRequest\x1a\".podium_api.v1.ResolveSecretsReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cpodium_api/v1/identity.proto\x12\rpodium_api.v1\"$\n\x13\x41uthenticateRequest\x12\r\n\x05token\x18\x01 \x01(\t\"\xb3\x01\n\x11\x41uthenticateReply\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x04 \x01(\t\x12\x11\n\tgroup_ids\x18\x05 \x03(\t\x12\x10\n\x08is_admin\x18\x06 \x01(\x08\x12\x17\n\nexpires_at\x18\x07 \x01(\x01H\x00\x88\x01\x01\x12\x13\n\x0bgroup_names\x18\x08 \x03(\tB\r\n\x0b_expires_at\"Q\n\x16IssueOAuthTokenRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x15\n\rclient_secret\x18\x02 \x01(\t\x12\r\n\x05scope\x18\x03 \x01(\t\"c\n\x14IssueOAuthTokenReply\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x12\n\ntoken_type\x18\x02 \x01(\t\x12\x12\n\nexpires_in\x18\x03 \x01(\x03\x12\r\n\x05scope\x18\x04 \x01(\t\"&\n\x15ResolveSecretsRequest\x12\r\n\x05texts\x18\x01 \x03(\t\"$\n\x13ResolveSecretsReply\x12\r\n\x05texts\x18\x01 \x03(\t2\x9b\x02\n\x08Identity\x12T\n\x0c\x41uthenticate\x12\".podium_api.v1.AuthenticateRequest\x1a .podium_api.v1.AuthenticateReply\x12]\n\x0fIssueOAuthToken\x12%.podium_api.v1.IssueOAuthTokenRequest\x1a#.podium_api.v1.IssueOAuthTokenReply\x12Z\n\x0eResolveSecrets\x12$.podium_api.v1.ResolveSecretsRequest\x1a\".podium_api.v1.ResolveSecretsReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'podium_api.v1.identity_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_IDENTITYCALL_QUERYENTRY']._loaded_options = None
-  _globals['_IDENTITYCALL_QUERYENTRY']._serialized_options = b'8\001'
   _globals['_AUTHENTICATEREQUEST']._serialized_start=47
   _globals['_AUTHENTICATEREQUEST']._serialized_end=83
   _globals['_AUTHENTICATEREPLY']._serialized_start=86
@@ -41,16 +39,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ISSUEOAUTHTOKENREQUEST']._serialized_end=348
   _globals['_ISSUEOAUTHTOKENREPLY']._serialized_start=350
   _globals['_ISSUEOAUTHTOKENREPLY']._serialized_end=449
-  _globals['_IDENTITYCALL']._serialized_start=452
-  _globals['_IDENTITYCALL']._serialized_end=651
-  _globals['_IDENTITYCALL_QUERYENTRY']._serialized_start=607
-  _globals['_IDENTITYCALL_QUERYENTRY']._serialized_end=651
-  _globals['_IDENTITYREPLY']._serialized_start=653
-  _globals['_IDENTITYREPLY']._serialized_end=682
-  _globals['_RESOLVESECRETSREQUEST']._serialized_start=684
-  _globals['_RESOLVESECRETSREQUEST']._serialized_end=722
-  _globals['_RESOLVESECRETSREPLY']._serialized_start=724
-  _globals['_RESOLVESECRETSREPLY']._serialized_end=760
-  _globals['_IDENTITY']._serialized_start=763
-  _globals['_IDENTITY']._serialized_end=1113
+  _globals['_RESOLVESECRETSREQUEST']._serialized_start=451
+  _globals['_RESOLVESECRETSREQUEST']._serialized_end=489
+  _globals['_RESOLVESECRETSREPLY']._serialized_start=491
+  _globals['_RESOLVESECRETSREPLY']._serialized_end=527
+  _globals['_IDENTITY']._serialized_start=530
+  _globals['_IDENTITY']._serialized_end=813
 # @@protoc_insertion_point(module_scope)

@@ -1,7 +1,7 @@
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from collections.abc import Iterable as _Iterable
 from typing import ClassVar as _ClassVar, Optional as _Optional
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -53,35 +53,6 @@ class IssueOAuthTokenReply(_message.Message):
     expires_in: int
     scope: str
     def __init__(self, access_token: _Optional[str] = ..., token_type: _Optional[str] = ..., expires_in: _Optional[int] = ..., scope: _Optional[str] = ...) -> None: ...
-
-class IdentityCall(_message.Message):
-    __slots__ = ("operation", "resource", "id", "sub_id", "body_json", "query")
-    class QueryEntry(_message.Message):
-        __slots__ = ("key", "value")
-        KEY_FIELD_NUMBER: _ClassVar[int]
-        VALUE_FIELD_NUMBER: _ClassVar[int]
-        key: str
-        value: str
-        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
-    OPERATION_FIELD_NUMBER: _ClassVar[int]
-    RESOURCE_FIELD_NUMBER: _ClassVar[int]
-    ID_FIELD_NUMBER: _ClassVar[int]
-    SUB_ID_FIELD_NUMBER: _ClassVar[int]
-    BODY_JSON_FIELD_NUMBER: _ClassVar[int]
-    QUERY_FIELD_NUMBER: _ClassVar[int]
-    operation: str
-    resource: str
-    id: str
-    sub_id: str
-    body_json: str
-    query: _containers.ScalarMap[str, str]
-    def __init__(self, operation: _Optional[str] = ..., resource: _Optional[str] = ..., id: _Optional[str] = ..., sub_id: _Optional[str] = ..., body_json: _Optional[str] = ..., query: _Optional[_Mapping[str, str]] = ...) -> None: ...
-
-class IdentityReply(_message.Message):
-    __slots__ = ("json",)
-    JSON_FIELD_NUMBER: _ClassVar[int]
-    json: str
-    def __init__(self, json: _Optional[str] = ...) -> None: ...
 
 class ResolveSecretsRequest(_message.Message):
     __slots__ = ("texts",)

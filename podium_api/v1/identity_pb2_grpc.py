@@ -44,11 +44,6 @@ class IdentityStub:
                 request_serializer=podium__api_dot_v1_dot_identity__pb2.IssueOAuthTokenRequest.SerializeToString,
                 response_deserializer=podium__api_dot_v1_dot_identity__pb2.IssueOAuthTokenReply.FromString,
                 _registered_method=True)
-        self.Call = channel.unary_unary(
-                '/podium_api.v1.Identity/Call',
-                request_serializer=podium__api_dot_v1_dot_identity__pb2.IdentityCall.SerializeToString,
-                response_deserializer=podium__api_dot_v1_dot_identity__pb2.IdentityReply.FromString,
-                _registered_method=True)
         self.ResolveSecrets = channel.unary_unary(
                 '/podium_api.v1.Identity/ResolveSecrets',
                 request_serializer=podium__api_dot_v1_dot_identity__pb2.ResolveSecretsRequest.SerializeToString,
@@ -75,18 +70,6 @@ class IdentityServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def Call(self, request, context):
-        """Every user-facing identity call, named by `operation`:
-        CURRENT_USER; LIST_/CREATE_/GET_/REPLACE_/PATCH_/DELETE_PRINCIPAL (resource: Users | Groups |
-        ServicePrincipals); CREATE_TOKEN, LIST_TOKENS, DELETE_TOKEN; LIST_ALL_TOKENS, GET_ANY_TOKEN,
-        DELETE_ANY_TOKEN, CREATE_OBO_TOKEN; CREATE_/LIST_/DELETE_SP_SECRET(S); GET_PERMISSIONS,
-        SET_PERMISSIONS, UPDATE_PERMISSIONS, GET_PERMISSION_LEVELS (id: endpoint id); CREATE_SCOPE,
-        LIST_SCOPES, DELETE_SCOPE, PUT_SECRET, DELETE_SECRET, LIST_SECRETS, GET_SECRET (always refused).
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
     def ResolveSecrets(self, request, context):
         """Internal: each text with its `{{secrets/<scope>/<key>}}` references replaced by the secret values.
         """
@@ -106,11 +89,6 @@ def add_IdentityServicer_to_server(servicer, server):
                     servicer.IssueOAuthToken,
                     request_deserializer=podium__api_dot_v1_dot_identity__pb2.IssueOAuthTokenRequest.FromString,
                     response_serializer=podium__api_dot_v1_dot_identity__pb2.IssueOAuthTokenReply.SerializeToString,
-            ),
-            'Call': grpc.unary_unary_rpc_method_handler(
-                    servicer.Call,
-                    request_deserializer=podium__api_dot_v1_dot_identity__pb2.IdentityCall.FromString,
-                    response_serializer=podium__api_dot_v1_dot_identity__pb2.IdentityReply.SerializeToString,
             ),
             'ResolveSecrets': grpc.unary_unary_rpc_method_handler(
                     servicer.ResolveSecrets,
@@ -172,33 +150,6 @@ class Identity:
             '/podium_api.v1.Identity/IssueOAuthToken',
             podium__api_dot_v1_dot_identity__pb2.IssueOAuthTokenRequest.SerializeToString,
             podium__api_dot_v1_dot_identity__pb2.IssueOAuthTokenReply.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def Call(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/podium_api.v1.Identity/Call',
-            podium__api_dot_v1_dot_identity__pb2.IdentityCall.SerializeToString,
-            podium__api_dot_v1_dot_identity__pb2.IdentityReply.FromString,
             options,
             channel_credentials,
             insecure,

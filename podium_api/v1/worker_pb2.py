@@ -24,39 +24,35 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1apodium_api/v1/worker.proto\x12\rpodium_api.v1\"4\n\x0ePredictRequest\x12\x0c\n\x04\x62ody\x18\x01 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\"G\n\x0cPredictReply\x12\x13\n\x0bhttp_status\x18\x01 \x01(\x05\x12\x0c\n\x04\x62ody\x18\x02 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x03 \x01(\t\"\xce\x01\n\x0bPredictItem\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0c\n\x04\x62ody\x18\x02 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x13\n\x0btraceparent\x18\x05 \x01(\t\x12\x11\n\ttimeout_s\x18\x06 \x01(\x01\x12\x31\n\x06method\x18\x07 \x01(\x0e\x32!.podium_api.v1.PredictItem.Method\" \n\x06Method\x12\x0b\n\x07PREDICT\x10\x00\x12\t\n\x05INFER\x10\x01\"9\n\x0cPredictFrame\x12)\n\x05items\x18\x01 \x03(\x0b\x32\x1a.podium_api.v1.PredictItem\"\x8e\x01\n\x10PredictItemReply\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x13\n\x0bhttp_status\x18\x02 \x01(\x05\x12\x0c\n\x04\x62ody\x18\x03 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x04 \x01(\t\x12\x10\n\x08model_ms\x18\x05 \x01(\x01\x12\x12\n\nerror_code\x18\x06 \x01(\t\x12\x0f\n\x07message\x18\x07 \x01(\t\"C\n\x11PredictReplyFrame\x12.\n\x05items\x18\x01 \x03(\x0b\x32\x1f.podium_api.v1.PredictItemReply\"\x11\n\x0fMetadataRequest\"?\n\x0eTensorMetadata\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x64\x61tatype\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\"\x80\x01\n\rMetadataReply\x12\x10\n\x08platform\x18\x01 \x01(\t\x12-\n\x06inputs\x18\x02 \x03(\x0b\x32\x1d.podium_api.v1.TensorMetadata\x12.\n\x07outputs\x18\x03 \x03(\x0b\x32\x1d.podium_api.v1.TensorMetadata\"D\n\x06Tensor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x64\x61tatype\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\x12\x0b\n\x03raw\x18\x04 \x01(\x0c\"_\n\x0cInferRequest\x12%\n\x06inputs\x18\x01 \x03(\x0b\x32\x15.podium_api.v1.Tensor\x12\x0f\n\x07outputs\x18\x02 \x03(\t\x12\x17\n\x0fparameters_json\x18\x03 \x01(\t\"4\n\nInferReply\x12&\n\x07outputs\x18\x01 \x03(\x0b\x32\x15.podium_api.v1.Tensor2\xae\x02\n\x06Worker\x12\x45\n\x07Predict\x12\x1d.podium_api.v1.PredictRequest\x1a\x1b.podium_api.v1.PredictReply\x12R\n\rPredictStream\x12\x1b.podium_api.v1.PredictFrame\x1a .podium_api.v1.PredictReplyFrame(\x01\x30\x01\x12H\n\x08Metadata\x12\x1e.podium_api.v1.MetadataRequest\x1a\x1c.podium_api.v1.MetadataReply\x12?\n\x05Infer\x12\x1b.podium_api.v1.InferRequest\x1a\x19.podium_api.v1.InferReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1apodium_api/v1/worker.proto\x12\rpodium_api.v1\"\xce\x01\n\x0bPredictItem\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0c\n\x04\x62ody\x18\x02 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x13\n\x0btraceparent\x18\x05 \x01(\t\x12\x11\n\ttimeout_s\x18\x06 \x01(\x01\x12\x31\n\x06method\x18\x07 \x01(\x0e\x32!.podium_api.v1.PredictItem.Method\" \n\x06Method\x12\x0b\n\x07PREDICT\x10\x00\x12\t\n\x05INFER\x10\x01\"9\n\x0cPredictFrame\x12)\n\x05items\x18\x01 \x03(\x0b\x32\x1a.podium_api.v1.PredictItem\"\x8e\x01\n\x10PredictItemReply\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x13\n\x0bhttp_status\x18\x02 \x01(\x05\x12\x0c\n\x04\x62ody\x18\x03 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x04 \x01(\t\x12\x10\n\x08model_ms\x18\x05 \x01(\x01\x12\x12\n\nerror_code\x18\x06 \x01(\t\x12\x0f\n\x07message\x18\x07 \x01(\t\"C\n\x11PredictReplyFrame\x12.\n\x05items\x18\x01 \x03(\x0b\x32\x1f.podium_api.v1.PredictItemReply\"\x11\n\x0fMetadataRequest\"?\n\x0eTensorMetadata\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x64\x61tatype\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\"\x80\x01\n\rMetadataReply\x12\x10\n\x08platform\x18\x01 \x01(\t\x12-\n\x06inputs\x18\x02 \x03(\x0b\x32\x1d.podium_api.v1.TensorMetadata\x12.\n\x07outputs\x18\x03 \x03(\x0b\x32\x1d.podium_api.v1.TensorMetadata\"D\n\x06Tensor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x64\x61tatype\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\x12\x0b\n\x03raw\x18\x04 \x01(\x0c\"_\n\x0cInferRequest\x12%\n\x06inputs\x18\x01 \x03(\x0b\x32\x15.podium_api.v1.Tensor\x12\x0f\n\x07outputs\x18\x02 \x03(\t\x12\x17\n\x0fparameters_json\x18\x03 \x01(\t\"4\n\nInferReply\x12&\n\x07outputs\x18\x01 \x03(\x0b\x32\x15.podium_api.v1.Tensor2\xa6\x01\n\x06Worker\x12R\n\rPredictStream\x12\x1b.podium_api.v1.PredictFrame\x1a .podium_api.v1.PredictReplyFrame(\x01\x30\x01\x12H\n\x08Metadata\x12\x1e.podium_api.v1.MetadataRequest\x1a\x1c.podium_api.v1.MetadataReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'podium_api.v1.worker_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PREDICTREQUEST']._serialized_start=45
-  _globals['_PREDICTREQUEST']._serialized_end=97
-  _globals['_PREDICTREPLY']._serialized_start=99
-  _globals['_PREDICTREPLY']._serialized_end=170
-  _globals['_PREDICTITEM']._serialized_start=173
-  _globals['_PREDICTITEM']._serialized_end=379
-  _globals['_PREDICTITEM_METHOD']._serialized_start=347
-  _globals['_PREDICTITEM_METHOD']._serialized_end=379
-  _globals['_PREDICTFRAME']._serialized_start=381
-  _globals['_PREDICTFRAME']._serialized_end=438
-  _globals['_PREDICTITEMREPLY']._serialized_start=441
-  _globals['_PREDICTITEMREPLY']._serialized_end=583
-  _globals['_PREDICTREPLYFRAME']._serialized_start=585
-  _globals['_PREDICTREPLYFRAME']._serialized_end=652
-  _globals['_METADATAREQUEST']._serialized_start=654
-  _globals['_METADATAREQUEST']._serialized_end=671
-  _globals['_TENSORMETADATA']._serialized_start=673
-  _globals['_TENSORMETADATA']._serialized_end=736
-  _globals['_METADATAREPLY']._serialized_start=739
-  _globals['_METADATAREPLY']._serialized_end=867
-  _globals['_TENSOR']._serialized_start=869
-  _globals['_TENSOR']._serialized_end=937
-  _globals['_INFERREQUEST']._serialized_start=939
-  _globals['_INFERREQUEST']._serialized_end=1034
-  _globals['_INFERREPLY']._serialized_start=1036
-  _globals['_INFERREPLY']._serialized_end=1088
-  _globals['_WORKER']._serialized_start=1091
-  _globals['_WORKER']._serialized_end=1393
+  _globals['_PREDICTITEM']._serialized_start=46
+  _globals['_PREDICTITEM']._serialized_end=252
+  _globals['_PREDICTITEM_METHOD']._serialized_start=220
+  _globals['_PREDICTITEM_METHOD']._serialized_end=252
+  _globals['_PREDICTFRAME']._serialized_start=254
+  _globals['_PREDICTFRAME']._serialized_end=311
+  _globals['_PREDICTITEMREPLY']._serialized_start=314
+  _globals['_PREDICTITEMREPLY']._serialized_end=456
+  _globals['_PREDICTREPLYFRAME']._serialized_start=458
+  _globals['_PREDICTREPLYFRAME']._serialized_end=525
+  _globals['_METADATAREQUEST']._serialized_start=527
+  _globals['_METADATAREQUEST']._serialized_end=544
+  _globals['_TENSORMETADATA']._serialized_start=546
+  _globals['_TENSORMETADATA']._serialized_end=609
+  _globals['_METADATAREPLY']._serialized_start=612
+  _globals['_METADATAREPLY']._serialized_end=740
+  _globals['_TENSOR']._serialized_start=742
+  _globals['_TENSOR']._serialized_end=810
+  _globals['_INFERREQUEST']._serialized_start=812
+  _globals['_INFERREQUEST']._serialized_end=907
+  _globals['_INFERREPLY']._serialized_start=909
+  _globals['_INFERREPLY']._serialized_end=961
+  _globals['_WORKER']._serialized_start=964
+  _globals['_WORKER']._serialized_end=1130
 # @@protoc_insertion_point(module_scope)

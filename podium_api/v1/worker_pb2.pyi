@@ -7,24 +7,6 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
-class PredictRequest(_message.Message):
-    __slots__ = ("body", "content_type")
-    BODY_FIELD_NUMBER: _ClassVar[int]
-    CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
-    body: bytes
-    content_type: str
-    def __init__(self, body: _Optional[bytes] = ..., content_type: _Optional[str] = ...) -> None: ...
-
-class PredictReply(_message.Message):
-    __slots__ = ("http_status", "body", "content_type")
-    HTTP_STATUS_FIELD_NUMBER: _ClassVar[int]
-    BODY_FIELD_NUMBER: _ClassVar[int]
-    CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
-    http_status: int
-    body: bytes
-    content_type: str
-    def __init__(self, http_status: _Optional[int] = ..., body: _Optional[bytes] = ..., content_type: _Optional[str] = ...) -> None: ...
-
 class PredictItem(_message.Message):
     __slots__ = ("id", "body", "content_type", "request_id", "traceparent", "timeout_s", "method")
     class Method(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):

@@ -34,11 +34,6 @@ class WorkerStub:
         Args:
             channel: A grpc.Channel.
         """
-        self.Predict = channel.unary_unary(
-                '/podium_api.v1.Worker/Predict',
-                request_serializer=podium__api_dot_v1_dot_worker__pb2.PredictRequest.SerializeToString,
-                response_deserializer=podium__api_dot_v1_dot_worker__pb2.PredictReply.FromString,
-                _registered_method=True)
         self.PredictStream = channel.stream_stream(
                 '/podium_api.v1.Worker/PredictStream',
                 request_serializer=podium__api_dot_v1_dot_worker__pb2.PredictFrame.SerializeToString,
@@ -49,32 +44,17 @@ class WorkerStub:
                 request_serializer=podium__api_dot_v1_dot_worker__pb2.MetadataRequest.SerializeToString,
                 response_deserializer=podium__api_dot_v1_dot_worker__pb2.MetadataReply.FromString,
                 _registered_method=True)
-        self.Infer = channel.unary_unary(
-                '/podium_api.v1.Worker/Infer',
-                request_serializer=podium__api_dot_v1_dot_worker__pb2.InferRequest.SerializeToString,
-                response_deserializer=podium__api_dot_v1_dot_worker__pb2.InferReply.FromString,
-                _registered_method=True)
 
 
 class WorkerServicer:
     """Missing associated documentation comment in .proto file."""
 
-    def Predict(self, request, context):
-        """Scores one request. The body is passed through untouched from the caller: the worker parses it
-        with MLflow's own scoring-server functions, so formats and errors match `mlflow models serve`
-        (where the worker can build the very DataFrame MLflow would, it skips MLflow's parse: same answer bytes).
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
     def PredictStream(self, request_iterator, context):
-        """Predict and Infer for many requests over one long-lived stream: the router's path to its replicas.
-        Each frame carries every request queued since the previous write (and each reply frame every answer
-        ready), so gRPC's per-call cost is paid once per frame, not once per request. Items are independent:
-        answers come back in any order, matched by id. The stream's metadata carries the credential. A worker
-        that is shutting down answers new items REPLICA_DRAINING, finishes the others, and ends the stream.
-        A router that finds a replica without it (an older worker) sends that replica unary calls.
+        """Scores requests over one long-lived stream: the router's one path to a replica. Each frame carries every
+        request queued since the previous write (and each reply frame every answer ready), so gRPC's per-call
+        cost is paid once per frame, not once per request. Items are independent: answers come back in any
+        order, matched by id. The stream's metadata carries the credential. A worker that is shutting down
+        answers new items REPLICA_DRAINING, finishes the others, and ends the stream.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -87,22 +67,9 @@ class WorkerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def Infer(self, request, context):
-        """Scores typed tensors: an Open Inference Protocol v2 request, decoded by the router's REST or gRPC
-        adapter into raw tensors. Errors are gRPC status codes with `error-code` in the trailing metadata.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
 
 def add_WorkerServicer_to_server(servicer, server):
     rpc_method_handlers = {
-            'Predict': grpc.unary_unary_rpc_method_handler(
-                    servicer.Predict,
-                    request_deserializer=podium__api_dot_v1_dot_worker__pb2.PredictRequest.FromString,
-                    response_serializer=podium__api_dot_v1_dot_worker__pb2.PredictReply.SerializeToString,
-            ),
             'PredictStream': grpc.stream_stream_rpc_method_handler(
                     servicer.PredictStream,
                     request_deserializer=podium__api_dot_v1_dot_worker__pb2.PredictFrame.FromString,
@@ -112,11 +79,6 @@ def add_WorkerServicer_to_server(servicer, server):
                     servicer.Metadata,
                     request_deserializer=podium__api_dot_v1_dot_worker__pb2.MetadataRequest.FromString,
                     response_serializer=podium__api_dot_v1_dot_worker__pb2.MetadataReply.SerializeToString,
-            ),
-            'Infer': grpc.unary_unary_rpc_method_handler(
-                    servicer.Infer,
-                    request_deserializer=podium__api_dot_v1_dot_worker__pb2.InferRequest.FromString,
-                    response_serializer=podium__api_dot_v1_dot_worker__pb2.InferReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -128,33 +90,6 @@ def add_WorkerServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class Worker:
     """Missing associated documentation comment in .proto file."""
-
-    @staticmethod
-    def Predict(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/podium_api.v1.Worker/Predict',
-            podium__api_dot_v1_dot_worker__pb2.PredictRequest.SerializeToString,
-            podium__api_dot_v1_dot_worker__pb2.PredictReply.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
 
     @staticmethod
     def PredictStream(request_iterator,
@@ -200,33 +135,6 @@ class Worker:
             '/podium_api.v1.Worker/Metadata',
             podium__api_dot_v1_dot_worker__pb2.MetadataRequest.SerializeToString,
             podium__api_dot_v1_dot_worker__pb2.MetadataReply.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def Infer(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/podium_api.v1.Worker/Infer',
-            podium__api_dot_v1_dot_worker__pb2.InferRequest.SerializeToString,
-            podium__api_dot_v1_dot_worker__pb2.InferReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -28,11 +28,26 @@ def concurrency_bounds(entity: dict) -> tuple[int, int]:
     return low, max(low, high)
 
 
-def replica_bounds(min_concurrency: int, max_concurrency: int, per_replica: float) -> tuple[int, int]:
-    """(floor, max) replicas for a concurrency range, each replica taking `per_replica` requests at once.
+def concurrency_per_replica(target: float, unbatched: float, is_batching: bool | None) -> float:
+    """Concurrent requests one replica is sized for under load: `target` where its model batches (or that is
+    not known yet), at most `unbatched` where it does not.
+
+    A replica whose model batches (services/worker/row_exact.py) merges concurrent requests into one model
+    call, so one process keeps up with many clients. One that does not runs one call at a time, about one
+    core under Python's lock: its entity's concurrent requests are served by more replicas (processes).
+    """
+    return min(target, unbatched) if is_batching is False else target
+
+
+def replica_bounds(min_concurrency: int, max_concurrency: int, per_replica: float,
+                   peak_per_replica: float | None = None) -> tuple[int, int]:
+    """(floor, max) replicas for a concurrency range, each replica taking `per_replica` requests at once;
+    `peak_per_replica`, where given, sizes the max alone (a replica that does not batch: see
+    concurrency_per_replica), so the floor an entity idles on stays the same.
 
     The floor is what an entity runs while it serves traffic, never below one; only scale-to-zero after
     an idle window goes below it (services/scaler/policy.py decides that).
     """
     floor = max(1, math.ceil(min_concurrency / per_replica))
-    return floor, max(floor, math.ceil(max_concurrency / per_replica))
+    peak = per_replica if peak_per_replica is None else peak_per_replica
+    return floor, max(floor, math.ceil(max_concurrency / peak))

@@ -7,12 +7,13 @@ Podium's internal service credential. With TLS the channel also presents this se
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 import grpc
 
 from podium_api.v1 import control_plane_pb2 as pb
 from podium_api.v1 import control_plane_pb2_grpc, identity_pb2, identity_pb2_grpc
+from podium_api.v1 import management_pb2, management_pb2_grpc
 from services.common.deployments import Deployment, DeploymentStatus, EndpointRoutes, RouteTarget
 from services.common.gateway_routes import external_from_json, gateway_from_json
 from services.common.grpc_edge import bearer_metadata, error_from_rpc
@@ -27,6 +28,7 @@ class ControlPlaneClient:
         self._channel = open_channel(target, tls, CHANNEL_OPTIONS)
         self._stub = control_plane_pb2_grpc.ControlPlaneStub(self._channel)
         self._identity = identity_pb2_grpc.IdentityStub(self._channel)
+        self._management = management_pb2_grpc.ManagementStub(self._channel)
         self._timeout_s = timeout_s
         self._internal = bearer_metadata(internal_token)
 
@@ -37,62 +39,16 @@ class ControlPlaneClient:
         except grpc.aio.AioRpcError as exc:
             raise error_from_rpc(exc, "control plane") from None
 
-    # ---- serving endpoints (JSON documents in the Databricks shapes), as the calling user ----
+    # ---- the management API (JSON documents in the Databricks shapes), as the calling user ----
 
-    async def create_endpoint(self, token: str, body: bytes | str) -> bytes:
-        text = body.decode() if isinstance(body, bytes) else body
-        reply = await self._call(self._stub.CreateEndpoint, pb.CreateEndpointRequest(endpoint_json=text), token)
-        return reply.endpoint_json.encode()
+    async def manage(self, token: str, operation: str, *, params: Mapping[str, str] | None = None,
+                     query: Mapping[str, str] | None = None, body: bytes = b"") -> bytes:
+        """The JSON answer of one management operation (protos/podium_api/v1/management.proto)."""
+        request = management_pb2.ManagementCall(operation=operation, params=params or {}, query=query or {},
+                                                body=body)
+        return (await self._call(self._management.Call, request, token)).json
 
-    async def get_endpoint(self, token: str, name: str) -> bytes:
-        return (await self._call(self._stub.GetEndpoint, pb.GetEndpointRequest(name=name), token)).endpoint_json.encode()
-
-    async def list_endpoints(self, token: str) -> bytes:
-        return (await self._call(self._stub.ListEndpoints, pb.ListEndpointsRequest(), token)).endpoints_json.encode()
-
-    async def update_config(self, token: str, name: str, body: bytes | str) -> bytes:
-        text = body.decode() if isinstance(body, bytes) else body
-        reply = await self._call(self._stub.UpdateConfig, pb.UpdateConfigRequest(name=name, config_json=text), token)
-        return reply.endpoint_json.encode()
-
-    async def delete_endpoint(self, token: str, name: str) -> None:
-        await self._call(self._stub.DeleteEndpoint, pb.DeleteEndpointRequest(name=name), token)
-
-    async def patch_tags(self, token: str, name: str, body: bytes | str) -> bytes:
-        return await self._update(self._stub.PatchTags, token, name, body)
-
-    async def put_ai_gateway(self, token: str, name: str, body: bytes | str) -> bytes:
-        return await self._update(self._stub.PutAiGateway, token, name, body)
-
-    async def put_rate_limits(self, token: str, name: str, body: bytes | str) -> bytes:
-        return await self._update(self._stub.PutRateLimits, token, name, body)
-
-    async def update_notifications(self, token: str, name: str, body: bytes | str) -> bytes:
-        return await self._update(self._stub.UpdateNotifications, token, name, body)
-
-    async def patch_telemetry_config(self, token: str, name: str, body: bytes | str) -> bytes:
-        text = body.decode() if isinstance(body, bytes) else body
-        reply = await self._call(self._stub.PatchTelemetryConfig, pb.EndpointUpdateRequest(name=name, body_json=text),
-                                 token)
-        return reply.endpoint_json.encode()
-
-    async def served_model_logs(self, token: str, name: str, served_model_name: str, *, build: bool) -> str:
-        method = self._stub.GetServedModelBuildLogs if build else self._stub.GetServedModelLogs
-        reply = await self._call(method, pb.ServedModelLogsRequest(name=name, served_model_name=served_model_name),
-                                 token)
-        return reply.logs
-
-    async def _update(self, method, token: str, name: str, body: bytes | str) -> bytes:
-        text = body.decode() if isinstance(body, bytes) else body
-        return (await self._call(method, pb.EndpointUpdateRequest(name=name, body_json=text), token)).json.encode()
-
-    # ---- identity (SCIM, tokens, permissions, secrets), as the calling user ----
-
-    async def identity_call(self, token: str, operation: str, *, resource: str = "", id: str = "", sub_id: str = "",
-                            body: bytes = b"", query: dict[str, str] | None = None) -> bytes:
-        request = identity_pb2.IdentityCall(operation=operation, resource=resource, id=id, sub_id=sub_id,
-                                            body_json=body.decode(errors="replace"), query=query or {})
-        return (await self._call(self._identity.Call, request, token)).json.encode()
+    # ---- sign-in: no bearer credential (the OAuth client secret is the credential) ----
 
     async def issue_oauth_token(self, client_id: str, client_secret: str, scope: str) -> dict:
         request = identity_pb2.IssueOAuthTokenRequest(client_id=client_id, client_secret=client_secret, scope=scope)

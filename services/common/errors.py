@@ -145,10 +145,6 @@ def error_from_code(code: str, message: str, http_status: int | None = None) -> 
     return error
 
 
-def http_status(code: str) -> int:
-    return WIRE_STATUS.get(code, (500, "INTERNAL"))[0]
-
-
 def grpc_status_name(code: str, http_status: int | None = None) -> str:
     if code in WIRE_STATUS:
         return WIRE_STATUS[code][1]

@@ -2,6 +2,7 @@
 
 Every line carries the request it was logged for (`request_id`, from services/common/request_context.py)
 and, while tracing is on, the current span's `trace_id` and `span_id`, so a log line finds its trace.
+`OutageLog` logs a dependency that fails on every call (Redis, say) once per outage.
 """
 
 from __future__ import annotations
@@ -34,6 +35,25 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
+
+
+class OutageLog:
+    """A dependency's outage in the log once: a warning when its calls start failing, a line when one
+    succeeds again, and nothing for the calls between."""
+
+    def __init__(self, logger: logging.Logger):
+        self._log = logger
+        self._is_out = False
+
+    def failed(self, message: str, *args) -> None:
+        if not self._is_out:
+            self._log.warning(message, *args)
+        self._is_out = True
+
+    def succeeded(self, message: str, *args) -> None:
+        if self._is_out:
+            self._log.info(message, *args)
+        self._is_out = False
 
 
 def configure_logging(service: str, level: str = "INFO") -> None:

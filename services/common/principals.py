@@ -24,11 +24,12 @@ ADMINS_GROUP = "admins"
 
 @dataclass(frozen=True)
 class Principal:
-    """An authenticated caller.
+    """An authenticated caller, as access checks, rate limits and usage records see it.
 
-    `kind` is USER or SERVICE_PRINCIPAL for people and automation, SERVICE for Podium's own processes
-    (which are never granted anything on endpoints). `group_ids` holds every group the principal is in,
-    nested groups included. `expires_at` (epoch seconds) is when the credential used stops being valid.
+    `name` is a user's name (email) or a service principal's application id. `kind` is USER or
+    SERVICE_PRINCIPAL for people and automation, SERVICE for Podium's own processes (which are never granted
+    anything on endpoints). `group_ids` holds every group the principal is in, nested groups included.
+    `expires_at` (epoch seconds) is when the credential used stops being valid.
     """
 
     id: str

@@ -133,6 +133,23 @@ def process_start_ticks(pid: int) -> int | None:
     return int(fields[19])
 
 
+async def wait_for_stop(parent_pid: int = 0) -> None:
+    """Returns on SIGTERM or SIGINT, or once process `parent_pid` (0: none) has exited: when a service's
+    __main__ is to shut down."""
+    import asyncio
+
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    waits = [asyncio.ensure_future(stop.wait())] + ([asyncio.ensure_future(wait_pid_exit(parent_pid))]
+                                                     if parent_pid else [])
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in waits:
+            task.cancel()
+
+
 async def wait_pid_exit(pid: int, poll_s: float = 0.2) -> None:
     """Returns when process `pid` (not necessarily our child) has exited: a pidfd where Linux has one."""
     import asyncio

@@ -4,6 +4,11 @@ A service binds its ports (port 0 = the OS picks) and prints JSON lines: optiona
 `{"event": "listening", ...}` first, then exactly one final line, `{"event": "ready", <addresses>}` or
 `{"event": "failed", "reason": ...}` (and exits). The parent reads them with a deadline: no sleeps, no
 port races. After the final line stdout is pointed at stderr, so nothing else ever lands in the pipe.
+
+A worker's ready line also says whether its model batches (`"is_batching": true`): the scaler sizes a
+replica that does not for fewer concurrent requests. Containers and pods have no such pipe, so the worker says
+it in gRPC health too: the service named BATCHING_HEALTH_SERVICE is SERVING where the model batches and
+NOT_SERVING where it does not (set before the worker's own health turns SERVING).
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+
+BATCHING_HEALTH_SERVICE = "podium.worker.batching"
 
 
 def announce_listening(service: str, **addresses: object) -> None:

@@ -12,7 +12,6 @@ import re
 
 REQUEST_ID_HEADER = "x-request-id"          # HTTP header and gRPC metadata key alike
 OVERHEAD_HEADER = "x-podium-overhead-ms"    # the router's time outside the model, per answer
-MODEL_TIME_KEY = "x-podium-model-ms"        # the worker's time on the request, in its trailing metadata
 TRACEPARENT = "traceparent"                 # W3C trace context
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("podium_request_id", default="")

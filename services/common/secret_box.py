@@ -1,12 +1,13 @@
-"""Secrets at rest, and secret references: the small interface the security issue's secrets store plugs into.
+"""Secrets at rest, and secret references.
 
 - `Cipher`: AES-256-GCM under the master keys (services/common/master_keys.py: `PODIUM_MASTER_KEY`, or the
   0600 key file `podium up` creates). Tokens carry a key id, `pdm1.<key id>.<base64url(nonce | ciphertext)>`,
   so a keyring with rotated keys can still open old tokens, and `reseal` moves them to the active key.
 - `seal_plaintext` / `public_view`: a spec's `*_plaintext` fields are stored only as `*_ciphertext`, and
   neither ever leaves in an answer (GET shows the `{{secrets/scope/key}}` reference, or nothing, as Databricks).
-- `SecretResolver`: what the router asks for `{{secrets/scope/key}}`: the control plane's secrets store (the
-  Databricks /api/2.0/secrets/* calls), or `MappingSecretResolver` for secrets given to a router at start.
+- `SecretResolver`: what the router asks for `{{secrets/scope/key}}` (services/router/backends.py
+  ControlPlaneSecrets: the secrets given to the router at start, then the control plane's encrypted secrets
+  store behind the Databricks /api/2.0/secrets/* calls).
 """
 
 from __future__ import annotations
@@ -147,17 +148,3 @@ class SecretResolver(Protocol):
         ...
 
 
-class MappingSecretResolver:
-    """Secrets given to the router at start (`PODIUM_SECRETS`, JSON {"scope/key": "value"}).
-
-    The stand-in until secrets live in the control plane's encrypted store: the interface stays the same.
-    """
-
-    def __init__(self, secrets: Mapping[str, str]):
-        self._secrets = dict(secrets)
-
-    async def resolve(self, scope: str, key: str) -> str:
-        value = self._secrets.get(f"{scope}/{key}")
-        if value is None:
-            raise SecretError(f"secret '{key}' does not exist in scope '{scope}'")
-        return value

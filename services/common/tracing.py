@@ -43,10 +43,6 @@ def use_provider(provider: trace.TracerProvider | None) -> None:
     _tracer = provider.get_tracer("podium") if provider is not None else None
 
 
-def is_enabled() -> bool:
-    return _tracer is not None
-
-
 def server_span(name: str, traceparent: str = "", attributes: dict | None = None):
     """A span for an inbound request, continuing the caller's W3C trace when `traceparent` is valid."""
     if _tracer is None:

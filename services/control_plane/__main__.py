@@ -8,7 +8,7 @@ import signal
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from podium_api.v1 import control_plane_pb2_grpc, identity_pb2_grpc
+from podium_api.v1 import control_plane_pb2_grpc, identity_pb2_grpc, management_pb2_grpc
 from services.common.gc_tuning import freeze_startup_objects
 from services.common.grpc_server import SERVER_OPTIONS
 from services.common.logging import configure_logging
@@ -18,7 +18,7 @@ from services.common.tls import TlsFiles, add_server_port
 from services.control_plane.backends import ScalerClients
 from services.control_plane.core import EndpointService
 from services.control_plane.crypto import KeyRing
-from services.control_plane.grpc_api import ControlPlaneServicer
+from services.control_plane.grpc_api import ControlPlaneServicer, ManagementServicer
 from services.control_plane.grpc_identity import IdentityServicer
 from services.control_plane.identity import AuthSettings, IdentityService
 from services.control_plane.identity_store import IdentityStore
@@ -55,8 +55,9 @@ async def serve(settings: ControlPlaneSettings) -> None:
     operations = Operations(identity, tokens, secrets, service)
 
     server = grpc.aio.server(options=SERVER_OPTIONS)
+    management_pb2_grpc.add_ManagementServicer_to_server(ManagementServicer(operations), server)
     control_plane_pb2_grpc.add_ControlPlaneServicer_to_server(ControlPlaneServicer(service), server)
-    identity_pb2_grpc.add_IdentityServicer_to_server(IdentityServicer(identity, tokens, secrets, operations), server)
+    identity_pb2_grpc.add_IdentityServicer_to_server(IdentityServicer(identity, tokens, secrets), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     port = add_server_port(server, f"{settings.control_plane_host}:{settings.control_plane_port}", tls)
@@ -74,7 +75,7 @@ async def serve(settings: ControlPlaneSettings) -> None:
 
 
 def main() -> None:
-    settings = ControlPlaneSettings()
+    settings = ControlPlaneSettings.from_environment()
     configure_logging("control_plane")
     asyncio.run(serve(settings))
 

@@ -11,8 +11,8 @@ from services.common.tls import TlsFiles, open_channel
 
 
 class ScalerClients:
-    """One long-lived channel per scaler that reported (a scaler per machine, later). Calls carry Podium's
-    internal service credential and, with TLS, the control plane's certificate: scalers answer no one else."""
+    """One long-lived channel per scaler that reported. Calls carry Podium's internal service credential and,
+    with TLS, the control plane's certificate: scalers answer no one else."""
 
     def __init__(self, timeout_s: float = 10.0, *, internal_token: str = "", tls: TlsFiles | None = None):
         self._timeout_s = timeout_s

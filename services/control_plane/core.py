@@ -1,8 +1,8 @@
 """The control plane's one core: serving-endpoint specs, their state machine, and change streams.
 
-The REST adapter (on the router) and the gRPC adapter call these methods and nothing else. The database is
-the source of truth; this process is its only writer, so it keeps a write-through copy in memory and
-answers reads (and the 10,000-endpoint list) without a query.
+The management API (operations.py) and the internal gRPC API (grpc_api.py) call these methods and nothing
+else. The database is the source of truth; this process is its only writer, so it keeps a write-through
+copy in memory and answers reads (and the 10,000-endpoint list) without a query.
 
 Every method takes the caller's bearer token and decides here who may do what: the serving-endpoint API
 needs a user or service principal with the endpoint permission it names (an endpoint the caller may not
@@ -143,7 +143,8 @@ class EndpointService:
         log.info("updating endpoint %s to config version %d", name, latest + 1)
         return views.detailed(updated, self._observed(), CAN_MANAGE)
 
-    async def delete(self, token: str, name: str) -> None:
+    async def delete(self, token: str, name: str) -> dict:
+        """{}: the Databricks answer (mlflow's delete_endpoint needs a JSON body)."""
         await self._authorized(token, name, CAN_MANAGE)
         async with self._write_lock:
             endpoint = self._require(name)
@@ -154,6 +155,7 @@ class EndpointService:
                     self._log_sources.pop(deployment_key(endpoint["id"], entity), None)
         await self._notify()
         log.info("deleted endpoint %s", name)
+        return {}
 
     async def patch_tags(self, token: str, name: str, body: object) -> dict:
         await self._authorized(token, name, CAN_MANAGE)

@@ -1,4 +1,7 @@
-"""gRPC adapter of the control plane: parses the wire, calls one core method, renders the wire.
+"""gRPC adapters of the control plane: parse the wire, call one core method, render the wire.
+
+- Management: every user-facing call, one `Call` named by its operation (operations.py decides which core).
+- ControlPlane: the internal calls of the router and the scaler (routing table, deployments).
 
 The caller's credential (`authorization` metadata) is only extracted here and handed to the core.
 """
@@ -8,93 +11,37 @@ from __future__ import annotations
 import orjson
 
 from podium_api.v1 import control_plane_pb2 as pb
-from podium_api.v1 import control_plane_pb2_grpc
+from podium_api.v1 import control_plane_pb2_grpc, management_pb2, management_pb2_grpc
 from services.common.deployments import DeploymentStatus
 from services.common.errors import MalformedRequest
 from services.common.gateway_routes import external_to_json, gateway_to_json
 from services.common.grpc_edge import grpc_edge, metadata_token
 from services.control_plane.core import EndpointService
+from services.control_plane.operations import Call, Operations
 
 
-def parse_json(text: str, what: str) -> object:
+def _parse_json(text: bytes, what: str) -> object:
     try:
         return orjson.loads(text or "null")
     except orjson.JSONDecodeError as exc:
         raise MalformedRequest(f"{what} is not valid JSON: {exc}") from None
 
 
-def _endpoint_reply(endpoint: dict) -> pb.EndpointReply:
-    return pb.EndpointReply(endpoint_json=orjson.dumps(endpoint).decode())
+class ManagementServicer(management_pb2_grpc.ManagementServicer):
+    def __init__(self, operations: Operations):
+        self._operations = operations
 
-
-def _json_reply(answer: dict) -> pb.JsonReply:
-    return pb.JsonReply(json=orjson.dumps(answer).decode())
+    @grpc_edge
+    async def Call(self, request, context):
+        answer = await self._operations.call(Call(
+            metadata_token(context), request.operation, dict(request.params), _parse_json(request.body, "body"),
+            dict(request.query)))
+        return management_pb2.ManagementReply(json=answer)
 
 
 class ControlPlaneServicer(control_plane_pb2_grpc.ControlPlaneServicer):
     def __init__(self, service: EndpointService):
         self._service = service
-
-    @grpc_edge
-    async def CreateEndpoint(self, request, context):
-        endpoint = await self._service.create(metadata_token(context),
-                                              parse_json(request.endpoint_json, "endpoint_json"))
-        return _endpoint_reply(endpoint)
-
-    @grpc_edge
-    async def GetEndpoint(self, request, context):
-        return _endpoint_reply(await self._service.get(metadata_token(context), request.name))
-
-    @grpc_edge
-    async def ListEndpoints(self, request, context):
-        return pb.ListEndpointsReply(endpoints_json=(await self._service.list_json(metadata_token(context))).decode())
-
-    @grpc_edge
-    async def UpdateConfig(self, request, context):
-        return _endpoint_reply(await self._service.update_config(
-            metadata_token(context), request.name, parse_json(request.config_json, "config_json")))
-
-    @grpc_edge
-    async def DeleteEndpoint(self, request, context):
-        await self._service.delete(metadata_token(context), request.name)
-        return pb.DeleteEndpointReply()
-
-    @grpc_edge
-    async def PatchTags(self, request, context):
-        return _json_reply(await self._service.patch_tags(
-            metadata_token(context), request.name, parse_json(request.body_json, "body_json")))
-
-    @grpc_edge
-    async def PutAiGateway(self, request, context):
-        return _json_reply(await self._service.put_ai_gateway(
-            metadata_token(context), request.name, parse_json(request.body_json, "body_json")))
-
-    @grpc_edge
-    async def PutRateLimits(self, request, context):
-        return _json_reply(await self._service.put_rate_limits(
-            metadata_token(context), request.name, parse_json(request.body_json, "body_json")))
-
-    @grpc_edge
-    async def UpdateNotifications(self, request, context):
-        return _json_reply(await self._service.update_notifications(
-            metadata_token(context), request.name, parse_json(request.body_json, "body_json")))
-
-    @grpc_edge
-    async def PatchTelemetryConfig(self, request, context):
-        return _endpoint_reply(await self._service.patch_telemetry_config(
-            metadata_token(context), request.name, parse_json(request.body_json, "body_json")))
-
-    @grpc_edge
-    async def GetServedModelLogs(self, request, context):
-        answer = await self._service.served_model_logs(metadata_token(context), request.name,
-                                                      request.served_model_name, build=False)
-        return pb.ServedModelLogsReply(logs=answer["logs"])
-
-    @grpc_edge
-    async def GetServedModelBuildLogs(self, request, context):
-        answer = await self._service.served_model_logs(metadata_token(context), request.name,
-                                                      request.served_model_name, build=True)
-        return pb.ServedModelLogsReply(logs=answer["logs"])
 
     @grpc_edge
     async def WatchRoutingTable(self, request, context):

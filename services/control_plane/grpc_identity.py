@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import orjson
-
 from podium_api.v1 import identity_pb2 as pb
 from podium_api.v1 import identity_pb2_grpc
 from services.common.grpc_edge import grpc_edge, metadata_token
-from services.control_plane.grpc_api import parse_json
 from services.control_plane.identity import IdentityService
-from services.control_plane.operations import Call, Operations
 from services.control_plane.secrets_store import SecretsService
 from services.control_plane.tokens import TokenService
 
 
 class IdentityServicer(identity_pb2_grpc.IdentityServicer):
-    def __init__(self, identity: IdentityService, tokens: TokenService, secrets: SecretsService,
-                 operations: Operations):
+    def __init__(self, identity: IdentityService, tokens: TokenService, secrets: SecretsService):
         self._identity = identity
         self._tokens = tokens
         self._secrets = secrets
-        self._operations = operations
 
     @grpc_edge
     async def Authenticate(self, request, context):
@@ -36,13 +30,6 @@ class IdentityServicer(identity_pb2_grpc.IdentityServicer):
     async def IssueOAuthToken(self, request, context):
         issued = await self._tokens.issue_oauth_token(request.client_id, request.client_secret, request.scope)
         return pb.IssueOAuthTokenReply(**issued)
-
-    @grpc_edge
-    async def Call(self, request, context):
-        answer = await self._operations.call(Call(
-            metadata_token(context), request.operation, request.resource, request.id, request.sub_id,
-            parse_json(request.body_json, "body") if request.body_json else None, dict(request.query)))
-        return pb.IdentityReply(json=orjson.dumps(answer).decode())
 
     @grpc_edge
     async def ResolveSecrets(self, request, context):

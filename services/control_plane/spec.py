@@ -51,7 +51,7 @@ def validate_create(body: Any) -> dict:
     ai_gateway = validate_ai_gateway(body.get("ai_gateway") or {}, "ai_gateway")
     if body.get("rate_limits"):
         # The legacy endpoint rate limits and the AI gateway's are one list here (Databricks deprecated the
-        # former for the latter), so a later enforcement reads one place and GET shows them in ai_gateway.
+        # former for the latter), so the router enforces one list and GET shows them in ai_gateway.
         if "rate_limits" in ai_gateway:
             raise InvalidParameter("Give rate_limits or ai_gateway.rate_limits, not both")
         ai_gateway["rate_limits"] = validate_legacy_rate_limits(body["rate_limits"], "rate_limits")
@@ -110,7 +110,8 @@ def validate_config(config: Any, field: str = "config") -> dict:
 
 
 def _auto_capture(value: Any, field: str) -> dict:
-    """The legacy inference-table settings: stored and shown; no payload table is written yet."""
+    """The legacy inference-table settings (auto_capture_config): stored and shown; Podium writes no payload
+    table for them (ai_gateway.inference_table_config is the inference table it writes)."""
     value = _object(value, field)
     out: dict = {n: _str(value[n], f"{field}.{n}") for n in ("catalog_name", "schema_name", "table_name_prefix")
                  if value.get(n) is not None}

@@ -1,4 +1,4 @@
-"""JSON field checks shared by the request validators (spec.py, spec_gateway.py). Pure.
+"""JSON field checks shared by the request validators (spec.py, spec_options.py, spec_external.py). Pure.
 
 Each takes the value and the field's dotted path, and raises MalformedRequest (wrong JSON shape) or
 InvalidParameter (right shape, bad value) naming that path, so every 400 says which field is wrong.
@@ -6,39 +6,28 @@ InvalidParameter (right shape, bad value) naming that path, so every 400 says wh
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from services.common.errors import InvalidParameter, MalformedRequest
+from services.common.errors import InvalidParameter, MalformedRequest, PodiumError
 
 
-def require_object(value: Any, field: str) -> dict:
-    if not isinstance(value, dict):
-        raise MalformedRequest(f"{field} must be a JSON object")
-    return value
+def _type_check(accepts: Callable[[Any], bool], error: type[PodiumError], must_be: str) -> Callable[[Any, str], Any]:
+    """A check that returns the value it `accepts`, and otherwise raises `error`: "<field> must be <must_be>"."""
+    def require(value: Any, field: str) -> Any:
+        if not accepts(value):
+            raise error(f"{field} must be {must_be}")
+        return value
+    return require
 
 
-def require_list(value: Any, field: str) -> list:
-    if not isinstance(value, list):
-        raise MalformedRequest(f"{field} must be a JSON array")
-    return value
-
-
-def require_str(value: Any, field: str) -> str:
-    if not isinstance(value, str):
-        raise InvalidParameter(f"{field} must be a string")
-    return value
-
-
-def require_bool(value: Any, field: str) -> bool:
-    if not isinstance(value, bool):
-        raise InvalidParameter(f"{field} must be true or false")
-    return value
-
-
-def require_non_negative_int(value: Any, field: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise InvalidParameter(f"{field} must be a non-negative integer")
-    return value
+# A wrong JSON type for a container is a malformed request; for a scalar, an invalid parameter value.
+require_object = _type_check(lambda v: isinstance(v, dict), MalformedRequest, "a JSON object")
+require_list = _type_check(lambda v: isinstance(v, list), MalformedRequest, "a JSON array")
+require_str = _type_check(lambda v: isinstance(v, str), InvalidParameter, "a string")
+require_bool = _type_check(lambda v: isinstance(v, bool), InvalidParameter, "true or false")
+require_non_negative_int = _type_check(lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+                                       InvalidParameter, "a non-negative integer")   # JSON true is no count
 
 
 def require_enum(value: Any, allowed: tuple[str, ...], field: str) -> str:

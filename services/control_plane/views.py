@@ -1,7 +1,7 @@
 """Renders stored endpoints in the Databricks response shapes (ServingEndpointDetailed, ServingEndpoint).
 
 Every field rendered here is a field of the databricks-sdk dataclass of that shape, so an answer survives
-`ServingEndpointDetailed.from_dict(answer).as_dict()` unchanged (tests/test_views.py checks it), except
+`ServingEndpointDetailed.from_dict(answer).as_dict()` unchanged (tests/unit/test_views.py checks it), except
 the replica counts in each served entity's `state` (state.PODIUM_STATE_FIELDS) and the batching settings
 of a served entity that was given them (state.PODIUM_ENTITY_FIELDS), which the SDK drops.
 """

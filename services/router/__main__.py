@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
-import signal
 import subprocess
 
 import grpc
@@ -21,12 +21,11 @@ from services.common.gc_tuning import freeze_startup_objects
 from services.common.grpc_server import SERVER_OPTIONS
 from services.common.logging import configure_logging
 from services.common.metrics_server import start_metrics_server
-from services.common.processes import start_service, stop_process, wait_pid_exit
+from services.common.processes import start_service, stop_process, wait_for_stop
 from services.common.tracing import configure_tracing
 from services.common.readiness import announce_ready
 from services.common.master_keys import load_cipher
 from services.common.tls import TlsFiles, add_server_port, https_context
-from services.router import rest_gateway
 from services.router.ai_gateway import AiGateway
 from services.router.admission import Admission, LoadTracker
 from services.router.auth import TokenCache
@@ -45,8 +44,15 @@ from services.router.rate_limit import RateLimiter, RedisBuckets
 from services.router.registry import ModelRegistry
 from services.router.rest import build_app
 from services.router.settings import RouterSettings
+from services.router.sign_in import SignIn
 
 log = logging.getLogger("services.router")
+
+
+def entity_load(routing: RoutingTableFollower, tracker: LoadTracker) -> list[tuple[str, str, int, int]]:
+    """(endpoint, served entity, in flight, queued) per served entity, named as the routing table names them."""
+    names = {r.deployment_key: (e.name, r.served_entity_name) for e in routing.endpoints.values() for r in e.routes}
+    return [(*names[key], in_flight, queued) for key, in_flight, queued in tracker.current() if key in names]
 
 
 async def build_ai_gateway(settings: RouterSettings, control_plane: ControlPlaneClient) -> tuple[AiGateway, list]:
@@ -77,13 +83,8 @@ async def serve(settings: RouterSettings) -> None:
                                        internal_token=settings.internal_token.get_secret_value(), tls=internal_tls)
     pool = WorkerPool(settings.worker_token.get_secret_value(), internal_tls, eject_s=settings.replica_eject_s)
     tracker = LoadTracker()
-    routing_ref: list[RoutingTableFollower] = []
-
-    def entity_load():   # in-flight and queued per served entity, named as the routing table names them
-        names = {r.deployment_key: (e.name, r.served_entity_name)
-                 for e in routing_ref[0].endpoints.values() for r in e.routes} if routing_ref else {}
-        return [(*names[key], in_flight, queued) for key, in_flight, queued in tracker.current() if key in names]
-    metrics = EndpointMetrics(entity_load)
+    routing = RoutingTableFollower(control_plane, pool)
+    metrics = EndpointMetrics(functools.partial(entity_load, routing, tracker))
     publisher = None
     if settings.redis_url:
         publisher = MetricsPublisher(settings.redis_url, tracker, interval_s=settings.metrics_interval_s,
@@ -92,18 +93,19 @@ async def serve(settings: RouterSettings) -> None:
         log.warning("no Redis URL: load metrics are not published, so endpoints do not autoscale")
     admission = Admission(tracker, queue_limit=settings.queue_limit, timeout_s=settings.queue_timeout_s,
                           on_queued=publisher.request_wake if publisher else (lambda key: None))
-    routing = RoutingTableFollower(control_plane, pool, on_table=metrics.keep_only)
-    routing_ref.append(routing)
 
-    def on_table() -> None:  # a new table: waiting requests look again; retired deployments are forgotten
+    def on_table() -> None:
+        """A new routing table: gone endpoints' series are dropped, waiting requests look again, retired
+        deployments are forgotten."""
+        metrics.keep_only(routing.endpoints.keys())
         admission.routes_changed()
         tracker.retain({r.deployment_key for e in routing.endpoints.values() for r in e.routes})
     routing.on_change = on_table
     follower = asyncio.create_task(routing.run())
     publishing = asyncio.create_task(publisher.run()) if publisher else None
     await routing.first_table.wait()  # answer no query before knowing the endpoints
-    signatures = SignatureReader(settings.registry_uri, settings.tracking_uri, alias_ttl_s=settings.openapi_alias_ttl_s)
     registry = ModelRegistry(settings.registry_uri, settings.tracking_uri, settings.registry_timeout_s)
+    signatures = SignatureReader(registry, alias_ttl_s=settings.openapi_alias_ttl_s)
     ai_gateway, closing = await build_ai_gateway(settings, control_plane)
     auth = TokenCache(control_plane.authenticate, ttl_s=settings.auth_cache_ttl_s,
                       stale_grace_s=settings.auth_stale_grace_s)
@@ -116,8 +118,8 @@ async def serve(settings: RouterSettings) -> None:
     if settings.router_tls_cert_file and settings.router_tls_key_file:
         public_tls = TlsFiles(settings.tls_ca_file or settings.router_tls_cert_file, settings.router_tls_cert_file,
                               settings.router_tls_key_file)
-    app = build_app(gateway, settings.max_request_bytes, settings.max_concurrent_requests)
-    rest_gateway.add_routes(app, gateway)
+    app = build_app(gateway, settings.max_request_bytes, settings.max_concurrent_requests,
+                    sign_in=SignIn(control_plane))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     ssl_context = https_context(public_tls.cert_file, public_tls.key_file) if public_tls else None
@@ -150,16 +152,7 @@ async def serve(settings: RouterSettings) -> None:
                    grpc_target=f"{settings.router_host}:{grpc_port}", metrics_address=metrics_address,
                    processes=1 + len(siblings),
                    metrics_addresses=[metrics_address] + [ready.get("metrics_address", "") for _, ready in siblings])
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-    parent = None
-    if settings.router_parent_pid:
-        parent = asyncio.create_task(wait_pid_exit(settings.router_parent_pid))
-        parent.add_done_callback(lambda _: stop.set())
-    await stop.wait()
-    if parent is not None:
-        parent.cancel()
+    await wait_for_stop(settings.router_parent_pid)
     await asyncio.gather(*(asyncio.to_thread(stop_process, process) for process, _ in siblings))
     await grpc_server.stop(grace=5)
     if metrics_runner is not None:
@@ -182,14 +175,11 @@ async def serve(settings: RouterSettings) -> None:
 def start_siblings(settings: RouterSettings, http_port: int, grpc_port: int) -> list[tuple[subprocess.Popen, dict]]:
     """The other router processes (router_processes > 1), on the ports this one bound (blocking: run off
     the loop). Each is given the credentials this one has, as `podium up` gave them (never argv)."""
-    env = {"PODIUM_ROUTER_PORT": str(http_port), "PODIUM_ROUTER_GRPC_PORT": str(grpc_port),
-           "PODIUM_ROUTER_PROCESSES": "1", "PODIUM_ROUTER_REUSE_PORT": "true",
-           "PODIUM_ROUTER_PARENT_PID": str(os.getpid()),
-           "PODIUM_ROUTER_METRICS_PORT": "0" if settings.router_metrics_port >= 0 else "-1",
-           "PODIUM_INTERNAL_TOKEN": settings.internal_token.get_secret_value(),
-           "PODIUM_WORKER_TOKEN": settings.worker_token.get_secret_value()}
-    if settings.master_key is not None:
-        env["PODIUM_MASTER_KEY"] = settings.master_key.get_secret_value()
+    env = RouterSettings.env_for(
+        router_port=http_port, router_grpc_port=grpc_port, router_processes=1, router_reuse_port=True,
+        router_parent_pid=os.getpid(), router_metrics_port=0 if settings.router_metrics_port >= 0 else -1,
+        internal_token=settings.internal_token, worker_token=settings.worker_token,
+        master_key=settings.master_key or None)
     started = []
     try:
         for i in range(1, settings.router_processes):
@@ -203,7 +193,7 @@ def start_siblings(settings: RouterSettings, http_port: int, grpc_port: int) -> 
 
 
 def main() -> None:
-    settings = RouterSettings()
+    settings = RouterSettings.from_environment()
     configure_logging("router")
     configure_tracing("router", settings.otlp_endpoint)
     event_loop.run(serve(settings))

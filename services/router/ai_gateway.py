@@ -1,6 +1,6 @@
 """The AI gateway's core: queries of endpoints that serve external models, or have rate limits, usage tracking
 or an inference table. The router's Gateway hands such an endpoint here once (EndpointRoutes.gateway is set);
-a plain custom-model endpoint never comes here, so its bytes pass-through path stays as it was.
+a plain custom-model endpoint never comes here: its queries keep the bytes pass-through path.
 
 Per request: admit against the rate limits (Redis), call the provider (or forward to the workers), then,
 off the request path, charge the tokens used and queue the inference/usage record.
@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from services.common.caller import Caller
 from services.common.deployments import EndpointRoutes, RouteTarget
 from services.common.request_context import current_request_id
 from services.common.errors import BadRequest, InvalidParameter, PodiumError, Unavailable
+from services.common.principals import Principal
 from services.router.external.replies import ProviderStream, Usage
 from services.router.inference_log import InferenceRecord
 from services.router.policy.rate_limit import Budget
@@ -50,7 +50,7 @@ class AiGateway:
         self._background: set[asyncio.Task] = set()
 
     async def query(self, endpoint: EndpointRoutes, route: RouteTarget, body: bytes, payload: dict | None,
-                    caller: Caller, task: str, forward: Callable[[], Awaitable[QueryResult]]) -> QueryResult:
+                    caller: Principal, task: str, forward: Callable[[], Awaitable[QueryResult]]) -> QueryResult:
         """`route` is the served entity the caller's query goes to (the router core picked it); `task` is set on
         the OpenAI-style paths (which task the caller asked for); `forward` is the plain path to the workers,
         for custom models."""
@@ -75,7 +75,7 @@ class AiGateway:
                 return QueryResult(result.body, result.content_type, served, None, request_id, result.model_ms)
             if task and task != policy.task:
                 raise InvalidParameter(f"Endpoint '{endpoint.name}' serves {policy.task}, not {task}")
-            payload = payload if payload is not None else _json_object(body)
+            payload = payload if payload is not None else json_object(body)
             if policy.rate_limits:
                 budgets = await self._limiter.admit(endpoint.name, endpoint.id, policy.rate_limits, caller)
             if route.external_model is None:
@@ -100,7 +100,7 @@ class AiGateway:
         return QueryResult(reply.body, "application/json", served, None, request_id, provider_ms)
 
     async def _relay(self, stream: ProviderStream, endpoint: EndpointRoutes, request_id: str, served: str,
-                     caller: Caller, timestamp_ms: int, started: float, body: bytes, payload: dict | None,
+                     caller: Principal, timestamp_ms: int, started: float, body: bytes, payload: dict | None,
                      budgets: list[Budget], record: bool) -> AsyncIterator[bytes]:
         """The provider's chunks, as they come; once it ends (or the caller leaves), charge and record."""
         captured = bytearray() if record else None
@@ -126,7 +126,7 @@ class AiGateway:
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 
-    def _record(self, endpoint: EndpointRoutes, request_id: str, served: str, caller: Caller, timestamp_ms: int,
+    def _record(self, endpoint: EndpointRoutes, request_id: str, served: str, caller: Principal, timestamp_ms: int,
                 started: float, status: int, request: bytes, response: bytes, usage: Usage,
                 payload: dict | None) -> None:
         if self._log is None:
@@ -177,7 +177,8 @@ class AiGateway:
         await asyncio.gather(*self._background, return_exceptions=True)
 
 
-def _json_object(body: bytes) -> dict:
+def json_object(body: bytes) -> dict:
+    """The request body as a JSON object (the OpenAI-style paths parse it too, to find the endpoint)."""
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError:

@@ -12,21 +12,22 @@ import grpc
 from podium_api.v1 import worker_pb2, worker_pb2_grpc
 from services.common.control_plane_client import ControlPlaneClient
 from services.common.deployments import EndpointRoutes
-from services.common.errors import DeadlineExceeded, InvalidParameter, ReplicaUnreachable
-from services.common.grpc_edge import bearer_metadata, error_from_rpc
+from services.common.errors import InvalidParameter
+from services.common.grpc_edge import bearer_metadata
 from services.common import tracing
 from services.common.grpc_server import CHANNEL_OPTIONS
-from services.common.request_context import MODEL_TIME_KEY, REQUEST_ID_HEADER, TRACEPARENT, request_id_var
+from services.common.request_context import request_id_var
 from services.common.secret_box import SecretError
 from services.common.tensors import ModelMetadata, TensorMetadata
 from services.common.tls import TlsFiles, open_channel
-from services.router.prediction_stream import Prediction, PredictionStream, StreamUnsupported
+from services.router.prediction_stream import PredictionStream, WorkerReply, replica_error
 
 log = logging.getLogger(__name__)
 
 
 class WorkerPool:
-    """One long-lived gRPC channel per worker replica, and how many requests each has in flight.
+    """One long-lived gRPC channel per worker replica, its prediction stream, and how many requests each
+    replica has in flight.
 
     Every call presents the router's worker credential (workers answer no one else) and, with TLS, the
     router's Podium certificate.
@@ -36,9 +37,7 @@ class WorkerPool:
         self._credential = bearer_metadata(worker_token)
         self._tls = tls
         self._stubs: dict[str, worker_pb2_grpc.WorkerStub] = {}
-        self._raw_infer: dict[str, grpc.aio.UnaryUnaryMultiCallable] = {}
         self._streams: dict[str, PredictionStream] = {}   # predictions go over one stream per replica
-        self._unary_only: set[str] = set()                  # replicas whose worker has no PredictStream
         self._channels: dict[str, grpc.aio.Channel] = {}
         self.in_flight: dict[str, int] = {}
         # Replicas a call found unreachable, and until when (monotonic) no request is routed to them: the
@@ -67,11 +66,8 @@ class WorkerPool:
             if address not in addresses:
                 channel = self._channels.pop(address)
                 self._stubs.pop(address, None)
-                self._raw_infer.pop(address, None)
-                stream = self._streams.pop(address, None)
-                self._unary_only.discard(address)
-                if stream is not None:
-                    stream.close()   # ends once its requests in flight are answered, before the channel closes
+                # The stream ends once its requests in flight are answered, before the channel closes.
+                self._streams.pop(address).close()
                 self.in_flight.pop(address, None)
                 self._ejected.pop(address, None)
                 asyncio.get_running_loop().create_task(channel.close(grace=30))
@@ -82,97 +78,41 @@ class WorkerPool:
             channel = open_channel(address, self._tls, CHANNEL_OPTIONS)
             self._channels[address] = channel
             stub = self._stubs[address] = worker_pb2_grpc.WorkerStub(channel)
-            # Infer bodies arrive serialized from the router's adapters: sent as they are, no re-encoding
-            # (over the stream, or unary to a worker that has none).
-            self._raw_infer[address] = channel.unary_unary("/podium_api.v1.Worker/Infer")
             self._streams[address] = PredictionStream(channel, self._credential, address)
         return stub
 
-    async def predict(self, address: str, body: bytes, content_type: str, timeout_s: float) -> Prediction:
-        return await self._call(address, timeout_s, self._predict, body, content_type)
+    async def predict(self, address: str, body: bytes, content_type: str, timeout_s: float) -> WorkerReply:
+        return await self._streamed(address, timeout_s, body, content_type, worker_pb2.PredictItem.PREDICT)
 
-    async def infer(self, address: str, body: bytes, timeout_s: float) -> Prediction:
-        """Sends a serialized worker InferRequest; the reply body is a serialized InferReply."""
-        return await self._call(address, timeout_s, self._infer, body)
+    async def infer(self, address: str, body: bytes, timeout_s: float) -> WorkerReply:
+        """Sends a serialized worker InferRequest (as the router's adapters built it: no re-encoding); the
+        reply body is a serialized InferReply."""
+        return await self._streamed(address, timeout_s, body, "", worker_pb2.PredictItem.INFER)
 
     async def metadata(self, address: str, timeout_s: float) -> ModelMetadata:
-        reply = await self._call(address, timeout_s, self._metadata)
+        stub = self._stub(address)
+        try:
+            reply = await stub.Metadata(worker_pb2.MetadataRequest(), timeout=timeout_s, metadata=self._credential)
+        except grpc.aio.AioRpcError as exc:
+            raise replica_error(exc, address) from None
 
         def tensors(items) -> tuple[TensorMetadata, ...]:
             return tuple(TensorMetadata(t.name, t.datatype, tuple(t.shape)) for t in items)
         return ModelMetadata(reply.platform, tensors(reply.inputs), tensors(reply.outputs))
 
-    def _request_metadata(self) -> tuple[tuple[str, str], ...]:
-        """The credential, the request's id, and (tracing on) the W3C trace context of the forward span."""
-        request_id = request_id_var.get()
-        metadata = self._credential + ((REQUEST_ID_HEADER, request_id),) if request_id else self._credential
-        traceparent = tracing.current_traceparent()
-        return metadata + ((TRACEPARENT, traceparent),) if traceparent else metadata
-
-    async def _predict(self, address: str, timeout_s: float, body: bytes, content_type: str) -> Prediction:
-        streamed = await self._streamed(address, timeout_s, body, content_type, worker_pb2.PredictItem.PREDICT)
-        if streamed is not None:
-            return streamed
-        call = self._stub(address).Predict(worker_pb2.PredictRequest(body=body, content_type=content_type),
-                                           timeout=timeout_s, metadata=self._request_metadata())
-        reply = await call
-        return Prediction(reply.http_status, reply.body, reply.content_type, _model_ms(await call.trailing_metadata()))
-
-    async def _infer(self, address: str, timeout_s: float, body: bytes) -> Prediction:
-        streamed = await self._streamed(address, timeout_s, body, "", worker_pb2.PredictItem.INFER)
-        if streamed is not None:
-            return streamed
-        call = self._raw_infer[address](body, timeout=timeout_s, metadata=self._request_metadata())
-        reply = await call
-        return Prediction(200, reply, "application/x-protobuf", _model_ms(await call.trailing_metadata()))
-
     async def _streamed(self, address: str, timeout_s: float, body: bytes, content_type: str,
-                        method: int) -> Prediction | None:
-        """The answer over the replica's PredictStream; None when its worker has none (call it unary)."""
+                        method: int) -> WorkerReply:
         self._stub(address)
-        if address in self._unary_only:
-            return None
-        try:
-            return await self._streams[address].predict(body, content_type, timeout_s, request_id_var.get(),
-                                                        tracing.current_traceparent(), method)
-        except StreamUnsupported:
-            log.warning("replica %s has no PredictStream (an older worker); sending it unary calls", address)
-            self._unary_only.add(address)
-            return None
-
-    async def _metadata(self, address: str, timeout_s: float):
-        return await self._stub(address).Metadata(worker_pb2.MetadataRequest(), timeout=timeout_s,
-                                                  metadata=self._credential)
-
-    async def _call(self, address: str, timeout_s: float, method, *args):
         self.in_flight[address] = self.in_flight.get(address, 0) + 1
         try:
-            return await method(address, timeout_s, *args)
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.UNAVAILABLE and "error-code" not in dict(exc.trailing_metadata() or ()):
-                # gRPC says "failed to connect" when the request never left this router.
-                may_have_run = "failed to connect" not in (exc.details() or "").lower()
-                raise ReplicaUnreachable(f"replica {address} is unreachable", may_have_run=may_have_run,
-                                         retry_after_s=1) from None
-            if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
-                raise DeadlineExceeded(f"the model did not answer within {timeout_s:g} s") from None
-            raise error_from_rpc(exc, "worker") from None
+            return await self._streams[address].predict(body, content_type, timeout_s, request_id_var.get(),
+                                                         tracing.current_traceparent(), method)
         finally:
             if address in self.in_flight:
                 self.in_flight[address] -= 1
 
     async def close(self) -> None:
         await asyncio.gather(*(c.close() for c in self._channels.values()), return_exceptions=True)
-
-
-def _model_ms(trailing_metadata) -> float | None:
-    for key, value in trailing_metadata or ():
-        if key == MODEL_TIME_KEY:
-            try:
-                return float(value)
-            except ValueError:
-                return None
-    return None
 
 
 class RoutingTableFollower:

@@ -1,10 +1,11 @@
-"""The router's one core: where a query or a management call is decided. REST and gRPC both call it.
+"""The router's one core: where a query is decided, and where a management call is authenticated and sent on.
+REST and gRPC both call it.
 
 Every method takes the caller's bearer credential and authenticates it first (through the TokenCache:
 no control-plane round trip while the answer is fresh). Queries, model descriptions, metrics and the AI
-gateway's records are authorized here, against the grants that ride in the routing table; management and
-identity calls (identity_calls.py) go to the control plane with the caller's credential, and its core
-authorizes them. Rate limits and usage records count the authenticated caller.
+gateway's records are authorized here, against the grants that ride in the routing table; management calls
+(`manage`: serving endpoints, identity, permissions, secrets) go to the control plane with the caller's
+credential, and its cores authorize them. Rate limits and usage records count the authenticated caller.
 """
 
 from __future__ import annotations
@@ -15,23 +16,22 @@ import enum
 import logging
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import orjson
 
-from services.common.caller import Caller
 from services.common.deployments import EndpointRoutes, RouteTarget
 from services.common.errors import (
     DeadlineExceeded, EndpointNotFound, InvalidParameter, PodiumError, ReplicaUnreachable, Unavailable,
 )
 from services.common import tracing
 from services.common.request_context import traceparent_var, request_id_var
-from services.common.principals import CAN_MANAGE, CAN_QUERY, CAN_VIEW, SERVICE_PRINCIPAL, Principal, require_level
+from services.common.principals import CAN_MANAGE, CAN_QUERY, CAN_VIEW, Principal, require_level
 from services.common.tensors import ModelMetadata
 from services.router.admission import Admission, LoadTracker
 from services.router.auth import TokenCache
-from services.router.identity_calls import IdentityCalls
 from services.router.openapi import build_document
 from services.router.policy.replica_choice import pick_replica
 from services.router.policy.traffic import pick_served_entity
@@ -50,11 +50,11 @@ log = logging.getLogger(__name__)
 ROUTING_CATCH_UP_S = 2.0  # how long a create waits for this router's routing table to show the endpoint
 
 
-class Protocol(enum.StrEnum):
-    """How a query's bytes are to be scored: which worker RPC takes them, unparsed by the router core."""
+class WireProtocol(enum.StrEnum):
+    """How a query's bytes are to be scored: the PredictStream item method, unparsed by the router core."""
 
-    DATABRICKS = "databricks"            # MLflow scoring JSON (invocations), passed through to Worker.Predict
-    OPEN_INFERENCE = "open_inference"    # a serialized worker InferRequest (OIP v2), to Worker.Infer
+    DATABRICKS = "databricks"            # MLflow scoring JSON (invocations), a PREDICT item
+    OPEN_INFERENCE = "open_inference"    # a serialized worker InferRequest (OIP v2), an INFER item
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ class ModelDescription:
     metadata: ModelMetadata
 
 
-class Gateway(IdentityCalls):
+class Gateway:
     def __init__(self, control_plane: "ControlPlaneClient", routing: "RoutingTableFollower", pool: "WorkerPool",
                  auth: TokenCache, *, forward_timeout_s: float, metrics: "EndpointMetrics",
                  signatures: "SignatureReader", rng: random.Random | None = None,
@@ -97,10 +97,10 @@ class Gateway(IdentityCalls):
 
     async def query(self, token: str, endpoint_name: str, body: bytes, content_type: str, *,
                     served_entity_name: str | None = None,
-                    protocol: Protocol = Protocol.DATABRICKS, task: str = "",
+                    protocol: WireProtocol = WireProtocol.DATABRICKS, task: str = "",
                     payload: dict | None = None) -> QueryResult:
         """Forwards the caller's bytes to a replica of the served entity the traffic split picks (or of the
-        one named), to the worker RPC of the protocol. Both protocols take this one path, and every answer
+        one named), over its PredictStream. Both protocols take this one path, and every answer
         (or error) is counted in the endpoint's metrics. Endpoints with external models, rate limits or
         inference tables (and the OpenAI-style paths, which set `task` and the parsed `payload`) go through
         the AI gateway; the others keep the plain bytes pass-through."""
@@ -108,8 +108,7 @@ class Gateway(IdentityCalls):
         arrived = time.monotonic()
         with tracing.server_span("router.query", traceparent_var.get(), {"podium.endpoint_name": endpoint_name}):
             with tracing.span("router.auth"):
-                endpoint, principal = await self._authorized(token, endpoint_name, CAN_QUERY)
-            caller = Caller(principal.name, principal.group_names, principal.kind == SERVICE_PRINCIPAL)
+                endpoint, caller = await self._authorized(token, endpoint_name, CAN_QUERY)
             counted_as, status, error_code = "", 500, "INTERNAL_ERROR"
             try:
                 with tracing.span("router.route"):
@@ -147,10 +146,12 @@ class Gateway(IdentityCalls):
         return await self.query(token, name, body, "application/json", task=task, payload=payload)
 
     async def _query_ai_gateway(self, endpoint: EndpointRoutes, route: RouteTarget, body: bytes, content_type: str,
-                                protocol: Protocol, caller: Caller, task: str, payload: dict | None) -> QueryResult:
+                                protocol: WireProtocol, caller: Principal, task: str,
+                                payload: dict | None) -> QueryResult:
         if self._ai_gateway is None:
             raise Unavailable("this router has no AI gateway (external models, rate limits, inference tables)")
-        if endpoint.gateway is not None and endpoint.gateway.is_external and protocol is not Protocol.DATABRICKS:
+        is_external = endpoint.gateway is not None and endpoint.gateway.is_external
+        if is_external and protocol is not WireProtocol.DATABRICKS:
             raise InvalidParameter(f"Endpoint '{endpoint.name}' serves an external model: query it with the "
                                    "OpenAI-style API, not the Open Inference Protocol")
         return await self._ai_gateway.query(
@@ -173,7 +174,7 @@ class Gateway(IdentityCalls):
         return same or self._route(endpoint, None)
 
     async def _forward(self, endpoint_name: str, route: RouteTarget, body: bytes, content_type: str,
-                       protocol: Protocol) -> QueryResult:
+                       protocol: WireProtocol) -> QueryResult:
         """Sends the request to the less loaded of two ready replicas (power of two choices).
 
         A replica that fails at the transport level is ejected (WorkerPool.eject: no more requests from this
@@ -206,7 +207,7 @@ class Gateway(IdentityCalls):
                 raise DeadlineExceeded(f"the model did not answer within {self._forward_timeout_s:g} s")
             try:
                 with tracing.span("router.forward", {"podium.replica": address}, client=True):
-                    if protocol is Protocol.OPEN_INFERENCE:
+                    if protocol is WireProtocol.OPEN_INFERENCE:
                         reply = await self._pool.infer(address, body, timeout_s)
                     else:
                         reply = await self._pool.predict(address, body, content_type or "application/json",
@@ -294,62 +295,27 @@ class Gateway(IdentityCalls):
 
     async def get_open_api(self, token: str, name: str, server_url: str = "") -> bytes:
         """The endpoint's OpenAPI document, from its served models' signatures in the registry."""
-        await self._auth.caller(token)
-        endpoint = orjson.loads(await self._control_plane.get_endpoint(token, name))   # it checks CAN_VIEW
+        endpoint = orjson.loads(await self.manage(token, "GET_ENDPOINT", params={"name": name}))  # CAN_VIEW
         config = endpoint.get("config") or endpoint.get("pending_config") or {}
         entities = config.get("served_entities", [])
         found = await asyncio.gather(*(self._signatures.signature(e["entity_name"], e["entity_version"])
                                        for e in entities))
         return orjson.dumps(build_document(endpoint, {e["name"]: s for e, s in zip(entities, found)}, server_url))
 
-    # ---- management: passed to the control plane, which validates and decides ----
+    # ---- management: sent to the control plane, whose cores validate and decide ----
 
-    async def create_endpoint(self, token: str, body: bytes) -> bytes:
+    async def manage(self, token: str, operation: str, *, params: Mapping[str, str] | None = None,
+                     query: Mapping[str, str] | None = None, body: bytes = b"",
+                     waits_for_routing: bool = False) -> bytes:
+        """The control plane's JSON answer to one management operation, for an authenticated caller. With
+        `waits_for_routing` (read your writes), the answer waits until this router's routing table has the
+        endpoint it names (up to ROUTING_CATCH_UP_S): an external model is ready at once, so a caller may
+        query it right after this answer."""
         await self._auth.caller(token)
-        answer = await self._control_plane.create_endpoint(token, body)
-        # Read your writes: an external model is ready at once, so a caller may query right after this answer.
-        await self._routing.wait_for_endpoint(orjson.loads(answer)["name"], ROUTING_CATCH_UP_S)
+        answer = await self._control_plane.manage(token, operation, params=params, query=query, body=body)
+        if waits_for_routing:
+            await self._routing.wait_for_endpoint(orjson.loads(answer)["name"], ROUTING_CATCH_UP_S)
         return answer
-
-    async def get_endpoint(self, token: str, name: str) -> bytes:
-        await self._auth.caller(token)
-        return await self._control_plane.get_endpoint(token, name)
-
-    async def list_endpoints(self, token: str) -> bytes:
-        await self._auth.caller(token)
-        return await self._control_plane.list_endpoints(token)
-
-    async def update_config(self, token: str, name: str, body: bytes) -> bytes:
-        await self._auth.caller(token)
-        return await self._control_plane.update_config(token, name, body)
-
-    async def delete_endpoint(self, token: str, name: str) -> None:
-        await self._auth.caller(token)
-        await self._control_plane.delete_endpoint(token, name)
-
-    async def patch_tags(self, token: str, name: str, body: bytes) -> bytes:
-        await self._auth.caller(token)
-        return await self._control_plane.patch_tags(token, name, body)
-
-    async def put_ai_gateway(self, token: str, name: str, body: bytes) -> bytes:
-        await self._auth.caller(token)
-        return await self._control_plane.put_ai_gateway(token, name, body)
-
-    async def put_rate_limits(self, token: str, name: str, body: bytes) -> bytes:
-        await self._auth.caller(token)
-        return await self._control_plane.put_rate_limits(token, name, body)
-
-    async def update_notifications(self, token: str, name: str, body: bytes) -> bytes:
-        await self._auth.caller(token)
-        return await self._control_plane.update_notifications(token, name, body)
-
-    async def patch_telemetry_config(self, token: str, name: str, body: bytes) -> bytes:
-        await self._auth.caller(token)
-        return await self._control_plane.patch_telemetry_config(token, name, body)
-
-    async def served_model_logs(self, token: str, name: str, served_model_name: str, *, build: bool) -> str:
-        await self._auth.caller(token)
-        return await self._control_plane.served_model_logs(token, name, served_model_name, build=build)
 
     # ---- the AI gateway's records (Podium extensions): what they hold was sent to the model ----
 

@@ -1,6 +1,6 @@
 """The OpenAPI 3 document of the router's management API (serving endpoints) and its query path.
 
-Served at GET /api/2.0/podium/openapi.json, for clients and for API fuzzers (tests/test_fuzz.py drives
+Served at GET /api/2.0/podium/openapi.json, for clients and for API fuzzers (tests/stack/test_fuzz.py drives
 schemathesis with it). The request schemas are the Databricks shapes, loosely: the control plane's
 validation is the authority, and a fuzzer should reach it with bodies it must refuse as well.
 Per-endpoint model signatures are another document (openapi.py, GET .../{name}/openapi).

@@ -31,11 +31,6 @@ REQUESTS, ERRORS, LATENCY = "podium_router_requests", "podium_router_errors", "p
 LoadReader = Callable[[], Iterable[tuple[str, str, int, int]]]
 
 
-def status_counters(http_status: int) -> tuple[bool, bool]:
-    """(is a 4xx, is a 5xx) for one answered request."""
-    return 400 <= http_status < 500, http_status >= 500
-
-
 def status_class(http_status: int) -> str:
     return "5xx" if http_status >= 500 else "4xx"
 

@@ -16,6 +16,7 @@ import redis.asyncio as redis
 from redis.exceptions import RedisError
 
 from services.common.load_metrics import WAKE_CHANNEL, encode_load, load_key
+from services.common.logging import OutageLog
 from services.router.admission import LoadTracker
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ class MetricsPublisher:
         self._ttl_ms = max(int(ttl_s * 1000), 1)
         self._kick = asyncio.Event()
         self._waiting: set[str] = set()
-        self._is_failing = False
+        self._outage = OutageLog(log)
 
     def request_wake(self, deployment_key: str) -> None:
         """A request is waiting for a replica of this deployment: publish now and wake the scaler."""
@@ -57,13 +58,9 @@ class MetricsPublisher:
                     pipe.publish(WAKE_CHANNEL, key)
                 await pipe.execute()
         except (RedisError, OSError) as exc:
-            if not self._is_failing:  # once per outage, not every interval
-                log.warning("cannot publish load metrics to Redis (%s); queries are still served", exc)
-            self._is_failing = True
+            self._outage.failed("cannot publish load metrics to Redis (%s); queries are still served", exc)
             return False
-        if self._is_failing:
-            log.info("publishing load metrics to Redis again")
-        self._is_failing = False
+        self._outage.succeeded("publishing load metrics to Redis again")
         return True
 
     async def close(self) -> None:

@@ -1,24 +1,21 @@
 """gRPC adapter of the Open Inference Protocol v2: KServe's `inference.GRPCInferenceService` on the router.
+It parses the wire, calls the protocol's core (open_inference.py), the same calls as the REST adapter
+(oip_rest.py), and renders the answer.
 
-The same Gateway calls as the REST adapter (oip_rest.py): a model is a serving endpoint, a version one of
-its served entities, and ModelInfer goes through Gateway.query like every other query. Tensors arrive as
-`raw_input_contents` (tritonclient's way, passed on untouched) or typed `contents`; outputs always leave as
-`raw_output_contents`. Errors are gRPC status codes (services/common/grpc_edge.py).
+Tensors arrive as `raw_input_contents` (tritonclient's way, passed on untouched) or typed `contents`; outputs
+always leave as `raw_output_contents`. Errors are gRPC status codes (services/common/grpc_edge.py).
 """
 
 from __future__ import annotations
 
-import orjson
-
 from podium_api.inference import grpc_predict_v2_pb2 as pb
 from podium_api.inference import grpc_predict_v2_pb2_grpc
-from podium_api.v1 import worker_pb2
 from services.common.errors import InvalidParameter
 from services.common.grpc_edge import grpc_edge, metadata_token
 from services.common.tensors import RawTensor, check_header, raw_from_values
-from services.router.core import Gateway, Protocol
+from services.router.core import Gateway
+from services.router.open_inference import EXTENSIONS, SERVER_NAME, OpenInference
 from services.router.results import answer_metadata
-from services.router.oip_rest import EXTENSIONS, RESERVED_PARAMETERS, server_version
 
 # Which typed-contents field holds each datatype (FP16 has none: raw only).
 CONTENTS_FIELD = {
@@ -30,31 +27,29 @@ CONTENTS_FIELD = {
 
 class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
     def __init__(self, gateway: Gateway):
-        self._gateway = gateway
+        self._core = OpenInference(gateway)
 
     @grpc_edge
     async def ServerLive(self, request, context):
-        await self._gateway.authenticate(metadata_token(context))
-        return pb.ServerLiveResponse(live=True)
+        return pb.ServerLiveResponse(live=await self._core.is_server_ready(metadata_token(context)))
 
     @grpc_edge
     async def ServerReady(self, request, context):
-        await self._gateway.authenticate(metadata_token(context))
-        return pb.ServerReadyResponse(ready=True)
+        return pb.ServerReadyResponse(ready=await self._core.is_server_ready(metadata_token(context)))
 
     @grpc_edge
     async def ServerMetadata(self, request, context):
-        await self._gateway.authenticate(metadata_token(context))
-        return pb.ServerMetadataResponse(name="podium", version=server_version(), extensions=EXTENSIONS)
+        version = await self._core.server_version(metadata_token(context))
+        return pb.ServerMetadataResponse(name=SERVER_NAME, version=version, extensions=EXTENSIONS)
 
     @grpc_edge
     async def ModelReady(self, request, context):
-        ready = await self._gateway.is_ready(metadata_token(context), request.name, request.version or None)
+        ready = await self._core.is_model_ready(metadata_token(context), request.name, request.version or None)
         return pb.ModelReadyResponse(ready=ready)
 
     @grpc_edge
     async def ModelMetadata(self, request, context):
-        description = await self._gateway.describe(metadata_token(context), request.name, request.version or None)
+        description = await self._core.describe(metadata_token(context), request.name, request.version or None)
         metadata = description.metadata
 
         def tensors(items):
@@ -66,22 +61,19 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
 
     @grpc_edge
     async def ModelInfer(self, request, context):
-        message = worker_infer_request(request)
-        result = await self._gateway.query(metadata_token(context), request.model_name, message.SerializeToString(),
-                                           "application/x-protobuf",
-                                           served_entity_name=request.model_version or None,
-                                           protocol=Protocol.OPEN_INFERENCE)
-        reply = worker_pb2.InferReply.FromString(result.body)
-        await context.send_initial_metadata(answer_metadata(result))
+        parameters = {key: _parameter_value(value) for key, value in request.parameters.items()}
+        answer = await self._core.infer(metadata_token(context), request.model_name, request.model_version or None,
+                                        _input_tensors(request), [o.name for o in request.outputs], parameters)
+        await context.send_initial_metadata(answer_metadata(answer.result))
         return pb.ModelInferResponse(
-            model_name=request.model_name, model_version=result.served_entity_name, id=request.id,
+            model_name=request.model_name, model_version=answer.result.served_entity_name, id=request.id,
             outputs=[pb.ModelInferResponse.InferOutputTensor(name=t.name, datatype=t.datatype, shape=t.shape)
-                     for t in reply.outputs],
-            raw_output_contents=[t.raw for t in reply.outputs])
+                     for t in answer.outputs],
+            raw_output_contents=[t.raw for t in answer.outputs])
 
 
-def worker_infer_request(request) -> worker_pb2.InferRequest:
-    """A ModelInferRequest as the worker's InferRequest (raw tensors, params as JSON)."""
+def _input_tensors(request: pb.ModelInferRequest) -> list[RawTensor]:
+    """A ModelInferRequest's inputs as raw tensors."""
     if not request.inputs:
         raise InvalidParameter("`inputs` must name at least one tensor")
     raw_contents = list(request.raw_input_contents)
@@ -91,16 +83,13 @@ def worker_infer_request(request) -> worker_pb2.InferRequest:
     for i, item in enumerate(request.inputs):
         datatype, shape = check_header(item.name, item.datatype, list(item.shape))
         if raw_contents:
-            tensor = RawTensor(item.name, datatype, shape, raw_contents[i])
+            tensors.append(RawTensor(item.name, datatype, shape, raw_contents[i]))
         elif datatype == "FP16":
             raise InvalidParameter(f"input '{item.name}': FP16 travels only in raw_input_contents")
         else:
-            tensor = raw_from_values(item.name, datatype, shape, list(getattr(item.contents, CONTENTS_FIELD[datatype])))
-        tensors.append(worker_pb2.Tensor(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape, raw=tensor.raw))
-    parameters = {key: _parameter_value(value) for key, value in request.parameters.items()
-                  if key not in RESERVED_PARAMETERS}
-    return worker_pb2.InferRequest(inputs=tensors, outputs=[o.name for o in request.outputs],
-                                   parameters_json=orjson.dumps(parameters).decode())
+            values = list(getattr(item.contents, CONTENTS_FIELD[datatype]))
+            tensors.append(raw_from_values(item.name, datatype, shape, values))
+    return tensors
 
 
 def _parameter_value(parameter):

@@ -1,9 +1,9 @@
-"""REST adapter of the Open Inference Protocol v2 (KServe / Triton HTTP) on the router.
+"""REST adapter of the Open Inference Protocol v2 (KServe / Triton HTTP) on the router: parses the wire,
+calls the protocol's core (open_inference.py), renders the answer.
 
-A model is a serving endpoint; a model version is one of its served entities. `/v2/models/{endpoint}/infer`
-follows the endpoint's traffic routes, `/v2/models/{endpoint}/versions/{served entity}/infer` one entity;
-both go through the same Gateway.query as the Databricks invocations. Every path also answers under
-`/serving-endpoints/{prefix}/v2/...` (tritonclient given `host:port/serving-endpoints/x` sends that).
+`/v2/models/{endpoint}/infer` follows the endpoint's traffic routes, `/v2/models/{endpoint}/versions/{served
+entity}/infer` one entity. Every path also answers under `/serving-endpoints/{prefix}/v2/...` (tritonclient
+given `host:port/serving-endpoints/x` sends that).
 Requests come as JSON or with the binary-tensor extension (`Inference-Header-Content-Length`, which is
 tritonclient.http's default; it sends no Content-Type). Errors leave as the protocol's `{"error": ...}`
 (rest.py's error middleware picks that shape for these paths).
@@ -11,27 +11,22 @@ tritonclient.http's default; it sends no Content-Type). Errors leave as the prot
 
 from __future__ import annotations
 
-import importlib.metadata
 import re
 from dataclasses import dataclass, field
 
 import orjson
 from aiohttp import web
 
-from podium_api.v1 import worker_pb2
 from services.common.errors import BadRequest, InvalidParameter
 from services.common.tensors import RawTensor, TensorMetadata, check_header, raw_from_values, values_from_raw
-from services.router.core import Gateway, ModelDescription, Protocol
+from services.router.core import Gateway, ModelDescription
+from services.router.open_inference import EXTENSIONS, SERVER_NAME, OpenInference
 from services.router.rest_identity import bearer_token
 from services.router.results import answer_metadata
 
 OIP_PATH = re.compile(r"^(/serving-endpoints/[^/]+)?/v2(/|$)")
 BINARY_HEADER = "Inference-Header-Content-Length"
 JSON = "application/json"
-# Request parameters that steer the protocol (tritonclient's reserved ones), never passed to the model.
-RESERVED_PARAMETERS = frozenset({"binary_data_output", "binary_data", "binary_data_size", "sequence_id",
-                                 "sequence_start", "sequence_end", "priority", "timeout", "headers"})
-EXTENSIONS = ["binary_tensor_data", "model_configuration"]
 TRITON_TYPES = {"BYTES": "TYPE_STRING"}
 
 
@@ -39,18 +34,13 @@ def is_oip_path(path: str) -> bool:
     return OIP_PATH.match(path) is not None
 
 
-def server_version() -> str:
-    try:
-        return importlib.metadata.version("podium")
-    except importlib.metadata.PackageNotFoundError:
-        return "0"
-
-
 @dataclass
 class InferCall:
-    """A decoded REST infer request: what goes to the worker, and how the answer is to be rendered."""
+    """A decoded REST infer request: what goes to the model, and how the answer is to be rendered."""
 
-    message: worker_pb2.InferRequest
+    inputs: list[RawTensor]
+    parameters: dict
+    outputs: list[str] = field(default_factory=list)                # the outputs asked for; empty = all
     request_id: str | None = None
     binary_outputs: dict[str, bool] = field(default_factory=dict)   # per requested output
     binary_by_default: bool = False
@@ -58,7 +48,7 @@ class InferCall:
 
 class OpenInferenceRoutes:
     def __init__(self, gateway: Gateway):
-        self._gateway = gateway
+        self._core = OpenInference(gateway)
 
     def register(self, router: web.UrlDispatcher) -> None:
         for prefix in ("", "/serving-endpoints/{prefix}"):
@@ -71,23 +61,19 @@ class OpenInferenceRoutes:
                 router.add_get(prefix + model + "/config", self.model_config)
                 router.add_post(prefix + model + "/infer", self.model_infer)
 
-    # Every route needs a credential, health included (unauthenticated probes have /healthz).
-
     async def server_live(self, request: web.Request) -> web.Response:
-        await self._gateway.authenticate(bearer_token(request))
-        return web.json_response({"live": True})
+        return web.json_response({"live": await self._core.is_server_ready(bearer_token(request))})
 
     async def server_ready(self, request: web.Request) -> web.Response:
-        await self._gateway.authenticate(bearer_token(request))
-        return web.json_response({"ready": True})   # the router serves only once it has a routing table
+        return web.json_response({"ready": await self._core.is_server_ready(bearer_token(request))})
 
     async def server_metadata(self, request: web.Request) -> web.Response:
-        await self._gateway.authenticate(bearer_token(request))
-        return web.json_response({"name": "podium", "version": server_version(), "extensions": EXTENSIONS})
+        version = await self._core.server_version(bearer_token(request))
+        return web.json_response({"name": SERVER_NAME, "version": version, "extensions": list(EXTENSIONS)})
 
     async def model_ready(self, request: web.Request) -> web.Response:
         model, version = request.match_info["model"], request.match_info.get("version")
-        is_ready = await self._gateway.is_ready(bearer_token(request), model, version)
+        is_ready = await self._core.is_model_ready(bearer_token(request), model, version)
         # The protocol: 200 means ready, a 4xx status not ready (tritonclient reads only the status).
         return web.json_response({"name": model, "ready": is_ready}, status=200 if is_ready else 400)
 
@@ -118,20 +104,19 @@ class OpenInferenceRoutes:
     async def model_infer(self, request: web.Request) -> web.Response:
         model, version = request.match_info["model"], request.match_info.get("version")
         call = decode_infer(await request.read(), request.headers.get(BINARY_HEADER))
-        result = await self._gateway.query(bearer_token(request), model, call.message.SerializeToString(),
-                                           "application/x-protobuf", served_entity_name=version,
-                                           protocol=Protocol.OPEN_INFERENCE)
-        response = render_infer(model, result.served_entity_name, call, worker_pb2.InferReply.FromString(result.body))
-        response.headers.extend(answer_metadata(result))
+        answer = await self._core.infer(bearer_token(request), model, version, call.inputs, call.outputs,
+                                        call.parameters)
+        response = render_infer(model, answer.result.served_entity_name, call, answer.outputs)
+        response.headers.extend(answer_metadata(answer.result))
         return response
 
     async def _describe(self, request: web.Request) -> ModelDescription:
-        return await self._gateway.describe(bearer_token(request), request.match_info["model"],
-                                            request.match_info.get("version"))
+        return await self._core.describe(bearer_token(request), request.match_info["model"],
+                                         request.match_info.get("version"))
 
 
 def decode_infer(body: bytes, header_length: str | None) -> InferCall:
-    """An infer request body (JSON, or JSON then raw tensors) as a worker InferRequest."""
+    """An infer request body (JSON, or JSON then raw tensors) as raw tensors and how to render the answer."""
     head, blob = body, b""
     if header_length is not None:
         try:
@@ -172,9 +157,7 @@ def decode_infer(body: bytes, header_length: str | None) -> InferCall:
     if offset != len(blob):
         raise InvalidParameter(f"{len(blob) - offset} binary bytes follow the inputs' binary_data_size total")
     parameters = _parameters(document, "request")
-    call = InferCall(worker_pb2.InferRequest(
-        inputs=[worker_pb2.Tensor(name=t.name, datatype=t.datatype, shape=t.shape, raw=t.raw) for t in inputs],
-        parameters_json=orjson.dumps({k: v for k, v in parameters.items() if k not in RESERVED_PARAMETERS}).decode()))
+    call = InferCall(inputs, parameters)
     call.binary_by_default = parameters.get("binary_data_output") is True
     request_id = document.get("id")
     call.request_id = request_id if isinstance(request_id, str) else None
@@ -184,25 +167,25 @@ def decode_infer(body: bytes, header_length: str | None) -> InferCall:
     for i, item in enumerate(outputs):
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
             raise InvalidParameter(f"outputs[{i}] must be an object with a `name`")
-        call.message.outputs.append(item["name"])
+        call.outputs.append(item["name"])
         binary = _parameters(item, f"output '{item['name']}'").get("binary_data")
         if isinstance(binary, bool):
             call.binary_outputs[item["name"]] = binary
     return call
 
 
-def render_infer(model: str, version: str, call: InferCall, reply) -> web.Response:
+def render_infer(model: str, version: str, call: InferCall, tensors: list[RawTensor]) -> web.Response:
     document: dict = {"model_name": model, "model_version": version}
     if call.request_id is not None:
         document["id"] = call.request_id
     outputs, blobs = [], []
-    for tensor in reply.outputs:
+    for tensor in tensors:
         entry: dict = {"name": tensor.name, "datatype": tensor.datatype, "shape": list(tensor.shape)}
         if call.binary_outputs.get(tensor.name, call.binary_by_default):
             entry["parameters"] = {"binary_data_size": len(tensor.raw)}
             blobs.append(tensor.raw)
         else:
-            entry["data"] = values_from_raw(RawTensor(tensor.name, tensor.datatype, tuple(tensor.shape), tensor.raw))
+            entry["data"] = values_from_raw(tensor)
         outputs.append(entry)
     document["outputs"] = outputs
     head = orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY)

@@ -1,20 +1,21 @@
 """OpenAPI 3.1 documents of an endpoint's query API, built from its served models' MLflow signatures.
 
 `build_document` is pure: an endpoint (ServingEndpointDetailed) and each served entity's signature in,
-the document out. `SignatureReader` fetches signatures from the registry with mlflow, in a thread (mlflow
-does blocking I/O and takes seconds to import), and caches them: a version's signature never changes, an
-alias's may, so those expire. Only this call imports mlflow; the query path never does.
+the document out. `SignatureReader` caches the signatures the model registry reader (registry.py, in its
+threads under a deadline) gives: a version's signature never changes, an alias's may, so those expire.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from services.common.deployments import model_uri
+
+if TYPE_CHECKING:
+    from services.router.registry import ModelRegistry
 
 JSON = "application/json"
 _SCALARS = {
@@ -29,43 +30,25 @@ _ERROR = {"type": "object", "required": ["error_code", "message"],
 
 # ---- reading signatures ----
 
-def read_signature(uri: str, registry_uri: str, tracking_uri: str) -> dict:
-    """{"inputs", "outputs", "params"} as MLflow's schema JSON lists (None where absent). Blocking."""
-    import mlflow
-
-    if tracking_uri:
-        mlflow.set_tracking_uri(tracking_uri)
-    if registry_uri:
-        mlflow.set_registry_uri(registry_uri)
-    signature = mlflow.models.get_model_info(uri).signature
-    parts = {"inputs": None, "outputs": None, "params": None}
-    for part in parts:
-        schema = getattr(signature, part, None) if signature is not None else None
-        if schema is not None:
-            parts[part] = json.loads(schema.to_json())
-    return parts
-
-
 class SignatureReader:
-    def __init__(self, registry_uri: str, tracking_uri: str, *, alias_ttl_s: float = 60.0, max_entries: int = 256,
-                 read: Callable[[str, str, str], dict] = read_signature, clock: Callable[[], float] = time.monotonic):
-        self._registry_uri = registry_uri
-        self._tracking_uri = tracking_uri
+    def __init__(self, registry: "ModelRegistry", *, alias_ttl_s: float = 60.0, max_entries: int = 256,
+                 clock: Callable[[], float] = time.monotonic):
+        self._registry = registry
         self._alias_ttl_s = alias_ttl_s
         self._max_entries = max_entries
-        self._read = read
         self._clock = clock
         self._cache: OrderedDict[str, tuple[dict, float | None]] = OrderedDict()
 
     async def signature(self, entity_name: str, entity_version: str) -> dict:
-        """The signature parts, or {"error": reason} when the registry cannot give them (not cached)."""
+        """The signature parts (ModelRegistry.signature), or {"error": reason} when the registry cannot give
+        them (not cached)."""
         uri = model_uri(entity_name, entity_version)
         hit = self._cache.get(uri)
         if hit is not None and (hit[1] is None or hit[1] > self._clock()):
             self._cache.move_to_end(uri)
             return hit[0]
         try:
-            value = await asyncio.to_thread(self._read, uri, self._registry_uri, self._tracking_uri)
+            value = await self._registry.signature(entity_name, entity_version)
         except Exception as exc:  # e.g. the version was deleted from the registry: say so in the document
             return {"error": getattr(exc, "message", None) or str(exc) or type(exc).__name__}
         is_version = "@" not in uri  # models:/<name>/<version>: immutable in the registry

@@ -1,19 +1,16 @@
 """The router's side of PredictStream (protos/podium_api/v1/worker.proto): predictions to one replica over
-one long-lived gRPC stream.
+one long-lived gRPC stream, the router's one path to a worker.
 
 Requests that arrive while a frame is being written wait and go out together in the next one, so under
 load gRPC's per-call cost (about 0.33 ms of router CPU per unary call here) is paid per frame: 0.02 ms per
 request at 32 concurrent calls, in a measurement on this project's 2-core machine. Alone, a request costs
 what a unary call does. Answers are matched to requests by id; each request keeps its own deadline.
-
-A replica whose worker predates PredictStream answers it UNIMPLEMENTED (a rolling upgrade, an older worker
-image): its requests never started there, so they raise StreamUnsupported and the pool sends them, and all
-later ones to that replica, as unary Predict (or Infer) calls.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 from collections.abc import Callable
@@ -22,7 +19,7 @@ from dataclasses import dataclass
 import grpc
 
 from podium_api.v1 import worker_pb2
-from services.common.errors import DeadlineExceeded, ReplicaUnreachable, error_from_code
+from services.common.errors import DeadlineExceeded, PodiumError, ReplicaUnreachable, error_from_code
 from services.common.grpc_edge import ERROR_CODE_KEY, error_from_rpc
 from services.common.framing import take_frame
 
@@ -31,12 +28,11 @@ log = logging.getLogger(__name__)
 DRAINING = "REPLICA_DRAINING"          # the worker's answer to an item it will not start (it is shutting down)
 
 
-class StreamUnsupported(Exception):
-    """The replica has no PredictStream; the request was not run."""
-
-
 @dataclass(frozen=True)
-class Prediction:
+class WorkerReply:
+    """A replica's answer to one request: for PREDICT what `mlflow models serve` would answer, for INFER a
+    serialized InferReply."""
+
     http_status: int
     body: bytes
     content_type: str
@@ -56,9 +52,9 @@ class PredictionStream:
         self._session: _Session | None = None
 
     async def predict(self, body: bytes, content_type: str, timeout_s: float, request_id: str = "",
-                      traceparent: str = "", method: int = worker_pb2.PredictItem.PREDICT) -> Prediction:
-        """The replica's answer (to an Infer with method INFER); ReplicaUnreachable when the stream broke
-        before it came, DeadlineExceeded after timeout_s, or the worker's error for this request."""
+                      traceparent: str = "", method: int = worker_pb2.PredictItem.PREDICT) -> WorkerReply:
+        """The replica's answer (a serialized InferReply for method INFER); ReplicaUnreachable when the stream
+        broke before it came, DeadlineExceeded after timeout_s, or the worker's error for this request."""
         loop = asyncio.get_running_loop()
         session = self._session or self._open(loop)
         item_id = next(self._ids)
@@ -79,7 +75,7 @@ class PredictionStream:
             if reply.error_code == DRAINING:
                 raise ReplicaUnreachable(f"replica {self._address} is shutting down", retry_after_s=1)
             raise error_from_code(reply.error_code, reply.message)
-        return Prediction(reply.http_status, reply.body, reply.content_type, reply.model_ms)
+        return WorkerReply(reply.http_status, reply.body, reply.content_type, reply.model_ms)
 
     def close(self) -> None:
         """Sends nothing more; the stream ends once the requests in flight have their answers."""
@@ -138,7 +134,7 @@ class _Session:
                     if answer is not None and not answer.done():
                         answer.set_result(reply)
         except grpc.aio.AioRpcError as exc:
-            failure = _failure_of(exc, address)
+            failure = functools.partial(replica_error, exc, address)   # a fresh error for each request
         except asyncio.CancelledError:   # the router is stopping
             self._fail_pending(lambda: ReplicaUnreachable(f"the stream to {address} was closed",
                                                           may_have_run=True, retry_after_s=1))
@@ -156,17 +152,15 @@ class _Session:
                 answer.set_exception(failure())
 
 
-def _failure_of(exc: grpc.aio.AioRpcError, address: str) -> Callable[[], Exception]:
-    """What each request still waiting on a broken stream fails with (as a unary call would have)."""
-    if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
-        return lambda: StreamUnsupported(address)
+def replica_error(exc: grpc.aio.AioRpcError, address: str) -> PodiumError:
+    """The PodiumError of a failed call or stream to a replica. A replica that is unreachable (UNAVAILABLE or
+    CANCELLED with no Podium error code) is ReplicaUnreachable: may_have_run unless gRPC says it "failed to
+    connect", when the request never left this router and may go to another replica freely."""
     if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED) and \
             ERROR_CODE_KEY not in dict(exc.trailing_metadata() or ()):
-        # "failed to connect": the requests never left this router; otherwise the replica had them.
         may_have_run = "failed to connect" not in (exc.details() or "").lower()
-        return lambda: ReplicaUnreachable(f"replica {address} is unreachable", may_have_run=may_have_run,
-                                          retry_after_s=1)
-    return lambda: error_from_rpc(exc, "worker")
+        return ReplicaUnreachable(f"replica {address} is unreachable", may_have_run=may_have_run, retry_after_s=1)
+    return error_from_rpc(exc, "worker")
 
 
 def _expire(answer: asyncio.Future, timeout_s: float) -> None:

@@ -2,7 +2,7 @@
 
 One Lua script refills, checks and takes from all the buckets a request draws on, atomically, on Redis's
 own clock (routers' clocks may disagree). Its arithmetic is services/router/policy/rate_limit.py `take`,
-line for line; tests/test_rate_limit.py runs both on the same inputs.
+line for line; tests/stack/test_rate_limit.py runs both on the same inputs.
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ from collections.abc import Sequence
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from services.common.caller import Caller
 from services.common.errors import RateLimited, Unavailable
 from services.common.gateway_routes import RateLimitRule
+from services.common.logging import OutageLog
+from services.common.principals import Principal
 from services.router.policy.rate_limit import (
     Budget, Draw, TOKENS, admission_draws, budgets_for, retry_after_s, usage_draws,
 )
@@ -95,7 +96,7 @@ class RateLimiter:
         # PODIUM_REDIS_FAILURE_MODE: while Redis cannot be reached, admit unmetered ("open") or answer 503
         # ("closed"). Either way the query path waits at most rate_limit_timeout_s on Redis.
         self._is_fail_open = is_fail_open
-        self._is_failing = False
+        self._outage = OutageLog(log)
 
     @staticmethod
     def _keys(endpoint_id: str, budgets: Sequence[Budget]) -> list[str]:
@@ -103,7 +104,7 @@ class RateLimiter:
         return [f"podium:rl:{{{endpoint_id}}}:{b.name}" for b in budgets]
 
     async def admit(self, endpoint_name: str, endpoint_id: str, rules: Sequence[RateLimitRule],
-                    caller: Caller) -> list[Budget]:
+                    caller: Principal) -> list[Budget]:
         """The budgets drawn on (to charge tokens to later); raises RateLimited with Retry-After."""
         budgets = budgets_for(rules, caller)
         if not budgets:
@@ -115,16 +116,12 @@ class RateLimiter:
             admitted, retry_ms, worst = await self._buckets.take(
                 self._keys(endpoint_id, budgets), admission_draws(budgets))
         except (RedisError, OSError) as exc:
-            if not self._is_failing:  # once per outage, not once per request
-                log.warning("rate-limit store unreachable (%s): %s", type(exc).__name__,
-                            "admitting requests unmetered" if self._is_fail_open else "refusing rate-limited requests")
-            self._is_failing = True
+            self._outage.failed("rate-limit store unreachable (%s): %s", type(exc).__name__,
+                                "admitting requests unmetered" if self._is_fail_open else "refusing rate-limited requests")
             if self._is_fail_open:
                 return []   # nothing was drawn, so nothing is charged afterwards
             raise Unavailable("The rate-limit store is unreachable; try again shortly", retry_after_s=1) from None
-        if self._is_failing:
-            log.info("rate-limit store reachable again")
-        self._is_failing = False
+        self._outage.succeeded("rate-limit store reachable again")
         if not admitted:
             raise RateLimited(f"Rate limit exceeded for endpoint '{endpoint_name}': "
                               f"{budgets[worst].describe()}", retry_after_s=retry_after_s(retry_ms))

@@ -1,7 +1,9 @@
-"""Read-only access to the MLflow model registry, for the management UI (never on the query path).
+"""Read-only access to the MLflow model registry, for the management UI and the endpoints' OpenAPI documents
+(never on the query path).
 
 MLflow's client is blocking, so every call runs on a small thread pool under a deadline; the event loop
-that serves queries never waits on the registry.
+that serves queries never waits on the registry. Calls name the registry and tracking URIs on their own
+MlflowClient: MLflow's process-wide URIs are never set.
 """
 
 from __future__ import annotations
@@ -46,7 +48,8 @@ class ModelRegistry:
         return await self._run(self._registered_models)
 
     async def signature(self, name: str, version: str) -> dict:
-        """The input/output schema and serving input example of `name` at `version` (a number or an alias)."""
+        """The input/output schema (`inputs`, `outputs`, `params`: MLflow's schema JSON lists, None where
+        absent) and serving input example of `name` at `version` (a number, or an alias with or without @)."""
         return await self._run(self._signature, name, version)
 
     def close(self) -> None:

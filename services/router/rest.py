@@ -1,10 +1,15 @@
-"""REST adapter of the router (aiohttp): the Databricks serving API's paths and JSON shapes.
+"""REST adapter of the router (aiohttp): the app, its one error shape, and the serving API's query paths.
 
-Each handler parses the wire, calls one Gateway method and renders the answer; every error leaves as
+build_app registers every route, family by family, each family handed the core it calls:
+- ServingRoutes (here): queries (invocations), metrics, OpenAPI documents, the AI gateway's records, and
+  Podium's read-only registry view;
+- ManagementRoutes (rest_management.py): serving endpoints, SCIM, tokens, permissions, secrets: one table;
+- OpenAIRoutes (rest_openai.py), OpenInferenceRoutes (oip_rest.py), SignInRoutes (rest_identity.py), the UI.
+
+Each handler parses the wire, calls one core method and renders the answer; every error leaves as
 `{"error_code", "message"}` with the status from services/common/errors.py, aiohttp's own 404/405/413 too,
 except on the Open Inference Protocol's paths (oip_rest.py), where it is that protocol's `{"error": ...}`.
-Handlers only extract the caller's `Authorization: Bearer` credential; the Gateway decides what it may do.
-Identity, permission and secret routes live in rest_identity.py.
+Handlers only extract the caller's `Authorization: Bearer` credential; the cores decide what it may do.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import orjson
 from aiohttp import web
 
 from services.common.errors import (
-    MethodNotAllowed, NotFound, PayloadTooLarge, PodiumError, BadRequest, Unavailable,
+    InvalidParameter, MethodNotAllowed, NotFound, PayloadTooLarge, PodiumError, Unavailable,
 )
 from services.common.request_context import (
     REQUEST_ID_HEADER, TRACEPARENT, choose_request_id, request_id_var, traceparent_var,
@@ -24,19 +29,18 @@ from services.router.core import Gateway
 from services.router.management_openapi import management_document
 from services.router.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from services.router.oip_rest import OpenInferenceRoutes, is_oip_path
-from services.router.rest_gateway import answer_headers, stream_events
-from services.router.rest_identity import add_identity_routes, base_url, bearer_token
+from services.router.rest_identity import SignInRoutes, base_url, bearer_token
+from services.router.rest_management import ENDPOINTS, SLASH, ManagementRoutes
+from services.router.rest_openai import OpenAIRoutes, answer_headers, stream_events
+from services.router.sign_in import SignIn
 from services.router.ui import add_ui_routes
 
 log = logging.getLogger(__name__)
 
-GATEWAY = web.AppKey("gateway", Gateway)
 MAX_REQUEST_BYTES = web.AppKey("max_request_bytes", int)
 JSON = "application/json"
-# Optional trailing slash: mlflow calls /api/2.0/serving-endpoints/ (sic) for list and create.
-SLASH = "{slash:/?}"
-ENDPOINTS = "/api/2.0/serving-endpoints"
 REGISTRY = "/api/2.0/podium/registered-models"
+DEFAULT_PAGE = 100   # records per page of the inference table
 
 
 def error_response(error: PodiumError, is_oip: bool = False) -> web.Response:
@@ -107,151 +111,99 @@ def _failure(request: web.Request, exc: Exception) -> web.Response:
     return error_response(PodiumError("internal error"), is_oip)
 
 
-def _json(body: bytes, status: int = 200) -> web.Response:
-    return web.Response(body=body, status=status, content_type=JSON)
+def _json(body: bytes) -> web.Response:
+    return web.Response(body=body, content_type=JSON)
 
 
-async def _body(request: web.Request) -> bytes:
-    body = await request.read()
+def _int_param(request: web.Request, name: str, default: int | None) -> int | None:
+    value = request.query.get(name)
+    if value is None or value == "":
+        return default
     try:
-        orjson.loads(body or b"null")
-    except orjson.JSONDecodeError:
-        raise BadRequest("Request body is not valid JSON") from None
-    return body
-
-
-async def databricks_config(request: web.Request) -> web.Response:
-    # Every databricks-sdk client (and so every mlflow call) probes this first, unauthenticated: answer fast.
-    return _json(orjson.dumps(Gateway.host_metadata(base_url(request))))
+        return int(value)
+    except ValueError:
+        raise InvalidParameter(f"{name} must be an integer") from None
 
 
 async def health(request: web.Request) -> web.Response:
     return _json(b'{"status":"ok"}')
 
 
-async def create_endpoint(request: web.Request) -> web.Response:
-    return _json(await request.app[GATEWAY].create_endpoint(bearer_token(request), await _body(request)))
-
-
-async def list_endpoints(request: web.Request) -> web.Response:
-    return _json(await request.app[GATEWAY].list_endpoints(bearer_token(request)))
-
-
-async def get_endpoint(request: web.Request) -> web.Response:
-    return _json(await request.app[GATEWAY].get_endpoint(bearer_token(request), request.match_info["name"]))
-
-
-async def delete_endpoint(request: web.Request) -> web.Response:
-    await request.app[GATEWAY].delete_endpoint(bearer_token(request), request.match_info["name"])
-    return _json(b"{}")  # mlflow's delete_endpoint needs a JSON body
-
-
-async def update_config(request: web.Request) -> web.Response:
-    return _json(await request.app[GATEWAY].update_config(
-        bearer_token(request), request.match_info["name"], await _body(request)))
-
-
-async def patch_tags(request: web.Request) -> web.Response:
-    return _json(await request.app[GATEWAY].patch_tags(
-        bearer_token(request), request.match_info["name"], await _body(request)))
-
-
-async def put_ai_gateway(request: web.Request) -> web.Response:
-    return _json(await request.app[GATEWAY].put_ai_gateway(
-        bearer_token(request), request.match_info["name"], await _body(request)))
-
-
-async def put_rate_limits(request: web.Request) -> web.Response:
-    return _json(await request.app[GATEWAY].put_rate_limits(
-        bearer_token(request), request.match_info["name"], await _body(request)))
-
-
-async def update_notifications(request: web.Request) -> web.Response:
-    return _json(await request.app[GATEWAY].update_notifications(
-        bearer_token(request), request.match_info["name"], await _body(request)))
-
-
-async def patch_telemetry_config(request: web.Request) -> web.Response:
-    return _json(await request.app[GATEWAY].patch_telemetry_config(
-        bearer_token(request), request.match_info["name"], await _body(request)))
-
-
-async def served_model_logs(request: web.Request) -> web.Response:
-    logs = await request.app[GATEWAY].served_model_logs(
-        bearer_token(request), request.match_info["name"], request.match_info["served_model"], build=False)
-    return _json(orjson.dumps({"logs": logs}))
-
-
-async def served_model_build_logs(request: web.Request) -> web.Response:
-    logs = await request.app[GATEWAY].served_model_logs(
-        bearer_token(request), request.match_info["name"], request.match_info["served_model"], build=True)
-    return _json(orjson.dumps({"logs": logs}))
-
-
-async def export_metrics(request: web.Request) -> web.Response:
-    text = await request.app[GATEWAY].export_metrics(bearer_token(request), request.match_info["name"])
-    return web.Response(body=text, headers={"Content-Type": METRICS_CONTENT_TYPE})
-
-
-async def get_open_api(request: web.Request) -> web.Response:
-    # The document's server is where this caller reached us (behind a proxy: the Host it sent).
-    return _json(await request.app[GATEWAY].get_open_api(bearer_token(request), request.match_info["name"],
-                                                          f"{request.scheme}://{request.host}"))
-
-
 async def management_openapi(request: web.Request) -> web.Response:
     # Describes the API, holds no data: answered without a credential, like databricks-config.
-    return _json(orjson.dumps(management_document(f"{request.scheme}://{request.host}")))
+    return _json(orjson.dumps(management_document(base_url(request))))
 
 
-async def list_registered_models(request: web.Request) -> web.Response:
-    return _json(await request.app[GATEWAY].list_registered_models(bearer_token(request)))
+class ServingRoutes:
+    def __init__(self, gateway: Gateway):
+        self._gateway = gateway
+
+    def register(self, router: web.UrlDispatcher) -> None:
+        router.add_post("/serving-endpoints/{name}/invocations" + SLASH, self.invocations)
+        router.add_post("/serving-endpoints/{name}/served-models/{served_entity}/invocations" + SLASH,
+                        self.invocations)
+        router.add_get(ENDPOINTS + "/{name}/metrics" + SLASH, self.export_metrics)
+        router.add_get(ENDPOINTS + "/{name}/openapi" + SLASH, self.get_open_api)
+        # The AI gateway's records (Podium extensions; Databricks keeps these in Unity Catalog tables).
+        router.add_get(ENDPOINTS + "/{name}/inference-table" + SLASH, self.inference_table)
+        router.add_get(ENDPOINTS + "/{name}/usage" + SLASH, self.usage)
+        # Podium's own read-only registry view, for the UI's model pickers and the playground's example.
+        router.add_get(REGISTRY + SLASH, self.list_registered_models)
+        router.add_get(REGISTRY + "/{name}/versions/{version}/signature" + SLASH, self.get_model_signature)
+
+    async def invocations(self, request: web.Request) -> web.StreamResponse:
+        # The payload is not parsed here: the worker scores the caller's bytes with MLflow's own parser.
+        # /served-models/{served_entity}/invocations queries that served entity, whatever the traffic split.
+        result = await self._gateway.query(
+            bearer_token(request), request.match_info["name"], await request.read(),
+            request.headers.get("Content-Type", JSON), served_entity_name=request.match_info.get("served_entity"))
+        if result.stream is not None:  # an external model asked for `stream: true`
+            return await stream_events(request, result)
+        return web.Response(body=result.body,
+                            headers={**answer_headers(result), "Content-Type": result.content_type})
+
+    async def export_metrics(self, request: web.Request) -> web.Response:
+        text = await self._gateway.export_metrics(bearer_token(request), request.match_info["name"])
+        return web.Response(body=text, headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+    async def get_open_api(self, request: web.Request) -> web.Response:
+        # The document's server is where this caller reached us (behind a proxy: the Host it sent).
+        return _json(await self._gateway.get_open_api(bearer_token(request), request.match_info["name"],
+                                                      base_url(request)))
+
+    async def inference_table(self, request: web.Request) -> web.Response:
+        answer = await self._gateway.inference_table(
+            bearer_token(request), request.match_info["name"], _int_param(request, "start_time_ms", None),
+            _int_param(request, "end_time_ms", None), _int_param(request, "max_results", DEFAULT_PAGE) or 0,
+            request.query.get("page_token"))
+        return _json(orjson.dumps(answer))
+
+    async def usage(self, request: web.Request) -> web.Response:
+        answer = await self._gateway.usage(
+            bearer_token(request), request.match_info["name"], _int_param(request, "start_time_ms", None),
+            _int_param(request, "end_time_ms", None))
+        return _json(orjson.dumps(answer))
+
+    async def list_registered_models(self, request: web.Request) -> web.Response:
+        return _json(await self._gateway.list_registered_models(bearer_token(request)))
+
+    async def get_model_signature(self, request: web.Request) -> web.Response:
+        return _json(await self._gateway.get_model_signature(
+            bearer_token(request), request.match_info["name"], request.match_info["version"]))
 
 
-async def get_model_signature(request: web.Request) -> web.Response:
-    return _json(await request.app[GATEWAY].get_model_signature(
-        bearer_token(request), request.match_info["name"], request.match_info["version"]))
-
-
-async def invocations(request: web.Request) -> web.StreamResponse:
-    # The payload is not parsed here: the worker scores the caller's bytes with MLflow's own parser.
-    # /served-models/{served_entity}/invocations queries that served entity, whatever the traffic split.
-    result = await request.app[GATEWAY].query(
-        bearer_token(request), request.match_info["name"], await request.read(),
-        request.headers.get("Content-Type", JSON), served_entity_name=request.match_info.get("served_entity"))
-    if result.stream is not None:  # an external model asked for `stream: true`
-        return await stream_events(request, result)
-    return web.Response(body=result.body, headers={**answer_headers(result), "Content-Type": result.content_type})
-
-
-def build_app(gateway: Gateway, max_request_bytes: int, max_concurrent_requests: int = 2000) -> web.Application:
+def build_app(gateway: Gateway, max_request_bytes: int, max_concurrent_requests: int = 2000, *,
+              sign_in: SignIn | None = None) -> web.Application:
+    """The router's whole REST API. Without `sign_in`, the OAuth token endpoint answers 503."""
     app = web.Application(middlewares=[error_middleware, concurrency_limit(max_concurrent_requests)],
                           client_max_size=max_request_bytes)
-    app[GATEWAY] = gateway
     app[MAX_REQUEST_BYTES] = max_request_bytes
-    app.router.add_get("/.well-known/databricks-config", databricks_config)
     app.router.add_get("/healthz", health)
-    app.router.add_post(ENDPOINTS + SLASH, create_endpoint)
-    app.router.add_get(ENDPOINTS + SLASH, list_endpoints)
-    app.router.add_get(ENDPOINTS + "/{name}" + SLASH, get_endpoint)
-    app.router.add_delete(ENDPOINTS + "/{name}" + SLASH, delete_endpoint)
-    app.router.add_put(ENDPOINTS + "/{name}/config" + SLASH, update_config)
-    app.router.add_patch(ENDPOINTS + "/{name}/tags" + SLASH, patch_tags)
-    app.router.add_put(ENDPOINTS + "/{name}/ai-gateway" + SLASH, put_ai_gateway)
-    app.router.add_put(ENDPOINTS + "/{name}/rate-limits" + SLASH, put_rate_limits)
-    app.router.add_patch(ENDPOINTS + "/{name}/notifications" + SLASH, update_notifications)
-    app.router.add_patch(ENDPOINTS + "/{name}/telemetry-config" + SLASH, patch_telemetry_config)
-    app.router.add_get(ENDPOINTS + "/{name}/served-models/{served_model}/logs" + SLASH, served_model_logs)
-    app.router.add_get(ENDPOINTS + "/{name}/served-models/{served_model}/build-logs" + SLASH, served_model_build_logs)
-    app.router.add_get(ENDPOINTS + "/{name}/metrics" + SLASH, export_metrics)
-    app.router.add_get(ENDPOINTS + "/{name}/openapi" + SLASH, get_open_api)
-    app.router.add_post("/serving-endpoints/{name}/invocations" + SLASH, invocations)
-    app.router.add_post("/serving-endpoints/{name}/served-models/{served_entity}/invocations" + SLASH, invocations)
-    OpenInferenceRoutes(gateway).register(app.router)
-    # Podium's own read-only registry view, for the UI's model pickers and the playground's example.
     app.router.add_get("/api/2.0/podium/openapi.json", management_openapi)
-    app.router.add_get(REGISTRY + SLASH, list_registered_models)
-    app.router.add_get(REGISTRY + "/{name}/versions/{version}/signature" + SLASH, get_model_signature)
-    add_identity_routes(app, GATEWAY)
+    SignInRoutes(sign_in).register(app.router)
+    ManagementRoutes(gateway).register(app.router)
+    ServingRoutes(gateway).register(app.router)
+    OpenAIRoutes(gateway).register(app.router)
+    OpenInferenceRoutes(gateway).register(app.router)
     add_ui_routes(app)   # static files only, holding no data: every call the UI makes carries the signed-in token
     return app

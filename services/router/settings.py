@@ -1,94 +1,103 @@
-"""Router settings: env vars PODIUM_*, documented in the README's settings table."""
+"""Router settings: env vars PODIUM_<FIELD> (services/common/settings.py), listed in docs/settings.md."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr
+
+from services.common.settings import ClusterSettings, MasterKeySettings, RegistrySettings
 
 
-class RouterSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="PODIUM_", frozen=True, extra="ignore")
-
-    data_dir: Path = Path.home() / ".podium"
+class RouterSettings(MasterKeySettings, ClusterSettings, RegistrySettings):
     router_host: str = "127.0.0.1"
-    router_port: int = 8080                 # REST; 0 = the OS picks (tests)
-    router_grpc_port: int = 8081            # gRPC query API; 0 = the OS picks
-    control_plane_target: str = "127.0.0.1:7070"
-    # Processes serving the same REST and gRPC ports (SO_REUSEPORT: the kernel spreads connections over
-    # them). The first binds and starts the others; each has its own metrics port (listed in its ready line).
+    """The interface the router's REST and gRPC query ports bind."""
+    router_port: int = 8080
+    """The REST port; 0 = the OS picks (tests)."""
+    router_grpc_port: int = 8081
+    """The gRPC query API's port; 0 = the OS picks."""
     router_processes: int = Field(1, ge=1, le=64)
-    router_reuse_port: bool = False        # set for the extra processes (and implied by router_processes > 1)
-    router_parent_pid: int = Field(0, ge=0)  # an extra process exits with the router that started it; 0 = none
-    # Prometheus GET /metrics on its own port (services/common/metrics_server.py says why): 0 = the OS
-    # picks (announced in the ready line and podium.json); -1 = off. Loopback by default.
+    """Processes serving the same REST and gRPC ports (SO_REUSEPORT: the kernel spreads connections over
+    them). The first binds and starts the others; each has its own metrics port (listed in its ready line)."""
+    router_reuse_port: bool = False
+    """Bind with SO_REUSEPORT: set for the extra processes (and implied by router_processes > 1)."""
+    router_parent_pid: int = Field(0, ge=0)
+    """An extra router process exits with the router that started it; 0 = none."""
     router_metrics_host: str = "127.0.0.1"
+    """The interface of Prometheus GET /metrics (services/common/metrics_server.py says why its own port)."""
     router_metrics_port: int = Field(0, ge=-1)
-    # OpenTelemetry: spans exported over OTLP/HTTP when set (the standard variable); empty = tracing off.
+    """The /metrics port: 0 = the OS picks (announced in the ready line and podium.json); -1 = off."""
     otlp_endpoint: str = Field("", validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT")
-    redis_url: str = Field("", validation_alias=AliasChoices("PODIUM_REDIS_URL", "REDIS_URL"))
-    forward_timeout_s: float = Field(60.0, gt=0)      # deadline of one prediction, retries on other replicas included
-    # A replica a call found unreachable gets no request from this router for this long (or until the
-    # routing table drops it), unless it is the only one left.
+    """OpenTelemetry: spans exported over OTLP/HTTP when set (the standard variable); empty = tracing off."""
+    forward_timeout_s: float = Field(60.0, gt=0)
+    """Deadline of one prediction, re-sends to other replicas included."""
     replica_eject_s: float = Field(10.0, gt=0)
-    management_timeout_s: float = Field(10.0, gt=0)   # deadline of one control-plane call
-    max_request_bytes: int = Field(16 * 1024 * 1024, gt=0)  # as Databricks: 16 MB per request
-    # Requests served at once, REST and gRPC each (waiting for a replica included); beyond: 503 at once.
+    """A replica a call found unreachable gets no request from this router for this long (or until the
+    routing table drops it), unless it is the only one left."""
+    management_timeout_s: float = Field(10.0, gt=0)
+    """Deadline of one control-plane call from the router."""
+    max_request_bytes: int = Field(16 * 1024 * 1024, gt=0)
+    """The largest request body (16 MB, as Databricks)."""
     max_concurrent_requests: int = Field(2000, ge=1)
-    # The registry GET .../openapi and the UI's model pickers read (the query path never does).
-    registry_uri: str = Field("", validation_alias=AliasChoices("PODIUM_REGISTRY_URI", "MLFLOW_REGISTRY_URI"))
-    tracking_uri: str = Field("", validation_alias=AliasChoices("PODIUM_TRACKING_URI", "MLFLOW_TRACKING_URI"))
-    openapi_alias_ttl_s: float = Field(60.0, gt=0)   # an alias's signature is read again after this long
-    registry_timeout_s: float = Field(30.0, gt=0)     # deadline of one registry read for the UI
-    # Scale from zero: a request for a served entity with no ready replica waits this long, at most
-    # queue_limit of them per served entity; beyond either it is answered 503 with Retry-After.
+    """Requests served at once, REST and gRPC each (waiting for a replica included); beyond: 503 at once."""
+    openapi_alias_ttl_s: float = Field(60.0, gt=0)
+    """An alias's signature (GET .../openapi) is read from the registry again after this long."""
+    registry_timeout_s: float = Field(30.0, gt=0)
+    """Deadline of one registry read for the UI's model pickers (the query path never reads the registry)."""
     queue_timeout_s: float = Field(60.0, gt=0)
+    """Scale from zero: a request for a served entity with no ready replica waits this long; then 503 with
+    Retry-After."""
     queue_limit: int = Field(1000, ge=1)
-    # Load metrics for the scaler: published to Redis every interval, expiring after the TTL.
+    """Scale from zero: requests waiting per served entity; beyond: 503 with Retry-After."""
     metrics_interval_s: float = Field(0.5, gt=0)
+    """Load metrics for the scaler are published to Redis this often."""
     metrics_ttl_s: float = Field(5.0, gt=0)
+    """Published load metrics expire after this long."""
 
     # ---- external models ----
-    # AES-256 master key(s) that open stored provider keys and seal inference tables (base64, or
-    # `kid:b64,...`); empty = the key file (default DATA_DIR/keys/master-key.json) that `podium up` creates.
-    master_key: SecretStr | None = None
-    key_file: Path | None = None
-    # Secrets given at start, JSON {"scope/key": "value"}, looked up before the control plane's secrets store
-    # when `{{secrets/scope/key}}` references resolve.
     secrets: dict[str, SecretStr] = Field(default_factory=dict)
-    secret_cache_ttl_s: float = Field(60.0, ge=0)      # a rotated secret takes effect within this
-    provider_timeout_s: float = Field(60.0, gt=0)      # default deadline of a provider call (external_model.timeout_s)
-    provider_max_retries: int = Field(1, ge=0, le=5)   # default retries on 5xx / unreachable (external_model.max_retries)
+    """Secrets given at start, JSON {"scope/key": "value"}, looked up before the control plane's secrets
+    store when `{{secrets/scope/key}}` references resolve."""
+    secret_cache_ttl_s: float = Field(60.0, ge=0)
+    """A resolved secret reference is reused this long (a rotated secret takes effect within it)."""
+    provider_timeout_s: float = Field(60.0, gt=0)
+    """Default deadline of a provider call (external_model.timeout_s overrides)."""
+    provider_max_retries: int = Field(1, ge=0, le=5)
+    """Default retries on a provider's 5xx or when unreachable (external_model.max_retries overrides)."""
     provider_connect_timeout_s: float = Field(10.0, gt=0)
+    """Deadline of connecting to a provider."""
 
     # ---- AI gateway ----
-    rate_limit_timeout_s: float = Field(1.0, gt=0)     # deadline of one Redis call of the rate limiter
-    # While Redis cannot be reached: "open" admits rate-limited requests unmetered, "closed" answers them
-    # 503 TEMPORARILY_UNAVAILABLE. Load metrics always fail open (queries never wait on them).
+    rate_limit_timeout_s: float = Field(1.0, gt=0)
+    """Deadline of one Redis call of the rate limiter."""
     redis_failure_mode: Literal["open", "closed"] = "open"
-    inference_database_url: str = ""                   # empty = sqlite:///<data_dir>/inference.db
+    """While Redis cannot be reached: "open" admits rate-limited requests unmetered, "closed" answers them
+    503 TEMPORARILY_UNAVAILABLE. Load metrics always fail open (queries never wait on them)."""
+    inference_database_url: str = ""
+    """Inference tables and usage records; empty = sqlite:///<data_dir>/inference.db."""
     inference_retention_days: float = Field(30.0, gt=0)
-    inference_queue_size: int = Field(10_000, gt=0)    # records waiting to be written; beyond: dropped, counted
+    """Inference records older than this are deleted."""
+    inference_queue_size: int = Field(10_000, gt=0)
+    """Inference records waiting to be written; beyond: dropped and counted."""
     inference_batch_size: int = Field(500, gt=0)
-    inference_max_payload_bytes: int = Field(1024 * 1024, gt=0)  # larger payloads are not captured (error code)
+    """Inference records written at once."""
+    inference_max_payload_bytes: int = Field(1024 * 1024, gt=0)
+    """Larger requests or responses are not captured (an error code is, instead)."""
 
     # ---- authentication ----
-    internal_token: SecretStr = SecretStr("")   # Podium's service credential, for the control plane's internal calls
-    worker_token: SecretStr = SecretStr("")     # presented to workers, which answer nothing else
-    auth_cache_ttl_s: float = Field(5.0, gt=0, le=300)   # a revoked credential works at most this long
-    auth_stale_grace_s: float = Field(60.0, ge=0)        # ... longer only while the control plane is down
+    worker_token: SecretStr = SecretStr("")
+    """The credential presented to workers, which answer nothing else (they are given its SHA-256)."""
+    auth_cache_ttl_s: float = Field(5.0, gt=0, le=300)
+    """A revoked credential works at most this long."""
+    auth_stale_grace_s: float = Field(60.0, ge=0)
+    """... and longer only while the control plane is down, up to this long."""
 
-    # ---- TLS: the router's own certificate (HTTPS, gRPC queries) and Podium's internal mutual TLS ----
+    # ---- TLS: the router's own certificate (HTTPS, gRPC queries); internal TLS is tls_* ----
     router_tls_cert_file: Path | None = None
+    """The router's own certificate for HTTPS and gRPC queries."""
     router_tls_key_file: Path | None = None
-    tls_ca_file: Path | None = None
-    tls_cert_file: Path | None = None
-    tls_key_file: Path | None = None
+    """The router's own private key."""
 
     def resolved_inference_database_url(self) -> str:
         return self.inference_database_url or f"sqlite:///{self.data_dir / 'inference.db'}"
-
-    def resolved_key_file(self) -> Path:
-        return self.key_file or self.data_dir / "keys" / "master-key.json"

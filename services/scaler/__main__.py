@@ -31,6 +31,7 @@ from services.scaler.runtime import LocalProcessRuntime
 from services.common.metrics_server import start_metrics_server
 from services.scaler.prometheus import add_target_route, scaler_registry, scrape_targets
 from services.scaler.settings import ScalerSettings
+from services.worker.settings import WorkerSettings
 
 log = logging.getLogger("services.scaler")
 
@@ -39,16 +40,14 @@ async def run(settings: ScalerSettings) -> None:
     tls = TlsFiles.from_settings(settings.tls_ca_file, settings.tls_cert_file, settings.tls_key_file)
     control_plane = ControlPlaneClient(settings.control_plane_target,
                                        internal_token=settings.internal_token.get_secret_value(), tls=tls)
-    worker_env = {"PODIUM_WORKER_SUPERVISOR_PID": str(settings.supervisor_pid or os.getpid()),
-                  "PODIUM_WORKER_CALLER_TOKEN_SHA256": settings.worker_caller_token_sha256}
+    worker_env = WorkerSettings.env_for(worker_supervisor_pid=settings.supervisor_pid or os.getpid(),
+                                        worker_caller_token_sha256=settings.worker_caller_token_sha256,
+                                        registry_uri=settings.registry_uri or None,
+                                        tracking_uri=settings.tracking_uri or None)
     if tls and settings.worker_tls_cert_file and settings.worker_tls_key_file:
-        worker_env.update({"PODIUM_WORKER_TLS_CA_FILE": str(settings.worker_tls_ca_file or tls.ca_file),
-                           "PODIUM_WORKER_TLS_CERT_FILE": str(settings.worker_tls_cert_file),
-                           "PODIUM_WORKER_TLS_KEY_FILE": str(settings.worker_tls_key_file)})
-    if settings.registry_uri:
-        worker_env["PODIUM_REGISTRY_URI"] = settings.registry_uri
-    if settings.tracking_uri:
-        worker_env["PODIUM_TRACKING_URI"] = settings.tracking_uri
+        worker_env.update(WorkerSettings.env_for(worker_tls_ca_file=settings.worker_tls_ca_file or tls.ca_file,
+                                                 worker_tls_cert_file=settings.worker_tls_cert_file,
+                                                 worker_tls_key_file=settings.worker_tls_key_file))
     environments = None
     if settings.worker_env_manager == "virtualenv":
         environments = VirtualenvManager(settings.data_dir / "envs", settings.registry_uri, settings.tracking_uri,
@@ -84,7 +83,8 @@ async def run(settings: ScalerSettings) -> None:
     if load is None:
         log.warning("no Redis URL: no load metrics, so replica counts stay where they are")
     scaling = ScalingSettings(settings.target_concurrency_per_replica, settings.scale_to_zero_after_s,
-                              settings.scale_up_window_s, settings.scale_down_window_s, settings.scale_max_step)
+                              settings.scale_up_window_s, settings.scale_down_window_s, settings.scale_max_step,
+                              unbatched_concurrency=settings.unbatched_concurrency_per_replica)
     scaler = Scaler(control_plane, runtime, load, scaling, start_timeout_s=settings.worker_start_timeout_s,
                     max_start_failures=settings.worker_max_start_failures, scaler_target=target)
     adopted = await runtime.adopt()  # before the first pass: a restart keeps what runs
@@ -132,12 +132,12 @@ def _remote_runtime(settings: ScalerSettings, worker_env: dict[str, str], tls: T
     if settings.replica_backend == "docker":
         from services.scaler.docker_runtime import DockerRuntime
         options = ContainerOptions(settings.worker_image, settings.docker_network, settings.docker_stack,
-                                   settings.worker_port, settings.docker_worker_domain,
+                                   settings.worker_container_port, settings.docker_worker_domain,
                                    _listed(settings.docker_worker_volumes))
         return DockerRuntime(options, worker_env, docker_host=settings.docker_host, tls=tls, **heartbeats)
     from services.scaler.kubernetes_runtime import KubernetesRuntime
     options = KubernetesOptions(settings.worker_image, settings.kubernetes_namespace, settings.docker_stack,
-                                settings.worker_port, settings.kubernetes_cluster_domain,
+                                settings.worker_container_port, settings.kubernetes_cluster_domain,
                                 _listed(settings.kubernetes_worker_secrets))
     return KubernetesRuntime(options, worker_env, tls=tls, **heartbeats)
 
@@ -155,7 +155,7 @@ async def _warm_up(template: WarmTemplate) -> None:
 
 
 def main() -> None:
-    settings = ScalerSettings()
+    settings = ScalerSettings.from_environment()
     configure_logging("scaler")
     asyncio.run(run(settings))
 

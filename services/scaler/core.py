@@ -16,12 +16,13 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from services.common.capacity import gpus_for_workload_type, replica_bounds
+from services.common.capacity import concurrency_per_replica, gpus_for_workload_type, replica_bounds
 from services.common.deployments import Deployment, DeploymentStatus
 from services.scaler.policy import (
     LoadSample, ReplicaCounts, ScaleMemory, ScaleSpec, Start, Stop, decide_replicas, initial_memory, plan,
 )
-from services.scaler.runtime import EXITED, FAILED, LOST, READY, STARTING, Runtime, WorkerSpec
+from services.scaler.replica import EXITED, FAILED, LOST, READY, STARTING
+from services.scaler.runtime import Runtime, WorkerSpec
 
 if TYPE_CHECKING:
     from services.common.control_plane_client import ControlPlaneClient
@@ -46,6 +47,7 @@ class ScalingSettings:
     scale_down_window_s: float = 60.0
     max_step: int = 4
     drain_s: float = 0.5   # between leaving the routing table and SIGTERM, so routers have the new table
+    unbatched_concurrency: float = 1.0  # per CPU replica whose model does not batch (max and load only)
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,7 @@ class Scaler:
         self._stopping: set[asyncio.Task] = set()
         self._windows: dict[str, deque[LoadSample]] = {}
         self._memory: dict[str, ScaleMemory] = {}
+        self._is_batching: dict[str, bool] = {}  # per deployment, from its first ready replica that said
         runtime.on_change = self.wake.set
         self.replica_counts: list[ReplicaCount] = []   # as of the last pass (for the metrics scrape)
 
@@ -85,6 +88,7 @@ class Scaler:
         self._reap(now)
         self._stop_announced(now)
         load = await self._load.read(now) if self._load is not None else None
+        self._learn_batching()
         counts = self._counts()
         desired = {key: self._decide(d, load, counts.get(key, ReplicaCounts()), now)
                    for key, d in deployments.items() if not self._has_failed(key)}
@@ -103,6 +107,8 @@ class Scaler:
         for key in [k for k in self._memory if k not in deployments]:
             self._memory.pop(key, None)
             self._windows.pop(key, None)
+        for key in [k for k in self._is_batching if k not in deployments]:
+            del self._is_batching[key]
         statuses = self._statuses(deployments, desired)
         self.replica_counts = [ReplicaCount(s.key, deployments[s.key].endpoint_name, deployments[s.key].served_entity_name,
                                             s.desired_replicas, len(s.ready_addresses)) for s in statuses]
@@ -113,9 +119,15 @@ class Scaler:
     def _decide(self, deployment: Deployment, load: dict[str, LoadSample] | None, replicas: ReplicaCounts,
                 now: float) -> int:
         scaling = self._scaling
+        # Only CPU replicas are sized by whether they batch: a GPU replica's model runs on its GPU, and more
+        # replicas would mean more copies of the model on GPUs they share.
+        is_batching = self._is_batching.get(deployment.key) \
+            if gpus_for_workload_type(deployment.workload_type) == 0 else None
+        per_replica = concurrency_per_replica(scaling.target_concurrency, scaling.unbatched_concurrency,
+                                              is_batching)
         floor, ceiling = replica_bounds(deployment.min_concurrency, deployment.max_concurrency,
-                                        scaling.target_concurrency)
-        spec = ScaleSpec(floor, ceiling, deployment.scale_to_zero_enabled, scaling.target_concurrency,
+                                        scaling.target_concurrency, per_replica)
+        spec = ScaleSpec(floor, ceiling, deployment.scale_to_zero_enabled, per_replica,
                          scaling.scale_to_zero_after_s, scaling.scale_up_window_s, scaling.scale_down_window_s,
                          scaling.max_step)
         window = self._windows.setdefault(deployment.key, deque())
@@ -138,6 +150,18 @@ class Scaler:
             log.info("scaling %s/%s from %d to %d replicas (%d ready, %d starting)", deployment.endpoint_name,
                      deployment.served_entity_name, memory.desired, desired, replicas.ready, replicas.starting)
         return desired
+
+    def _learn_batching(self) -> None:
+        """Keeps, per deployment, whether its model batches, as its first ready replica that knows said (a
+        deployment's key changes with its config, so max_batch_size cannot change under it)."""
+        for replica in self._runtime.replicas():
+            if replica.status == READY and replica.is_batching is not None \
+                    and replica.key not in self._is_batching:
+                self._is_batching[replica.key] = replica.is_batching
+                log.info("%s %s: replicas sized for %s concurrent requests under load", replica.key,
+                         "batches" if replica.is_batching else "does not batch",
+                         self._scaling.target_concurrency if replica.is_batching else
+                         min(self._scaling.target_concurrency, self._scaling.unbatched_concurrency))
 
     def _counts(self) -> dict[str, ReplicaCounts]:
         counts: dict[str, ReplicaCounts] = {}

@@ -18,13 +18,13 @@ import logging
 from collections.abc import Callable
 
 from services.common.tls import TlsFiles
-from services.scaler.health_rounds import heartbeat_forever
-from services.scaler.heartbeat import HealthChecker
 from services.scaler.replica_specs import (
     LABEL_MANAGED, ContainerOptions, container_spec, metrics_address, replica_address, replica_from_labels,
     worker_environment,
 )
-from services.scaler.runtime import EXITED, FAILED, LOST, READY, STARTING, Replica, WorkerSpec, new_replica_id
+from services.scaler.replica import EXITED, FAILED, LOST, READY, STARTING, Replica, new_replica_id
+from services.scaler.replica_table import ReplicaTable
+from services.scaler.runtime import WorkerSpec
 
 log = logging.getLogger(__name__)
 
@@ -41,15 +41,13 @@ class DockerRuntime:
             else docker.from_env(timeout=int(api_timeout_s))
         self._options = options
         self._base_env = base_env
-        self._heartbeat_interval_s = heartbeat_interval_s
-        self._heartbeat_expiry_s = heartbeat_expiry_s
         self._stop_grace_s = stop_grace_s
         self.on_change: Callable[[], None] = lambda: None
-        self._replicas: dict[str, Replica] = {}
+        self._table = ReplicaTable(tls, interval_s=heartbeat_interval_s, expiry_s=heartbeat_expiry_s,
+                                   on_change=lambda: self.on_change(), observe=self._observe_exits,
+                                   what="worker containers")
         self._containers: dict[str, str] = {}   # replica id -> container id
         self._tasks: set[asyncio.Task] = set()
-        self._health = HealthChecker(tls)
-        self._heartbeat: asyncio.Task | None = None
         self._ids = itertools.count(1)
 
     # ---- the Runtime interface ----
@@ -67,11 +65,10 @@ class DockerRuntime:
                 continue
             replica = Replica(found.replica_id, found.key, status=STARTING, address=found.address,
                               metrics_address=metrics_address(found.address))
-            self._replicas[replica.replica_id] = replica
+            self._table.add(replica)
             self._containers[replica.replica_id] = container.id
             adopted.append(replica)
             log.info("adopted replica %s (container %s)", replica.replica_id, container.short_id)
-        self._ensure_heartbeat()
         return adopted
 
     def warm(self, spec: WorkerSpec) -> None:
@@ -80,18 +77,15 @@ class DockerRuntime:
     async def start(self, spec: WorkerSpec) -> Replica:
         replica_id = new_replica_id(spec.key, next(self._ids))
         address = replica_address(replica_id, self._options)
-        replica = Replica(replica_id, spec.key, address=address, metrics_address=metrics_address(address))
-        self._replicas[replica_id] = replica
+        replica = self._table.add(Replica(replica_id, spec.key, address=address,
+                                          metrics_address=metrics_address(address)))
         self._spawn(self._run(replica, spec))
-        self._ensure_heartbeat()
         return replica
 
     async def stop(self, replica_id: str, grace_s: float | None = None) -> None:
         """`docker stop`: SIGTERM (the worker drains), SIGKILL after the grace; then the container goes."""
-        replica = self._replicas.get(replica_id)
-        if replica is None:
+        if self._table.mark_stopping(replica_id) is None:
             return
-        replica.is_stopping = True
         container_id = self._containers.get(replica_id)
         if container_id is not None:
             grace = self._stop_grace_s if grace_s is None else grace_s
@@ -99,25 +93,19 @@ class DockerRuntime:
         self.forget(replica_id)
 
     def forget(self, replica_id: str) -> None:
-        replica = self._replicas.pop(replica_id, None)
+        self._table.forget(replica_id)
         container_id = self._containers.pop(replica_id, None)
         if container_id is not None:
             self._spawn(asyncio.to_thread(self._remove_by_id, container_id))
-        if replica is not None and replica.address:
-            self._health.forget(replica.address)
 
     def replicas(self) -> list[Replica]:
-        return list(self._replicas.values())
+        return self._table.all()
 
     async def close(self) -> None:
         """Stops the replicas (a scaler that is shut down takes its workers along, as `podium up` does)."""
-        await asyncio.gather(*(self.stop(r) for r in list(self._replicas)), return_exceptions=True)
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeat
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._health.close()
+        await asyncio.gather(*(self.stop(r.replica_id) for r in self._table.all()), return_exceptions=True)
+        await self._table.close()
+        await asyncio.gather(*self._tasks, return_exceptions=True)   # container removals
         await asyncio.to_thread(self._docker.close)
 
     # ---- engine calls (in threads) ----
@@ -178,7 +166,7 @@ class DockerRuntime:
             return
         self._containers[replica.replica_id] = container_id
         log.info("started replica %s of %s (container %s)", replica.replica_id, spec.model_uri, container_id[:12])
-        if replica.is_stopping or replica.replica_id not in self._replicas:   # stopped or forgotten meanwhile
+        if replica.is_stopping or replica.replica_id not in self._table:   # stopped or forgotten meanwhile
             await asyncio.to_thread(self._stop_container, container_id, 1.0)
             await asyncio.to_thread(self._remove_by_id, container_id)
 
@@ -186,7 +174,7 @@ class DockerRuntime:
         """Marks replicas whose container exited (or vanished) EXITED or FAILED."""
         states = {c.id: c.status for c in await asyncio.to_thread(self._list)}
         for replica_id, container_id in list(self._containers.items()):
-            replica = self._replicas.get(replica_id)
+            replica = self._table.get(replica_id)
             if replica is None or replica.status not in (STARTING, READY, LOST):
                 continue
             state = states.get(container_id)
@@ -201,17 +189,6 @@ class DockerRuntime:
         task = asyncio.ensure_future(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    # ---- heartbeats ----
-
-    def _ensure_heartbeat(self) -> None:
-        if self._heartbeat is None or self._heartbeat.done():
-            self._heartbeat = asyncio.create_task(self._heartbeat_forever())
-
-    async def _heartbeat_forever(self) -> None:
-        await heartbeat_forever(self._health, lambda: list(self._replicas.values()), self._observe_exits,
-                                interval_s=self._heartbeat_interval_s, expiry_s=self._heartbeat_expiry_s,
-                                on_change=lambda: self.on_change(), what="worker containers")
 
 
 def _remove(container) -> None:

@@ -1,5 +1,5 @@
-"""One round of heartbeats over replicas that report no handshake (containers, pods, adopted processes):
-each is health-checked once; a STARTING one that answers SERVING becomes READY, a READY one silent for
+"""Heartbeats, every runtime's: each round health-checks every live replica once; a STARTING one that answers
+SERVING becomes READY (containers, pods and adopted processes report no handshake), a READY one silent for
 longer than the expiry becomes LOST (the scaler takes it out of the routing table and replaces it)."""
 
 from __future__ import annotations
@@ -9,14 +9,16 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from services.common.readiness import BATCHING_HEALTH_SERVICE
 from services.scaler.heartbeat import HealthChecker
-from services.scaler.runtime import LOST, READY, STARTING, Replica
+from services.scaler.replica import LOST, READY, STARTING, Replica
 
 log = logging.getLogger(__name__)
 
 
 async def check_round(health: HealthChecker, targets: list[Replica], expiry_s: float) -> tuple[list[Replica], list[Replica]]:
-    """Updates the replicas in place; returns those that became READY and those that became LOST."""
+    """Updates the replicas in place; returns those that became READY and those that became LOST. One that
+    became READY is also asked whether its model batches (BATCHING_HEALTH_SERVICE), unless it said so."""
     timeout_s = max(0.2, min(expiry_s / 2, 1.0))
     answers = await asyncio.gather(*(health.check(r.address, timeout_s) for r in targets))
     now = time.monotonic()
@@ -33,25 +35,36 @@ async def check_round(health: HealthChecker, targets: list[Replica], expiry_s: f
             replica.status = LOST
             replica.failure = f"no answer to health checks for {now - replica.last_seen:.1f} s"
             lost.append(replica)
+    unknown = [r for r in ready if r.is_batching is None]  # no ready line said whether its model batches
+    answers = await asyncio.gather(*(health.check(r.address, timeout_s, BATCHING_HEALTH_SERVICE) for r in unknown))
+    for replica, answer in zip(unknown, answers):
+        replica.is_batching = answer  # None (an older worker, or no answer): sized as if it batched
     return ready, lost
 
 
-async def heartbeat_forever(health: HealthChecker, replicas: Callable[[], list[Replica]],
-                            observe: Callable[[], Awaitable[None]], *, interval_s: float, expiry_s: float,
-                            on_change: Callable[[], None], what: str) -> None:
-    """A remote runtime's heartbeat loop: each interval, `observe` what the platform says of its replicas
-    (exits, new pods: `what` names them in the log), then one check_round over the live ones."""
+async def heartbeat_forever(health: HealthChecker, replicas: Callable[[], list[Replica]], *, interval_s: float,
+                            expiry_s: float, on_change: Callable[[], None],
+                            observe: Callable[[], Awaitable[None]] | None = None, what: str = "",
+                            on_ready: Callable[[Replica], None] | None = None) -> None:
+    """A runtime's heartbeat loop: each interval, `observe` what the platform says of its replicas (exits, new
+    pods: `what` names them in the log) where it can, then one check_round over the live ones. `on_ready`
+    takes each replica that became READY (by default its address is logged)."""
     while True:
         await asyncio.sleep(interval_s)
-        try:
-            await observe()
-        except Exception as exc:  # noqa: BLE001 - the API may be away for a while: health checks go on
-            log.warning("cannot list %s: %s", what, exc)
+        if observe is not None:
+            try:
+                await observe()
+            except Exception as exc:  # noqa: BLE001 - the API may be away for a while: health checks go on
+                log.warning("cannot list %s: %s", what, exc)
         targets = [r for r in replicas() if r.address and r.status in (STARTING, READY) and not r.is_stopping]
         ready, lost = await check_round(health, targets, expiry_s)
         for replica in ready:
-            log.info("replica %s is ready at %s", replica.replica_id, replica.address)
+            (on_ready or _log_ready)(replica)
         for replica in lost:
             log.warning("replica %s is lost: %s", replica.replica_id, replica.failure)
         if ready or lost:
             on_change()
+
+
+def _log_ready(replica: Replica) -> None:
+    log.info("replica %s is ready at %s", replica.replica_id, replica.address)

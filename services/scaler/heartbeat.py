@@ -22,14 +22,15 @@ class HealthChecker:
         self._stubs: dict[str, health_pb2_grpc.HealthStub] = {}
         self._closing: set[asyncio.Task] = set()
 
-    async def check(self, address: str, timeout_s: float) -> bool | None:
-        """True: serving; False: alive but not serving (loading or draining); None: no answer in time."""
+    async def check(self, address: str, timeout_s: float, service: str = "") -> bool | None:
+        """True: serving; False: alive but not serving (loading or draining); None: no answer in time (or no
+        such `service`: the worker's own health is "")."""
         stub = self._stubs.get(address)
         if stub is None:
             self._channels[address] = open_channel(address, self._tls, CHANNEL_OPTIONS)
             stub = self._stubs[address] = health_pb2_grpc.HealthStub(self._channels[address])
         try:
-            reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=timeout_s)
+            reply = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout_s)
         except grpc.aio.AioRpcError:
             return None
         return reply.status == SERVING

@@ -13,19 +13,18 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import itertools
 import logging
 from collections.abc import Callable
 
 from services.common.tls import TlsFiles
-from services.scaler.health_rounds import heartbeat_forever
-from services.scaler.heartbeat import HealthChecker
 from services.scaler.replica_specs import (
     K8S_DELETION_COST, KubernetesOptions, k8s_deployment, k8s_labels, k8s_name, k8s_pod_address, k8s_service,
     metrics_address, worker_environment,
 )
-from services.scaler.runtime import EXITED, READY, STARTING, Replica, WorkerSpec
+from services.scaler.replica import EXITED, READY, STARTING, Replica
+from services.scaler.replica_table import ReplicaTable
+from services.scaler.runtime import WorkerSpec
 
 log = logging.getLogger(__name__)
 
@@ -47,18 +46,16 @@ class KubernetesRuntime:
         self._options = options
         self._base_env = base_env
         self._timeout_s = api_timeout_s
-        self._heartbeat_interval_s = heartbeat_interval_s
-        self._heartbeat_expiry_s = heartbeat_expiry_s
         self._stop_grace_s = stop_grace_s
         self.on_change: Callable[[], None] = lambda: None
-        self._replicas: dict[str, Replica] = {}      # pods by name, and placeholders for pods to come
+        # Pods by name, and placeholders for pods to come; every heartbeat lists the pods first.
+        self._table = ReplicaTable(tls, interval_s=heartbeat_interval_s, expiry_s=heartbeat_expiry_s,
+                                   on_change=lambda: self.on_change(), observe=self._observe_pods, what="worker pods")
         self._wanted: dict[str, int] = {}            # deployment key -> replicas asked of Kubernetes
         # Starts and stops of one key read, call the API and write `_wanted`: one at a time, or two
         # concurrent stops would both ask for N-1.
         self._scaling: dict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
         self._stopped: set[str] = set()   # pods asked to go, until Kubernetes shows them gone: never re-adopted
-        self._health = HealthChecker(tls)
-        self._heartbeat: asyncio.Task | None = None
         self._ids = itertools.count(1)
 
     # ---- the Runtime interface ----
@@ -72,8 +69,8 @@ class KubernetesRuntime:
             if key:
                 self._wanted[key] = deployment.spec.replicas or 0
         await self._observe_pods()
-        self._ensure_heartbeat()
-        adopted = [r for r in self._replicas.values() if not r.replica_id.startswith(PLACEHOLDER)]
+        self._table.watch()   # pods of the Deployments found may appear later
+        adopted = [r for r in self._table.all() if not r.replica_id.startswith(PLACEHOLDER)]
         for replica in adopted:
             log.info("adopted pod %s of %s", replica.replica_id, replica.key)
         return adopted
@@ -82,8 +79,7 @@ class KubernetesRuntime:
         """Nothing to prepare: the image holds every import."""
 
     async def start(self, spec: WorkerSpec) -> Replica:
-        placeholder = Replica(f"{PLACEHOLDER}-{spec.key}-{next(self._ids)}", spec.key)
-        self._replicas[placeholder.replica_id] = placeholder
+        placeholder = self._table.add(Replica(f"{PLACEHOLDER}-{spec.key}-{next(self._ids)}", spec.key))
         async with self._scaling[spec.key]:
             wanted = self._wanted.get(spec.key, 0) + 1
             try:
@@ -93,14 +89,12 @@ class KubernetesRuntime:
                 self.on_change()
                 return placeholder
             self._wanted[spec.key] = wanted
-        self._ensure_heartbeat()
         return placeholder
 
     async def stop(self, replica_id: str, grace_s: float | None = None) -> None:
-        replica = self._replicas.get(replica_id)
+        replica = self._table.mark_stopping(replica_id)
         if replica is None:
             return
-        replica.is_stopping = True
         async with self._scaling[replica.key]:
             wanted = max(0, self._wanted.get(replica.key, 1) - 1)
             if not replica_id.startswith(PLACEHOLDER):
@@ -117,20 +111,14 @@ class KubernetesRuntime:
         self.forget(replica_id)
 
     def forget(self, replica_id: str) -> None:
-        replica = self._replicas.pop(replica_id, None)
-        if replica is not None and replica.address:
-            self._health.forget(replica.address)
+        self._table.forget(replica_id)
 
     def replicas(self) -> list[Replica]:
-        return list(self._replicas.values())
+        return self._table.all()
 
     async def close(self) -> None:
         """Leaves the pods running: the Deployments are the desired state, and the next scaler adopts them."""
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeat
-        await self._health.close()
+        await self._table.close()
 
     # ---- API calls (in threads) ----
 
@@ -190,14 +178,14 @@ class KubernetesRuntime:
             if pod.metadata.deletion_timestamp is not None or name in self._stopped:
                 continue
             seen.add(name)
-            replica = self._replicas.get(name)
+            replica = self._table.get(name)
             if replica is None:
-                replica = self._replicas[name] = Replica(name, key)
-                placeholder = next((r for r in self._replicas.values()
+                replica = self._table.add(Replica(name, key))
+                placeholder = next((r for r in self._table.all()
                                     if r.replica_id.startswith(PLACEHOLDER) and r.key == key), None)
                 if placeholder is not None:
                     replica.started_at = placeholder.started_at
-                    self._replicas.pop(placeholder.replica_id)
+                    self._table.forget(placeholder.replica_id)
             if pod.status.pod_ip and not replica.address:
                 replica.address = k8s_pod_address(pod.status.pod_ip, self._options)
                 replica.metrics_address = metrics_address(replica.address)
@@ -205,19 +193,8 @@ class KubernetesRuntime:
                 replica.status, replica.failure = EXITED, f"pod {pod.status.phase.lower()}: {pod.status.reason or ''}"
                 self.on_change()
         self._stopped &= {pod.metadata.name for pod in pods}   # gone from the cluster: forget them
-        for replica in list(self._replicas.values()):
+        for replica in self._table.all():
             if not replica.replica_id.startswith(PLACEHOLDER) and replica.replica_id not in seen \
                     and replica.status in (STARTING, READY) and not replica.is_stopping:
                 replica.status, replica.failure = EXITED, "pod gone"
                 self.on_change()
-
-    # ---- heartbeats ----
-
-    def _ensure_heartbeat(self) -> None:
-        if self._heartbeat is None or self._heartbeat.done():
-            self._heartbeat = asyncio.create_task(self._heartbeat_forever())
-
-    async def _heartbeat_forever(self) -> None:
-        await heartbeat_forever(self._health, lambda: list(self._replicas.values()), self._observe_pods,
-                                interval_s=self._heartbeat_interval_s, expiry_s=self._heartbeat_expiry_s,
-                                on_change=lambda: self.on_change(), what="worker pods")

@@ -19,6 +19,7 @@ import threading
 from pathlib import Path
 
 from services.common.processes import die_with_parent, model_code_environment, wait_pid_exit
+from services.worker.settings import TemplateSettings
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +120,9 @@ class WarmTemplate:
                     process = await asyncio.create_subprocess_exec(
                         *TEMPLATE_COMMAND, stdout=asyncio.subprocess.PIPE, stderr=log_file,
                         stdin=asyncio.subprocess.DEVNULL, pass_fds=(theirs.fileno(),), preexec_fn=die_with_parent,
-                        env={**model_code_environment(), **self._env, "PODIUM_TEMPLATE_FD": str(theirs.fileno()),
-                             "PODIUM_TEMPLATE_CACHE_DIR": str(self._cache_dir),
+                        env={**model_code_environment(), **self._env,
+                             **TemplateSettings.env_for(template_fd=theirs.fileno(),
+                                                        template_cache_dir=self._cache_dir),
                              # no progress-bar thread in a process that forks, and no GPU in it: its
                              # replicas are CPU replicas, and a GPU replica starts fresh with its own
                              "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", "CUDA_VISIBLE_DEVICES": ""})

@@ -15,6 +15,7 @@ import redis.asyncio as redis
 from redis.exceptions import RedisError
 
 from services.common.load_metrics import LOAD_KEY_PREFIX, WAKE_CHANNEL, decode_load
+from services.common.logging import OutageLog
 from services.scaler.policy import LoadSample
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,7 @@ class LoadReader:
         # Last arrivals count per (router, deployment) and when it was read, for arrival rates.
         self._arrivals: dict[tuple[str, str], int] = {}
         self._read_at: float | None = None
-        self._is_failing = False
+        self._outage = OutageLog(log)
 
     async def read(self, now: float) -> dict[str, LoadSample] | None:
         """Load per deployment key at `now` (monotonic), summed over routers; None if Redis is unreadable."""
@@ -35,13 +36,9 @@ class LoadReader:
             keys = [key async for key in self._client.scan_iter(match=LOAD_KEY_PREFIX + "*", count=200)]
             values = await self._client.mget(keys) if keys else []
         except (RedisError, OSError) as exc:
-            if not self._is_failing:
-                log.warning("cannot read load metrics from Redis (%s): holding replica counts", exc)
-            self._is_failing = True
+            self._outage.failed("cannot read load metrics from Redis (%s): holding replica counts", exc)
             return None
-        if self._is_failing:
-            log.info("reading load metrics from Redis again")
-        self._is_failing = False
+        self._outage.succeeded("reading load metrics from Redis again")
         elapsed = None if self._read_at is None else max(now - self._read_at, 1e-3)
         self._read_at = now
         totals: dict[str, list[float]] = {}

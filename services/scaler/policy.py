@@ -3,7 +3,7 @@
 `decide_replicas` is the autoscaler: from a window of load samples (what the routers published to Redis),
 the replicas that run now, the deployment's bounds and what it remembered from the last pass, it returns
 the replica count to aim for and what to remember. No I/O and no clock: `now` is an argument, so a table
-of rows is its specification (tests/test_scaling_policy.py).
+of rows is its specification (tests/unit/test_scaling_policy.py).
 """
 
 from __future__ import annotations

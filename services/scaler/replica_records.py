@@ -29,6 +29,7 @@ class ReplicaRecord:
     log_path: str = ""
     gpus: list[str] = field(default_factory=list)   # the GPUs it was given, so their load stays counted
     metrics_address: str = ""   # where its Prometheus /metrics answers (listed by the scaler's discovery)
+    is_batching: bool | None = None   # whether its model batches, so a restarted scaler sizes by it (None: unknown)
 
 
 class ReplicaRecords:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from services.worker.settings import WorkerSettings
+
 LABEL_MANAGED = "podium.managed-by"      # value: the stack name, so two stacks on one engine never mix
 LABEL_KEY = "podium.deployment-key"
 LABEL_REPLICA = "podium.replica-id"
@@ -57,12 +59,10 @@ def worker_environment(base_env: dict[str, str], environment_vars: dict[str, str
                        gpu_count: int) -> dict[str, str]:
     """A worker's environment in a container or pod: it binds every interface on fixed ports (gRPC, and
     /metrics on the next one), and no supervisor pid (another pid namespace) ends it: the scaler does."""
-    device = {"PODIUM_WORKER_DEVICE": "cuda"} if gpu_count else {"CUDA_VISIBLE_DEVICES": "",
-                                                                    "PODIUM_WORKER_DEVICE": "cpu"}
-    return {**base_env, **environment_vars, "PODIUM_WORKER_MODEL_URI": model_uri, "PODIUM_WORKER_HOST": "0.0.0.0",
-            "PODIUM_WORKER_PORT": str(port), "PODIUM_WORKER_METRICS_HOST": "0.0.0.0",
-            "PODIUM_WORKER_METRICS_PORT": str(port + 1), "PODIUM_WORKER_SUPERVISOR_PID": "0", "PYTHONUNBUFFERED": "1",
-            **device}
+    device = {"worker_device": "cuda"} if gpu_count else {"cuda_visible_devices": "", "worker_device": "cpu"}
+    return {**base_env, **environment_vars, "PYTHONUNBUFFERED": "1", **WorkerSettings.env_for(
+        worker_model_uri=model_uri, worker_host="0.0.0.0", worker_port=port, worker_metrics_host="0.0.0.0",
+        worker_metrics_port=port + 1, worker_supervisor_pid=0, **device)}
 
 
 def container_spec(replica_id: str, key: str, model_uri: str, environment: dict[str, str], gpu_count: int,

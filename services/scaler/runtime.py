@@ -21,48 +21,23 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from services.common.processes import process_start_ticks
 from services.common.tls import TlsFiles
 from services.scaler.environments import BUILD_LOG, EnvironmentBuildFailed, VirtualenvManager
-from services.scaler.heartbeat import HealthChecker
 from services.scaler.launchers import (
     ModelUnavailable, TemplateUnavailable, WarmTemplate, WorkerProcess, start_fresh,
 )
 from services.scaler.policy import pick_gpus
+from services.scaler.replica import EXITED, FAILED, READY, STARTING, Replica, new_replica_id
 from services.scaler.replica_logs import mark_ready
 from services.scaler.replica_records import ReplicaRecord, ReplicaRecords
+from services.scaler.replica_table import ReplicaTable
 
 log = logging.getLogger(__name__)
-
-STARTING, READY, FAILED, EXITED, LOST = "STARTING", "READY", "FAILED", "EXITED", "LOST"
-
-
-def new_replica_id(key: str, sequence: int) -> str:
-    """Unique across scaler restarts (the start time in ms), sortable by start, naming its deployment."""
-    return f"{key}-{int(time.time() * 1000):013d}-{sequence:04d}"
-
-
-@dataclass
-class Replica:
-    replica_id: str
-    key: str
-    status: str = STARTING
-    address: str = ""
-    failure: str = ""
-    ever_ready: bool = False
-    is_building: bool = False     # its environment is being built: the start deadline has not begun
-    started_at: float = field(default_factory=time.monotonic)
-    last_seen: float = field(default_factory=time.monotonic)  # last handshake or answered heartbeat
-    log_path: Path | None = None
-    pid: int | None = None
-    is_stopping: bool = False
-    gpus: tuple[str, ...] = ()    # the GPU ids its CUDA_VISIBLE_DEVICES names
-    metrics_address: str = ""     # its Prometheus /metrics (host:port), from its handshake
-
 
 @dataclass(frozen=True)
 class WorkerSpec:
@@ -108,15 +83,14 @@ class LocalProcessRuntime:
         self._template = template
         self._environments = environments   # None: workers run in the platform's own environment
         self._gpus = gpus
-        self._heartbeat_interval_s = heartbeat_interval_s
-        self._heartbeat_expiry_s = heartbeat_expiry_s
         self._stop_grace_s = stop_grace_s
         self.on_change: Callable[[], None] = lambda: None
-        self._replicas: dict[str, Replica] = {}
+        # An adopted replica that finished loading becomes READY on a heartbeat (the others say so on their
+        # handshake); `on_ready` leaves its record and build-log mark as the handshake would.
+        self._table = ReplicaTable(tls, interval_s=heartbeat_interval_s, expiry_s=heartbeat_expiry_s,
+                                   on_change=lambda: self.on_change(), on_ready=self._record_ready)
         self._processes: dict[str, WorkerProcess] = {}
         self._tasks: dict[str, asyncio.Task] = {}
-        self._health = HealthChecker(tls)
-        self._heartbeat: asyncio.Task | None = None
         self._warming: set[asyncio.Task] = set()
         self._ids = itertools.count(1)
 
@@ -129,14 +103,13 @@ class LocalProcessRuntime:
             replica = Replica(record.replica_id, record.key, status=READY if record.is_ready else STARTING,
                               address=record.address, ever_ready=record.is_ready, pid=record.pid,
                               log_path=Path(record.log_path) if record.log_path else None, gpus=tuple(record.gpus),
-                              metrics_address=record.metrics_address)
+                              metrics_address=record.metrics_address, is_batching=record.is_batching)
             process = WorkerProcess(record.pid)
-            self._replicas[replica.replica_id] = replica
+            self._table.add(replica)
             self._processes[replica.replica_id] = process
             self._tasks[replica.replica_id] = asyncio.create_task(self._follow(replica, process))
             adopted.append(replica)
             log.info("adopted replica %s (pid %d, %s)", replica.replica_id, record.pid, replica.status)
-        self._ensure_heartbeat()
         return adopted
 
     def warm(self, spec: WorkerSpec) -> None:
@@ -162,18 +135,14 @@ class LocalProcessRuntime:
             log_path.parent.mkdir(parents=True, exist_ok=True)
             # Which model these logs (and the processes writing them) belong to, for people and tools.
             (log_path.parent / "model_uri").write_text(spec.model_uri + "\n")
-        replica = Replica(replica_id, spec.key, log_path=log_path)
-        self._replicas[replica_id] = replica
+        replica = self._table.add(Replica(replica_id, spec.key, log_path=log_path))
         self._tasks[replica_id] = asyncio.create_task(self._run(replica, spec))
-        self._ensure_heartbeat()
         return replica
 
     async def stop(self, replica_id: str, grace_s: float | None = None) -> None:
         """SIGTERM (the worker leaves health, finishes in-flight requests, exits), SIGKILL after the grace."""
-        replica = self._replicas.get(replica_id)
-        if replica is None:
+        if self._table.mark_stopping(replica_id) is None:
             return
-        replica.is_stopping = True
         process = self._processes.get(replica_id)
         if process is not None:
             process.send_signal(signal.SIGTERM)
@@ -191,29 +160,24 @@ class LocalProcessRuntime:
         self.forget(replica_id)
 
     def forget(self, replica_id: str) -> None:
-        replica = self._replicas.pop(replica_id, None)
+        self._table.forget(replica_id)
         process = self._processes.pop(replica_id, None)
         if process is not None:
             process.close()
         task = self._tasks.pop(replica_id, None)
         if task is not None and not task.done():
             task.cancel()
-        if replica is not None and replica.address:
-            self._health.forget(replica.address)
         self._records.remove(replica_id)
 
     def replicas(self) -> list[Replica]:
-        return list(self._replicas.values())
+        return self._table.all()
 
     async def close(self) -> None:
         for task in self._warming:
             task.cancel()
-        await asyncio.gather(*(self.stop(r) for r in list(self._replicas)), *self._warming, return_exceptions=True)
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeat
-        await self._health.close()
+        await asyncio.gather(*(self.stop(r.replica_id) for r in self._table.all()), *self._warming,
+                             return_exceptions=True)
+        await self._table.close()
         if self._template is not None:
             await self._template.close()
 
@@ -285,7 +249,7 @@ class LocalProcessRuntime:
         if spec.gpu_count == 0:
             return {"CUDA_VISIBLE_DEVICES": "", "PODIUM_WORKER_DEVICE": "cpu"}
         load: dict[str, int] = {}
-        for other in self._replicas.values():
+        for other in self._table.all():
             for gpu in other.gpus:
                 load[gpu] = load.get(gpu, 0) + 1
         gpus = pick_gpus(self._gpus, load, spec.gpu_count)
@@ -314,6 +278,7 @@ class LocalProcessRuntime:
                 elif event.get("event") == "ready":
                     replica.address = event.get("address", replica.address)
                     replica.metrics_address = event.get("metrics_address", replica.metrics_address)
+                    replica.is_batching = event.get("is_batching", replica.is_batching)
                     self._mark_ready(replica)
                 elif event.get("event") == "failed":
                     replica.status = FAILED
@@ -329,14 +294,16 @@ class LocalProcessRuntime:
         self.on_change()
 
     def _mark_ready(self, replica: Replica) -> None:
-        replica.status = READY
-        replica.ever_ready = True
-        replica.last_seen = time.monotonic()
+        replica.status, replica.ever_ready, replica.last_seen = READY, True, time.monotonic()
+        self._record_ready(replica)
+        self.on_change()
+
+    def _record_ready(self, replica: Replica) -> None:
+        """What a replica that became READY leaves: the end of its build log, its record, a log line."""
         if replica.log_path is not None:
             mark_ready(replica.log_path)  # where its build log ends (services/scaler/replica_logs.py)
         self._write_record(replica)
         log.info("replica %s is ready at %s", replica.replica_id, replica.address)
-        self.on_change()
 
     def _write_record(self, replica: Replica) -> None:
         ticks = process_start_ticks(replica.pid) if replica.pid else None
@@ -344,34 +311,7 @@ class LocalProcessRuntime:
             return
         self._records.write(ReplicaRecord(replica.replica_id, replica.key, replica.pid, ticks, replica.address,
                                           replica.status == READY, str(replica.log_path or ""), list(replica.gpus),
-                                          replica.metrics_address))
-
-    # ---- heartbeats ----
-
-    def _ensure_heartbeat(self) -> None:
-        if self._heartbeat is None or self._heartbeat.done():
-            self._heartbeat = asyncio.create_task(self._heartbeat_forever())
-
-    async def _heartbeat_forever(self) -> None:
-        timeout_s = max(0.2, min(self._heartbeat_expiry_s / 2, 1.0))
-        while True:
-            await asyncio.sleep(self._heartbeat_interval_s)
-            targets = [r for r in self._replicas.values()
-                       if r.address and r.status in (STARTING, READY) and not r.is_stopping]
-            answers = await asyncio.gather(*(self._health.check(r.address, timeout_s) for r in targets))
-            now = time.monotonic()
-            for replica, answer in zip(targets, answers):
-                if replica.status not in (STARTING, READY):
-                    continue  # it exited while we asked
-                if answer is not None:
-                    replica.last_seen = now
-                if answer and replica.status == STARTING:
-                    self._mark_ready(replica)  # an adopted replica that finished loading
-                elif replica.status == READY and now - replica.last_seen > self._heartbeat_expiry_s:
-                    replica.status = LOST
-                    replica.failure = f"no answer to health checks for {now - replica.last_seen:.1f} s"
-                    log.warning("replica %s is lost: %s", replica.replica_id, replica.failure)
-                    self.on_change()
+                                          replica.metrics_address, replica.is_batching))
 
 
 def _stop_if_started(launching: asyncio.Future) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import time
 
 import grpc
@@ -19,8 +18,10 @@ from services.common.grpc_server import SERVER_OPTIONS
 from services.common.logging import configure_logging
 from services.common.metrics_server import start_metrics_server
 from services.common.tracing import configure_tracing
-from services.common.processes import wait_pid_exit
-from services.common.readiness import announce_failed, announce_listening, announce_ready
+from services.common.processes import wait_for_stop
+from services.common.readiness import (
+    BATCHING_HEALTH_SERVICE, announce_failed, announce_listening, announce_ready,
+)
 from services.common.tls import TlsFiles, add_server_port
 from services.worker import metrics
 from services.worker.core import CallerCheck, Predictor, load_model, usable_gpu_count
@@ -35,21 +36,22 @@ async def serve(settings: WorkerSettings) -> int:
     server = grpc.aio.server(options=SERVER_OPTIONS)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    tls = TlsFiles.from_settings(settings.tls_ca_file, settings.tls_cert_file, settings.tls_key_file)
-    port = add_server_port(server, f"{settings.host}:{settings.port}", tls)
-    address = f"{settings.host}:{port}"
+    tls = TlsFiles.from_settings(settings.worker_tls_ca_file, settings.worker_tls_cert_file,
+                                 settings.worker_tls_key_file)
+    port = add_server_port(server, f"{settings.worker_host}:{settings.worker_port}", tls)
+    address = f"{settings.worker_host}:{port}"
     await health_servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
     # The predict servicer is registered before start; it answers UNAVAILABLE until the model is in.
-    callers = CallerCheck(settings.caller_token_sha256)
+    callers = CallerCheck(settings.worker_caller_token_sha256)
     holder = _LateServicer(callers)
     worker_pb2_grpc.add_WorkerServicer_to_server(holder, server)
     await server.start()
     metrics_runner, metrics_address = None, ""
-    if settings.metrics_port >= 0:
-        metrics_runner, metrics_address = await start_metrics_server(metrics.REGISTRY, settings.metrics_host,
-                                                                     settings.metrics_port)
+    if settings.worker_metrics_port >= 0:
+        metrics_runner, metrics_address = await start_metrics_server(metrics.REGISTRY, settings.worker_metrics_host,
+                                                                     settings.worker_metrics_port)
     announce_listening("worker", address=address, metrics_address=metrics_address)
-    if settings.device == "cuda" and await asyncio.to_thread(usable_gpu_count) == 0:
+    if settings.worker_device == "cuda" and await asyncio.to_thread(usable_gpu_count) == 0:
         # A GPU workload never falls back to the CPU silently: the endpoint's update fails, saying why.
         reason = (f"no GPU available: this replica was given CUDA_VISIBLE_DEVICES="
                   f"{settings.cuda_visible_devices or ''} but no CUDA device is usable in it")
@@ -59,36 +61,30 @@ async def serve(settings: WorkerSettings) -> int:
         return 3
     load_started = time.monotonic()
     try:
-        model = await asyncio.to_thread(load_model, settings.model_uri, settings.registry_uri, settings.tracking_uri,
-                                        settings.model_path)
+        model = await asyncio.to_thread(load_model, settings.worker_model_uri, settings.registry_uri,
+                                        settings.tracking_uri, settings.worker_model_path)
     except Exception as exc:  # the registry's own reason goes to the caller, e.g. RESOURCE_DOES_NOT_EXIST
         reason = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-        log.error("cannot load %s: %s", settings.model_uri, reason)
+        log.error("cannot load %s: %s", settings.worker_model_uri, reason)
         announce_failed("worker", reason)
         await server.stop(grace=None)
         return 3
     metrics.observe_model_load(time.monotonic() - load_started)
     freeze_startup_objects()
-    predictor = Predictor(model, settings.predict_threads, settings.max_queued_requests, callers,
-                          settings.max_batch_size, settings.max_batch_wait_ms)
+    predictor = Predictor(model, settings.worker_predict_threads, settings.worker_max_queued_requests, callers,
+                          settings.worker_max_batch_size, settings.worker_max_batch_wait_ms)
     drain = StreamDrain()
     holder.servicer = WorkerServicer(predictor, drain)
+    is_batching = predictor.batch_policy.rows > 1   # the scaler sizes a replica that does not for fewer requests
+    await health_servicer.set(BATCHING_HEALTH_SERVICE, health_pb2.HealthCheckResponse.SERVING if is_batching
+                              else health_pb2.HealthCheckResponse.NOT_SERVING)
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-    log.info("serving %s on %s (device %s, CUDA_VISIBLE_DEVICES=%s; %s%s)", settings.model_uri, address,
-             settings.device, settings.cuda_visible_devices, predictor.batch_policy.reason,
-             f", a batch waiting up to {settings.max_batch_wait_ms:g} ms"
-             if predictor.batch_policy.rows > 1 and settings.max_batch_wait_ms else "")
-    announce_ready("worker", address=address, metrics_address=metrics_address)
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-    supervisor = None
-    if settings.supervisor_pid:
-        supervisor = asyncio.create_task(wait_pid_exit(settings.supervisor_pid))
-        supervisor.add_done_callback(lambda _: stop.set())
-    await stop.wait()
-    if supervisor is not None:
-        supervisor.cancel()
+    log.info("serving %s on %s (device %s, CUDA_VISIBLE_DEVICES=%s; %s%s)", settings.worker_model_uri, address,
+             settings.worker_device, settings.cuda_visible_devices, predictor.batch_policy.reason,
+             f", a batch waiting up to {settings.worker_max_batch_wait_ms:g} ms"
+             if predictor.batch_policy.rows > 1 and settings.worker_max_batch_wait_ms else "")
+    announce_ready("worker", address=address, metrics_address=metrics_address, is_batching=is_batching)
+    await wait_for_stop(settings.worker_supervisor_pid)
     # Graceful: leave health, finish what is in flight (streams end once theirs is answered), then stop.
     await health_servicer.enter_graceful_shutdown()
     drain.event.set()
@@ -107,11 +103,6 @@ class _LateServicer(worker_pb2_grpc.WorkerServicer):
     def __init__(self, callers: CallerCheck):
         self._callers = callers
 
-    @grpc_edge
-    async def Predict(self, request, context):
-        await self._require_loaded(context)
-        return await self.servicer.Predict(request, context)
-
     async def PredictStream(self, request_iterator, context):
         try:
             self._callers.require(metadata_token(context))
@@ -126,11 +117,6 @@ class _LateServicer(worker_pb2_grpc.WorkerServicer):
         await self._require_loaded(context)
         return await self.servicer.Metadata(request, context)
 
-    @grpc_edge
-    async def Infer(self, request, context):
-        await self._require_loaded(context)
-        return await self.servicer.Infer(request, context)
-
     async def _require_loaded(self, context) -> None:
         if self.servicer is None:
             self._callers.require(metadata_token(context))  # say nothing, not even "loading", to strangers
@@ -139,6 +125,7 @@ class _LateServicer(worker_pb2_grpc.WorkerServicer):
 
 
 def main() -> None:
+    # Not from_environment(): the served entity's environment_vars, of any name, are in it too.
     settings = WorkerSettings()
     configure_logging("worker")
     configure_tracing("worker", settings.otlp_endpoint)

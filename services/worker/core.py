@@ -25,8 +25,8 @@ import orjson
 
 from services.common.errors import BadRequest, InvalidParameter, PodiumError, Unauthenticated, Unavailable
 from services.common.tensors import ModelMetadata, RawTensor
-from services.worker import batching, metrics, row_exact, signature
-from services.worker.batcher import Batcher
+from services.worker import batch_merge, metrics, row_exact, signature
+from services.worker.batch_collector import BatchCollector
 from services.worker.direct_scoring import DirectScorer, is_plain_json
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,9 @@ INLINE_MAX_BYTES = 16 * 1024
 
 
 @dataclass(frozen=True)
-class Prediction:
+class ScoringResult:
+    """What `mlflow models serve` would answer to one request (or, for tensors, the InferReply's bytes)."""
+
     http_status: int
     body: bytes
     content_type: str
@@ -125,7 +127,7 @@ class Predictor:
     """Every method takes the caller's credential first: only the router's is answered.
 
     Where batching is on (services/worker/row_exact.py: by default for models it cannot change, or as the
-    served entity asks), requests that arrive while the model runs and merge (services/worker/batching.py)
+    served entity asks), requests that arrive while the model runs and merge (services/worker/batch_merge.py)
     are scored in its next call, and each gets its own rows of the answer, byte for byte what it would get
     alone. `max_batch_size`: 0 the model's default, 1 off, more the most rows in one call.
     """
@@ -147,18 +149,18 @@ class Predictor:
         self._invocations = scoring_server.invocations
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="predict")
         self._slots = asyncio.Semaphore(queue_limit)
-        self._in_flight = 0                     # requests in _run (the inline rule runs only without a batcher)
+        self._in_flight = 0                     # requests in _run (the inline rule runs only without a collector)
         self._typical_ms: float | None = None   # how long an unbatched call takes (None: none ran yet)
         # One merged batch at a time (as Ray Serve and Triton run a replica's batches): while it runs the next
         # one grows, and a second would mostly contend for the GIL. Unmergeable requests use the other threads.
         self.batch_policy = row_exact.batch_policy(model, max_batch_size)
         self._guard = self.batch_policy.guard
-        self._batcher = Batcher(self._score_batch, self._pool, 1, self.batch_policy.rows, max_batch_wait_ms) \
+        self._collector = BatchCollector(self._score_batch, self._pool, 1, self.batch_policy.rows, max_batch_wait_ms) \
             if self.batch_policy.rows > 1 else None
-        self._json_batching = self._batcher is not None and _is_json_batchable(model.metadata, self._input_schema)
+        self._json_batching = self._collector is not None and _is_json_batchable(model.metadata, self._input_schema)
         self._has_nested_columns = _has_nested_columns(self._input_schema)
         # The guard reads the DataFrame a JSON request becomes: tensors are scored alone on a guarded model.
-        self._tensor_batching = self._batcher is not None and self._guard is None \
+        self._tensor_batching = self._collector is not None and self._guard is None \
             and _is_tensor_batchable(self._input_schema)
         self._predict_takes_params = "params" in inspect.signature(model.predict).parameters
         self._direct = _direct_scorer(model)
@@ -166,12 +168,12 @@ class Predictor:
     @property
     def batch_stats(self):
         """What batching did so far (None when it is off)."""
-        return self._batcher.stats if self._batcher is not None else None
+        return self._collector.stats if self._collector is not None else None
 
-    async def predict(self, token: str, body: bytes, content_type: str) -> Prediction:
+    async def predict(self, token: str, body: bytes, content_type: str) -> ScoringResult:
         self._callers.require(token)
         content_type = content_type or "application/json"
-        part = batching.json_part(body, content_type, has_nested_columns=self._has_nested_columns) \
+        part = batch_merge.json_part(body, content_type, has_nested_columns=self._has_nested_columns) \
             if self._json_batching else None
         if part is None:
             return await self._run(self._score, body, content_type, small=len(body) <= INLINE_MAX_BYTES)
@@ -180,7 +182,7 @@ class Predictor:
     async def infer(self, token: str, inputs: list[RawTensor], outputs: list[str], params: dict) -> list[RawTensor]:
         """Open Inference Protocol tensors in, tensors out; InvalidParameter when they do not fit the signature."""
         self._callers.require(token)
-        part = batching.tensor_part(inputs, outputs, params) if self._tensor_batching else None
+        part = batch_merge.tensor_part(inputs, outputs, params) if self._tensor_batching else None
         if part is None:
             return await self._run(self._infer, inputs, outputs, params,
                                    small=sum(len(t.raw) for t in inputs) <= INLINE_MAX_BYTES)
@@ -202,7 +204,7 @@ class Predictor:
             metrics.observe_batch(1)
             self._in_flight += 1
             try:
-                if small and self._in_flight == 1 and self._batcher is None and \
+                if small and self._in_flight == 1 and self._collector is None and \
                         self._typical_ms is not None and self._typical_ms < INLINE_MAX_MS:
                     # Alone and fast: scored on the event loop, saving two thread hand-offs (about as long
                     # as the scoring itself for a small model); it delays no other request, being alone.
@@ -227,12 +229,12 @@ class Predictor:
         if self._slots.locked():
             raise Unavailable("worker queue is full", retry_after_s=1)
         async with self._slots:
-            return await self._batcher.submit(part)
+            return await self._collector.submit(part)
 
     def _score_batch(self, parts: list) -> tuple[list, bool]:
-        """One result per part (a Prediction, tensors, or the PodiumError that part raises alone) and whether
+        """One result per part (a ScoringResult, tensors, or the PodiumError that part raises alone) and whether
         the merged call fell back to scoring part by part. Runs in a predict thread."""
-        alone = self._score_part if isinstance(parts[0], batching.JsonPart) else self._infer_part
+        alone = self._score_part if isinstance(parts[0], batch_merge.JsonPart) else self._infer_part
         if len(parts) == 1:
             return [alone(parts[0])], False
         try:
@@ -245,8 +247,8 @@ class Predictor:
             return [alone(part) for part in parts], True
         return results, False
 
-    def _score_merged(self, parts: list[batching.JsonPart]) -> list[Prediction] | None:
-        merged = batching.merge_json(parts)
+    def _score_merged(self, parts: list[batch_merge.JsonPart]) -> list[ScoringResult] | None:
+        merged = batch_merge.merge_json(parts)
         counts = [p.rows for p in parts]
         unsure = None
         if self._guard is not None:
@@ -257,17 +259,17 @@ class Predictor:
                 parsed = self._scoring._parse_json_data(merged, self._model.metadata, self._input_schema)
                 raw = self._model.predict(parsed.data, params=parsed.params) if self._predict_takes_params \
                     else self._model.predict(parsed.data)
-        if batching.split_rows(raw, counts) is None:
+        if batch_merge.split_rows(raw, counts) is None:
             return None
         # What predictions_to_json does for each part's rows (invocations() renders every answer with it), with
         # the conversion to plain lists done once for the batch: a slice of it is that of the part's rows.
-        rows = batching.split_rows(self._jsonable(raw, pandas_orient="records"), counts)
-        redo = [bool(flags.any()) for flags in batching.split_rows(unsure, counts)] if unsure is not None \
+        rows = batch_merge.split_rows(self._jsonable(raw, pandas_orient="records"), counts)
+        redo = [bool(flags.any()) for flags in batch_merge.split_rows(unsure, counts)] if unsure is not None \
             else [False] * len(parts)
-        self._batcher.stats.rescored += sum(redo)
+        self._collector.stats.rescored += sum(redo)
         encoder = self._json_encoder()
         return [self._score_part(part) if again else
-                Prediction(200, "".join(encoder.iterencode({"predictions": piece})).encode(), "application/json")
+                ScoringResult(200, "".join(encoder.iterencode({"predictions": piece})).encode(), "application/json")
                 for part, piece, again in zip(parts, rows, redo)]
 
     def _guarded_prediction(self, request: dict):
@@ -282,19 +284,19 @@ class Predictor:
                                              self._model.metadata.get_params_schema(), self._model.loader_module)
         return self._guard.predict(data)
 
-    def _infer_merged(self, parts: list[batching.TensorPart]) -> list[list[RawTensor]] | None:
-        data = signature.model_input(self._input_schema, batching.merge_tensors(parts))
+    def _infer_merged(self, parts: list[batch_merge.TensorPart]) -> list[list[RawTensor]] | None:
+        data = signature.model_input(self._input_schema, batch_merge.merge_tensors(parts))
         params = parts[0].params
         prediction = self._model.predict(data, params=params or None) if self._has_params \
             else self._model.predict(data)
         outputs = signature.output_tensors(prediction, self._output_schema, parts[0].outputs)
-        return batching.split_tensors(outputs, [p.rows for p in parts])
+        return batch_merge.split_tensors(outputs, [p.rows for p in parts])
 
-    def _score_part(self, part: batching.JsonPart) -> Prediction:
+    def _score_part(self, part: batch_merge.JsonPart) -> ScoringResult:
         """The part scored alone, from the request it was decoded into (with MLflow's decoder) once."""
         return self._score(part.body, part.content_type, part.request)
 
-    def _infer_part(self, part: batching.TensorPart) -> list[RawTensor] | Exception:
+    def _infer_part(self, part: batch_merge.TensorPart) -> list[RawTensor] | Exception:
         try:
             return self._infer(list(part.inputs), list(part.outputs), part.params)
         except Exception as exc:   # noqa: BLE001 - raised to this part's caller only, as if it came alone
@@ -317,14 +319,14 @@ class Predictor:
                              "is compatible with the model for inference.") from None
         return signature.output_tensors(prediction, self._output_schema, outputs)
 
-    def _score(self, body: bytes, content_type: str, request: dict | None = None) -> Prediction:
+    def _score(self, body: bytes, content_type: str, request: dict | None = None) -> ScoringResult:
         """`request`: the body already decoded, where it was."""
         from mlflow.exceptions import MlflowException
 
         if self._direct is not None and is_plain_json(content_type):
             answer = self._direct.answer_body(body) if request is None else self._direct.answer(request)
             if answer is not None:
-                return Prediction(200, answer, "application/json")
+                return ScoringResult(200, answer, "application/json")
         try:
             result = self._invocations(body, content_type, self._model, self._input_schema)
         except MlflowException as exc:
@@ -333,21 +335,21 @@ class Predictor:
             error.pop("stack_trace", None)
             # The status and code only: MLflow's message may quote the caller's data, which is never logged.
             log.info("prediction failed: HTTP %d %s", exc.get_http_status_code(), error.get("error_code", ""))
-            return Prediction(exc.get_http_status_code(), orjson.dumps(error), "application/json")
+            return ScoringResult(exc.get_http_status_code(), orjson.dumps(error), "application/json")
         except Exception:
             log.exception("model raised an unexpected error")
             error = {"error_code": "BAD_REQUEST", "message": "Encountered an unexpected error while evaluating "
                      "the model. Verify that the input is compatible with the model for inference."}
-            return Prediction(400, orjson.dumps(error), "application/json")
+            return ScoringResult(400, orjson.dumps(error), "application/json")
         if result.status != 200:
             log.info("prediction failed: HTTP %d BAD_REQUEST", result.status)
             error = {"error_code": "BAD_REQUEST", "message": str(result.response)}
-            return Prediction(result.status, orjson.dumps(error), "application/json")
-        return Prediction(200, result.response.encode(), result.mimetype)
+            return ScoringResult(result.status, orjson.dumps(error), "application/json")
+        return ScoringResult(200, result.response.encode(), result.mimetype)
 
     def close(self) -> None:
-        if self._batcher is not None:
-            self._batcher.close()
+        if self._collector is not None:
+            self._collector.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 

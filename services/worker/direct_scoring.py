@@ -14,7 +14,7 @@ hints) loaded as a plain `PyFuncModel`, and a `dataframe_split` or `dataframe_re
 A numeric scikit-learn model is handed the frame's float matrix instead (services/worker/direct_sklearn.py).
 Anything else (`inputs`/`instances`, CSV, LLM-style bodies, ...), any request the model raises on, and any
 answer NumpyEncoder cannot write return None and are scored by MLflow, so answers and errors stay MLflow's;
-tests/test_direct_scoring.py and tests/test_direct_parse.py compare the two.
+tests/unit/test_direct_scoring.py and tests/unit/test_direct_parse.py compare the two.
 """
 
 from __future__ import annotations
@@ -27,9 +27,6 @@ from typing import Any
 from services.worker import direct_frame, direct_sklearn
 
 log = logging.getLogger(__name__)
-
-_FORMATS = ("dataframe_split", "dataframe_records")
-
 
 class DirectScorer:
     """Scores a loaded pyfunc model's requests from the enforced DataFrame, answering as predictions_to_json."""
@@ -115,7 +112,7 @@ class DirectScorer:
         if not isinstance(request, dict):
             return None
         forms = [key for key in request if key != "params"]
-        if len(forms) != 1 or forms[0] not in _FORMATS:
+        if len(forms) != 1:   # direct_frame builds dataframe_split and dataframe_records only: None for the rest
             return None
         form, data = forms[0], request[forms[0]]
         try:
@@ -148,7 +145,7 @@ class DirectScorer:
 
     def _builds_mlflows_frame(self) -> bool:
         """Whether MLflow's own parse and enforcement make the same frame of a probe request (a guard for
-        other pandas versions than the one tests/test_direct_parse.py checks)."""
+        other pandas versions than the one tests/unit/test_direct_parse.py checks)."""
         import pandas as pd
         from mlflow.models.utils import _enforce_schema
         from mlflow.pyfunc.scoring_server import infer_and_parse_data

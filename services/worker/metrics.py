@@ -1,7 +1,7 @@
 """The worker's Prometheus series (podium_worker_*), in this process's one registry.
 
 A worker process serves one model, so the registry is module-level: every part of the worker (the gRPC
-adapter, the loader, the batcher: `metrics.observe_batch(n)`) records into it without being handed it.
+adapter, the loader, the batch collector: `metrics.observe_batch(n)`) records into it without being handed it.
 Served at GET /metrics on the worker's metrics port (PODIUM_WORKER_METRICS_PORT, default 0 = an OS-picked
 port, announced in the worker's ready line and kept in its replica record).
 """
@@ -36,9 +36,9 @@ def observe_model_load(seconds: float) -> None:
     _model_load.set(seconds)
 
 
-class Prediction:
-    """Times one request (`with Prediction("predict") as p:`); `p.outcome` may be set before it ends, and
-    `p.elapsed_ms` is the worker's time, sent back to the router as x-podium-model-ms."""
+class PredictionTimer:
+    """Times one request (`with PredictionTimer("predict") as p:`); `p.outcome` may be set before it ends, and
+    `p.elapsed_ms` is the worker's time, sent back to the router in the item's reply (model_ms)."""
 
     __slots__ = ("_method", "_started", "outcome", "elapsed_ms")
 
@@ -47,7 +47,7 @@ class Prediction:
         self.outcome = "ok"
         self.elapsed_ms = 0.0
 
-    def __enter__(self) -> "Prediction":
+    def __enter__(self) -> "PredictionTimer":
         _in_flight.inc()
         self._started = time.perf_counter()
         return self

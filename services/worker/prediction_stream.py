@@ -1,11 +1,11 @@
-"""The worker's side of PredictStream: many predictions over one gRPC stream from the router.
+"""The worker's side of PredictStream: every prediction comes over one gRPC stream from the router.
 
 A unary gRPC call costs the router about 0.33 ms of CPU and the worker as much again (measured on this
 project's 2-core machine), several times what the rest of a query costs. On one stream, a frame holds
 every request the router queued while its previous write was in flight, and a reply frame every answer
 ready since the last: under load the per-call cost is spread over many requests (0.02 ms of router CPU per
-request at 32 concurrent calls in the same measurement). Each item is scored exactly as Predict (or, for an
-INFER item, Infer) scores it.
+request at 32 concurrent calls in the same measurement). A PREDICT item is scored by Predictor.predict, an
+INFER item (a serialized InferRequest) by Predictor.infer.
 """
 
 from __future__ import annotations
@@ -13,21 +13,18 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from google.protobuf.message import DecodeError
-
 from podium_api.v1 import worker_pb2
 from services.common import tracing
-from services.common.errors import InvalidParameter, PodiumError
+from services.common.errors import PodiumError
+from services.common.infer_messages import INFER_CONTENT_TYPE, decode_infer_request, encode_infer_reply
 from services.common.request_context import choose_request_id, request_id_var, traceparent_var
 from services.common.framing import take_frame
 from services.worker import metrics
-from services.worker.core import Prediction, Predictor
-from services.worker.infer_messages import infer_arguments, infer_reply
+from services.worker.core import Predictor, ScoringResult
 
 log = logging.getLogger(__name__)
 
 DRAINING = "REPLICA_DRAINING"
-INFER_REPLY_TYPE = "application/x-protobuf"   # an INFER item's answer: a serialized InferReply
 
 
 class StreamDrain:
@@ -86,13 +83,13 @@ async def serve_stream(predictor: Predictor, token: str, frames, drain: StreamDr
 
 
 async def _score(predictor: Predictor, token: str, item) -> worker_pb2.PredictItemReply:
-    """One item, as the unary Predict or Infer scores it: timed, traced, its failure an error code."""
+    """One item's answer: timed, traced, its failure an error code."""
     id_token = request_id_var.set(choose_request_id(item.request_id))
     parent_token = traceparent_var.set(item.traceparent)
     infer = item.method == worker_pb2.PredictItem.INFER
     name = "infer" if infer else "predict"
     try:
-        with tracing.server_span(f"worker.{name}", item.traceparent), metrics.Prediction(name) as timed:
+        with tracing.server_span(f"worker.{name}", item.traceparent), metrics.PredictionTimer(name) as timed:
             try:
                 async with asyncio.timeout(item.timeout_s if item.timeout_s > 0 else None):   # no extra task
                     result = await (_infer(predictor, token, item.body) if infer else
@@ -117,10 +114,6 @@ async def _score(predictor: Predictor, token: str, item) -> worker_pb2.PredictIt
         traceparent_var.reset(parent_token)
 
 
-async def _infer(predictor: Predictor, token: str, body: bytes) -> Prediction:
-    try:
-        request = worker_pb2.InferRequest.FromString(body)
-    except DecodeError:
-        raise InvalidParameter("the inference request could not be decoded") from None
-    outputs = await predictor.infer(token, *infer_arguments(request))
-    return Prediction(200, infer_reply(outputs).SerializeToString(), INFER_REPLY_TYPE)
+async def _infer(predictor: Predictor, token: str, body: bytes) -> ScoringResult:
+    outputs = await predictor.infer(token, *decode_infer_request(body))
+    return ScoringResult(200, encode_infer_reply(outputs), INFER_CONTENT_TYPE)

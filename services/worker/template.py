@@ -6,7 +6,7 @@ version resolves it, downloads it into the machine's cache (services/worker/mode
 once (which imports its flavor), then drops it. A replica is then a fork: it loads the model from the
 local copy and serves, in a fraction of a second.
 
-Protocol, over the AF_UNIX SOCK_SEQPACKET socket the scaler passes as fd PODIUM_TEMPLATE_FD: the scaler
+Protocol, over the AF_UNIX SOCK_SEQPACKET socket the scaler passes as fd template_fd: the scaler
 sends `{"op": "spawn", "model_uri", "env"}` with two descriptors attached (the replica's stdout, where it
 writes its readiness handshake, and its log file) and gets `{"pid"}` back, or `{"error"}` when the model
 cannot be prepared (the registry's reason, e.g. the version does not exist); `{"op": "prepare",
@@ -32,6 +32,7 @@ from services.common.gc_tuning import freeze_before_fork
 from services.common.logging import JsonFormatter, configure_logging
 from services.common.processes import set_process_name
 from services.common.readiness import announce_failed, announce_ready
+from services.worker.settings import TemplateSettings, WorkerSettings
 
 log = logging.getLogger("services.worker.template")
 
@@ -116,7 +117,7 @@ class Template:
         freeze_before_fork()
         pid = os.fork()
         if pid == 0:
-            _run_child(channel, fds, {**request.get("env", {}), "PODIUM_WORKER_MODEL_PATH": str(path)})
+            _run_child(channel, fds, {**request.get("env", {}), **WorkerSettings.env_for(worker_model_path=path)})
         return {"pid": pid}
 
 
@@ -149,12 +150,11 @@ def _run_child(channel: socket.socket, fds: list[int], env: dict[str, str]) -> N
         os.environ.update(env)
         from services.common import event_loop
         from services.worker.__main__ import serve
-        from services.worker.settings import WorkerSettings
 
         from services.common.tracing import configure_tracing
 
         configure_logging("worker")
-        settings = WorkerSettings()
+        settings = WorkerSettings()   # not from_environment(), as services/worker/__main__.py says
         configure_tracing("worker", settings.otlp_endpoint)
         code = event_loop.run(serve(settings))
     except BaseException:  # noqa: BLE001 - report anything, then leave without running the template's cleanup
@@ -171,7 +171,8 @@ def _run_child(channel: socket.socket, fds: list[int], env: dict[str, str]) -> N
 
 def main() -> None:
     configure_logging("worker_template")
-    channel = socket.socket(fileno=int(os.environ["PODIUM_TEMPLATE_FD"]))
+    settings = TemplateSettings.from_environment()
+    channel = socket.socket(fileno=settings.template_fd)
     try:
         _preload()
     except Exception as exc:  # the scaler falls back to fresh worker processes
@@ -181,8 +182,7 @@ def main() -> None:
     # (they drain); the template ends when the scaler closes the socket or dies (parent-death signal).
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    template = Template(Path(os.environ["PODIUM_TEMPLATE_CACHE_DIR"]), os.environ.get("PODIUM_REGISTRY_URI", ""),
-                        os.environ.get("PODIUM_TRACKING_URI", ""))
+    template = Template(settings.template_cache_dir, settings.registry_uri, settings.tracking_uri)
     announce_ready("worker_template", pid=os.getpid())
     template.serve(channel)
 

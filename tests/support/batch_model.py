@@ -11,7 +11,7 @@ import time
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
-from tests.support.models import RegisteredModel, _use_registry
+from tests.support.models import RegisteredModel, use_registry
 
 
 class RowRecorder(PythonModel):
@@ -57,7 +57,7 @@ def save_row_recorder(path: str, log_path: str, delay_s: float = 0.02) -> None:
 def register_row_recorder(info: dict, name: str, log_path: str, delay_s: float = 0.02) -> RegisteredModel:
     import mlflow
 
-    _use_registry(info)
+    use_registry(info)
     model, signature, frame = _logged(log_path, delay_s)
     with mlflow.start_run():
         logged = mlflow.pyfunc.log_model(name="model", python_model=model, signature=signature,

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tests.support.models import _use_registry
+from tests.support.models import use_registry
 
 FEATURES = ["f0", "f1", "f2", "f3"]
 CUSTOM_MODEL_FILE = Path(__file__).with_name("custom_model.py")
@@ -49,7 +49,7 @@ def register_xgboost(info: dict, name: str) -> Flavored:
     import xgboost
     from mlflow.models import infer_signature
 
-    _use_registry(info)
+    use_registry(info)
     rng = np.random.default_rng(1)
     frame = pd.DataFrame(rng.normal(size=(60, 4)), columns=FEATURES)
     target = frame.f0 * 2 - frame.f2 + rng.normal(scale=0.1, size=60)
@@ -67,7 +67,7 @@ def register_pytorch(info: dict, name: str) -> Flavored:
     import torch
     from mlflow.models import infer_signature
 
-    _use_registry(info)
+    use_registry(info)
     torch.manual_seed(0)
     rng = np.random.default_rng(2)
     features = rng.normal(size=(64, 4)).astype(np.float32)
@@ -98,7 +98,7 @@ def register_transformers(info: dict, name: str, workdir: Path) -> Flavored:
     import torch
     import transformers
 
-    _use_registry(info)
+    use_registry(info)
     words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "bad", "movie", "great", "awful", "the", "is"]
     vocab = workdir / "vocab.txt"
     vocab.write_text("\n".join(words))
@@ -121,7 +121,7 @@ def register_custom_pyfunc(info: dict, name: str, workdir: Path) -> Flavored:
     import mlflow
     from mlflow.models import infer_signature
 
-    _use_registry(info)
+    use_registry(info)
     weights = workdir / "weights.json"
     weights.write_text(json.dumps(CUSTOM_WEIGHTS))
     frame = pd.DataFrame({"text": ["a", "bb", "ccc"], "x": [1.0, 2.5, -3.0]})

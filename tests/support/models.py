@@ -18,7 +18,8 @@ class RegisteredModel:
     frame: pd.DataFrame    # rows to query with
 
 
-def _use_registry(info: dict) -> None:
+def use_registry(info: dict) -> None:
+    """Points this process's MLflow at a stack's tracking store and registry."""
     import mlflow
 
     mlflow.set_tracking_uri(info["tracking_uri"])
@@ -30,7 +31,7 @@ def register_sklearn_classifier(info: dict, name: str, seed: int = 0, invert: bo
     from mlflow.models import infer_signature
     from sklearn.linear_model import LogisticRegression
 
-    _use_registry(info)
+    use_registry(info)
     rng = np.random.default_rng(seed)
     frame = pd.DataFrame(rng.normal(size=(40, 4)), columns=FEATURES)
     labels = (frame.sepal_length + frame.petal_width > 0).astype(int) + (frame.sepal_width > 1).astype(int)

@@ -10,7 +10,7 @@ import time
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
-from tests.support.models import RegisteredModel, _use_registry
+from tests.support.models import RegisteredModel, use_registry
 
 
 class SlowDoubler(PythonModel):
@@ -26,7 +26,7 @@ def register_slow_model(info: dict, name: str, delay_s: float) -> RegisteredMode
     import mlflow
     from mlflow.models import infer_signature
 
-    _use_registry(info)
+    use_registry(info)
     frame = pd.DataFrame({"x": [1.0, 2.0, 3.0]})
     model = SlowDoubler(delay_s)
     with mlflow.start_run():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -15,10 +16,11 @@ import requests
 
 PODIUM = [sys.executable, "-m", "podium.cli"]
 
-# Short heartbeats and deadlines, so each injected fault plays out in seconds (tests/test_faults.py).
+# Short heartbeats and deadlines, so each injected fault plays out in seconds (tests/stack/test_faults.py).
 FAULTS = {
     "PODIUM_SCALER_INTERVAL_S": "0.25",
     "PODIUM_TARGET_CONCURRENCY_PER_REPLICA": "2",
+    "PODIUM_UNBATCHED_CONCURRENCY_PER_REPLICA": "2",   # the unbatched test models run on exactly their floor
     "PODIUM_HEARTBEAT_INTERVAL_S": "0.25",
     "PODIUM_HEARTBEAT_EXPIRY_S": "1.5",
     "PODIUM_METRICS_INTERVAL_S": "0.2",
@@ -42,17 +44,17 @@ class RunningStack:
     def admin_token(self) -> str:
         return self.info["admin_token"]
 
-    def api(self, method: str, path: str, **kwargs) -> requests.Response:
+    def api(self, method: str, path: str, timeout_s: float = 30, **kwargs) -> requests.Response:
         """A REST call as the admin `podium up` created (its token is in podium.json)."""
-        return self.api_as(self.admin_token, method, path, **kwargs)
+        return self.api_as(self.admin_token, method, path, timeout_s=timeout_s, **kwargs)
 
-    def api_as(self, token: str | None, method: str, path: str, **kwargs) -> requests.Response:
+    def api_as(self, token: str | None, method: str, path: str, timeout_s: float = 30, **kwargs) -> requests.Response:
         """A REST call with `Authorization: Bearer <token>` (none when token is None)."""
         headers = dict(kwargs.pop("headers", None) or {})
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
         kwargs.setdefault("verify", self.info.get("ca_file", True))
-        return requests.request(method, self.url + path, timeout=30, headers=headers, **kwargs)
+        return requests.request(method, self.url + path, timeout=timeout_s, headers=headers, **kwargs)
 
     def grpc_metadata(self, token: str | None = None) -> tuple[tuple[str, str], ...]:
         """gRPC call metadata carrying a credential (the admin's by default)."""
@@ -109,8 +111,13 @@ class RunningStack:
 
 def start_stack(data_dir: Path, extra_env: dict[str, str] | None = None, timeout_s: float = 120.0,
                 extra_args: list[str] = ()) -> RunningStack:
+    # Each stack gets its own Redis and MLflow store unless told otherwise: the REDIS_URL this process may
+    # have, and the MLFLOW_* URIs that mlflow.set_tracking_uri() exports on registering into an earlier
+    # stack, would point a second stack at the first one's.
     env = {**os.environ, **(extra_env or {})}
-    env.pop("REDIS_URL", None) if "REDIS_URL" not in (extra_env or {}) else None
+    for name in ("REDIS_URL", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        if name not in (extra_env or {}):
+            env.pop(name, None)
     log = open(data_dir / "podium-up.log", "wb")
     process = subprocess.Popen([*PODIUM, "up", "--data-dir", str(data_dir), "--port", "0", *extra_args],
                                stdout=log, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL)
@@ -184,6 +191,18 @@ def wait_for(condition, timeout_s: float = 60.0, interval_s: float = 0.2, what: 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
         time.sleep(interval_s)
+
+
+async def wait_for_async(condition, timeout_s: float = 10.0, interval_s: float = 0.01, what: str = "condition"):
+    """wait_for on the event loop: polls without blocking it, so the servers under test keep running."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        await asyncio.sleep(interval_s)
 
 
 class WithCredential:

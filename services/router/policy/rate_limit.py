@@ -14,8 +14,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from services.common.caller import Caller
 from services.common.gateway_routes import RateLimitRule
+from services.common.principals import SERVICE_PRINCIPAL, USER, Principal
 
 CALLS, TOKENS = "calls", "tokens"
 
@@ -60,7 +60,7 @@ class Budget:
         return f"{self.capacity} {self.kind} per {period} for {who}"
 
 
-def budgets_for(rules: Sequence[RateLimitRule], caller: Caller) -> list[Budget]:
+def budgets_for(rules: Sequence[RateLimitRule], caller: Principal) -> list[Budget]:
     """The budgets a request by `caller` draws on.
 
     `endpoint` limits are one budget for everyone. `user` and `service_principal` limits without a
@@ -68,7 +68,7 @@ def budgets_for(rules: Sequence[RateLimitRule], caller: Caller) -> list[Budget]:
     default). `user_group` limits are shared by the group's members: one naming a group applies to its
     members; one without a principal gives every group of the caller its own shared budget.
     """
-    own_kind = "service_principal" if caller.is_service_principal else "user"
+    own_kind = SERVICE_PRINCIPAL if caller.kind == SERVICE_PRINCIPAL else USER
     named = {(r.key, r.principal) for r in rules if r.principal}
     out: list[Budget] = []
     for rule in rules:
@@ -81,9 +81,9 @@ def budgets_for(rules: Sequence[RateLimitRule], caller: Caller) -> list[Budget]:
                 scopes = [] if (own_kind, caller.name) in named else [f"{own_kind}:{caller.name}"]
         elif rule.key == "user_group":
             if rule.principal:
-                scopes = [f"user_group:{rule.principal}"] if rule.principal in caller.groups else []
+                scopes = [f"user_group:{rule.principal}"] if rule.principal in caller.group_names else []
             else:
-                scopes = [f"user_group:{g}" for g in sorted(caller.groups) if ("user_group", g) not in named]
+                scopes = [f"user_group:{g}" for g in sorted(caller.group_names) if ("user_group", g) not in named]
         else:
             scopes = []
         for scope in scopes:

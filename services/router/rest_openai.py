@@ -1,0 +1,59 @@
+"""REST adapter of the OpenAI-style paths, and the server-sent events every streamed answer leaves as.
+
+- POST /serving-endpoints/chat/completions, /completions, /embeddings: the openai SDK's calls with
+  `base_url=<router>/serving-endpoints`; the endpoint is the body's `model` (reference §6).
+- Streamed answers leave as server-sent events, chunk by chunk as the provider sends them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from aiohttp import web
+
+from services.router.ai_gateway import json_object
+from services.router.core import Gateway
+from services.router.rest_identity import bearer_token
+from services.router.results import QueryResult, answer_metadata
+
+OPENAI_TASKS = {"chat/completions": "llm/v1/chat", "completions": "llm/v1/completions",
+                "embeddings": "llm/v1/embeddings"}
+
+
+def answer_headers(result: QueryResult) -> dict[str, str]:
+    return {"served-model-name": result.served_entity_name, **dict(answer_metadata(result))}
+
+
+async def stream_events(request: web.Request, result: QueryResult) -> web.StreamResponse:
+    """Relays server-sent events as they come; the provider call is released if the caller leaves."""
+    assert result.stream is not None
+    response = web.StreamResponse(headers={**answer_headers(result), "Content-Type": "text/event-stream",
+                                           "Cache-Control": "no-cache"})
+    async with contextlib.aclosing(result.stream) as chunks:  # type: ignore[type-var]
+        await response.prepare(request)
+        try:
+            async for chunk in chunks:
+                await response.write(chunk)
+        except ConnectionResetError:
+            return response  # the caller went away: aclosing stops the provider call and records it
+    await response.write_eof()
+    return response
+
+
+class OpenAIRoutes:
+    def __init__(self, gateway: Gateway):
+        self._gateway = gateway
+
+    def register(self, router: web.UrlDispatcher) -> None:
+        for path, task in OPENAI_TASKS.items():
+            router.add_post(f"/serving-endpoints/{path}", self._handler(task))
+            router.add_post(f"/serving-endpoints/{path}/", self._handler(task))
+
+    def _handler(self, task: str):
+        async def handle(request: web.Request) -> web.StreamResponse:
+            body = await request.read()
+            result = await self._gateway.query_openai(bearer_token(request), task, body, json_object(body))
+            if result.stream is not None:
+                return await stream_events(request, result)
+            return web.Response(body=result.body, content_type="application/json", headers=answer_headers(result))
+        return handle
