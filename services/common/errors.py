@@ -99,6 +99,14 @@ class PayloadTooLarge(PodiumError):
     code = "RESOURCE_EXHAUSTED"
 
 
+class QuotaExceeded(PodiumError):
+    """A platform quota (endpoints or provisioned concurrency per user) would be exceeded; the message names
+    the limit. 400 QUOTA_EXCEEDED, as Databricks answers workspace limits: not 429, which clients (the
+    databricks-sdk among them) retry for minutes although waiting cannot help."""
+
+    code = "QUOTA_EXCEEDED"
+
+
 class MethodNotAllowed(PodiumError):
     code = "NOT_IMPLEMENTED"
 
@@ -109,6 +117,7 @@ WIRE_STATUS: dict[str, tuple[int, str]] = {
     "BAD_REQUEST": (400, "INVALID_ARGUMENT"),
     "MALFORMED_REQUEST": (400, "INVALID_ARGUMENT"),
     "INVALID_PARAMETER_VALUE": (400, "INVALID_ARGUMENT"),
+    "QUOTA_EXCEEDED": (400, "RESOURCE_EXHAUSTED"),
     "UNAUTHENTICATED": (401, "UNAUTHENTICATED"),
     "PERMISSION_DENIED": (403, "PERMISSION_DENIED"),
     "RESOURCE_DOES_NOT_EXIST": (404, "NOT_FOUND"),

@@ -25,6 +25,7 @@ class ExternalModelTarget:
     organization: str = ""     # OpenAI-Organization header
     timeout_s: float | None = None   # None: the router's default
     max_retries: int | None = None   # None: the router's default
+    may_reach_private: bool = False  # an admin wrote it: private addresses allowed (services/common/egress.py)
 
 
 @dataclass(frozen=True)

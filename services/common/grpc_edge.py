@@ -10,11 +10,14 @@ import grpc
 from services.common.request_context import (
     REQUEST_ID_HEADER, TRACEPARENT, choose_request_id, request_id_var, traceparent_var,
 )
-from services.common.errors import PodiumError, Unavailable, DeadlineExceeded, error_from_code, grpc_status_name
+from services.common.errors import (
+    WIRE_STATUS, DeadlineExceeded, PodiumError, Unavailable, error_from_code, grpc_status_name,
+)
 
 log = logging.getLogger(__name__)
 
 ERROR_CODE_KEY = "error-code"
+HTTP_STATUS_KEY = "http-status"
 
 
 def grpc_edge(method):
@@ -55,15 +58,19 @@ def grpc_edge(method):
 async def abort_with(context, failure: PodiumError, request_id: str = "") -> None:
     """Ends the call with the error's gRPC status, its `error-code` (and the request id) in the trailers."""
     trailing = ((ERROR_CODE_KEY, failure.code),) + (((REQUEST_ID_HEADER, request_id),) if request_id else ())
+    if failure.http_status != WIRE_STATUS.get(failure.code, (None,))[0]:   # a status its code alone does not say
+        trailing += ((HTTP_STATUS_KEY, str(failure.http_status)),)
     await context.abort(grpc.StatusCode[grpc_status_name(failure.code, failure.http_status)], failure.message,
                         trailing_metadata=trailing)
 
 
 def error_from_rpc(exc: grpc.aio.AioRpcError, peer: str) -> PodiumError:
     """Turns a failed call to another Podium service back into the PodiumError it carried."""
-    for key, value in exc.trailing_metadata() or ():
-        if key == ERROR_CODE_KEY:
-            return error_from_code(value, exc.details() or "")
+    trailers = dict(exc.trailing_metadata() or ())
+    if ERROR_CODE_KEY in trailers:
+        status = trailers.get(HTTP_STATUS_KEY, "")
+        return error_from_code(trailers[ERROR_CODE_KEY], exc.details() or "",
+                               http_status=int(status) if status.isdigit() else None)
     if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
         return DeadlineExceeded(f"{peer} did not answer in time")
     if exc.code() == grpc.StatusCode.UNAVAILABLE:

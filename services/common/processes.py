@@ -15,6 +15,18 @@ from pathlib import Path
 _PR_SET_PDEATHSIG = 1
 _PR_SET_NAME = 15
 
+
+def _load_libc():
+    try:
+        return ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:
+        return None   # not Linux
+
+
+# Loaded here, in the parent: a child of a threaded parent (`podium up` supervises each service from its own
+# thread) then runs no dynamic loading between fork and exec, only the one prctl call.
+_LIBC = _load_libc()
+
 # Credentials and keys passed to services through their environment (never argv). A process is given
 # only those it needs (podium/launcher.py); worker processes, which run model code, get none of them.
 SENSITIVE_ENV = frozenset({
@@ -29,19 +41,16 @@ def model_code_environment() -> dict[str, str]:
 
 
 def die_with_parent() -> None:
-    """preexec_fn: the child gets SIGTERM when its parent dies, so no service outlives `podium up`."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass  # not Linux: the parent's own shutdown still stops its children
+    """preexec_fn: the child gets SIGTERM when the thread that started it ends (in `podium up`, a service's
+    supervising thread, which lives as long as `podium up`), so no service outlives `podium up`."""
+    if _LIBC is not None:   # not Linux: the parent's own shutdown still stops its children
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def set_process_name(name: bytes) -> None:
     """Sets /proc/<pid>/comm (what ps and top show; at most 15 bytes), e.g. for a forked replica."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_NAME, ctypes.c_char_p(name[:15]), 0, 0, 0)
-    except OSError:
-        pass
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_NAME, ctypes.c_char_p(name[:15]), 0, 0, 0)
 
 
 class ServiceFailed(RuntimeError):

@@ -80,18 +80,25 @@ def key_id_of(key: bytes) -> str:
 
 # ---- sealing spec fields ----
 
+# The secret fields of external-model configs (services/control_plane/spec_external.py `_secret_pair`): only
+# these are sealed, and nothing under `environment_vars`, whose names users choose and the model must see as given.
+SEALED_FIELDS = frozenset({"openai_api_key", "anthropic_api_key", "token", "value"})
+USER_NAMED = "environment_vars"
+
+
 def seal_plaintext(value: Any, cipher: Cipher | None) -> Any:
-    """A copy of `value` where every `<x>_plaintext` field became `<x>_ciphertext`, encrypted."""
+    """A copy of `value` where every `<x>_plaintext` secret field (SEALED_FIELDS) became `<x>_ciphertext`,
+    encrypted; `environment_vars` are left as given."""
     if isinstance(value, dict):
         out = {}
         for name, item in value.items():
-            if name.endswith(PLAINTEXT_SUFFIX) and isinstance(item, str):
+            field = name.removesuffix(PLAINTEXT_SUFFIX)
+            if name.endswith(PLAINTEXT_SUFFIX) and field in SEALED_FIELDS and isinstance(item, str):
                 if cipher is None:
                     raise SecretError("this control plane has no master key, so it cannot store plaintext secrets")
-                field = name.removesuffix(PLAINTEXT_SUFFIX)
                 out[field + CIPHERTEXT_SUFFIX] = cipher.encrypt(item.encode(), field.encode())
             else:
-                out[name] = seal_plaintext(item, cipher)
+                out[name] = item if name == USER_NAMED else seal_plaintext(item, cipher)
         return out
     if isinstance(value, list):
         return [seal_plaintext(item, cipher) for item in value]
@@ -104,7 +111,9 @@ def reseal(value: Any, cipher: Cipher) -> Any:
     if isinstance(value, dict):
         out, changed = {}, False
         for name, item in value.items():
-            if name.endswith(CIPHERTEXT_SUFFIX) and isinstance(item, str) and \
+            if name == USER_NAMED:
+                out[name] = item
+            elif name.endswith(CIPHERTEXT_SUFFIX) and isinstance(item, str) and \
                     item.split(".", 2)[1:2] != [cipher.current_key_id]:
                 field = name.removesuffix(CIPHERTEXT_SUFFIX)
                 out[name] = cipher.encrypt(cipher.decrypt(item, field.encode()), field.encode())
@@ -122,7 +131,7 @@ def reseal(value: Any, cipher: Cipher) -> Any:
 def public_view(value: Any) -> Any:
     """A copy without `*_plaintext` and `*_ciphertext` fields: what answers may show."""
     if isinstance(value, dict):
-        return {k: public_view(v) for k, v in value.items()
+        return {k: v if k == USER_NAMED else public_view(v) for k, v in value.items()
                 if not (k.endswith(PLAINTEXT_SUFFIX) or k.endswith(CIPHERTEXT_SUFFIX))}
     if isinstance(value, list):
         return [public_view(item) for item in value]
@@ -138,7 +147,7 @@ def open_ciphertext(cipher: Cipher, field: str, token: str) -> str:
 
 def parse_reference(text: str) -> tuple[str, str] | None:
     """(scope, key) of a `{{secrets/scope/key}}` reference; None when text is not one."""
-    match = SECRET_REFERENCE.match(text)
+    match = SECRET_REFERENCE.fullmatch(text)
     return (match.group(1), match.group(2)) if match else None
 
 

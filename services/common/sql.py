@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import time
 from pathlib import Path
 
 import sqlalchemy as sa
+
+log = logging.getLogger(__name__)
 
 
 def create_engine(database_url: str) -> sa.Engine:
@@ -29,3 +33,20 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.close()
+
+
+def wait_until_reachable(engine: sa.Engine, wait_s: float) -> None:
+    """Returns once the database accepts a connection; raises its error after `wait_s`. A database started
+    beside the service (compose, Kubernetes) may still be initialising when the service starts."""
+    deadline = time.monotonic() + wait_s
+    delay = 0.25
+    while True:
+        try:
+            with engine.connect():
+                return
+        except sa.exc.OperationalError as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("database not reachable yet, retrying in %.1f s: %s", delay, str(exc).splitlines()[0])
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)

@@ -16,8 +16,11 @@ from services.common.readiness import announce_ready
 from services.common.master_keys import load_cipher
 from services.common.tls import TlsFiles, add_server_port
 from services.control_plane.backends import ScalerClients
+from services.common.egress import EgressPolicy, parse_networks
 from services.control_plane.core import EndpointService
+from services.control_plane.quotas import Quotas
 from services.control_plane.crypto import KeyRing
+from services.control_plane.grants import GrantsService
 from services.control_plane.grpc_api import ControlPlaneServicer, ManagementServicer
 from services.control_plane.grpc_identity import IdentityServicer
 from services.control_plane.identity import AuthSettings, IdentityService
@@ -25,6 +28,7 @@ from services.control_plane.identity_store import IdentityStore
 from services.control_plane.operations import Operations
 from services.control_plane.secrets_store import SecretsService
 from services.control_plane.settings import ControlPlaneSettings
+from services.common.sql import wait_until_reachable
 from services.control_plane.store import EndpointStore, open_engine
 from services.control_plane.tokens import TokenService
 
@@ -38,6 +42,7 @@ def auth_settings(settings: ControlPlaneSettings) -> AuthSettings:
 
 async def serve(settings: ControlPlaneSettings) -> None:
     engine = open_engine(settings.resolved_database_url())
+    await asyncio.to_thread(wait_until_reachable, engine, settings.database_wait_s)
     master_key = settings.master_key.get_secret_value()
     keyring = await asyncio.to_thread(KeyRing.from_settings, master_key, settings.resolved_key_file())
     cipher = await asyncio.to_thread(load_cipher, master_key, settings.resolved_key_file())
@@ -46,13 +51,19 @@ async def serve(settings: ControlPlaneSettings) -> None:
     await identity.start()
     tokens = TokenService(identity, keyring, settings.oauth_token_lifetime_s)
     secrets = SecretsService(identity_store, identity, keyring)
+    grants = GrantsService(engine, identity)
+    await grants.start()
     tls = TlsFiles.from_settings(settings.tls_ca_file, settings.tls_cert_file, settings.tls_key_file)
     scalers = ScalerClients(timeout_s=settings.scaler_timeout_s,
                             internal_token=settings.internal_token.get_secret_value(), tls=tls)
     service = EndpointService(EndpointStore(engine), identity, report_expiry_s=settings.report_expiry_s,
-                              scalers=scalers, cipher=cipher)
+                              scalers=scalers, cipher=cipher,
+                              quotas=Quotas(settings.quota_endpoints_per_user, settings.quota_concurrency_per_user),
+                              egress=EgressPolicy(parse_networks(settings.egress_allowed_networks)),
+                              grants=grants, secrets=secrets)
+    secrets.written_configs = service.written_configs   # `resolve` checks the configs' writers again
     await service.start()
-    operations = Operations(identity, tokens, secrets, service)
+    operations = Operations(identity, tokens, secrets, service, grants)
 
     server = grpc.aio.server(options=SERVER_OPTIONS)
     management_pb2_grpc.add_ManagementServicer_to_server(ManagementServicer(operations), server)

@@ -21,12 +21,14 @@ from typing import TYPE_CHECKING
 import orjson
 
 from services.common.capacity import concurrency_bounds
+from services.common.egress import EgressPolicy
 from services.common.deployments import Deployment, DeploymentStatus, EndpointRoutes, RouteTarget
 from services.common.errors import AlreadyExists, Conflict, EndpointNotFound, Unavailable
 from services.common.principals import CAN_MANAGE, CAN_VIEW, GROUP, Principal, effective_level, require_level
 from services.common.secret_box import Cipher, reseal, seal_plaintext
-from services.control_plane import permissions, spec, spec_options, views
+from services.control_plane import permissions, quotas, spec, spec_external, spec_options, views
 from services.control_plane.gateway_policy import external_target, gateway_policy
+from services.control_plane.grants import GrantsService, check_writer
 from services.control_plane.identity import IdentityService
 from services.control_plane.rendered_list import RenderedList
 from services.control_plane.state import (
@@ -43,11 +45,13 @@ log = logging.getLogger(__name__)
 
 class EndpointService:
     def __init__(self, store: EndpointStore, identity: IdentityService, report_expiry_s: float = 10.0,
-                 clock=time.time, scalers: "ScalerClients | None" = None, cipher: Cipher | None = None):
-        self._store = store
-        self._identity = identity
-        self._scalers = scalers
+                 clock=time.time, scalers: "ScalerClients | None" = None, cipher: Cipher | None = None,
+                 quotas: quotas.Quotas = quotas.Quotas(), egress: EgressPolicy = EgressPolicy(),
+                 grants: GrantsService | None = None, secrets=None):
+        self._store, self._grants, self._secrets = store, grants, secrets  # model grants, secret scope ACLs
+        self._identity, self._scalers = identity, scalers
         self._cipher = cipher  # seals `*_plaintext` spec fields (provider keys) before they are stored
+        self._quotas, self._egress = quotas, egress   # per-user quotas; which provider URLs specs may name
         # Which scaler runs (and keeps the logs of) each deployment, from its reports.
         self._log_sources: dict[str, str] = {}
         self._latest_scaler = ""
@@ -76,7 +80,9 @@ class EndpointService:
     async def create(self, token: str, body: object) -> dict:
         caller = await self._identity.authenticate_person(token)
         request = spec.validate_create(body)
-        request["config"] = seal_plaintext(request["config"], self._cipher)
+        await check_writer(caller, request["config"], self._grants, self._secrets)
+        request["config"] = seal_plaintext(spec_external.check_egress(request["config"], caller, self._egress),
+                                           self._cipher)
         now_ms = self._now_ms()
         endpoint = {
             "id": secrets.token_hex(16),
@@ -86,7 +92,7 @@ class EndpointService:
             "creation_timestamp": now_ms,
             "last_updated_timestamp": now_ms,
             "config": None,
-            "pending_config": self._new_config(request["config"], 1, caller.name, now_ms),
+            "pending_config": self._new_config(request["config"], 1, caller, now_ms),
             "state": {"ready": NOT_READY, "config_update": IN_PROGRESS},
             "failure": "",
             **{k: request[k] for k in ("tags", "ai_gateway", "email_notifications", "telemetry_config",
@@ -97,6 +103,7 @@ class EndpointService:
         async with self._write_lock:
             if endpoint["name"] in self._endpoints:
                 raise AlreadyExists(f"Endpoint with name '{endpoint['name']}' already exists")
+            quotas.check_quotas(caller, self._endpoints.values(), None, request["config"], self._quotas)
             await asyncio.to_thread(self._store.insert, endpoint)
             self._put(endpoint)
         await self._notify()
@@ -120,9 +127,12 @@ class EndpointService:
 
     async def update_config(self, token: str, name: str, body: object) -> dict:
         caller = (await self._authorized(token, name, CAN_MANAGE))[2]
-        config = seal_plaintext(spec.validate_config(body, "config"), self._cipher)
+        config = spec.validate_config(body, "config")
+        await check_writer(caller, config, self._grants, self._secrets)
+        config = seal_plaintext(spec_external.check_egress(config, caller, self._egress), self._cipher)
         async with self._write_lock:
             endpoint = self._require(name)
+            quotas.check_quotas(caller, self._endpoints.values(), endpoint["id"], config, self._quotas)
             if endpoint["state"]["config_update"] == IN_PROGRESS:
                 raise Conflict(f"Endpoint '{name}' is already being updated; wait until its config_update is "
                                "NOT_UPDATING or UPDATE_FAILED")
@@ -130,7 +140,7 @@ class EndpointService:
             latest = max(c["config_version"] for c in (endpoint.get("config"), endpoint.get("pending_config")) if c)
             updated = {
                 **endpoint,
-                "pending_config": self._new_config(config, latest + 1, caller.name, now_ms),
+                "pending_config": self._new_config(config, latest + 1, caller, now_ms),
                 "state": {**endpoint["state"], "config_update": IN_PROGRESS},
                 "failure": "",
                 "last_updated_timestamp": now_ms,
@@ -295,7 +305,7 @@ class EndpointService:
                 entity = entities[route["served_entity_name"]]
                 key = deployment_key(endpoint["id"], entity)
                 addresses = observed.get(key, Observation()).ready_addresses
-                external = external_target(entity["external_model"]) if is_external(entity) else None
+                external = external_target(entity["external_model"], config) if is_external(entity) else None
                 routes.append(RouteTarget(route["served_entity_name"], route["traffic_percentage"], key, addresses,
                                           external))
             table.append(EndpointRoutes(endpoint["name"], endpoint["id"], tuple(routes),
@@ -311,6 +321,11 @@ class EndpointService:
                 await self._changed.wait_for(lambda: self._generation != seen)
                 seen = self._generation
             yield self.routing_table()
+
+    def written_configs(self) -> list[tuple[str, dict]]:
+        """(writer id, config) of every live config: the secrets core checks its writer's READ again."""
+        return [(c.get("writer_id") or self._identity.find("user", e["creator"]) or "", c)
+                for e in self._endpoints.values() for c in (e.get("config"), e.get("pending_config")) if c]
 
     # ---- helpers ----
 
@@ -372,9 +387,10 @@ class EndpointService:
         return int(self._clock() * 1000)
 
     @staticmethod
-    def _new_config(config: dict, version: int, caller: str, now_ms: int) -> dict:
-        entities = [{**e, "creator": caller, "creation_timestamp": now_ms} for e in config["served_entities"]]
-        return {**config, "served_entities": entities, "config_version": version, "start_time": now_ms}
+    def _new_config(config: dict, version: int, caller: Principal, now_ms: int) -> dict:
+        entities = [{**e, "creator": caller.name, "creation_timestamp": now_ms} for e in config["served_entities"]]
+        return {**config, "served_entities": entities, "config_version": version, "start_time": now_ms,
+                "writer_id": caller.id}   # whose READ on referenced secret scopes `resolve` checks again
 
     async def _notify(self) -> None:
         async with self._changed:

@@ -41,7 +41,7 @@ def issue(prefix: str, token_id: str | None = None) -> IssuedCredential:
 
 def from_value(value: str) -> IssuedCredential:
     """The record for a credential generated elsewhere (the admin token `podium up` hands out)."""
-    match = _CREDENTIAL.match(value)
+    match = _CREDENTIAL.fullmatch(value)
     if match is None:
         raise ValueError("not a Podium credential")
     salt = secrets.token_hex(16)
@@ -54,7 +54,7 @@ def digest(value: str, salt: str) -> str:
 
 def parse(value: str) -> tuple[str, str] | None:
     """(prefix, token id) of a well-formed PAT or SP secret, else None."""
-    match = _CREDENTIAL.match(value)
+    match = _CREDENTIAL.fullmatch(value)
     return (match.group(1), match.group(2)) if match else None
 
 

@@ -10,17 +10,22 @@ forwarding path. The stored values were validated (spec_options.py), so this onl
 from __future__ import annotations
 
 from services.common.gateway_routes import ExternalModelTarget, GatewayPolicy, RateLimitRule
+from services.common.egress import PRIVATE_EGRESS
 from services.common.secret_box import CIPHERTEXT_SUFFIX
 
 DEFAULT_API_BASE = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com"}
 RENEWAL_PERIOD_S = {"minute": 60}
 
 
-def external_target(external_model: dict) -> ExternalModelTarget:
+def external_target(external_model: dict, config: dict | None = None) -> ExternalModelTarget:
+    """`config`: the served config it is in, whose PRIVATE_EGRESS mark (an admin wrote it) lets its provider be
+    on a private address."""
+    may_reach_private = bool((config or {}).get(PRIVATE_EGRESS))
     provider = external_model["provider"]
     config = external_model.get(f"{provider}_config") or external_model.get("custom_provider_config") or {}
     common = {"provider": provider, "name": external_model["name"], "task": external_model["task"],
-              "timeout_s": external_model.get("timeout_s"), "max_retries": external_model.get("max_retries")}
+              "timeout_s": external_model.get("timeout_s"), "max_retries": external_model.get("max_retries"),
+              "may_reach_private": may_reach_private}
     if provider == "openai":
         return ExternalModelTarget(
             api_base=config.get("openai_api_base") or DEFAULT_API_BASE["openai"],

@@ -2,7 +2,7 @@
 
 Blocking calls: the cores run them in a worker thread. Stored are principals (users, service principals
 and groups, each a SCIM document), group memberships, credential records (salted digests only, never a
-token), and secrets (AES-256-GCM ciphertexts only; see crypto.py).
+token), secrets (AES-256-GCM ciphertexts only; see crypto.py) and secret scopes' ACLs.
 """
 
 from __future__ import annotations
@@ -56,6 +56,13 @@ secrets_table = sa.Table(
     sa.Column("key", sa.String(128), primary_key=True),
     sa.Column("value", sa.Text, nullable=False),               # ciphertext: pk1.<kid>.<...>
     sa.Column("last_updated_timestamp", sa.BigInteger, nullable=False),
+)
+
+secret_acls_table = sa.Table(
+    "podium_secret_acls", metadata,
+    sa.Column("scope", sa.String(128), primary_key=True),
+    sa.Column("principal_id", sa.String(20), primary_key=True),
+    sa.Column("permission", sa.String(12), nullable=False),     # READ | WRITE | MANAGE
 )
 
 CREDENTIAL_FIELDS = ("token_id", "kind", "owner_id", "created_by_id", "salt", "digest", "comment",
@@ -140,7 +147,28 @@ class IdentityStore:
     def delete_scope(self, name: str) -> bool:
         with self._engine.begin() as conn:
             conn.execute(secrets_table.delete().where(secrets_table.c.scope == name))
+            conn.execute(secret_acls_table.delete().where(secret_acls_table.c.scope == name))
             return conn.execute(scopes_table.delete().where(scopes_table.c.name == name)).rowcount > 0
+
+    def secret_acls(self, scope: str | None = None) -> list[dict]:
+        """{"scope", "principal_id", "permission"} rows: one scope's, or every scope's."""
+        query = sa.select(secret_acls_table).order_by(secret_acls_table.c.scope, secret_acls_table.c.principal_id)
+        if scope is not None:
+            query = query.where(secret_acls_table.c.scope == scope)
+        with self._engine.connect() as conn:
+            return [_row(r) for r in conn.execute(query)]
+
+    def put_secret_acl(self, scope: str, principal_id: str, permission: str) -> None:
+        with self._engine.begin() as conn:
+            where = (secret_acls_table.c.scope == scope) & (secret_acls_table.c.principal_id == principal_id)
+            if not conn.execute(secret_acls_table.update().where(where).values(permission=permission)).rowcount:
+                conn.execute(secret_acls_table.insert().values(scope=scope, principal_id=principal_id,
+                                                               permission=permission))
+
+    def delete_secret_acl(self, scope: str, principal_id: str) -> bool:
+        with self._engine.begin() as conn:
+            return conn.execute(secret_acls_table.delete().where(
+                (secret_acls_table.c.scope == scope) & (secret_acls_table.c.principal_id == principal_id))).rowcount > 0
 
     def put_secret(self, scope: str, key: str, ciphertext: str, now_ms: int) -> None:
         with self._engine.begin() as conn:

@@ -1,7 +1,7 @@
 """The management API's one entry point: an operation name → the core method that decides it.
 
 Every user-facing call of the router's Databricks routes (serving endpoints, SCIM, tokens, service-principal
-secrets, permissions, secrets) arrives as one `Management.Call` (protos/podium_api/v1/management.proto); this
+secrets, permissions, secrets and their ACLs, Unity Catalog grants) arrives as one `Management.Call` (protos/podium_api/v1/management.proto); this
 table sends each to its core and answers the REST answer's JSON. Every core method authenticates and
 authorizes the caller itself. A new operation is one row here (and its core method) plus one route row in
 services/router/rest_management.py.
@@ -17,6 +17,7 @@ import orjson
 from services.common.errors import InvalidParameter, MethodNotAllowed
 from services.control_plane import scim
 from services.control_plane.core import EndpointService
+from services.control_plane.grants import GrantsService
 from services.control_plane.identity import IdentityService
 from services.control_plane.secrets_store import SecretsService
 from services.control_plane.tokens import TokenService
@@ -27,7 +28,8 @@ class Call:
     token: str
     operation: str
     # The REST route's parameters: name (an endpoint), served_model, id (a principal, token, service principal
-    # or endpoint id), sub_id (a service principal's secret id), resource (SCIM: Users | Groups | ServicePrincipals).
+    # or endpoint id), sub_id (a service principal's secret id), resource (SCIM: Users | Groups | ServicePrincipals),
+    # securable_type and full_name (Unity Catalog grants).
     params: Mapping[str, str] = field(default_factory=dict)
     body: object = None
     query: Mapping[str, str] = field(default_factory=dict)
@@ -46,7 +48,7 @@ class Call:
 
 class Operations:
     def __init__(self, identity: IdentityService, tokens: TokenService, secrets: SecretsService,
-                 endpoints: EndpointService):
+                 endpoints: EndpointService, grants: GrantsService | None = None):
         # Each handler answers the REST answer: a document, or its JSON already rendered (the endpoint list).
         self._handlers: dict[str, Callable[[Call], Awaitable[dict | bytes]]] = {
             "CREATE_ENDPOINT": lambda c: endpoints.create(c.token, c.body),
@@ -91,6 +93,14 @@ class Operations:
             "DELETE_SECRET": lambda c: secrets.delete(c.token, c.body),
             "LIST_SECRETS": lambda c: secrets.list(c.token, c.query),
             "GET_SECRET": lambda c: secrets.get(c.token),
+            "PUT_SECRET_ACL": lambda c: secrets.put_acl(c.token, c.body),
+            "GET_SECRET_ACL": lambda c: secrets.get_acl(c.token, c.query),
+            "LIST_SECRET_ACLS": lambda c: secrets.list_acls(c.token, c.query),
+            "DELETE_SECRET_ACL": lambda c: secrets.delete_acl(c.token, c.body),
+            "GET_GRANTS": lambda c: grants.get(c.token, c.param("securable_type"), c.param("full_name"), c.query),
+            "GET_EFFECTIVE_GRANTS": lambda c: grants.get_effective(
+                c.token, c.param("securable_type"), c.param("full_name"), c.query),
+            "UPDATE_GRANTS": lambda c: grants.update(c.token, c.param("securable_type"), c.param("full_name"), c.body),
         }
 
     @property

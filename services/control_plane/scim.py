@@ -45,7 +45,7 @@ def validate(kind: str, body: object, *, existing: dict | None = None, new_appli
         doc.setdefault("applicationId", (existing or {}).get("applicationId") or new_application_id)
     name_attribute = NAME_ATTRIBUTE[kind]
     name = doc.get(name_attribute, (existing or {}).get(name_attribute))
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise InvalidParameter(f"Missing or invalid required field: {name_attribute}")
     doc[name_attribute] = name
     for field in _LISTS:
@@ -208,7 +208,7 @@ def apply_patch(kind: str, document: dict, members: list[str], groups: list[str]
 
 
 def _apply(kind, doc, members, groups, op, path, value, new_members, new_groups, i):
-    filtered = _FILTERED_PATH.match(path)
+    filtered = _FILTERED_PATH.fullmatch(path)
     attribute, selected = (filtered.group(1), filtered.group(2)) if filtered else (path, None)
     if attribute == "members" and kind == GROUP:
         return doc, _edit_ids(members, op, value, selected, i), new_groups

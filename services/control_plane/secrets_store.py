@@ -4,7 +4,14 @@
 delete`, `GET /api/2.0/secrets/list` (shapes: databricks-sdk 0.162.0 `service/workspace.py`). Values are
 AES-256-GCM ciphertexts bound to their scope and key; no call returns a value. Podium's own services
 resolve `{{secrets/<scope>/<key>}}` references through `resolve` (e.g. external-model API keys).
-A scope belongs to the principal that created it; admins see and manage every scope.
+
+Access is the scope's ACL (`/api/2.0/secrets/acls/put|get|list|delete`): READ < WRITE < MANAGE. The scope's
+creator holds MANAGE, admins hold MANAGE on every scope, a group's entry reaches its (nested) members. READ
+lists the scope and its keys and lets a spec reference them; WRITE puts and deletes secrets; MANAGE deletes
+the scope and reads and changes its ACL. A scope the caller may not even read answers 404, as an unknown one.
+Whoever writes an endpoint config needs READ on every scope it references (`require_references`), and
+`resolve` checks it again: a value is handed out only while a live config referencing it was written by a
+principal that still holds READ.
 """
 
 from __future__ import annotations
@@ -14,9 +21,10 @@ import base64
 import binascii
 import re
 import time
+from collections.abc import Callable, Iterable
 
 from services.common.errors import InvalidParameter, MalformedRequest, PermissionDenied, ResourceDoesNotExist
-from services.common.principals import Principal
+from services.common.principals import GROUP, SERVICE_PRINCIPAL, USER, Principal
 from services.control_plane.crypto import KeyRing
 from services.control_plane.identity import IdentityService
 from services.control_plane.identity_store import IdentityStore
@@ -24,6 +32,32 @@ from services.control_plane.identity_store import IdentityStore
 SECRET_REFERENCE = re.compile(r"\{\{\s*secrets/([\w.@-]+)/([\w.@-]+)\s*\}\}")
 _NAME = re.compile(r"^[\w.@-]{1,128}$")
 MAX_SECRET_BYTES = 128 * 1024   # as Databricks
+READ, WRITE, MANAGE = "READ", "WRITE", "MANAGE"
+ACL_PERMISSIONS = (READ, WRITE, MANAGE)   # weakest first
+
+
+def scope_permission(caller: Principal, owner_id: str, acl: Iterable[dict]) -> str | None:
+    """The strongest permission the caller holds on a scope (pure): admins and the creator MANAGE it,
+    others what its ACL grants them directly or through a group; None for no access."""
+    if caller.is_service:
+        return None
+    if caller.is_admin or caller.id == owner_id:
+        return MANAGE
+    ids = {caller.id, *caller.group_ids}
+    held = [ACL_PERMISSIONS.index(e["permission"]) for e in acl
+            if e["principal_id"] in ids and e["permission"] in ACL_PERMISSIONS]
+    return ACL_PERMISSIONS[max(held)] if held else None
+
+
+def references_in(document: object) -> set[tuple[str, str]]:
+    """Every (scope, key) a `{{secrets/scope/key}}` reference in any string of the document names."""
+    if isinstance(document, str):
+        return {(m.group(1), m.group(2)) for m in SECRET_REFERENCE.finditer(document)}
+    if isinstance(document, dict):
+        document = list(document.values())
+    if isinstance(document, list):
+        return set().union(*(references_in(v) for v in document))
+    return set()
 
 
 def secret_context(scope: str, key: str) -> str:
@@ -38,6 +72,9 @@ class SecretsService:
         self._keyring = keyring
         self._clock = clock
         self._lock = asyncio.Lock()
+        # (writer id, config) of every live endpoint config: set by __main__ to the endpoint core's
+        # `written_configs`, so `resolve` checks the writers' READ again. None: no check (cores in tests).
+        self.written_configs: Callable[[], Iterable[tuple[str, dict]]] | None = None
 
     async def create_scope(self, token: str, body: object) -> dict:
         caller = await self._identity.authenticate_person(token)
@@ -48,24 +85,25 @@ class SecretsService:
         if body.get("scope_backend_type") not in (None, "DATABRICKS"):
             raise InvalidParameter("scope_backend_type must be DATABRICKS")
         await asyncio.to_thread(self._store.insert_scope, scope, caller.id, self._now_ms())
+        await asyncio.to_thread(self._store.put_secret_acl, scope, caller.id, MANAGE)
         return {}
 
     async def list_scopes(self, token: str) -> dict:
         caller = await self._identity.authenticate_person(token)
-        scopes = await asyncio.to_thread(self._store.scopes)
+        scopes, acls = await asyncio.to_thread(lambda: (self._store.scopes(), self._store.secret_acls()))
         return {"scopes": [{"name": s["name"], "backend_type": "DATABRICKS"} for s in scopes
-                           if caller.is_admin or s["owner_id"] == caller.id]}
+                           if scope_permission(caller, s["owner_id"], [a for a in acls if a["scope"] == s["name"]])]}
 
     async def delete_scope(self, token: str, body: object) -> dict:
         caller = await self._identity.authenticate_person(token)
-        scope = await self._require_scope(caller, _object(body).get("scope"))
+        scope = await self._require_scope(caller, _object(body).get("scope"), MANAGE)
         await asyncio.to_thread(self._store.delete_scope, scope)
         return {}
 
     async def put(self, token: str, body: object) -> dict:
         caller = await self._identity.authenticate_person(token)
         body = _object(body)
-        scope = await self._require_scope(caller, body.get("scope"))
+        scope = await self._require_scope(caller, body.get("scope"), WRITE)
         key = _name(body.get("key"), "key")
         value = _value(body)
         async with self._lock:
@@ -75,7 +113,7 @@ class SecretsService:
     async def delete(self, token: str, body: object) -> dict:
         caller = await self._identity.authenticate_person(token)
         body = _object(body)
-        scope = await self._require_scope(caller, body.get("scope"))
+        scope = await self._require_scope(caller, body.get("scope"), WRITE)
         key = _name(body.get("key"), "key")
         if not await asyncio.to_thread(self._store.delete_secret, scope, key):
             raise ResourceDoesNotExist(f"Secret {key} does not exist in scope {scope}")
@@ -83,7 +121,7 @@ class SecretsService:
 
     async def list(self, token: str, query: dict[str, str]) -> dict:
         caller = await self._identity.authenticate_person(token)
-        scope = await self._require_scope(caller, query.get("scope"))
+        scope = await self._require_scope(caller, query.get("scope"), READ)
         return {"secrets": await asyncio.to_thread(self._store.secret_keys, scope)}
 
     async def get(self, token: str) -> dict:
@@ -94,7 +132,96 @@ class SecretsService:
     async def resolve(self, token: str, texts: list[str]) -> list[str]:
         """Each text with its `{{secrets/scope/key}}` references replaced by the values (services only)."""
         self._identity.require_service(token)
+        if self.written_configs is not None:
+            await self._require_live_reference(references_in(texts))
         return await asyncio.to_thread(lambda: [self._resolve_text(t) for t in texts])
+
+    # ---- ACLs: /api/2.0/secrets/acls/put|get|list|delete (MANAGE on the scope) ----
+
+    async def put_acl(self, token: str, body: object) -> dict:
+        caller = await self._identity.authenticate_person(token)
+        body = _object(body)
+        scope = await self._require_scope(caller, body.get("scope"), MANAGE)
+        principal_id = self._principal_id(body.get("principal"))
+        if body.get("permission") not in ACL_PERMISSIONS:
+            raise InvalidParameter(f"permission must be one of {', '.join(ACL_PERMISSIONS)}")
+        await asyncio.to_thread(self._store.put_secret_acl, scope, principal_id, body["permission"])
+        return {}
+
+    async def get_acl(self, token: str, query: dict[str, str]) -> dict:
+        caller = await self._identity.authenticate_person(token)
+        scope = await self._require_scope(caller, query.get("scope"), MANAGE)
+        principal = query.get("principal")
+        found = [a for a in await self._acl_items(scope) if a["principal"] == principal]
+        if not found:
+            raise ResourceDoesNotExist(f"Failed to get secret ACL for principal {principal} in scope {scope}")
+        return found[0]
+
+    async def list_acls(self, token: str, query: dict[str, str]) -> dict:
+        caller = await self._identity.authenticate_person(token)
+        scope = await self._require_scope(caller, query.get("scope"), MANAGE)
+        return {"items": await self._acl_items(scope)}
+
+    async def delete_acl(self, token: str, body: object) -> dict:
+        caller = await self._identity.authenticate_person(token)
+        body = _object(body)
+        scope = await self._require_scope(caller, body.get("scope"), MANAGE)
+        principal_id = self._principal_id(body.get("principal"))
+        if not await asyncio.to_thread(self._store.delete_secret_acl, scope, principal_id):
+            raise ResourceDoesNotExist(f"Failed to delete secret ACL for principal {body['principal']} in scope {scope}")
+        return {}
+
+    # ---- who may reference a scope in an endpoint config ----
+
+    async def require_references(self, writer: Principal, config: dict) -> None:
+        """PermissionDenied naming the first scope the config references that the writer may not READ."""
+        for scope in sorted({scope for scope, _ in references_in(config)}):
+            if not await self._holds(writer, scope, READ):
+                raise PermissionDenied(f"User does not have READ permission on secret scope '{scope}', which the "
+                                       "config references")
+
+    async def _require_live_reference(self, references: set[tuple[str, str]]) -> None:
+        """Each reference must come from a live config whose writer still holds READ on its scope."""
+        written = list(self.written_configs())
+        for scope, key in sorted(references):
+            writers = {w for w, config in written if (scope, key) in references_in(config)}
+            allowed = False
+            for writer_id in writers:
+                try:
+                    allowed = await self._holds(self._identity.principal(writer_id), scope, READ)
+                except (KeyError, ValueError):   # deleted or deactivated since: holds nothing
+                    continue
+                if allowed:
+                    break
+            if not allowed:
+                raise PermissionDenied(f"No endpoint config referencing secret scope '{scope}' was written by a "
+                                       "principal that holds READ on it")
+
+    async def _holds(self, caller: Principal, scope: str, needed: str) -> bool:
+        scopes, acl = await asyncio.to_thread(lambda: (self._store.scopes(), self._store.secret_acls(scope)))
+        found = next((s for s in scopes if s["name"] == scope), None)
+        if found is None:
+            return caller.is_admin   # a scope not created yet: only an admin may reference it
+        held = scope_permission(caller, found["owner_id"], acl)
+        return held is not None and ACL_PERMISSIONS.index(held) >= ACL_PERMISSIONS.index(needed)
+
+    async def _acl_items(self, scope: str) -> list[dict]:
+        items = []
+        for entry in await asyncio.to_thread(self._store.secret_acls, scope):
+            record = self._identity.principals.get(entry["principal_id"])
+            if record is not None:
+                items.append({"principal": record["name"], "permission": entry["permission"]})
+        return sorted(items, key=lambda item: item["principal"])
+
+    def _principal_id(self, name: object) -> str:
+        """A user's name, a service principal's application id or a group's display name."""
+        if not isinstance(name, str) or not name:
+            raise InvalidParameter("Missing required field: principal")
+        for kind in (USER, SERVICE_PRINCIPAL, GROUP):
+            found = self._identity.find(kind, name)
+            if found is not None:
+                return found
+        raise ResourceDoesNotExist(f"Principal {name} does not exist")
 
     # ---- helpers (blocking ones run in a worker thread) ----
 
@@ -115,12 +242,17 @@ class SecretsService:
                 raise InvalidParameter(f"Secret {scope}/{key} holds bytes that are not UTF-8 text") from None
         return SECRET_REFERENCE.sub(value, text)
 
-    async def _require_scope(self, caller: Principal, scope: object) -> str:
+    async def _require_scope(self, caller: Principal, scope: object, needed: str) -> str:
+        """The scope's name once the caller holds `needed` on it: 404 when it may not even read it (as for
+        an unknown scope), 403 when it may read it but needs more."""
         scope = _name(scope, "scope")
-        scopes = {s["name"]: s for s in await asyncio.to_thread(self._store.scopes)}
-        found = scopes.get(scope)
-        if found is None or not (caller.is_admin or found["owner_id"] == caller.id):
+        scopes, acl = await asyncio.to_thread(lambda: (self._store.scopes(), self._store.secret_acls(scope)))
+        found = next((s for s in scopes if s["name"] == scope), None)
+        held = None if found is None else scope_permission(caller, found["owner_id"], acl)
+        if held is None:
             raise ResourceDoesNotExist(f"Scope {scope} does not exist!")  # a scope one may not use is not shown
+        if ACL_PERMISSIONS.index(held) < ACL_PERMISSIONS.index(needed):
+            raise PermissionDenied(f"User does not have {needed} permission on scope {scope}")
         return scope
 
     def _now_ms(self) -> int:
@@ -148,7 +280,7 @@ def _object(body: object) -> dict:
 def _name(value: object, field: str) -> str:
     if not isinstance(value, str) or not value:
         raise InvalidParameter(f"Missing required field: {field}")
-    if not _NAME.match(value):
+    if not _NAME.fullmatch(value):
         raise InvalidParameter(f"{field} must be 1-128 letters, digits, '-', '_', '.' or '@'")
     return value
 

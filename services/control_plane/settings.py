@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr, model_validator
 
-from services.common.settings import MasterKeySettings
+from services.common.settings import EgressSettings, MasterKeySettings
 
 
-class ControlPlaneSettings(MasterKeySettings):
+class ControlPlaneSettings(MasterKeySettings, EgressSettings):
     database_url: str = ""
     """The specs database (`postgresql+psycopg://...` for PostgreSQL); empty = sqlite:///<data_dir>/podium.db."""
+    database_wait_s: float = Field(60.0, ge=0)
+    """At start, how long to wait for the database to accept connections (it may start beside this service)."""
     control_plane_host: str = "127.0.0.1"
     """The interface the control plane's gRPC API binds."""
     control_plane_port: int = 7070
@@ -18,6 +20,13 @@ class ControlPlaneSettings(MasterKeySettings):
     """A deployment not reported by the scaler for this long is shown as not ready."""
     scaler_timeout_s: float = Field(10.0, gt=0)
     """Deadline of one call to a scaler (e.g. reading logs)."""
+
+    # ---- limits on what users may ask for (admins are not limited) ----
+    quota_endpoints_per_user: int = Field(50, ge=0)
+    """Endpoints one user or service principal may have created; 0 = no limit."""
+    quota_concurrency_per_user: int = Field(64, ge=0)
+    """Provisioned concurrency (max_provisioned_concurrency, or the workload size's) summed over the custom
+    served entities of one user's endpoints; replicas follow from it. 0 = no limit."""
 
     # ---- identity (SecretStr: never printed, never logged) ----
     bootstrap_admin_token: SecretStr = SecretStr("")

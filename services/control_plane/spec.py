@@ -11,6 +11,7 @@ from typing import Any
 
 from services.common import deployments
 from services.common.errors import InvalidParameter
+from services.common.model_environment import environment_var_refusal
 from services.control_plane.spec_external import default_entity_name, validate_external_model
 from services.control_plane.spec_fields import (
     require_bool as _bool, require_list as _list, require_non_negative_int as _non_negative_int,
@@ -31,6 +32,12 @@ WORKLOAD_TYPES = (
     "GPU_XLARGE", "GPU_XLARGE_8", "MULTIGPU_MEDIUM",
 )
 MAX_SERVED_ENTITIES = 10
+# Databricks Model Serving limits: provisioned concurrency per model, environment variables per served model.
+MAX_PROVISIONED_CONCURRENCY = 1024
+MAX_ENVIRONMENT_VARS = 30
+# Podium's own bounds where Databricks documents none: a description is a sentence or a paragraph, not a file.
+MAX_DESCRIPTION_CHARS = 4096
+MAX_BUDGET_POLICY_ID_CHARS = 255
 # Batching (a Podium extension of the served entity): unset, the worker batches the models whose answers
 # cannot change by it (services/worker/row_exact.py); 1 turns it off, > 1 asserts the model is row-wise.
 MAX_BATCH_SIZE_LIMIT = 1024
@@ -63,13 +70,20 @@ def validate_create(body: Any) -> dict:
         "email_notifications": validate_email_notifications(body.get("email_notifications") or {}),
         "telemetry_config": validate_telemetry_config(body.get("telemetry_config") or {}),
         "route_optimized": _bool(body.get("route_optimized", False), "route_optimized"),
-        "description": _str(body.get("description") or "", "description"),
-        "budget_policy_id": _str(body.get("budget_policy_id") or "", "budget_policy_id"),
+        "description": _bounded_str(body.get("description") or "", MAX_DESCRIPTION_CHARS, "description"),
+        "budget_policy_id": _bounded_str(body.get("budget_policy_id") or "", MAX_BUDGET_POLICY_ID_CHARS,
+                                         "budget_policy_id"),
     }
 
 
+def _bounded_str(value: Any, max_chars: int, field: str) -> str:
+    if len(_str(value, field)) > max_chars:
+        raise InvalidParameter(f"{field} must be at most {max_chars} characters")
+    return value
+
+
 def validate_endpoint_name(name: str) -> None:
-    if not ENDPOINT_NAME.match(name):
+    if not ENDPOINT_NAME.fullmatch(name):
         raise InvalidParameter(
             f"Invalid endpoint name '{name}': use 1-63 letters, digits, '-' or '_', starting with a letter or digit"
         )
@@ -142,11 +156,11 @@ def validate_served_entity(entity: Any, field: str) -> dict:
     if not isinstance(version, str) or not version:
         raise InvalidParameter(f"Missing required field: {field}.entity_version")
     version = version.lstrip("@")
-    if not (MODEL_VERSION.match(version) or MODEL_ALIAS.match(version)):
+    if not (MODEL_VERSION.fullmatch(version) or MODEL_ALIAS.fullmatch(version)):
         raise InvalidParameter(f"{field}.entity_version '{version}' is neither a version number nor an alias")
     short_name = entity_name.rsplit(".", 1)[-1]
     name = entity.get("name") or f"{short_name}-{version}"
-    if not isinstance(name, str) or not SERVED_ENTITY_NAME.match(name):
+    if not isinstance(name, str) or not SERVED_ENTITY_NAME.fullmatch(name):
         raise InvalidParameter(f"{field}.name '{name}' must be 1-63 letters, digits, '-', '_' or '.'")
     workload_size = _str(entity.get("workload_size", "Small"), f"{field}.workload_size") or "Small"
     canonical_size = {s.lower(): s for s in WORKLOAD_SIZES}.get(workload_size.lower())
@@ -156,9 +170,14 @@ def validate_served_entity(entity: Any, field: str) -> dict:
     if workload_type not in WORKLOAD_TYPES:
         raise InvalidParameter(f"{field}.workload_type '{workload_type}' must be one of {', '.join(WORKLOAD_TYPES)}")
     env = _object(entity.get("environment_vars") or {}, f"{field}.environment_vars")
+    if len(env) > MAX_ENVIRONMENT_VARS:
+        raise InvalidParameter(f"{field}.environment_vars: at most {MAX_ENVIRONMENT_VARS} per served entity")
     for key, value in env.items():
         if not isinstance(value, str):
             raise InvalidParameter(f"{field}.environment_vars.{key} must be a string")
+        refusal = environment_var_refusal(key)
+        if refusal is not None:
+            raise InvalidParameter(f"{field}.environment_vars.{key} {refusal}")
     normalized = {
         "name": name,
         "entity_name": entity_name,
@@ -171,6 +190,9 @@ def validate_served_entity(entity: Any, field: str) -> dict:
     for bound in ("min_provisioned_concurrency", "max_provisioned_concurrency"):
         if entity.get(bound) is not None:
             normalized[bound] = _non_negative_int(entity[bound], f"{field}.{bound}")
+            if normalized[bound] > MAX_PROVISIONED_CONCURRENCY:
+                raise InvalidParameter(f"{field}.{bound} must be at most {MAX_PROVISIONED_CONCURRENCY} "
+                                       "(provisioned concurrency per model)")
     low, high = normalized.get("min_provisioned_concurrency"), normalized.get("max_provisioned_concurrency")
     if low is not None and high is not None and low > high:
         raise InvalidParameter(f"{field}: min_provisioned_concurrency is above max_provisioned_concurrency")
@@ -208,7 +230,7 @@ def _external_entity(entity: dict, field: str) -> dict:
         raise InvalidParameter(f"{field}: give external_model or entity_name/entity_version, not both")
     external_model = validate_external_model(entity["external_model"], f"{field}.external_model")
     name = entity.get("name") or default_entity_name(external_model)
-    if not isinstance(name, str) or not SERVED_ENTITY_NAME.match(name):
+    if not isinstance(name, str) or not SERVED_ENTITY_NAME.fullmatch(name):
         raise InvalidParameter(f"{field}.name '{name}' must be 1-63 letters, digits, '-', '_' or '.'")
     return {"name": name, "external_model": external_model}
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
+from services.common.egress import PRIVATE_EGRESS, EgressPolicy, url_refusal
 from services.common.errors import InvalidParameter
+from services.common.principals import Principal
 from services.common.secret_box import parse_reference
 from services.control_plane.spec_fields import require_object as _object, require_str as _str
 
@@ -28,6 +30,7 @@ CONFIG_FIELDS = ("openai_config", "anthropic_config", "custom_provider_config", 
                  "amazon_bedrock_config", "cohere_config", "databricks_model_serving_config",
                  "google_cloud_vertex_ai_config", "palm_config")
 CONFIG_OF = {"openai": "openai_config", "anthropic": "anthropic_config", "custom": "custom_provider_config"}
+URL_FIELDS = {"openai": "openai_api_base", "anthropic": "anthropic_api_base", "custom": "custom_provider_url"}
 # Podium extensions (Databricks has no per-endpoint knob for these): bounds keep one endpoint from hogging.
 MAX_TIMEOUT_S = 600.0
 MAX_RETRIES = 5
@@ -73,6 +76,24 @@ def validate_external_model(value: Any, field: str) -> dict:
             raise InvalidParameter(f"{field}.max_retries must be an integer from 0 to {MAX_RETRIES}")
         out["max_retries"] = retries
     return out
+
+
+def check_egress(config: dict, writer: Principal, policy: EgressPolicy, field: str = "config") -> dict:
+    """The validated config, marked PRIVATE_EGRESS when an admin writes it (routers then let its providers be on
+    private addresses); InvalidParameter when a provider URL's address or local name is refused by the egress
+    policy (services/common/egress.py): a private range, unless an admin writes it or the platform allows it."""
+    may_reach_private = writer.is_admin and not writer.is_service
+    for i, entity in enumerate(config["served_entities"]):
+        model = entity.get("external_model")
+        if not model:
+            continue
+        provider = model["provider"]
+        url = (model.get(CONFIG_OF[provider]) or {}).get(URL_FIELDS[provider])
+        reason = url_refusal(url, may_reach_private, policy) if url else None
+        if reason:
+            raise InvalidParameter(f"{field}.served_entities[{i}].external_model.{CONFIG_OF[provider]}."
+                                   f"{URL_FIELDS[provider]} is refused by the egress policy: {reason}")
+    return {**config, PRIVATE_EGRESS: True} if may_reach_private else config
 
 
 def default_entity_name(external_model: dict) -> str:

@@ -25,23 +25,34 @@ TELEMETRY_FEATURES = ("TELEMETRY_FEATURE_INFERENCE_TABLE", "TELEMETRY_FEATURE_LO
                       "TELEMETRY_FEATURE_TRACES")
 AI_GATEWAY_FIELDS = ("fallback_config", "guardrails", "inference_table_config", "rate_limits", "usage_tracking_config")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+# Tag limits: Databricks documents no serving-endpoint-specific ones, so these are its Unity Catalog tag limits
+# (50 tags per object, keys up to 255 characters, values up to 1000).
+MAX_TAGS = 50
+MAX_TAG_KEY_CHARS = 255
+MAX_TAG_VALUE_CHARS = 1000
 
 
 # ---- tags ----
 
 def validate_tags(tags: Any, field: str) -> list[dict]:
     out: dict[str, dict] = {}
-    for i, tag in enumerate(require_list(tags, field)):
+    if len(require_list(tags, field)) > MAX_TAGS:
+        raise InvalidParameter(f"{field}: at most {MAX_TAGS} tags per endpoint")
+    for i, tag in enumerate(tags):
         tag = require_object(tag, f"{field}[{i}]")
         reject_unknown(tag, ("key", "value"), f"{field}[{i}]")
         key = tag.get("key")
         if not isinstance(key, str) or not key:
             raise InvalidParameter(f"Missing required field: {field}[{i}].key")
+        if len(key) > MAX_TAG_KEY_CHARS:
+            raise InvalidParameter(f"{field}[{i}].key must be at most {MAX_TAG_KEY_CHARS} characters")
         if key in out:
             raise InvalidParameter(f"{field}: tag key '{key}' is given twice")
         value = tag.get("value")
         if value is not None and not isinstance(value, str):
             raise InvalidParameter(f"{field}[{i}].value must be a string")
+        if value is not None and len(value) > MAX_TAG_VALUE_CHARS:
+            raise InvalidParameter(f"{field}[{i}].value must be at most {MAX_TAG_VALUE_CHARS} characters")
         out[key] = {"key": key, "value": value} if value is not None else {"key": key}
     return list(out.values())
 
@@ -63,6 +74,8 @@ def apply_tags_patch(tags: list[dict], add: list[dict], delete: list[str]) -> li
     by_key = {t["key"]: t for t in tags if t["key"] not in delete}
     for tag in add:
         by_key[tag["key"]] = tag
+    if len(by_key) > MAX_TAGS:
+        raise InvalidParameter(f"add_tags: at most {MAX_TAGS} tags per endpoint")
     return list(by_key.values())
 
 
@@ -201,7 +214,7 @@ def validate_email_notifications(value: Any, field: str = "email_notifications")
             continue
         addresses = require_str_list(value[event], f"{field}.{event}")
         for i, address in enumerate(addresses):
-            if not EMAIL.match(address):
+            if not EMAIL.fullmatch(address):
                 raise InvalidParameter(f"{field}.{event}[{i}] '{address}' is not an email address")
         out[event] = addresses
     return out

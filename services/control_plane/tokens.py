@@ -21,6 +21,8 @@ from services.control_plane.identity import INVALID_CREDENTIAL, OAUTH_SIGNING_PU
 PAT, SP_SECRET = "pat", "sp_secret"
 DEFAULT_TOKEN_LIFETIME_S = 2 * 365 * 24 * 3600     # as Databricks: a PAT without a lifetime lasts 2 years
 DEFAULT_SECRET_LIFETIME_S = 730 * 24 * 3600        # as Databricks: SP secrets last 730 days by default
+# The longest lifetime accepted: far beyond any real use, and far inside what timestamps can hold.
+MAX_LIFETIME_S = 100 * 365 * 24 * 3600
 _DURATION = re.compile(r"^(\d+)s?$")
 
 
@@ -216,8 +218,8 @@ def _lifetime(value: object, default_s: int) -> int:
     """Seconds from `lifetime_seconds` (an integer) or `lifetime` ("3600s"); the default when absent."""
     if value is None:
         return default_s
-    if isinstance(value, str) and _DURATION.match(value):
-        value = int(_DURATION.match(value).group(1))
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise InvalidParameter("the lifetime must be a positive number of seconds")
+    if isinstance(value, str) and _DURATION.fullmatch(value):
+        value = int(_DURATION.fullmatch(value).group(1))
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= MAX_LIFETIME_S:
+        raise InvalidParameter(f"the lifetime must be a positive number of seconds, at most {MAX_LIFETIME_S}")
     return value

@@ -6,8 +6,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import os
-import subprocess
 
 import grpc
 from aiohttp import web
@@ -21,7 +19,7 @@ from services.common.gc_tuning import freeze_startup_objects
 from services.common.grpc_server import SERVER_OPTIONS
 from services.common.logging import configure_logging
 from services.common.metrics_server import start_metrics_server
-from services.common.processes import start_service, stop_process, wait_for_stop
+from services.common.processes import wait_for_stop
 from services.common.tracing import configure_tracing
 from services.common.readiness import announce_ready
 from services.common.master_keys import load_cipher
@@ -44,6 +42,7 @@ from services.router.rate_limit import RateLimiter, RedisBuckets
 from services.router.registry import ModelRegistry
 from services.router.rest import build_app
 from services.router.settings import RouterSettings
+from services.common.egress import EgressPolicy, parse_networks
 from services.router.sign_in import SignIn
 
 log = logging.getLogger("services.router")
@@ -63,7 +62,10 @@ async def build_ai_gateway(settings: RouterSettings, control_plane: ControlPlane
     resolver = ControlPlaneSecrets(control_plane, {k: v.get_secret_value() for k, v in settings.secrets.items()})
     providers = ProviderClient(Credentials(cipher, resolver, settings.secret_cache_ttl_s),
                                timeout_s=settings.provider_timeout_s, max_retries=settings.provider_max_retries,
-                               connect_timeout_s=settings.provider_connect_timeout_s)
+                               connect_timeout_s=settings.provider_connect_timeout_s,
+                               egress=EgressPolicy(parse_networks(settings.egress_allowed_networks),
+                                                   frozenset(p for p in (settings.router_port,
+                                                                         settings.router_grpc_port) if p)))
     await providers.start()
     limiter = RateLimiter(RedisBuckets(settings.redis_url, settings.rate_limit_timeout_s)
                           if settings.redis_url else None, is_fail_open=settings.redis_failure_mode == "open")
@@ -123,7 +125,7 @@ async def serve(settings: RouterSettings) -> None:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     ssl_context = https_context(public_tls.cert_file, public_tls.key_file) if public_tls else None
-    reuse_port = settings.router_reuse_port or settings.router_processes > 1
+    reuse_port = settings.router_reuse_port   # other router processes serve these ports too
     site = web.TCPSite(runner, settings.router_host, settings.router_port, ssl_context=ssl_context,
                        reuse_port=reuse_port or None)
     await site.start()
@@ -145,15 +147,11 @@ async def serve(settings: RouterSettings) -> None:
     if settings.router_metrics_port >= 0:
         metrics_runner, metrics_address = await start_metrics_server(metrics.registry, settings.router_metrics_host,
                                                                      settings.router_metrics_port)
-    siblings = await asyncio.to_thread(start_siblings, settings, http_port, grpc_port)
     freeze_startup_objects()
     scheme = "https" if public_tls else "http"
     announce_ready("router", router_url=f"{scheme}://{settings.router_host}:{http_port}",
-                   grpc_target=f"{settings.router_host}:{grpc_port}", metrics_address=metrics_address,
-                   processes=1 + len(siblings),
-                   metrics_addresses=[metrics_address] + [ready.get("metrics_address", "") for _, ready in siblings])
-    await wait_for_stop(settings.router_parent_pid)
-    await asyncio.gather(*(asyncio.to_thread(stop_process, process) for process, _ in siblings))
+                   grpc_target=f"{settings.router_host}:{grpc_port}", metrics_address=metrics_address)
+    await wait_for_stop()
     await grpc_server.stop(grace=5)
     if metrics_runner is not None:
         await metrics_runner.cleanup()
@@ -170,26 +168,6 @@ async def serve(settings: RouterSettings) -> None:
     await pool.close()
     registry.close()
     await control_plane.close()
-
-
-def start_siblings(settings: RouterSettings, http_port: int, grpc_port: int) -> list[tuple[subprocess.Popen, dict]]:
-    """The other router processes (router_processes > 1), on the ports this one bound (blocking: run off
-    the loop). Each is given the credentials this one has, as `podium up` gave them (never argv)."""
-    env = RouterSettings.env_for(
-        router_port=http_port, router_grpc_port=grpc_port, router_processes=1, router_reuse_port=True,
-        router_parent_pid=os.getpid(), router_metrics_port=0 if settings.router_metrics_port >= 0 else -1,
-        internal_token=settings.internal_token, worker_token=settings.worker_token,
-        master_key=settings.master_key or None)
-    started = []
-    try:
-        for i in range(1, settings.router_processes):
-            started.append(start_service("services.router", env, settings.data_dir / "logs" / f"router-{i}.log",
-                                         is_threaded_parent=True))
-    except BaseException:
-        for process, _ in started:
-            stop_process(process)
-        raise
-    return started
 
 
 def main() -> None:

@@ -140,7 +140,8 @@ class AiGateway:
             errors.append("MAX_RESPONSE_SIZE_EXCEEDED")
         client_request_id = payload.get("client_request_id") if isinstance(payload, dict) else None
         self._log.record(InferenceRecord(
-            request_id=request_id, endpoint_name=endpoint.name, served_entity_name=served, requester=caller.name,
+            request_id=request_id, endpoint_id=endpoint.id, endpoint_name=endpoint.name, served_entity_name=served,
+            requester=caller.name,
             timestamp_ms=timestamp_ms, status_code=status,
             execution_duration_ms=int((time.monotonic() - started) * 1000),
             request=request if capture and "MAX_REQUEST_SIZE_EXCEEDED" not in errors else None,
@@ -151,21 +152,22 @@ class AiGateway:
 
     # ---- reading the records back ----
 
-    async def inference_table(self, endpoint_name: str, start_time_ms: int | None, end_time_ms: int | None,
+    async def inference_table(self, endpoint: EndpointRoutes, start_time_ms: int | None, end_time_ms: int | None,
                               max_results: int, page_token: str | None) -> dict:
-        """{"rows": [...], "next_page_token"?}: the endpoint's captured requests and responses, oldest first."""
+        """{"rows": [...], "next_page_token"?}: the endpoint's captured requests and responses, oldest first
+        (this endpoint's, by id: never those of a deleted endpoint that had its name)."""
         store = self._require_store()
         if not 1 <= max_results <= MAX_PAGE:
             raise InvalidParameter(f"max_results must be from 1 to {MAX_PAGE}")
         after_id = _page_token(page_token)
-        rows, next_id = await asyncio.to_thread(store.read, endpoint_name, start_time_ms or 0,
+        rows, next_id = await asyncio.to_thread(store.read, endpoint.id, start_time_ms or 0,
                                                 end_time_ms or 2**62, max_results, after_id)
         return {"rows": rows, **({"next_page_token": str(next_id)} if next_id is not None else {})}
 
-    async def usage(self, endpoint_name: str, start_time_ms: int | None, end_time_ms: int | None) -> dict:
-        """{"usage": [...]}: requests, errors and tokens per requester of the endpoint."""
+    async def usage(self, endpoint: EndpointRoutes, start_time_ms: int | None, end_time_ms: int | None) -> dict:
+        """{"usage": [...]}: requests, errors and tokens per requester of the endpoint (by id)."""
         store = self._require_store()
-        return {"usage": await asyncio.to_thread(store.usage, endpoint_name, start_time_ms or 0,
+        return {"usage": await asyncio.to_thread(store.usage, endpoint.id, endpoint.name, start_time_ms or 0,
                                                  end_time_ms or 2**62)}
 
     def _require_store(self) -> "InferenceStore":

@@ -321,13 +321,13 @@ class Gateway:
 
     async def inference_table(self, token: str, name: str, start_time_ms: int | None, end_time_ms: int | None,
                               max_results: int, page_token: str | None) -> dict:
-        await self._authorized(token, name, CAN_MANAGE)
-        return await self._require_ai_gateway().inference_table(name, start_time_ms, end_time_ms, max_results,
+        endpoint = (await self._authorized(token, name, CAN_MANAGE))[0]
+        return await self._require_ai_gateway().inference_table(endpoint, start_time_ms, end_time_ms, max_results,
                                                                 page_token)
 
     async def usage(self, token: str, name: str, start_time_ms: int | None, end_time_ms: int | None) -> dict:
-        await self._authorized(token, name, CAN_MANAGE)
-        return await self._require_ai_gateway().usage(name, start_time_ms, end_time_ms)
+        endpoint = (await self._authorized(token, name, CAN_MANAGE))[0]
+        return await self._require_ai_gateway().usage(endpoint, start_time_ms, end_time_ms)
 
     def _require_ai_gateway(self) -> "AiGateway":
         if self._ai_gateway is None:

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class InferenceRecord:
     request_id: str
+    endpoint_id: str                    # the records belong to the endpoint's id: a new one of the same name sees none
     endpoint_name: str
     served_entity_name: str
     requester: str

@@ -4,6 +4,10 @@ Blocking calls (the writer and readers run them in a thread). Request and respon
 as AES-256-GCM ciphertext, bound to their row's request id; what queries filter and add up on (endpoint,
 time, status, requester, token counts) is kept in clear. Several routers may write the same SQLite file
 (WAL), so any of them answers reads for all.
+
+Rows belong to the endpoint's id, not its name: once an endpoint is deleted, its rows are reached through no
+endpoint (a new endpoint of the same name has a new id), and the retention pruning deletes them. Rows
+written before ids were recorded have an empty id and are reached by none.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ inference_table = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("request_id", sa.String(64), nullable=False),
     sa.Column("client_request_id", sa.String(256), nullable=False, default=""),
+    sa.Column("endpoint_id", sa.String(64), nullable=False, server_default=""),
     sa.Column("endpoint_name", sa.String(63), nullable=False),
     sa.Column("served_entity_name", sa.String(63), nullable=False),
     sa.Column("requester", sa.String(256), nullable=False),
@@ -39,6 +44,8 @@ inference_table = sa.Table(
     sa.Column("response", sa.Text, nullable=True),    # ciphertext; NULL: not captured
     sa.Index("ix_podium_inference_endpoint_time", "endpoint_name", "timestamp_ms"),
 )
+by_endpoint_id = sa.Index("ix_podium_inference_endpoint_id_time", inference_table.c.endpoint_id,
+                          inference_table.c.timestamp_ms)
 
 
 class InferenceStore:
@@ -46,11 +53,21 @@ class InferenceStore:
         self._engine = create_engine(database_url)
         self._cipher = cipher
         metadata.create_all(self._engine)
+        self._add_endpoint_id()
+
+    def _add_endpoint_id(self) -> None:
+        """A table from before rows carried their endpoint's id gets the column (its old rows: "")."""
+        columns = {c["name"] for c in sa.inspect(self._engine).get_columns(inference_table.name)}
+        with self._engine.begin() as conn:
+            if "endpoint_id" not in columns:
+                conn.execute(sa.text(f"ALTER TABLE {inference_table.name} "
+                                     "ADD COLUMN endpoint_id VARCHAR(64) NOT NULL DEFAULT ''"))
+            by_endpoint_id.create(conn, checkfirst=True)
 
     def write(self, records: "list[InferenceRecord]") -> None:
         rows = [{
             "request_id": r.request_id, "client_request_id": r.client_request_id[:256],
-            "endpoint_name": r.endpoint_name, "served_entity_name": r.served_entity_name,
+            "endpoint_id": r.endpoint_id, "endpoint_name": r.endpoint_name, "served_entity_name": r.served_entity_name,
             "requester": r.requester[:256], "timestamp_ms": r.timestamp_ms, "status_code": r.status_code,
             "execution_duration_ms": r.execution_duration_ms, "input_token_count": r.input_token_count,
             "output_token_count": r.output_token_count, "logging_error_codes": ",".join(r.logging_error_codes),
@@ -74,11 +91,11 @@ class InferenceStore:
         with self._engine.begin() as conn:
             return conn.execute(inference_table.delete().where(inference_table.c.timestamp_ms < timestamp_ms)).rowcount
 
-    def read(self, endpoint_name: str, start_ms: int, end_ms: int, max_results: int, after_id: int
+    def read(self, endpoint_id: str, start_ms: int, end_ms: int, max_results: int, after_id: int
              ) -> tuple[list[dict], int | None]:
-        """Captured rows of one endpoint in [start_ms, end_ms), oldest first, and the next page's token."""
+        """Captured rows of one endpoint (by id) in [start_ms, end_ms), oldest first, and the next page's token."""
         t = inference_table
-        query = (sa.select(t).where(t.c.endpoint_name == endpoint_name, t.c.timestamp_ms >= start_ms,
+        query = (sa.select(t).where(t.c.endpoint_id == endpoint_id, t.c.timestamp_ms >= start_ms,
                                     t.c.timestamp_ms < end_ms, t.c.id > after_id, t.c.request.is_not(None))
                  .order_by(t.c.id).limit(max_results + 1))
         with self._engine.connect() as conn:
@@ -100,14 +117,14 @@ class InferenceStore:
         } for row in page]
         return out, (page[-1]["id"] if len(rows) > max_results else None)
 
-    def usage(self, endpoint_name: str, start_ms: int, end_ms: int) -> list[dict]:
-        """Requests and tokens per requester of one endpoint in [start_ms, end_ms)."""
+    def usage(self, endpoint_id: str, endpoint_name: str, start_ms: int, end_ms: int) -> list[dict]:
+        """Requests and tokens per requester of one endpoint (by id; named `endpoint_name`) in [start_ms, end_ms)."""
         t = inference_table
         query = (sa.select(t.c.requester, sa.func.count().label("request_count"),
                            sa.func.sum(sa.case((t.c.status_code >= 400, 1), else_=0)).label("error_count"),
                            sa.func.sum(t.c.input_token_count).label("input_token_count"),
                            sa.func.sum(t.c.output_token_count).label("output_token_count"))
-                 .where(t.c.endpoint_name == endpoint_name, t.c.timestamp_ms >= start_ms, t.c.timestamp_ms < end_ms)
+                 .where(t.c.endpoint_id == endpoint_id, t.c.timestamp_ms >= start_ms, t.c.timestamp_ms < end_ms)
                  .group_by(t.c.requester).order_by(t.c.requester))
         with self._engine.connect() as conn:
             rows = conn.execute(query).mappings().all()

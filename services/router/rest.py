@@ -20,12 +20,13 @@ import orjson
 from aiohttp import web
 
 from services.common.errors import (
-    InvalidParameter, MethodNotAllowed, NotFound, PayloadTooLarge, PodiumError, Unavailable,
+    BadRequest, InvalidParameter, MethodNotAllowed, NotFound, PayloadTooLarge, PodiumError, Unavailable,
 )
 from services.common.request_context import (
     REQUEST_ID_HEADER, TRACEPARENT, choose_request_id, request_id_var, traceparent_var,
 )
 from services.router.core import Gateway
+from services.router.external.client import HOP_HEADER
 from services.router.management_openapi import management_document
 from services.router.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from services.router.oip_rest import OpenInferenceRoutes, is_oip_path
@@ -69,6 +70,16 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
     if not response.prepared:   # a streamed answer sent it with its first bytes (answer_headers)
         response.headers[REQUEST_ID_HEADER] = request_id
     return response
+
+
+@web.middleware
+async def hop_guard(request: web.Request, handler) -> web.StreamResponse:
+    """Refuses a request that a Podium router sent (as an external model's provider call): an endpoint whose
+    provider URL points back at Podium fails after one hop instead of looping."""
+    if HOP_HEADER in request.headers:
+        raise BadRequest("This request came from a Podium router calling an external model provider; Podium "
+                         "does not serve as its own provider")
+    return await handler(request)
 
 
 def concurrency_limit(max_requests: int):
@@ -195,7 +206,7 @@ class ServingRoutes:
 def build_app(gateway: Gateway, max_request_bytes: int, max_concurrent_requests: int = 2000, *,
               sign_in: SignIn | None = None) -> web.Application:
     """The router's whole REST API. Without `sign_in`, the OAuth token endpoint answers 503."""
-    app = web.Application(middlewares=[error_middleware, concurrency_limit(max_concurrent_requests)],
+    app = web.Application(middlewares=[error_middleware, hop_guard, concurrency_limit(max_concurrent_requests)],
                           client_max_size=max_request_bytes)
     app[MAX_REQUEST_BYTES] = max_request_bytes
     app.router.add_get("/healthz", health)

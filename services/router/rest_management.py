@@ -1,5 +1,6 @@
 """REST adapter of the management API: serving endpoints, SCIM, tokens, token management, service-principal
-secrets, serving-endpoint permissions and secrets, each route one row of ROUTES.
+secrets, serving-endpoint permissions, secrets and their ACLs, and Unity Catalog grants on registered models,
+each route one row of ROUTES.
 
 One handler serves every row: it sends the row's operation, the path's parameters, the query and the body,
 with the caller's credential, through the Gateway to the control plane's Management service
@@ -7,7 +8,7 @@ with the caller's credential, through the Gateway to the control plane's Managem
 A new operation is one row here plus one row (and its core method) in services/control_plane/operations.py.
 
 Paths and shapes: the Databricks serving API, databricks-sdk 0.162.0 (`service/serving.py`, `iam.py`,
-`settings.py`, `workspace.py`) and docs/identity-wire.md.
+`settings.py`, `workspace.py`, `catalog.py`) and docs/identity-wire.md.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ ENDPOINTS = "/api/2.0/serving-endpoints"
 SCIM = "/api/2.0/preview/scim/v2"
 SP_SECRETS = "/api/2.0/accounts/servicePrincipals/{id}/credentials/secrets"
 PERMISSIONS = "/api/2.0/permissions/serving-endpoints/{id}"
+UC_GRANTS = "/api/2.1/unity-catalog/permissions/{securable_type}/{full_name}"
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,13 @@ ROUTES += [
     Route("POST", "/api/2.0/secrets/delete", "DELETE_SECRET"),
     Route("GET", "/api/2.0/secrets/list", "LIST_SECRETS"),
     Route("GET", "/api/2.0/secrets/get", "GET_SECRET"),   # always refused: values are never returned
+    Route("POST", "/api/2.0/secrets/acls/put", "PUT_SECRET_ACL"),
+    Route("GET", "/api/2.0/secrets/acls/get", "GET_SECRET_ACL"),
+    Route("GET", "/api/2.0/secrets/acls/list", "LIST_SECRET_ACLS"),
+    Route("POST", "/api/2.0/secrets/acls/delete", "DELETE_SECRET_ACL"),
+    Route("GET", UC_GRANTS, "GET_GRANTS"),
+    Route("PATCH", UC_GRANTS, "UPDATE_GRANTS"),
+    Route("GET", "/api/2.1/unity-catalog/effective-permissions/{securable_type}/{full_name}", "GET_EFFECTIVE_GRANTS"),
 ]
 
 

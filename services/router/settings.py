@@ -7,10 +7,10 @@ from typing import Literal
 
 from pydantic import Field, SecretStr
 
-from services.common.settings import ClusterSettings, MasterKeySettings, RegistrySettings
+from services.common.settings import ClusterSettings, EgressSettings, MasterKeySettings, RegistrySettings
 
 
-class RouterSettings(MasterKeySettings, ClusterSettings, RegistrySettings):
+class RouterSettings(MasterKeySettings, ClusterSettings, RegistrySettings, EgressSettings):
     router_host: str = "127.0.0.1"
     """The interface the router's REST and gRPC query ports bind."""
     router_port: int = 8080
@@ -18,12 +18,12 @@ class RouterSettings(MasterKeySettings, ClusterSettings, RegistrySettings):
     router_grpc_port: int = 8081
     """The gRPC query API's port; 0 = the OS picks."""
     router_processes: int = Field(1, ge=1, le=64)
-    """Processes serving the same REST and gRPC ports (SO_REUSEPORT: the kernel spreads connections over
-    them). The first binds and starts the others; each has its own metrics port (listed in its ready line)."""
+    """Router processes `podium up` starts: peers serving the same REST and gRPC ports (SO_REUSEPORT: the
+    kernel spreads connections over them), each restarted alone when it dies, each with its own metrics
+    port (podium.json `metrics.router`)."""
     router_reuse_port: bool = False
-    """Bind with SO_REUSEPORT: set for the extra processes (and implied by router_processes > 1)."""
-    router_parent_pid: int = Field(0, ge=0)
-    """An extra router process exits with the router that started it; 0 = none."""
+    """Bind with SO_REUSEPORT, so that other router processes serve the same ports (`podium up` sets it
+    when router_processes > 1)."""
     router_metrics_host: str = "127.0.0.1"
     """The interface of Prometheus GET /metrics (services/common/metrics_server.py says why its own port)."""
     router_metrics_port: int = Field(0, ge=-1)

@@ -43,7 +43,9 @@ async def run(settings: ScalerSettings) -> None:
     worker_env = WorkerSettings.env_for(worker_supervisor_pid=settings.supervisor_pid or os.getpid(),
                                         worker_caller_token_sha256=settings.worker_caller_token_sha256,
                                         registry_uri=settings.registry_uri or None,
-                                        tracking_uri=settings.tracking_uri or None)
+                                        tracking_uri=settings.tracking_uri or None,
+                                        worker_sandbox=settings.worker_sandbox,
+                                        worker_sandbox_uid_base=settings.worker_sandbox_uid_base)
     if tls and settings.worker_tls_cert_file and settings.worker_tls_key_file:
         worker_env.update(WorkerSettings.env_for(worker_tls_ca_file=settings.worker_tls_ca_file or tls.ca_file,
                                                  worker_tls_cert_file=settings.worker_tls_cert_file,

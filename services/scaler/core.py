@@ -246,7 +246,7 @@ class Scaler:
 def _worker_spec(deployment: Deployment) -> WorkerSpec:
     return WorkerSpec(deployment.key, deployment.model_uri, dict(deployment.environment_vars),
                       gpus_for_workload_type(deployment.workload_type), deployment.workload_type,
-                      deployment.max_batch_size, deployment.max_batch_wait_ms)
+                      deployment.max_batch_size, deployment.max_batch_wait_ms, deployment.max_concurrency)
 
 
 async def reconcile_forever(scaler: Scaler, interval_s: float, stop: asyncio.Event, min_gap_s: float = 0.02) -> None:

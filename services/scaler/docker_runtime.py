@@ -114,10 +114,11 @@ class DockerRuntime:
         return self._docker.containers.list(all=True, filters={"label": f"{LABEL_MANAGED}={self._options.stack}"})
 
     def _create(self, replica: Replica, spec: WorkerSpec) -> str:
-        environment = worker_environment(self._base_env, {**spec.environment_vars, **spec.worker_settings()},
-                                         spec.model_uri, self._options.port, spec.gpu_count)
+        environment = worker_environment({**self._base_env, **spec.worker_settings()}, spec.environment_vars,
+                                         spec.model_uri, self._options.port, spec.gpu_count,
+                                         spec.memory_limit_bytes())
         kwargs = container_spec(replica.replica_id, spec.key, spec.model_uri, environment, spec.gpu_count,
-                                self._options)
+                                self._options, spec.memory_limit_bytes())
         aliases = kwargs.pop("aliases")
         kwargs["networking_config"] = {
             self._options.network: self._docker.api.create_endpoint_config(aliases=aliases)}

@@ -126,8 +126,9 @@ class KubernetesRuntime:
         from kubernetes.client.exceptions import ApiException
 
         name, namespace = k8s_name(spec.key, self._options), self._options.namespace
-        environment = worker_environment(self._base_env, {**spec.environment_vars, **spec.worker_settings()},
-                                         spec.model_uri, self._options.port, spec.gpu_count)
+        environment = worker_environment({**self._base_env, **spec.worker_settings()}, spec.environment_vars,
+                                         spec.model_uri, self._options.port, spec.gpu_count,
+                                         spec.memory_limit_bytes())
         try:
             self._apps.patch_namespaced_deployment_scale(name, namespace, {"spec": {"replicas": replicas}},
                                                          _request_timeout=self._timeout_s)
@@ -136,7 +137,7 @@ class KubernetesRuntime:
                 raise
             self._apps.create_namespaced_deployment(
                 namespace, k8s_deployment(spec.key, spec.model_uri, environment, spec.gpu_count, replicas,
-                                          self._options), _request_timeout=self._timeout_s)
+                                          self._options, spec.memory_limit_bytes()), _request_timeout=self._timeout_s)
         try:
             self._core.create_namespaced_service(namespace, k8s_service(spec.key, self._options),
                                                  _request_timeout=self._timeout_s)

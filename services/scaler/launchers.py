@@ -67,14 +67,43 @@ class WorkerProcess:
             self._pidfd = None
 
 
+WORKER_MODULE = "services.worker.sandbox"   # confines the replica, then runs services.worker
+
+
 async def start_fresh(python: str, env: dict[str, str], log_path: Path) -> WorkerProcess:
-    """`<python> -m services.worker` (the platform's or a per-model environment's): pays every import and
-    the model download itself."""
+    """`<python> -m services.worker.sandbox` (the platform's or a per-model environment's): pays every
+    import itself, and loads the model from the local copy `fetch_model` made."""
     with open(log_path, "ab") as log_file:
         child = await asyncio.create_subprocess_exec(
-            python, "-m", "services.worker", stdout=asyncio.subprocess.PIPE, stderr=log_file,
+            python, "-m", WORKER_MODULE, stdout=asyncio.subprocess.PIPE, stderr=log_file,
             stdin=asyncio.subprocess.DEVNULL, env={**model_code_environment(), **env})
     return WorkerProcess(child.pid, child.stdout, child)
+
+
+async def fetch_model(model_uri: str, env: dict[str, str], cache_dir: Path, log_path: Path,
+                      timeout_s: float) -> Path:
+    """Downloads the model into the machine's cache with platform code in a process of its own (no served
+    entity's variables, no model code), so the replica itself never opens the registry."""
+    with open(log_path, "ab") as log_file:
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "services.worker.fetch", str(cache_dir), stdout=asyncio.subprocess.PIPE,
+            stderr=log_file, stdin=asyncio.subprocess.DEVNULL,
+            env={**model_code_environment(), **env, "PODIUM_WORKER_MODEL_URI": model_uri})
+    try:
+        out, _ = await asyncio.wait_for(child.communicate(), timeout_s)
+    except asyncio.TimeoutError:
+        child.kill()
+        await child.wait()
+        raise ModelUnavailable(f"downloading {model_uri} took longer than {timeout_s:g} s") from None
+    reply: dict = {}
+    for line in out.decode(errors="replace").splitlines():
+        with contextlib.suppress(ValueError):
+            reply = json.loads(line)
+    if "path" in reply:
+        return Path(reply["path"])
+    if "error" in reply:
+        raise ModelUnavailable(reply["error"])
+    raise RuntimeError(f"downloading {model_uri} failed (exit code {child.returncode}); see {log_path}")
 
 
 async def _pipe_reader(read_fd: int) -> asyncio.StreamReader:
@@ -160,12 +189,14 @@ class WarmTemplate:
             raise ModelUnavailable(reply.get("error") or "the template could not start the replica")
         return WorkerProcess(int(reply["pid"]), await _pipe_reader(read_fd))
 
-    async def prepare(self, model_uri: str) -> None:
-        """Resolves, downloads and imports a model ahead of its first replica (seconds, the first time)."""
+    async def prepare(self, model_uri: str) -> Path:
+        """Resolves, downloads and imports a model's flavor ahead of its first replica (seconds, the first
+        time); the machine's copy of the model."""
         await self.start()
         reply = await asyncio.to_thread(self._request, {"op": "prepare", "model_uri": model_uri}, [])
         if not reply.get("ok"):
             raise ModelUnavailable(reply.get("error") or "the template could not prepare the model")
+        return Path(reply["path"])
 
     def _request(self, request: dict, fds: list[int]) -> dict:
         with self._talk:

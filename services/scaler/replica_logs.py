@@ -89,7 +89,7 @@ class ReplicaLogs:
 
     async def read(self, token: str, deployment_key: str, *, build: bool, max_bytes: int = 0) -> str:
         require_service_credential(token, self._internal_token)
-        if not _KEY.match(deployment_key):  # it names a directory: never let it climb out of logs_dir
+        if not _KEY.fullmatch(deployment_key):  # it names a directory: never let it climb out of logs_dir
             raise InvalidParameter(f"Invalid deployment key '{deployment_key}'")
         limit = max_bytes if max_bytes > 0 else self._default_max_bytes
         return await asyncio.to_thread(read_replica_logs, self._logs_dir / deployment_key,

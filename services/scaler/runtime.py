@@ -14,22 +14,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import itertools
 import json
 import logging
+import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from services.common.model_environment import allowed_environment_vars
 from services.common.processes import process_start_ticks
 from services.common.tls import TlsFiles
 from services.scaler.environments import BUILD_LOG, EnvironmentBuildFailed, VirtualenvManager
 from services.scaler.launchers import (
-    ModelUnavailable, TemplateUnavailable, WarmTemplate, WorkerProcess, start_fresh,
+    ModelUnavailable, TemplateUnavailable, WarmTemplate, WorkerProcess, fetch_model, start_fresh,
 )
 from services.scaler.policy import pick_gpus
 from services.scaler.replica import EXITED, FAILED, READY, STARTING, Replica, new_replica_id
@@ -38,6 +43,9 @@ from services.scaler.replica_records import ReplicaRecord, ReplicaRecords
 from services.scaler.replica_table import ReplicaTable
 
 log = logging.getLogger(__name__)
+
+MEMORY_PER_CONCURRENCY_BYTES = 2 << 30   # Small (4 concurrent requests): 8 GiB, Medium 32 GiB, Large 128 GiB
+MIN_MEMORY_LIMIT_BYTES = 4 << 30
 
 @dataclass(frozen=True)
 class WorkerSpec:
@@ -48,6 +56,14 @@ class WorkerSpec:
     workload_type: str = "CPU"
     max_batch_size: int = 0       # > 1: batching in the worker; 1: none; 0: the worker's default for the model
     max_batch_wait_ms: float = 0.0
+    max_concurrency: int = 0      # the workload size's concurrency: sizes the replica's memory limit
+
+    def memory_limit_bytes(self) -> int:
+        """RLIMIT_DATA of a CPU replica from its workload size (services/worker/sandbox.py); 0 = none. GPU
+        frameworks map large private regions they never touch, so GPU replicas get none."""
+        if self.gpu_count:
+            return 0
+        return max(MIN_MEMORY_LIMIT_BYTES, self.max_concurrency * MEMORY_PER_CONCURRENCY_BYTES)
 
     def worker_settings(self) -> dict[str, str]:
         """The served entity's worker settings as PODIUM_WORKER_* variables (services/worker/settings.py)."""
@@ -75,8 +91,21 @@ class LocalProcessRuntime:
     def __init__(self, logs_dir: Path, host: str, base_env: dict[str, str], *, records: ReplicaRecords,
                  template: WarmTemplate | None = None, environments: VirtualenvManager | None = None,
                  gpus: tuple[str, ...] = (), heartbeat_interval_s: float = 1.0, heartbeat_expiry_s: float = 3.0,
-                 stop_grace_s: float = 15.0, tls: TlsFiles | None = None):
+                 stop_grace_s: float = 15.0, tls: TlsFiles | None = None, model_cache_dir: Path | None = None,
+                 fetch_timeout_s: float = 300.0):
         self._logs_dir = logs_dir
+        # Where replicas' models are downloaded before they start (the template's cache, when it runs).
+        self._model_cache_dir = model_cache_dir or logs_dir.parent / "cache" / "models"
+        self._fetch_timeout_s = fetch_timeout_s
+        self._scratch_dirs: dict[str, Path] = {}
+        # Each replica's own writable directory (services/worker/sandbox.py) lives under one per stack, which
+        # other uids may walk but not list, so a restarted scaler can clear what its replicas left.
+        digest = hashlib.sha256(str(logs_dir.parent.resolve()).encode()).hexdigest()[:12]
+        self._scratch_root = Path(tempfile.gettempdir()) / f"podium-scratch-{digest}"
+        if os.geteuid() == 0 and logs_dir.parent.is_dir():
+            # Replicas of a root platform run as uids of their own (services/worker/sandbox.py): only the
+            # platform walks the data directory; a replica reads its model through links in its scratch.
+            os.chmod(logs_dir.parent, 0o700)
         self._host = host
         self._base_env = base_env
         self._records = records
@@ -99,7 +128,9 @@ class LocalProcessRuntime:
     async def adopt(self) -> list[Replica]:
         """Takes over the replicas a previous scaler left running (their records on disk)."""
         adopted = []
-        for record in await asyncio.to_thread(self._records.live):
+        records = await asyncio.to_thread(self._records.live)
+        self._scratch_dirs.update(await asyncio.to_thread(self._clear_scratch, {r.replica_id for r in records}))
+        for record in records:
             replica = Replica(record.replica_id, record.key, status=READY if record.is_ready else STARTING,
                               address=record.address, ever_ready=record.is_ready, pid=record.pid,
                               log_path=Path(record.log_path) if record.log_path else None, gpus=tuple(record.gpus),
@@ -161,6 +192,7 @@ class LocalProcessRuntime:
 
     def forget(self, replica_id: str) -> None:
         self._table.forget(replica_id)
+        self._remove_scratch(replica_id)
         process = self._processes.pop(replica_id, None)
         if process is not None:
             process.close()
@@ -180,6 +212,8 @@ class LocalProcessRuntime:
         await self._table.close()
         if self._template is not None:
             await self._template.close()
+        with contextlib.suppress(OSError):
+            self._scratch_root.rmdir()   # empty once every replica is gone
 
     # ---- one replica's life ----
 
@@ -202,9 +236,13 @@ class LocalProcessRuntime:
             finally:
                 replica.is_building = False
             replica.started_at = time.monotonic()   # the start deadline counts from the worker's own start
-        env = {**self._base_env, **spec.environment_vars, **spec.worker_settings(),
+        # Podium's variables win over the served entity's, and names that change how an interpreter starts
+        # never reach it (refused at create; a spec stored before that is filtered here).
+        scratch = self._new_scratch(replica.replica_id)
+        env = {**allowed_environment_vars(spec.environment_vars), **self._base_env, **spec.worker_settings(),
                "PODIUM_WORKER_MODEL_URI": spec.model_uri, "PODIUM_WORKER_HOST": self._host, "PODIUM_WORKER_PORT": "0",
-               **placement}
+               "PODIUM_WORKER_SCRATCH_DIR": str(scratch),
+               "PODIUM_WORKER_MEMORY_LIMIT_BYTES": str(spec.memory_limit_bytes()), **placement}
         launching = asyncio.ensure_future(self._launch(spec, python, env, replica.log_path))
         try:
             process = await asyncio.shield(launching)
@@ -234,7 +272,18 @@ class LocalProcessRuntime:
                 return await self._template.spawn(spec.model_uri, env, log_path)
             except TemplateUnavailable as exc:
                 log.warning("warm template unavailable (%s); starting a fresh worker", exc)
+        env = {**env, "PODIUM_WORKER_MODEL_PATH": str(await self._fetch(spec, env, log_path))}
         return await start_fresh(python, env, log_path)
+
+    async def _fetch(self, spec: WorkerSpec, env: dict[str, str], log_path: Path) -> Path:
+        """The machine's copy of the model: the template's when it runs, else a download of its own."""
+        if self._template is not None:
+            try:
+                return await self._template.prepare(spec.model_uri)
+            except TemplateUnavailable:
+                pass
+        return await fetch_model(spec.model_uri, {k: v for k, v in env.items() if k in self._base_env},
+                                 self._model_cache_dir, log_path, self._fetch_timeout_s)
 
     def _may_fork(self, spec: WorkerSpec) -> bool:
         """Whether a replica forks from the warm template: only CPU replicas in the platform's environment
@@ -290,8 +339,34 @@ class LocalProcessRuntime:
             replica.failure = replica.failure or (f"worker exited with code {code}" if code is not None
                                                   else "worker exited")
         self._records.remove(replica.replica_id)
+        scratch = self._scratch_dirs.pop(replica.replica_id, None)
+        if scratch is not None:   # it may hold a copy of the model: not on the event loop
+            await asyncio.to_thread(shutil.rmtree, scratch, ignore_errors=True)
         log.info("replica %s exited (%s)", replica.replica_id, code)
         self.on_change()
+
+    def _new_scratch(self, replica_id: str) -> Path:
+        self._scratch_root.mkdir(exist_ok=True)
+        os.chmod(self._scratch_root, 0o711)
+        scratch = Path(tempfile.mkdtemp(prefix=f"{replica_id}-", dir=self._scratch_root))
+        self._scratch_dirs[replica_id] = scratch
+        return scratch
+
+    def _clear_scratch(self, live: set[str]) -> dict[str, Path]:
+        """Removes the scratch directories of replicas that are gone; those of `live` replicas, by id."""
+        kept = {}
+        for scratch in self._scratch_root.glob("*") if self._scratch_root.is_dir() else ():
+            replica_id = scratch.name.rsplit("-", 1)[0]
+            if replica_id in live:
+                kept[replica_id] = scratch
+            else:
+                shutil.rmtree(scratch, ignore_errors=True)
+        return kept
+
+    def _remove_scratch(self, replica_id: str) -> None:
+        scratch = self._scratch_dirs.pop(replica_id, None)
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
 
     def _mark_ready(self, replica: Replica) -> None:
         replica.status, replica.ever_ready, replica.last_seen = READY, True, time.monotonic()

@@ -23,7 +23,7 @@ from services.common.readiness import (
     BATCHING_HEALTH_SERVICE, announce_failed, announce_listening, announce_ready,
 )
 from services.common.tls import TlsFiles, add_server_port
-from services.worker import metrics
+from services.worker import metrics, sandbox
 from services.worker.core import CallerCheck, Predictor, load_model, usable_gpu_count
 from services.worker.grpc_api import WorkerServicer
 from services.worker.prediction_stream import StreamDrain
@@ -36,9 +36,14 @@ async def serve(settings: WorkerSettings) -> int:
     server = grpc.aio.server(options=SERVER_OPTIONS)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    tls = TlsFiles.from_settings(settings.worker_tls_ca_file, settings.worker_tls_cert_file,
-                                 settings.worker_tls_key_file)
-    port = add_server_port(server, f"{settings.worker_host}:{settings.worker_port}", tls)
+    pre_read = sandbox.PRE_READ.get("tls")   # a sandboxed replica read its TLS files before confinement
+    if isinstance(pre_read, sandbox.ServerTls):
+        port = server.add_secure_port(f"{settings.worker_host}:{settings.worker_port}", grpc.ssl_server_credentials(
+            [(pre_read.key, pre_read.cert)], root_certificates=pre_read.ca, require_client_auth=True))
+    else:
+        tls = TlsFiles.from_settings(settings.worker_tls_ca_file, settings.worker_tls_cert_file,
+                                     settings.worker_tls_key_file)
+        port = add_server_port(server, f"{settings.worker_host}:{settings.worker_port}", tls)
     address = f"{settings.worker_host}:{port}"
     await health_servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
     # The predict servicer is registered before start; it answers UNAVAILABLE until the model is in.

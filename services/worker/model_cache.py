@@ -23,7 +23,7 @@ _MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>[0-9]+)|@(?P
 
 def resolve_version(model_uri: str, registry_uri: str) -> tuple[str, str]:
     """(name, version) of a `models:/name/version` or `models:/name@alias` URI (an alias asks the registry)."""
-    match = _MODELS_URI.match(model_uri)
+    match = _MODELS_URI.fullmatch(model_uri)
     if match is None:
         raise ValueError(f"not a registered-model URI: {model_uri}")
     if match["version"]:

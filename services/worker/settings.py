@@ -26,6 +26,13 @@ class WorkerServingSettings(PodiumSettings):
     """The workers' certificate (server only: model code in a worker cannot act as a Podium client)."""
     worker_tls_key_file: Path | None = None
     """The workers' private key."""
+    worker_sandbox: bool = True
+    """Confine each replica before model code runs (services/worker/sandbox.py): Landlock where the kernel
+    has it, resource limits, and, where Podium runs as root, a uid of its own. false: replicas run with the
+    platform's rights (only for a machine that trusts every model it serves)."""
+    worker_sandbox_uid_base: int = Field(2_000_000_000, ge=1, le=4_000_000_000)
+    """Where Podium runs as root: a replica runs as uid and gid <base> + its pid (no passwd entry, no
+    groups), so replicas share nothing with the platform or each other; pick a range no account uses."""
 
 
 class WorkerSettings(WorkerServingSettings, RegistrySettings):
@@ -34,6 +41,16 @@ class WorkerSettings(WorkerServingSettings, RegistrySettings):
     worker_model_path: str = ""
     """A local copy of the model's artifacts (set by the warm template, which resolved and downloaded the
     model once for every replica): loaded from here without asking the registry again."""
+    worker_scratch_dir: str = ""
+    """The replica's own writable directory (HOME and TMPDIR inside the sandbox), made by the scaler and
+    removed when the replica exits; empty = a new temporary directory."""
+    worker_memory_limit_bytes: int = Field(0, ge=0)
+    """Set by the scaler from the workload size: the replica's RLIMIT_DATA (heap and private mappings);
+    0 = none."""
+    worker_max_processes: int = Field(512, ge=0)
+    """RLIMIT_NPROC of a replica that runs as a uid of its own (its processes and threads); 0 = none."""
+    worker_max_open_files: int = Field(16384, ge=0)
+    """RLIMIT_NOFILE of a replica; 0 = the inherited limit."""
     worker_supervisor_pid: int = Field(0, ge=0)
     """The process whose exit stops this worker (`podium up`, else the scaler): replicas outlive a scaler
     restart, so the new scaler adopts them, but never the stack they belong to. 0 = none."""

@@ -2,9 +2,10 @@
 
 A fresh worker spends seconds importing MLflow and the model's flavor (scikit-learn, ...) and resolving and
 downloading its artifacts, before a 20 ms load. The template imports MLflow once, and for each model
-version resolves it, downloads it into the machine's cache (services/worker/model_cache.py) and loads it
-once (which imports its flavor), then drops it. A replica is then a fork: it loads the model from the
-local copy and serves, in a fraction of a second.
+version resolves it, downloads it into the machine's cache (services/worker/model_cache.py) and imports
+its flavor's installed modules (`import_flavor`), without loading it: loading runs model code, which runs
+only in a sandboxed replica. A replica is then a fork: it confines itself (services/worker/sandbox.py),
+loads the model from the local copy and serves, in a fraction of a second.
 
 Protocol, over the AF_UNIX SOCK_SEQPACKET socket the scaler passes as fd template_fd: the scaler
 sends `{"op": "spawn", "model_uri", "env"}` with two descriptors attached (the replica's stdout, where it
@@ -21,6 +22,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import sys
@@ -69,10 +71,10 @@ class Template:
         path = cached_model_path(self._cache_dir, model_uri, self._registry_uri)
         if path not in self._warm:
             started = time.monotonic()
-            mlflow.pyfunc.load_model(str(path))  # imports the flavor; the model itself is dropped
+            imported = import_flavor(path)
             self._warm.add(path)
-            log.info("imported the flavor of %s in %.1f s, once for every replica", model_uri,
-                     time.monotonic() - started)
+            log.info("imported %s for %s in %.1f s, once for every replica", ", ".join(imported) or "nothing",
+                     model_uri, time.monotonic() - started)
         return path
 
     def serve(self, channel: socket.socket) -> None:
@@ -97,10 +99,10 @@ class Template:
 
     def _prepare_only(self, request: dict) -> dict:
         try:
-            self.prepare(request["model_uri"])
+            path = self.prepare(request["model_uri"])
         except Exception as exc:
             return {"error": getattr(exc, "message", None) or str(exc) or type(exc).__name__}
-        return {"ok": True}
+        return {"ok": True, "path": str(path)}
 
     def _spawn(self, channel: socket.socket, request: dict, fds: list[int]) -> dict:
         if len(fds) != 2:
@@ -119,6 +121,64 @@ class Template:
         if pid == 0:
             _run_child(channel, fds, {**request.get("env", {}), **WorkerSettings.env_for(worker_model_path=path)})
         return {"pid": pid}
+
+
+# A flavor's library, imported ahead of a fork: installed platform code, never the model's own.
+# (skops.io: mlflow.sklearn imports it to load any scikit-learn model, seconds of imports.)
+FLAVOR_LIBRARIES = {"sklearn": ("sklearn", "skops.io"), "xgboost": ("xgboost",), "lightgbm": ("lightgbm",),
+                    "pytorch": ("torch",), "transformers": ("transformers",), "keras": ("keras",),
+                    "tensorflow": ("tensorflow",)}
+_MLFLOW_MODULE = re.compile(r"^mlflow(\.[a-z_][a-z0-9_]*)+$")
+
+
+def import_flavor(path: Path) -> list[str]:
+    """Imports the modules that load the model at `path` (MLflow's loader module, the flavor's library),
+    without loading it: loading runs model code, which only a sandboxed replica may run. Only modules of
+    the platform's own installation are imported, whatever the model's MLmodel file names."""
+    import importlib
+    import importlib.util
+
+    import yaml
+
+    flavors = (yaml.safe_load((path / "MLmodel").read_text()) or {}).get("flavors") or {}
+    wanted = [module for name in flavors for module in FLAVOR_LIBRARIES.get(name, ())]
+    loader = str((flavors.get("python_function") or {}).get("loader_module") or "")
+    if _MLFLOW_MODULE.fullmatch(loader):
+        wanted.insert(0, loader)
+    imported = []
+    for module in wanted:
+        try:
+            spec = importlib.util.find_spec(module)
+        except (ImportError, ValueError):
+            continue
+        if spec is None or not spec.origin or "site-packages" not in spec.origin:
+            continue   # only installed packages: never a module a model's code_paths put on sys.path
+        try:
+            importlib.import_module(module)
+            imported.append(module)
+        except Exception as exc:  # noqa: BLE001 - the replica imports it again and reports
+            log.info("could not import %s ahead of time: %s", module, exc)
+    _check_requirements(path)
+    return imported
+
+
+def _check_requirements(path: Path) -> None:
+    """Compares the model's logged requirements with what is installed, as loading it does, so the map of
+    installed packages MLflow builds for that (most of a second) is built once here, not in every fork."""
+    import warnings
+
+    from mlflow.utils.requirements_utils import warn_dependency_requirement_mismatches
+
+    requirements = path / "requirements.txt"
+    if not requirements.is_file():
+        return
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            warn_dependency_requirement_mismatches(
+                [line.strip() for line in requirements.read_text().splitlines() if line.strip()])
+    except Exception as exc:  # noqa: BLE001 - only a cache; the replica checks again
+        log.info("could not check %s ahead of time: %s", requirements, exc)
 
 
 @contextlib.contextmanager
@@ -148,13 +208,17 @@ def _run_child(channel: socket.socket, fds: list[int], env: dict[str, str]) -> N
             signal.signal(sig, signal.SIG_DFL)
         set_process_name(b"podium-worker")  # the cmdline is still the template's: name it in ps/top
         os.environ.update(env)
-        from services.common import event_loop
-        from services.worker.__main__ import serve
-
-        from services.common.tracing import configure_tracing
-
         configure_logging("worker")
         settings = WorkerSettings()   # not from_environment(), as services/worker/__main__.py says
+        if settings.worker_sandbox:   # single-threaded here (a fork keeps only the forking thread)
+            from services.worker.sandbox import confine_replica
+
+            confine_replica(settings)
+            settings = WorkerSettings()   # the model path it may read
+        from services.common import event_loop
+        from services.common.tracing import configure_tracing
+        from services.worker.__main__ import serve
+
         configure_tracing("worker", settings.otlp_endpoint)
         code = event_loop.run(serve(settings))
     except BaseException:  # noqa: BLE001 - report anything, then leave without running the template's cleanup

@@ -75,6 +75,14 @@ REST_ROUTES = [
     ("POST", "/api/2.0/secrets/scopes/delete", "person"), ("POST", "/api/2.0/secrets/put", "person"),
     ("POST", "/api/2.0/secrets/delete", "person"), ("GET", "/api/2.0/secrets/list", "person"),
     ("GET", "/api/2.0/secrets/get", "person"),
+    # Secret ACLs need MANAGE on the scope, decided per scope like the other secrets routes.
+    ("POST", "/api/2.0/secrets/acls/put", "person"), ("GET", "/api/2.0/secrets/acls/get", "person"),
+    ("GET", "/api/2.0/secrets/acls/list", "person"), ("POST", "/api/2.0/secrets/acls/delete", "person"),
+    # Unity Catalog grants: anyone reads (seeing only their own assignments without MANAGE); changing them
+    # needs MANAGE on the securable or above it ("grant"), or an admin.
+    ("GET", "/api/2.1/unity-catalog/permissions/{securable_type}/{full_name}", "person"),
+    ("PATCH", "/api/2.1/unity-catalog/permissions/{securable_type}/{full_name}", "grant"),
+    ("GET", "/api/2.1/unity-catalog/effective-permissions/{securable_type}/{full_name}", "person"),
     ("GET", "/api/2.0/podium/openapi.json", "public"),   # describes the API, holds no data
     ("GET", "/api/2.0/podium/registered-models", "person"),
     ("GET", "/api/2.0/podium/registered-models/{name}/versions/{version}/signature", "person"),
@@ -139,6 +147,9 @@ def world(stack):
         tokens[who] = _obo(stack, {"user_name": f"walk-{who}", "lifetime_seconds": 3600})["token_value"]
     group = stack.api("POST", f"{SCIM}/Groups", json={"displayName": "walk-group", "members": [{"value": ids["member"]}]})
     assert group.status_code == 201, group.text
+    # Serving main.default.absent needs EXECUTE on it: walk-none and walk-manage create endpoints below.
+    execute = {"changes": [{"principal": f"walk-{who}", "add": ["EXECUTE"]} for who in ("none", "manage")]}
+    assert stack.api("PATCH", "/api/2.1/unity-catalog/permissions/schema/main.default", json=execute).status_code == 200
     acl = {"access_control_list": [
         {"user_name": "walk-view", "permission_level": "CAN_VIEW"},
         {"user_name": "walk-query", "permission_level": "CAN_QUERY"},
@@ -177,6 +188,7 @@ def _path(template: str, world: dict, name: str = EP, endpoint_id: str | None = 
     path = template.replace("{name}", name).replace("{model}", name).replace("{prefix}", name)
     path = path.replace("{version}", "absent-1").replace("{served_entity}", "absent-1")
     path = path.replace("{served_model}", "absent-1")
+    path = path.replace("{securable_type}", "schema").replace("{full_name}", "main.default")
     return path.replace("{id}", (endpoint_id or world["endpoint_id"]) if "permissions" in template
                         else world["ids"]["none"]).replace("{sub_id}", "0" * 16)
 
@@ -305,6 +317,28 @@ def test_admin_routes_refuse_other_users(stack, world, method, template, who):
     for caller in ("manage", "member"):
         reply = _api(stack, world["tokens"][caller], method, _path(template, world), json={})
         assert (reply.status_code, _error_code(reply)) == (403, "PERMISSION_DENIED"), reply.text
+
+
+@pytest.mark.parametrize("method, template", [r[:2] for r in REST_ROUTES if r[2] == "grant"])
+def test_grant_routes_need_manage_on_the_securable(stack, world, method, template):
+    grant = {"changes": [{"principal": "walk-view", "add": ["EXECUTE"]}]}
+    for caller in ("none", "view", "manage", "member"):   # walk-none and walk-manage hold EXECUTE, not MANAGE
+        reply = _api(stack, world["tokens"][caller], method, _path(template, world), json=grant)
+        assert (reply.status_code, _error_code(reply)) == (403, "PERMISSION_DENIED"), f"{caller}: {reply.text}"
+    reply = _api(stack, world["tokens"]["admin"], method, _path(template, world), json=grant)
+    assert reply.status_code == 200, reply.text
+    assert {"principal": "walk-view", "privileges": ["EXECUTE"]} in reply.json()["privilege_assignments"]
+    revoke = {"changes": [{"principal": "walk-view", "remove": ["EXECUTE"]}]}
+    assert _api(stack, world["tokens"]["admin"], method, _path(template, world), json=revoke).status_code == 200
+
+
+def test_serving_a_catalog_model_needs_execute_on_it(stack, world):
+    body = {"name": "walk-no-execute", "config": NOT_A_MODEL}
+    reply = _api(stack, world["tokens"]["view"], "POST", "/api/2.0/serving-endpoints", json=body)
+    assert (reply.status_code, _error_code(reply)) == (403, "PERMISSION_DENIED") and "main.default.absent" in reply.text
+    update = _api(stack, world["tokens"]["manage"], "PUT", f"/api/2.0/serving-endpoints/{EP}/config",
+                  json={"served_entities": [{"entity_name": "main.other.model", "entity_version": "1"}]})
+    assert (update.status_code, _error_code(update)) == (403, "PERMISSION_DENIED") and "main.other.model" in update.text
 
 
 @pytest.mark.parametrize("method, template", [(m, t) for m, t, w in REST_ROUTES if w == "person"

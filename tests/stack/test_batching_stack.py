@@ -6,6 +6,7 @@ alone, and the settings validated, shown and changed like any other config."""
 from __future__ import annotations
 
 import json
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
@@ -37,7 +38,7 @@ def iris_unbatched(stack, iris_model) -> dict:
 
 @pytest.fixture(scope="module")
 def recorder(stack, tmp_path_factory) -> dict:
-    log_path = str(tmp_path_factory.mktemp("rows") / "rows.log")
+    log_path = f"rows-{uuid.uuid4().hex}.log"   # in the replica's scratch: its sandbox lets it write nowhere else
     model = register_row_recorder(stack.info, "main.default.row_recorder", log_path, delay_s=0.05)
     endpoint = stack.serve("rows-batched", [{"entity_name": model.name, "entity_version": model.version,
                                              "max_batch_size": 8, "max_batch_wait_ms": 30}])

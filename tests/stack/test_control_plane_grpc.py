@@ -37,6 +37,11 @@ def grpc_endpoint(stack, call, iris_model):
     body = {"name": NAME, "config": {"served_entities": [
         {"entity_name": iris_model.name, "entity_version": iris_model.version}]},
         "tags": [{"key": "via", "value": "grpc"}]}
+    with pytest.raises(grpc.RpcError) as refused:   # serving a catalog model needs EXECUTE on it
+        call("CREATE_ENDPOINT", body)
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED and iris_model.name in refused.value.details()
+    grant = {"changes": [{"principal": "grpc-user", "add": ["EXECUTE"]}]}
+    assert stack.api("PATCH", f"/api/2.1/unity-catalog/permissions/function/{iris_model.name}", json=grant).status_code == 200
     created = call("CREATE_ENDPOINT", body)
     assert created["name"] == NAME and created["creator"] == "grpc-user"
     yield stack.wait_endpoint(NAME)

@@ -52,7 +52,8 @@ def test_model_is_served_from_its_own_environment_and_the_second_start_reuses_it
     # The served model's build-logs: pip's output, then the worker saying which environment it runs in.
     build = env_stack.api("GET", f"/api/2.0/serving-endpoints/own-env/served-models/needs_tabulate-{version}"
                                  "/build-logs").json()["logs"]
-    assert build.index(PINNED) < build.index("environment: the model's own virtualenv") < build.index("loaded models:/")
+    # (the model's download, by platform code before the sandboxed worker starts, says "downloaded models:/")
+    assert build.index(PINNED) < build.index("environment: the model's own virtualenv") < build.index('"loaded models:/')
     built_at = (envs[0] / ".complete").stat().st_mtime
 
     # A second endpoint of the same requirements: served from the cached environment, nothing rebuilt.

@@ -7,7 +7,8 @@ fault plays out in seconds:
 - SIGSTOP a replica (a network cut: alive, answering nothing): ejected within its heartbeat expiry, no
   request outlives its deadline;
 - kill -9 the control plane: 0 failed queries, writes answer 503 TEMPORARILY_UNAVAILABLE, 0 specs lost;
-- kill -9 Redis: queries keep succeeding (rate limits fail open by default), the scaler holds its counts;
+- Redis unreachable (SIGSTOP): queries keep succeeding (rate limits fail open by default), the scaler holds
+  its counts; kill -9 Redis: `podium up` restarts it on its socket at once and metering resumes;
 - two routers, kill -9 one: only the requests in flight on it fail.
 """
 
@@ -142,35 +143,62 @@ def test_control_plane_restart_loses_no_query_and_no_spec(fault_stack, pair):
 
 
 def test_redis_outage_keeps_queries_served_with_rate_limits_failing_open(fault_stack, pair):
-    from podium.redis_server import EmbeddedRedis
-
     limits = {"rate_limits": [{"calls": 100000, "key": "endpoint", "renewal_period": "minute"}]}
     assert fault_stack.api("PUT", "/api/2.0/serving-endpoints/pair/ai-gateway", json=limits).status_code == 200
     replicas = _wait_two_ready(fault_stack, pair)
     [redis_pid] = _redis_pids(fault_stack.data_dir)
-    restarted = None
     try:
         with _load(fault_stack, pair) as load:
             load.wait_for_answers(20)     # metered through Redis
             warned = _scaler_log_count(fault_stack, NO_LOAD_METRICS)
-            os.kill(redis_pid, signal.SIGKILL)
-            load.wait_for_answers(60)     # no Redis: admitted unmetered (PODIUM_REDIS_FAILURE_MODE=open)
+            # Unreachable (a kill is restarted by `podium up` at once: the next test): every call times out.
+            os.kill(redis_pid, signal.SIGSTOP)
+            load.wait_for_answers(30)     # no Redis: admitted unmetered (PODIUM_REDIS_FAILURE_MODE=open)
             wait_for(lambda: _scaler_log_count(fault_stack, NO_LOAD_METRICS) > warned,
                      what="the scaler to find Redis unreadable")
-            load.wait_for_answers(40)     # meanwhile several scaler passes (0.25 s apart) without load metrics
+            load.wait_for_answers(20)     # meanwhile scaler passes (0.25 s apart, each waiting 1 s) without metrics
             # Counts held: a decision to scale down would show at once in the scaler's own counts (the
             # replicas' pids change only after the drain).
             assert _scaler_counts(fault_stack, "pair") == (2, 2)
             assert worker_pids(fault_stack.data_dir, _uri(pair)) == replicas
-            restarted = EmbeddedRedis(fault_stack.data_dir)  # the same socket: everyone reconnects
-            restarted.start()
+            os.kill(redis_pid, signal.SIGCONT)
             load.wait_for_answers(20)
-        print(f"Redis kill -9: {load.summary()}")
+        print(f"Redis unreachable (SIGSTOP): {load.summary()}")
         assert load.failed() == 0, load.failures
     finally:
+        os.kill(redis_pid, signal.SIGCONT)
         fault_stack.api("PUT", "/api/2.0/serving-endpoints/pair/ai-gateway", json={})
-        if restarted is None:
-            EmbeddedRedis(fault_stack.data_dir).start()
+
+
+def test_redis_killed_is_restarted_on_its_socket_and_metering_resumes(fault_stack, pair):
+    import redis
+
+    [redis_pid] = _redis_pids(fault_stack.data_dir)
+    client = redis.Redis.from_url(fault_stack.info["redis_url"], socket_timeout=1)
+    with _load(fault_stack, pair) as load:
+        load.wait_for_answers(20)
+        assert client.keys("podium:load:*")   # the routers' published load
+        os.kill(redis_pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+        restarted = wait_for(lambda: [p for p in _redis_pids(fault_stack.data_dir) if p != redis_pid],
+                             interval_s=0.02, what="podium up to restart Redis")
+        wait_for(lambda: _pings(client), interval_s=0.02, what="Redis to answer on its socket")
+        back_after_s = time.monotonic() - killed_at
+        # It starts empty; the routers publish their load to it again within a metrics interval or two.
+        wait_for(lambda: client.keys("podium:load:*"), timeout_s=10, what="load metrics published again")
+        load.wait_for_answers(20)
+    print(f"Redis kill -9: answering again after {back_after_s:.2f} s; {load.summary()}")
+    assert len(restarted) == 1 and back_after_s < 5.0
+    assert load.failed() == 0, load.failures
+
+
+def _pings(client) -> bool:
+    import redis
+
+    try:
+        return bool(client.ping())
+    except (redis.RedisError, OSError):
+        return False
 
 
 def test_a_router_killed_fails_only_its_requests_in_flight(fault_stack, pair):

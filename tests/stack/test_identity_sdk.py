@@ -1,6 +1,6 @@
 """The Databricks identity APIs through unmodified databricks-sdk 0.162.0 against a real stack: the current
 user, SCIM users / groups / service principals, tokens, token management, OAuth M2M sign-in of a service
-principal, serving-endpoint permissions, and secrets."""
+principal, serving-endpoint permissions, secrets and their ACLs, and Unity Catalog grants on models."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from databricks.sdk import WorkspaceClient
 from databricks.sdk.errors import NotFound, PermissionDenied, ResourceAlreadyExists, ResourceDoesNotExist, Unauthenticated
-from databricks.sdk.service import iam, serving
+from databricks.sdk.service import catalog, iam, serving, workspace
 
 from tests.support.stack import wait_for
 
@@ -229,3 +229,73 @@ def test_the_cli_wraps_the_identity_calls(stack, tmp_path):
     token = _cli(stack, tmp_path, "tokens", "create", "--service-principal", robot["client_id"], "--comment", "cli")
     assert client(stack, token["token_value"]).current_user.me().id == robot["id"]
     assert _cli(stack, tmp_path, "keys", "rotate", "--data-dir", str(stack.data_dir))["active_key_id"]
+
+
+def _serve(name: str, model: str) -> serving.EndpointCoreConfigInput:
+    return serving.EndpointCoreConfigInput(name=name, served_entities=[
+        serving.ServedEntityInput(entity_name=model, entity_version="1")])
+
+
+def test_grants_decide_who_may_serve_a_catalog_model(stack, admin):
+    user = client(stack, stack.user_token("uc-user"))
+    with pytest.raises(PermissionDenied, match="main.uc_grants.model"):   # no EXECUTE: refused, naming the model
+        user.serving_endpoints.create(name="uc-ep", config=_serve("uc-ep", "main.uc_grants.model"))
+    with pytest.raises(PermissionDenied):   # and no MANAGE to grant it to oneself
+        user.grants.update(securable_type="function", full_name="main.uc_grants.model", changes=[
+            catalog.PermissionsChange(principal="uc-user", add=[catalog.Privilege.EXECUTE])])
+
+    answer = admin.grants.update(securable_type="schema", full_name="main.uc_grants", changes=[
+        catalog.PermissionsChange(principal="uc-user", add=[catalog.Privilege.EXECUTE])])
+    assert [(a.principal, a.privileges) for a in answer.privilege_assignments] == [("uc-user", [catalog.Privilege.EXECUTE])]
+    got = admin.grants.get(securable_type="schema", full_name="main.uc_grants")
+    assert [(a.principal, a.privileges) for a in got.privilege_assignments] == [("uc-user", [catalog.Privilege.EXECUTE])]
+    effective = user.grants.get_effective(securable_type="function", full_name="main.uc_grants.model")
+    [assignment] = effective.privilege_assignments
+    [privilege] = assignment.privileges
+    assert (assignment.principal, privilege.privilege, privilege.inherited_from_type, privilege.inherited_from_name) == \
+        ("uc-user", catalog.Privilege.EXECUTE, catalog.SecurableType.SCHEMA, "main.uc_grants")
+
+    created = user.serving_endpoints.create(name="uc-ep", config=_serve("uc-ep", "main.uc_grants.model")).response
+    assert created.name == "uc-ep"
+    with pytest.raises(PermissionDenied, match="main.other.model"):   # EXECUTE on main.uc_grants only
+        user.serving_endpoints.update_config(name="uc-ep", served_entities=[
+            serving.ServedEntityInput(entity_name="main.other.model", entity_version="1")])
+    admin.grants.update(securable_type="schema", full_name="main.uc_grants", changes=[
+        catalog.PermissionsChange(principal="uc-user", remove=[catalog.Privilege.EXECUTE])])
+    with pytest.raises(PermissionDenied, match="main.uc_grants.model"):   # revoked: no new configs serve it
+        user.serving_endpoints.create(name="uc-ep-2", config=_serve("uc-ep-2", "main.uc_grants.model"))
+    admin.serving_endpoints.delete("uc-ep")
+
+
+def test_secret_acls_decide_who_may_reference_a_scope(stack, admin):
+    """The issue's exploit: an ordinary user pointing an external model at the admin's secret."""
+    admin.secrets.create_scope(scope="acl-prod")
+    admin.secrets.put_secret(scope="acl-prod", key="openai", string_value="sk-admin-only")
+    token = stack.user_token("acl-user")
+    user = client(stack, token)
+    external = {"name": "acl-ep", "config": {"served_entities": [{"name": "gpt", "external_model": {
+        "name": "gpt-4o", "provider": "openai", "task": "llm/v1/chat",
+        "openai_config": {"openai_api_key": "{{secrets/acl-prod/openai}}"}}}]}}
+    assert "acl-prod" not in {s.name for s in user.secrets.list_scopes()}
+    refused = stack.api_as(token, "POST", "/api/2.0/serving-endpoints", json=external)
+    assert refused.status_code == 403 and refused.json()["error_code"] == "PERMISSION_DENIED"
+    assert "acl-prod" in refused.json()["message"] and "sk-admin-only" not in refused.text
+
+    admin.secrets.put_acl(scope="acl-prod", principal="acl-user", permission=workspace.AclPermission.READ)
+    assert {(a.principal, a.permission) for a in admin.secrets.list_acls(scope="acl-prod")} == {
+        ("admin", workspace.AclPermission.MANAGE), ("acl-user", workspace.AclPermission.READ)}
+    assert admin.secrets.get_acl(scope="acl-prod", principal="acl-user").permission == workspace.AclPermission.READ
+    assert "acl-prod" in {s.name for s in user.secrets.list_scopes()}
+    assert [s.key for s in user.secrets.list_secrets(scope="acl-prod")] == ["openai"]
+    with pytest.raises(PermissionDenied):   # READ does not manage the ACL, nor write
+        list(user.secrets.list_acls(scope="acl-prod"))
+    with pytest.raises(PermissionDenied):
+        user.secrets.put_secret(scope="acl-prod", key="mine", string_value="x")
+    created = stack.api_as(token, "POST", "/api/2.0/serving-endpoints", json=external)
+    assert created.status_code == 200, created.text
+
+    admin.secrets.delete_acl(scope="acl-prod", principal="acl-user")
+    with pytest.raises(ResourceDoesNotExist):
+        user.secrets.list_secrets(scope="acl-prod")
+    stack.api("DELETE", "/api/2.0/serving-endpoints/acl-ep")
+    admin.secrets.delete_scope(scope="acl-prod")

@@ -151,13 +151,21 @@ def test_every_service_metrics_count_known_traffic(stack, iris_endpoint, iris_mo
 
 
 def test_router_processes_share_the_port_and_all_answer(stack, iris_endpoint, iris_model):
+    """Three peer routers, as `podium up` starts PODIUM_ROUTER_PROCESSES of them: each binds the same ports
+    with SO_REUSEPORT and has its own metrics port."""
     env = {"PODIUM_DATA_DIR": str(stack.data_dir), "PODIUM_REDIS_URL": stack.info["redis_url"],
            "PODIUM_CONTROL_PLANE_TARGET": stack.info["control_plane_target"], "PODIUM_ROUTER_PORT": "0",
-           "PODIUM_ROUTER_GRPC_PORT": "0", "PODIUM_ROUTER_PROCESSES": "3", **stack.router_credentials()}
-    process, ready = start_service("services.router", env, stack.data_dir / "logs" / "router-reuseport.log")
+           "PODIUM_ROUTER_GRPC_PORT": "0", "PODIUM_ROUTER_REUSE_PORT": "true", **stack.router_credentials()}
+    started = [start_service("services.router", env, stack.data_dir / "logs" / "router-reuseport-0.log")]
     try:
-        assert ready["processes"] == 3 and len(set(ready["metrics_addresses"])) == 3
-        url = ready["router_url"]
+        url, grpc_target = started[0][1]["router_url"], started[0][1]["grpc_target"]
+        env.update({"PODIUM_ROUTER_PORT": url.rsplit(":", 1)[1], "PODIUM_ROUTER_GRPC_PORT": grpc_target.rsplit(":", 1)[1]})
+        started += [start_service("services.router", env, stack.data_dir / "logs" / f"router-reuseport-{i}.log")
+                    for i in (1, 2)]
+        readies = [ready for _, ready in started]
+        assert {r["router_url"] for r in readies} == {url} and {r["grpc_target"] for r in readies} == {grpc_target}
+        metrics_addresses = [r["metrics_address"] for r in readies]
+        assert len(set(metrics_addresses)) == 3
 
         def answered_by_all() -> bool:
             for _ in range(12):   # a new connection each time: the kernel spreads them over the processes
@@ -166,8 +174,9 @@ def test_router_processes_share_the_port_and_all_answer(stack, iris_endpoint, ir
                                                "Content-Type": "application/json"}, timeout=30)
                 assert reply.status_code in (200, 404), reply.text   # 404 until that process has the table
             counts = [_value(_scrape(a), "podium_router_requests_total", endpoint_name="iris")
-                      for a in ready["metrics_addresses"]]
+                      for a in metrics_addresses]
             return all(c > 0 for c in counts)
         wait_for(answered_by_all, timeout_s=60, what="every router process to answer a query")
     finally:
-        stop_process(process)
+        for process, _ in started:
+            stop_process(process)

@@ -73,6 +73,17 @@ def test_no_plaintext_secret_anywhere(stack, iris_endpoint):
     # (Other tests may have restarted a service or started a second router on this stack: any one will do.)
     internal_token = _environ(service_pids(stack.data_dir, "services.control_plane")[0])["PODIUM_INTERNAL_TOKEN"]
     worker_token = _environ(service_pids(stack.data_dir, "services.router")[0])["PODIUM_WORKER_TOKEN"]
+    # ResolveSecrets hands out only references of a live config whose writer (here the admin) may READ the scope.
+    with pytest.raises(grpc.RpcError) as unreferenced:
+        _resolve(stack, internal_token, "{{secrets/at-rest/openai}}")
+    assert unreferenced.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    gateway = {"name": "at-rest-ep", "config": {"served_entities": [
+        {"name": key, "external_model": {"name": "gpt-4o", "provider": "openai", "task": "llm/v1/chat",
+                                         "openai_config": {"openai_api_key": f"{{{{secrets/at-rest/{key}}}}}"}}}
+        for key in ("openai", "later")], "traffic_config": {"routes": [
+            {"served_entity_name": "openai", "traffic_percentage": 50},
+            {"served_entity_name": "later", "traffic_percentage": 50}]}}}
+    assert api("POST", "/api/2.0/serving-endpoints", json=gateway).status_code == 200
     assert _resolve(stack, internal_token, "Bearer {{secrets/at-rest/openai}}") == f"Bearer {value}"
 
     # Rotate the master key while the stack runs: every secret is re-encrypted and still resolves.
@@ -87,6 +98,7 @@ def test_no_plaintext_secret_anywhere(stack, iris_endpoint):
     assert api("POST", "/api/2.0/secrets/put", json={"scope": "at-rest", "key": "later",
                                                       "string_value": rotated_value}).status_code == 200
     assert _resolve(stack, internal_token, "{{secrets/at-rest/later}}") == rotated_value
+    assert api("DELETE", "/api/2.0/serving-endpoints/at-rest-ep").status_code == 200
 
     plaintexts = {"secret value": value, "secret written after rotation": rotated_value, "personal access token": pat,
                   "service principal secret": client_secret, "OAuth access token": jwt_token,

@@ -5,7 +5,9 @@ Its own importable module: MLflow pickles the class by reference, and the worker
 
 from __future__ import annotations
 
+import glob
 import os
+import tempfile
 import time
 
 import pandas as pd
@@ -16,14 +18,15 @@ from tests.support.models import RegisteredModel, use_registry
 
 class RowRecorder(PythonModel):
     """Answers 2·x·scale per row; appends each call's row count to `log_path`; a negative x raises (so one
-    bad request can sit in a batch of good ones)."""
+    bad request can sit in a batch of good ones). A relative `log_path` is under the process's temporary
+    directory: a served replica's own scratch directory, the one place its sandbox lets it write."""
 
     def __init__(self, log_path: str, delay_s: float):
         self.log_path = log_path
         self.delay_s = delay_s     # keeps calls in flight, so concurrent requests pile up behind them
 
     def predict(self, context, model_input, params=None):
-        with open(self.log_path, "a") as log:
+        with open(os.path.join(tempfile.gettempdir(), self.log_path), "a") as log:
             log.write(f"{len(model_input)}\n")
         if (model_input["x"] < 0).any():
             raise ValueError("negative x")
@@ -33,10 +36,16 @@ class RowRecorder(PythonModel):
 
 
 def rows_per_call(log_path: str) -> list[int]:
-    if not os.path.exists(log_path):
-        return []
-    with open(log_path) as log:
-        return [int(line) for line in log if line.strip()]
+    """The row counts logged at `log_path`; for a relative one, in every local replica's scratch directory
+    (services/scaler/runtime.py keeps them under <tmp>/podium-scratch-<stack>/<replica>/tmp)."""
+    paths = [log_path] if os.path.isabs(log_path) else \
+        sorted(glob.glob(os.path.join(tempfile.gettempdir(), "podium-scratch-*", "*", "tmp", log_path)))
+    counts = []
+    for path in paths:
+        if os.path.exists(path):
+            with open(path) as log:
+                counts += [int(line) for line in log if line.strip()]
+    return counts
 
 
 def _logged(log_path: str, delay_s: float):

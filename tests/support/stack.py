@@ -63,7 +63,7 @@ class RunningStack:
     def router_credentials(self) -> dict[str, str]:
         """The service credentials `podium up` gave its router, to start another router process on this
         stack (read from the running router's environment, as only its own user can)."""
-        [router] = service_pids(self.data_dir, "services.router")
+        router = service_pids(self.data_dir, "services.router")[0]   # every router has the same ones
         environ = dict(e.split(b"=", 1) for e in Path(f"/proc/{router}/environ").read_bytes().split(b"\0") if b"=" in e)
         return {name: environ[name.encode()].decode() for name in ("PODIUM_INTERNAL_TOKEN", "PODIUM_WORKER_TOKEN")}
 
@@ -154,7 +154,7 @@ def service_pids(data_dir: Path, module: str, env_match: str = "") -> list[int]:
 def worker_pids(data_dir: Path, model_uri: str = "") -> list[int]:
     """PIDs of this stack's worker replicas (of model_uri if given), from /proc alone.
 
-    A fresh worker is `python -m services.worker` with its model in its environment; a replica forked from
+    A fresh worker is `python -m services.worker.sandbox` with its model in its environment; a replica forked from
     the warm template keeps the template's command line and environment, but is named `podium-worker` and
     writes its stderr to logs/<deployment key>/<replica>.log, whose directory names the model.
     """
@@ -167,7 +167,7 @@ def worker_pids(data_dir: Path, model_uri: str = "") -> list[int]:
             if f"PODIUM_DATA_DIR={data_dir}".encode() not in environ:
                 continue
             cmdline = (proc / "cmdline").read_bytes().split(b"\0")
-            if b"services.worker" in cmdline:
+            if b"services.worker.sandbox" in cmdline or b"services.worker" in cmdline:
                 uri = next((e.split(b"=", 1)[1].decode() for e in environ
                             if e.startswith(b"PODIUM_WORKER_MODEL_URI=")), "")
             elif (proc / "comm").read_text().strip() == "podium-worker":

@@ -298,5 +298,5 @@ def test_container_and_pod_replicas_get_the_batching_settings_too():
     from services.scaler.runtime import WorkerSpec
 
     spec = WorkerSpec("k", "models:/m/1", {"A": "1"}, max_batch_size=8, max_batch_wait_ms=1.5)
-    env = worker_environment({}, {**spec.environment_vars, **spec.worker_settings()}, spec.model_uri, 8500, 0)
+    env = worker_environment(spec.worker_settings(), spec.environment_vars, spec.model_uri, 8500, 0)
     assert (env["A"], env["PODIUM_WORKER_MAX_BATCH_SIZE"], env["PODIUM_WORKER_MAX_BATCH_WAIT_MS"]) == ("1", "8", "1.5")

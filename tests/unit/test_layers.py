@@ -62,7 +62,8 @@ POLICIES = sorted(SERVICES.glob("router/policy/*.py")) + [
     SERVICES / "scaler" / "policy.py", SERVICES / "common" / "capacity.py", SERVICES / "common" / "principals.py",
     SERVICES / "control_plane" / "permissions.py", SERVICES / "control_plane" / "scim.py",
     SERVICES / "control_plane" / "gateway_policy.py", SERVICES / "worker" / "row_exact.py",
-    SERVICES / "worker" / "batch_merge.py", SERVICES / "worker" / "direct_frame.py", SERVICES / "common" / "tensors.py"] + \
+    SERVICES / "worker" / "batch_merge.py", SERVICES / "worker" / "direct_frame.py", SERVICES / "common" / "tensors.py",
+    SERVICES / "common" / "egress.py", SERVICES / "control_plane" / "quotas.py"] + \
     [SERVICES / "router" / "external" / f for f in ("anthropic_wire.py", "openai_wire.py", "sse.py", "provider_errors.py")]
 
 

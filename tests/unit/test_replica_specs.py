@@ -36,7 +36,7 @@ def test_container_spec_carries_labels_alias_volumes():
     assert spec["labels"][LABEL_REPLICA] == RID
     assert spec["network"] == "podium-workers" and spec["aliases"] == [f"{RID}.workers.podium.internal"]
     assert spec["volumes"] == {"stack-a-worker-tls": {"bind": "/var/lib/podium/worker-tls", "mode": "ro"}}
-    assert spec["command"] == ["python", "-m", "services.worker"] and spec["environment"] == {"A": "b"}
+    assert spec["command"] == ["python", "-m", "services.worker.sandbox"] and spec["environment"] == {"A": "b"}
     assert spec["name"] == f"stack-a-worker-{RID}" and "device_requests" not in spec
     assert container_spec(RID, KEY, "m", {}, 2, OPTIONS)["device_requests"][0]["Count"] == 2
     # the address the routers dial is the alias: one wildcard certificate names every replica
@@ -74,8 +74,8 @@ def test_k8s_deployment_and_service_select_the_same_pods():
     container = template["spec"]["containers"][0]
     assert [e["name"] for e in container["env"]] == ["A", "B"]
     assert service["spec"]["ports"][0]["targetPort"] in [p["name"] for p in container["ports"]]
-    assert container["volumeMounts"][0]["mountPath"] == "/var/lib/podium/worker-tls"
-    assert template["spec"]["volumes"][0]["secret"]["secretName"] == "podium-worker-tls"
+    assert container["volumeMounts"][1]["mountPath"] == "/var/lib/podium/worker-tls"
+    assert template["spec"]["volumes"][1]["secret"]["secretName"] == "podium-worker-tls"
     assert "resources" not in container
     gpu = k8s_deployment(KEY, "models:/llm/1", {}, 2, 1, K8S)["spec"]["template"]["spec"]["containers"][0]
     assert gpu["resources"]["limits"]["nvidia.com/gpu"] == 2

@@ -124,7 +124,7 @@ def test_launcher_child_environments_are_named_by_each_service_class(tmp_path, m
 def test_worker_environments_the_scaler_builds_are_worker_settings(monkeypatch):
     base = WorkerSettings.env_for(worker_supervisor_pid=7, registry_uri="http://mlflow:5000")
     spec = WorkerSpec("key", "models:/iris/1", {"PODIUM_MODEL_FLAG": "1"}, max_batch_size=8, max_batch_wait_ms=1.5)
-    env = worker_environment(base, {**spec.environment_vars, **spec.worker_settings()}, spec.model_uri, 8500,
+    env = worker_environment({**base, **spec.worker_settings()}, spec.environment_vars, spec.model_uri, 8500,
                              gpu_count=0)   # as the Docker and Kubernetes runtimes call it
     # The served entity's own variables may have any name, which is why a worker refuses none.
     assert unknown_names(env) == ["PODIUM_MODEL_FLAG"]

@@ -5,6 +5,12 @@ all attempts together; for a stream it bounds the wait for the answer to start a
 chunks, so a long answer that keeps flowing is never cut. Connection failures and provider 5xx are retried
 up to `max_retries` times with a short backoff, only before anything reached the caller; 429 is never
 retried here (the caller gets it with Retry-After). Streams are relayed event by event, never buffered.
+
+Egress (services/common/egress.py): every address a call is about to connect to, after DNS, is checked
+against the policy, with one session for targets an admin wrote (private addresses allowed) and one for
+the others, so neither a DNS cache entry nor a pooled connection carries one's allowance to the other.
+Every call carries `x-podium-hop`, which Podium's own routers refuse (services/router/rest.py), so an
+endpoint whose provider is a Podium router fails after one hop instead of looping.
 """
 
 from __future__ import annotations
@@ -17,7 +23,8 @@ from collections.abc import AsyncIterator
 import aiohttp
 import orjson
 
-from services.common.errors import BadGateway, DeadlineExceeded, InvalidParameter, PodiumError
+from services.common.egress import EgressPolicy, egress_refusal
+from services.common.errors import BadGateway, DeadlineExceeded, InvalidParameter, PermissionDenied, PodiumError
 from services.common.gateway_routes import ExternalModelTarget
 from services.router.external import anthropic_wire, openai_wire
 from services.router.external.credentials import Credentials
@@ -29,26 +36,56 @@ log = logging.getLogger(__name__)
 
 RETRIED_STATUSES = frozenset({500, 502, 503, 504, 529})  # 529: Anthropic's "overloaded"
 FIRST_BACKOFF_S = 0.25
+HOP_HEADER = "x-podium-hop"   # set on every provider call; a Podium router refuses a request that carries it
+
+
+class EgressRefused(Exception):
+    """Every address the provider's host resolved to is refused by the egress policy."""
+
+
+class EgressConnector(aiohttp.TCPConnector):
+    """A connector that drops the addresses the egress policy refuses, after resolving (IP literals included)."""
+
+    def __init__(self, policy: EgressPolicy, may_reach_private: bool, **kwargs):
+        super().__init__(**kwargs)
+        self._policy = policy
+        self._may_reach_private = may_reach_private
+
+    async def _resolve_host(self, host, port, traces=None):
+        resolved = await super()._resolve_host(host, port, traces=traces)
+        allowed, reason = [], None
+        for result in resolved:
+            refusal = egress_refusal(result["host"], result["port"], self._may_reach_private, self._policy)
+            if refusal is None:
+                allowed.append(result)
+            else:
+                reason = reason or refusal
+        if not allowed:
+            raise EgressRefused(reason or "it resolved to no address")
+        return allowed
 
 
 class ProviderClient:
     def __init__(self, credentials: Credentials, *, timeout_s: float, max_retries: int, connect_timeout_s: float,
-                 max_connections: int = 256):
+                 max_connections: int = 256, egress: EgressPolicy = EgressPolicy()):
         self._credentials = credentials
         self._timeout_s = timeout_s
         self._max_retries = max_retries
         self._connect_timeout_s = connect_timeout_s
         self._max_connections = max_connections
-        self._session: aiohttp.ClientSession | None = None
+        self._egress = egress
+        self._sessions: dict[bool, aiohttp.ClientSession] = {}   # by may_reach_private
 
     async def start(self) -> None:
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300),
-            timeout=aiohttp.ClientTimeout(total=None), auto_decompress=True)
+        for may_reach_private in (False, True):
+            self._sessions[may_reach_private] = aiohttp.ClientSession(
+                connector=EgressConnector(self._egress, may_reach_private, limit=self._max_connections,
+                                          ttl_dns_cache=300),
+                timeout=aiohttp.ClientTimeout(total=None), auto_decompress=True)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        for session in self._sessions.values():
+            await session.close()
 
     async def invoke(self, endpoint: str, target: ExternalModelTarget, payload: dict
                      ) -> ProviderReply | ProviderStream:
@@ -70,6 +107,7 @@ class ProviderClient:
         if key:
             headers[target.auth_header] = f"Bearer {key}" if target.auth_header == "authorization" else key
         headers["content-type"] = "application/json"
+        headers[HOP_HEADER] = "1"
         timeout_s = target.timeout_s or self._timeout_s
         response = await self._send(endpoint, target, url, orjson.dumps(body), headers, key, timeout_s, is_stream)
         created = int(time.time())
@@ -83,7 +121,8 @@ class ProviderClient:
 
     async def _send(self, endpoint: str, target: ExternalModelTarget, url: str, body: bytes, headers: dict,
                     key: str, timeout_s: float, is_stream: bool) -> aiohttp.ClientResponse:
-        assert self._session is not None, "ProviderClient.start() was not awaited"
+        assert self._sessions, "ProviderClient.start() was not awaited"
+        session = self._sessions[target.may_reach_private]
         deadline = time.monotonic() + timeout_s
         retries = self._max_retries if target.max_retries is None else target.max_retries
         for attempt in range(retries + 1):
@@ -94,9 +133,12 @@ class ProviderClient:
                 total=None if is_stream else remaining, sock_connect=min(self._connect_timeout_s, remaining),
                 sock_read=timeout_s if is_stream else None)
             try:
-                response = await self._session.post(url, data=body, headers=headers, timeout=timeout)
+                response = await session.post(url, data=body, headers=headers, timeout=timeout)
             except asyncio.TimeoutError:
                 break
+            except EgressRefused as exc:
+                raise PermissionDenied(f"The provider URL of endpoint '{endpoint}' is refused by Podium's egress "
+                                       f"policy: {exc}") from None
             except aiohttp.ClientError as exc:
                 failure: PodiumError = BadGateway(f"Provider {target.provider} is unreachable for endpoint "
                                                   f"'{endpoint}' ({type(exc).__name__})")

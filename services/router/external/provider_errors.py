@@ -3,18 +3,22 @@
 Provider 429 → 429 REQUEST_LIMIT_EXCEEDED with the provider's Retry-After; 401/403 → 403 saying the
 endpoint's credentials were refused (the provider's own words are dropped: they may quote the key);
 timeouts → 504; 5xx → 502 BAD_GATEWAY; other 4xx → 400 with the provider's message. Every message names
-the provider, and has the key itself cut out in case a provider echoed it.
+the provider, and has the key itself cut out in case a provider echoed it. A provider's body is never
+relayed: only the message of a JSON error in a provider's shape, cut short and stripped of control
+characters and markup; anything else (an HTML page, an internal service's answer) is summarized by its status.
 """
 
 from __future__ import annotations
 
+import re
 from email.utils import parsedate_to_datetime
 
 import orjson
 
 from services.common.errors import BadGateway, BadRequest, DeadlineExceeded, PermissionDenied, PodiumError, RateLimited
 
-MAX_DETAIL_CHARS = 500
+MAX_DETAIL_CHARS = 200
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f<>]+")
 MAX_RETRY_AFTER_S = 3600
 
 
@@ -47,13 +51,17 @@ def _detail(body: bytes) -> str:
     if isinstance(parsed, dict):
         error = parsed.get("error")
         if isinstance(error, dict) and isinstance(error.get("message"), str):
-            return error["message"][:MAX_DETAIL_CHARS]
+            return _sanitized(error["message"])
         if isinstance(error, str):
-            return error[:MAX_DETAIL_CHARS]
+            return _sanitized(error)
         if isinstance(parsed.get("message"), str):
-            return parsed["message"][:MAX_DETAIL_CHARS]
-    text = body.decode("utf-8", errors="replace").strip()
-    return text[:MAX_DETAIL_CHARS] or "no details"
+            return _sanitized(parsed["message"])
+    return "no details"
+
+
+def _sanitized(text: str) -> str:
+    text = " ".join(_UNPRINTABLE.sub(" ", text).split())
+    return (text[:MAX_DETAIL_CHARS - 1] + "…" if len(text) > MAX_DETAIL_CHARS else text) or "no details"
 
 
 def parse_retry_after(value: str | None, now_s: float) -> int:

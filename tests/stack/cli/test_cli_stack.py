@@ -211,6 +211,34 @@ def test_secrets_round_trip(run):
     assert run("secrets", "scopes", "delete", "cli-test-scope").returncode == 0
 
 
+def test_models_grant_grants_and_revoke(stack, run):
+    stack.user_token("cli-grantee")
+    granted = run("models", "grant", "main.cli_grants", "cli-grantee", "execute")
+    assert granted.returncode == 0 and "Granted EXECUTE on main.cli_grants to cli-grantee" in granted.stdout, granted.stderr
+    effective = json.loads(run("models", "grants", "main.cli_grants.flowers", "--json").stdout)
+    assert {"principal": "cli-grantee", "privileges": [{"privilege": "EXECUTE", "inherited_from_type": "SCHEMA",
+                                                        "inherited_from_name": "main.cli_grants"}]} \
+        in effective["privilege_assignments"]
+    assert "cli-grantee  EXECUTE    main.cli_grants" in run("models", "grants", "main.cli_grants.flowers").stdout
+    assert run("models", "revoke", "main.cli_grants", "cli-grantee", "EXECUTE").returncode == 0
+    assert "No grants" in run("models", "grants", "main.cli_grants.flowers").stdout
+    refused = run("models", "grant", "main.cli_grants", "no-such-principal", "EXECUTE")
+    assert refused.returncode == exits.INVALID, refused.stderr
+    assert run("models", "grant", "a.b.c.d", "cli-grantee", "EXECUTE").returncode == exits.USAGE
+
+
+def test_secret_acls_round_trip(stack, run):
+    stack.user_token("cli-reader")
+    assert run("secrets", "scopes", "create", "cli-acl-scope").returncode == 0
+    put = run("secrets", "acls", "put", "cli-acl-scope", "cli-reader", "read")
+    assert put.returncode == 0, put.stderr
+    listed = json.loads(run("secrets", "acls", "list", "cli-acl-scope", "--json").stdout)["items"]
+    assert {"principal": "cli-reader", "permission": "READ"} in listed
+    assert run("secrets", "acls", "delete", "cli-acl-scope", "cli-reader").returncode == 0
+    assert "cli-reader" not in run("secrets", "acls", "list", "cli-acl-scope").stdout
+    assert run("secrets", "scopes", "delete", "cli-acl-scope").returncode == 0
+
+
 def test_served_model_logs(run, created):
     result = run("logs", NAME, "cli_flowers-1")
     _skip_without_api(result, "api")

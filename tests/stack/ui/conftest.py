@@ -19,9 +19,12 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line(f"UI screenshots ({len(shots)}): {ARTIFACTS}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium():
-    """A Playwright-driven Chromium; the test is skipped (with the reason) where either is missing."""
+    """A Playwright-driven Chromium; the test is skipped (with the reason) where either is missing.
+
+    Module-scoped: Playwright's sync API keeps an event loop running in this thread until it stops, and
+    the async tests that follow need the thread's loop to themselves."""
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium), as .ci/run does")
     sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
