@@ -36,7 +36,7 @@ CATALOG, SCHEMA, MODEL = "CATALOG", "SCHEMA", "FUNCTION"   # SecurableType names
 DEPTH_TYPE = {1: CATALOG, 2: SCHEMA, 3: MODEL}
 SECURABLE_TYPES = {"catalog": CATALOG, "schema": SCHEMA, "function": MODEL, "registered_model": MODEL,
                    "model": MODEL}
-_PART = re.compile(r"^[^.\s/{}]{1,255}$")
+_PART = re.compile(r"^[^.\s/{}\x00-\x1f\x7f]{1,255}$")   # no control characters: PostgreSQL refuses NUL
 
 metadata = sa.MetaData()
 grants_table = sa.Table(

@@ -1,4 +1,5 @@
-"""The OpenAPI 3 document of the router's management API (serving endpoints) and its query path.
+"""The OpenAPI 3 document of the router's management API (serving endpoints, secrets and their ACLs, Unity
+Catalog grants on registered models) and its query path.
 
 Served at GET /api/2.0/podium/openapi.json, for clients and for API fuzzers (tests/stack/test_fuzz.py drives
 schemathesis with it). The request schemas are the Databricks shapes, loosely: the control plane's
@@ -9,6 +10,9 @@ Per-endpoint model signatures are another document (openapi.py, GET .../{name}/o
 from __future__ import annotations
 
 ENDPOINTS = "/api/2.0/serving-endpoints"
+SECRETS = "/api/2.0/secrets"
+UC_GRANTS = "/api/2.1/unity-catalog/permissions/{securable_type}/{full_name}"
+UC_EFFECTIVE = "/api/2.1/unity-catalog/effective-permissions/{securable_type}/{full_name}"
 
 _ERROR = {"type": "object", "required": ["error_code", "message"],
           "properties": {"error_code": {"type": "string"}, "message": {"type": "string"}}}
@@ -48,13 +52,53 @@ _QUERY = {"type": "object", "properties": {
     "dataframe_split": {"type": "object"}, "dataframe_records": {"type": "array"},
     "instances": {"type": "array"}, "inputs": {}, "params": {"type": "object"}}}
 
+# Secrets and their scope ACLs (docs/identity-wire.md §6; databricks-sdk `service/workspace.py`)
+_STRING = {"type": "string"}
+_ACL_PERMISSION = {"type": "string", "enum": ["READ", "WRITE", "MANAGE"]}
+_ACL_ITEM = {"type": "object", "required": ["principal", "permission"],
+             "properties": {"principal": _STRING, "permission": _ACL_PERMISSION}}
+_EMPTY = {"type": "object"}
 
-def _operation(summary: str, body: dict | None = None, parameters: list | None = None) -> dict:
+
+def _query(name: str, required: bool = True) -> dict:
+    return {"name": name, "in": "query", "required": required, "schema": _STRING}
+
+
+def _fields(*required: str, **properties: dict) -> dict:
+    return {"type": "object", "required": list(required),
+            "properties": {**{name: _STRING for name in required}, **properties}}
+
+
+# Unity Catalog grants (docs/identity-wire.md §7; databricks-sdk `service/catalog.py` GrantsAPI)
+_PRIVILEGE = {"type": "string", "enum": ["EXECUTE", "ALL_PRIVILEGES", "MANAGE"]}
+_SECURABLE = [
+    {"name": "securable_type", "in": "path", "required": True,
+     "schema": {"type": "string", "enum": ["catalog", "schema", "function", "registered_model", "model"]}},
+    {"name": "full_name", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}},
+]
+_ASSIGNMENTS = {"type": "object", "properties": {"privilege_assignments": {"type": "array", "items": {
+    "type": "object", "required": ["principal", "privileges"],
+    "properties": {"principal": _STRING, "privileges": {"type": "array", "items": _PRIVILEGE}}}}}}
+_EFFECTIVE = {"type": "object", "properties": {"privilege_assignments": {"type": "array", "items": {
+    "type": "object", "required": ["principal", "privileges"],
+    "properties": {"principal": _STRING, "privileges": {"type": "array", "items": {
+        "type": "object", "required": ["privilege"], "properties": {
+            "privilege": _PRIVILEGE, "inherited_from_name": _STRING,
+            "inherited_from_type": {"type": "string", "enum": ["CATALOG", "SCHEMA"]}}}}}}}}}
+_CHANGES = {"type": "object", "properties": {
+    "changes": {"type": "array", "items": {"type": "object", "required": ["principal"], "properties": {
+        "principal": _STRING, "add": {"type": "array", "items": _PRIVILEGE},
+        "remove": {"type": "array", "items": _PRIVILEGE}}}},
+    "omit_permissions_in_response": {"type": "boolean"}}}
+
+
+def _operation(summary: str, body: dict | None = None, parameters: list | None = None,
+               answer: dict | None = None) -> dict:
     operation: dict = {
         "summary": summary,
         "parameters": parameters or [],
         "responses": {
-            "200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}},
+            "200": {"description": "OK", "content": {"application/json": {"schema": answer or {"type": "object"}}}},
             "default": {"description": "An error", "content": {"application/json": {"schema": _ERROR}}},
         },
     }
@@ -68,7 +112,7 @@ def management_document(server_url: str = "") -> dict:
     by_name = [_NAME]
     return {
         "openapi": "3.0.3",
-        "info": {"title": "Podium serving endpoints API", "version": "2.0"},
+        "info": {"title": "Podium management API", "version": "2.0"},
         "servers": [{"url": server_url}] if server_url else [],
         "security": [{"bearer": []}],
         "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
@@ -94,5 +138,46 @@ def management_document(server_url: str = "") -> dict:
             ENDPOINTS + "/{name}/served-models/{served_model}/build-logs": {
                 "get": _operation("A served model's build logs", parameters=[_NAME, _SERVED_MODEL])},
             "/serving-endpoints/{name}/invocations": {"post": _operation("Query an endpoint", _QUERY, by_name)},
+            **_secrets_paths(),
+            UC_GRANTS: {
+                "get": _operation("A securable's direct grants", parameters=[
+                    *_SECURABLE, _query("principal", False),
+                    {"name": "max_results", "in": "query", "required": False, "schema": {"type": "integer"}},
+                    _query("page_token", False)], answer=_ASSIGNMENTS),
+                "patch": _operation("Grant and revoke privileges", _CHANGES, _SECURABLE, _ASSIGNMENTS),
+            },
+            UC_EFFECTIVE: {"get": _operation("A securable's effective grants, inherited ones included",
+                                             parameters=[*_SECURABLE, _query("principal", False)], answer=_EFFECTIVE)},
         },
+    }
+
+
+def _secrets_paths() -> dict:
+    """Secret scopes, secrets and scope ACLs, in the order a client uses them (the scope is deleted last)."""
+    scope = _query("scope")
+    return {
+        SECRETS + "/scopes/create": {"post": _operation("Create a secret scope", _fields(
+            "scope", initial_manage_principal=_STRING, scope_backend_type={"type": "string", "enum": ["DATABRICKS"]}),
+            answer=_EMPTY)},
+        SECRETS + "/scopes/list": {"get": _operation("List the scopes one may read", answer={
+            "type": "object", "properties": {"scopes": {"type": "array", "items": {"type": "object", "properties": {
+                "name": _STRING, "backend_type": _STRING}}}}})},
+        SECRETS + "/put": {"post": _operation("Put a secret", _fields(
+            "scope", "key", string_value=_STRING, bytes_value={"type": "string", "format": "byte"}), answer=_EMPTY)},
+        SECRETS + "/list": {"get": _operation("List a scope's secret keys", parameters=[scope], answer={
+            "type": "object", "properties": {"secrets": {"type": "array", "items": {"type": "object", "properties": {
+                "key": _STRING, "last_updated_timestamp": {"type": "integer"}}}}}})},
+        SECRETS + "/get": {"get": _operation("Refused: values never leave the control plane",
+                                             parameters=[scope, _query("key")])},
+        SECRETS + "/acls/put": {"post": _operation("Set a principal's permission on a scope", {
+            **_fields("scope", "principal", permission=_ACL_PERMISSION), "required": ["scope", "principal", "permission"]},
+            answer=_EMPTY)},
+        SECRETS + "/acls/get": {"get": _operation("A principal's permission on a scope",
+                                                  parameters=[scope, _query("principal")], answer=_ACL_ITEM)},
+        SECRETS + "/acls/list": {"get": _operation("A scope's ACL", parameters=[scope], answer={
+            "type": "object", "properties": {"items": {"type": "array", "items": _ACL_ITEM}}})},
+        SECRETS + "/acls/delete": {"post": _operation("Delete a principal's permission on a scope",
+                                                      _fields("scope", "principal"), answer=_EMPTY)},
+        SECRETS + "/delete": {"post": _operation("Delete a secret", _fields("scope", "key"), answer=_EMPTY)},
+        SECRETS + "/scopes/delete": {"post": _operation("Delete a secret scope", _fields("scope"), answer=_EMPTY)},
     }

@@ -1,7 +1,8 @@
 """Fuzzing the router: schemathesis against its management API's OpenAPI document, and hypothesis-made
 query payloads. Whatever arrives: no 5xx, no crash, and every error is a JSON body with error_code and
 message. Bounded: a fixed number of examples per operation, on the fault-injection tests' stack rather
-than the session's (the fuzzer creates, changes and deletes endpoints, which other tests must not see)."""
+than the session's (the fuzzer creates, changes and deletes endpoints, secret scopes and grants, which other
+tests must not see)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from tests.support.models import register_sklearn_classifier
 
 pytestmark = pytest.mark.stack
 
-EXAMPLES = 25   # per operation (12 operations), and 100 query payloads
+EXAMPLES = 25   # per operation (26 operations), and 100 query payloads
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
                 suppress_health_check=list(HealthCheck))
 
@@ -27,24 +28,52 @@ FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database
 def fuzz_stack(fault_stack):
     model = register_sklearn_classifier(fault_stack.info, "main.default.fuzzed")
     fault_stack.serve("fuzzed", [{"entity_name": model.name, "entity_version": model.version}])
+    fault_stack.user_token("fuzz-user@example.com")
+    assert fault_stack.api("POST", "/api/2.0/secrets/scopes/create", json={"scope": "fuzzed"}).status_code == 200
+    assert fault_stack.api("POST", "/api/2.0/secrets/put", json={
+        "scope": "fuzzed", "key": "k", "string_value": "v"}).status_code == 200
     return fault_stack
 
 
 def _management_operations() -> list[tuple[str, str]]:
     paths = management_document()["paths"]
-    return [(method.upper(), path) for path, item in paths.items() for method in item]
+    operations = [(method.upper(), path) for path, item in paths.items() for method in item]
+    # Deleting the endpoint last, so the operations after it in the document still find it.
+    return sorted(operations, key=lambda operation: operation == ("DELETE", "/api/2.0/serving-endpoints/{name}"))
 
 
 @pytest.fixture(scope="module")
 def management_schema(fuzz_stack):
     document = requests.get(fuzz_stack.url + "/api/2.0/podium/openapi.json", timeout=10).json()
-    # Path parameters mostly name the endpoint that exists, so the fuzzer reaches past the 404.
+    # Names mostly name what exists (the endpoint, the model, the scope, a user), so the fuzzer reaches
+    # past the 404 or 400; each list holds unknown and malformed names too.
     for item in document["paths"].values():
         for operation in item.values():
             for parameter in operation.get("parameters", []):
-                if parameter["name"] == "name":
-                    parameter["schema"] = {"type": "string", "enum": ["fuzzed", "no-such-endpoint", "fuzzed-2"]}
+                if parameter["name"] in KNOWN:
+                    parameter["schema"] = {"type": "string", "enum": KNOWN[parameter["name"]]}
+            body = operation.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema", {})
+            _prefer_known(body)
     return schemathesis.openapi.from_dict(document)
+
+
+KNOWN = {"name": ["fuzzed", "no-such-endpoint", "fuzzed-2"],
+         "full_name": ["main.default.fuzzed", "main.default", "main", "Main.Default.FUZZED", "no.such", "a.b.c.d"],
+         "scope": ["fuzzed", "no-such-scope", "fuzzed-2", "", "bad scope/é"],
+         "principal": ["fuzz-user@example.com", "admins", "users", "nobody@example.com", ""],
+         "key": ["k", "other", "", "bad key/é"]}
+
+
+def _prefer_known(schema: dict) -> None:
+    """Body fields named in KNOWN (but an endpoint's `name`, which create must be free to pick) take one of its
+    values; recursively through arrays."""
+    for field, inner in schema.get("properties", {}).items():
+        if field in KNOWN and field != "name" and inner.get("type") == "string" and "enum" not in inner:
+            schema["properties"][field] = {"type": "string", "enum": KNOWN[field]}
+        else:
+            _prefer_known(inner)
+    if isinstance(schema.get("items"), dict):
+        _prefer_known(schema["items"])
 
 
 SEEN: Counter = Counter()   # (operation, status): printed, so a run shows what the fuzzer reached
@@ -103,10 +132,13 @@ def test_management_api_fuzz(fuzz_stack, management_schema, method, path):
     operation = management_schema[path][method]
     headers = {"Authorization": f"Bearer {fuzz_stack.admin_token}"}
 
+    statuses: Counter = Counter()
+
     @FUZZ
     @given(case=operation.as_strategy())
     def call(case):
-        assert_json_error_or_success(case.call(base_url=fuzz_stack.url, headers=headers, timeout=30))
+        reply = case.call(base_url=fuzz_stack.url, headers=headers, timeout=30)
+        statuses[reply.status_code] += 1
+        assert_json_error_or_success(reply)
     call()
-    statuses = Counter(status for (m, _, status), n in SEEN.items() if m == method for _ in range(n))
     print(f"{method} {path}: {dict(statuses)}")

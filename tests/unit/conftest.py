@@ -18,7 +18,7 @@ def _refuse(*args, **kwargs):
     raise ProcessStarted("a unit test started a process: it belongs in tests/stack")
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="package", autouse=True)
 def no_processes():
     platform.platform()   # cached once here: mlflow reads it at import, through `uname -p`
     popen, start = subprocess.Popen._execute_child, multiprocessing.process.BaseProcess.start

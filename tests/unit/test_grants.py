@@ -117,7 +117,7 @@ async def test_grants_api_and_the_serve_check(world, tmp_path):
     await again.start()
     assert (await again.get(ADMIN_TOKEN, "schema", "main.ml", {}))["privilege_assignments"] == [
         {"principal": "alice", "privileges": [MANAGE]}]
-    for bad in (("table", "main.ml.t"), ("catalog", "main.ml"), ("function", "main.ml")):
+    for bad in (("table", "main.ml.t"), ("catalog", "main.ml"), ("function", "main.ml"), ("function", "main.ml.a\x00b")):
         with pytest.raises(InvalidParameter):
             await grants.get(ADMIN_TOKEN, *bad, {})
     with pytest.raises(InvalidParameter):

@@ -1,7 +1,8 @@
 """The web UI in real Chromium: sign in, create an endpoint from a registered model, wait for READY, query it in
 the playground, edit the traffic split, watch the list's live columns, check what a CAN_QUERY user sees (and that
 the API refuses the edit anyway), create an external-model endpoint with a secret reference and stream a chat
-answer from it, read its usage and inference table; screenshots of every page."""
+answer from it, read its usage and inference table, grant and revoke EXECUTE on the served model from the
+endpoint page; screenshots of every page."""
 
 from __future__ import annotations
 
@@ -225,6 +226,59 @@ def test_users_without_manage_see_no_edit_controls(page, stack, ui_models, scree
         assert page.errors == []
     finally:
         stack.api("DELETE", f"/api/2.0/serving-endpoints/{name}")
+
+
+def test_model_grants_card_grants_and_revokes_execute(page, stack, ui_models, screenshot):
+    """The endpoint page's "Model grants" card shows the served model's effective Unity Catalog grants; the
+    admin (MANAGE everywhere) grants EXECUTE to a user through it and revokes it, and the grants API agrees.
+    The user, holding EXECUTE but not MANAGE, sees its own grant and no form."""
+    from playwright.sync_api import expect
+
+    name, user = "ui-grants", "ui-grantee"
+    grants_api = f"/api/2.1/unity-catalog/permissions/function/{MODEL}"
+    token = stack.user_token(user)
+    created = stack.api("POST", "/api/2.0/serving-endpoints", json={"name": name, "config": {"served_entities": [
+        {"entity_name": MODEL, "entity_version": ui_models[0].version}]}})
+    assert created.status_code == 200, created.text
+    try:
+        sign_in(page, stack)
+        page.goto(f"{stack.url}/ui/#/endpoints/{name}")
+        card = page.locator("#model-grants")
+        expect(card).to_be_visible()
+        expect(card.locator("#grants-model")).to_have_value(MODEL)
+        expect(card.locator("#model-grant-form")).to_be_visible()
+        card.locator("#model-grant-principal").fill(user)
+        card.locator("#model-grant-privilege").select_option("EXECUTE")
+        card.locator("#model-grant-form button[type=submit]").click()
+        expect(card.locator(f"tr[data-principal='{user}']")).to_contain_text("EXECUTE")
+        screenshot(page, "16-model-grants")
+        assert stack.api("GET", grants_api, params={"principal": user}).json()["privilege_assignments"] == [
+            {"principal": user, "privileges": ["EXECUTE"]}]
+        # A bad principal is the API's 400, shown in the card.
+        card.locator("#model-grant-principal").fill("nobody-at-all")
+        card.locator("#model-grant-form button[type=submit]").click()
+        expect(card.locator("#model-grant-error")).to_contain_text("INVALID_PARAMETER_VALUE")
+
+        # The grantee sees its own grant, and no form: it holds no MANAGE.
+        grant = {"access_control_list": [{"user_name": user, "permission_level": "CAN_VIEW"}]}
+        assert stack.api("PATCH", f"/api/2.0/permissions/serving-endpoints/{created.json()['id']}",
+                         json=grant).status_code == 200
+        sign_in(page, stack, token)
+        page.goto(f"{stack.url}/ui/#/endpoints/{name}")
+        expect(card.locator(f"tr[data-principal='{user}']")).to_contain_text("EXECUTE")
+        expect(card.locator("#model-grant-form")).to_have_count(0)
+        expect(card.locator("[data-revoke]")).to_have_count(0)
+
+        # Revoked through the card, by the admin.
+        sign_in(page, stack)
+        page.goto(f"{stack.url}/ui/#/endpoints/{name}")
+        card.locator(f"tr[data-principal='{user}'] [data-revoke='EXECUTE']").click()
+        expect(card.locator(f"tr[data-principal='{user}']")).to_have_count(0)
+        assert stack.api("GET", grants_api, params={"principal": user}).json()["privilege_assignments"] == []
+        assert page.errors == []
+    finally:
+        stack.api("DELETE", f"/api/2.0/serving-endpoints/{name}")
+        stack.api("PATCH", grants_api, json={"changes": [{"principal": user, "remove": ["EXECUTE"]}]})
 
 
 def test_sign_out_forgets_the_token(page, stack):

@@ -11,8 +11,8 @@ const principalOf = (entry) => entry.user_name || entry.group_name || entry.serv
 const kindOf = (entry) => (entry.user_name ? 'user' : entry.group_name ? 'group' : 'service principal');
 const failureText = (failure) => (failure.status === 403 ? 'Only users with CAN_MANAGE on this endpoint see this.' : failure.display);
 
-// A card with a header, a body refreshed by load(), and a reload button.
-function card(id, title, load, extra) {
+// A card with a header, a body refreshed by load(), and a reload button (model-grants.js uses it too).
+export function card(id, title, load, extra) {
   const body = h('div', { class: 'card-body' });
   const element = h('section', { class: 'card card-flush', id },
     h('div', { class: 'card-header padded' }, h('h2', {}, title), h('div', { class: 'actions' }, extra || null,

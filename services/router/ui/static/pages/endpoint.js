@@ -1,4 +1,5 @@
-// One endpoint: state, the rollout of a pending config, served entities, traffic, logs, gateway settings, metrics.
+// One endpoint: state, the rollout of a pending config, served entities, traffic, logs, gateway settings,
+// permissions and the served models' grants, metrics.
 import { api, endpointPath } from '../api.js';
 import { lineChart } from '../chart.js';
 import { append, clear, dateTime, h, icon, pretty, timeAgo } from '../dom.js';
@@ -8,6 +9,7 @@ import {
 import { MetricsHistory, parsePrometheus } from '../metrics.js';
 import { confirmDialog } from '../dialog.js';
 import { gatewayCard, inferenceCard, permissionsCard, usageCard } from './endpoint-records.js';
+import { modelGrantsCard } from './model-grants.js';
 
 const RECORDS_EVERY = 3;   // permissions, usage and inference rows reload every third refresh
 
@@ -29,6 +31,7 @@ export function mount(main, { name }) {
   const manage = () => Boolean(endpoint) && canManage(endpoint.permission_level);
   const gateway = gatewayCard(name, () => endpoint, manage, () => { clearTimeout(timer); refresh(); });
   const permissions = permissionsCard(() => endpoint, manage);
+  const grants = modelGrantsCard();
   const usage = usageCard(name);
   const inference = inferenceCard(name);
   let ticks = 0;
@@ -42,7 +45,7 @@ export function mount(main, { name }) {
     error, pending,
     h('div', { class: 'grid-2' },
       h('div', { class: 'stack' }, entities, logs.element),
-      h('div', { class: 'stack' }, details, gateway.element, permissions.element, usage.element)),
+      h('div', { class: 'stack' }, details, gateway.element, permissions.element, grants.element, usage.element)),
     metrics, inference.element,
     h('details', { class: 'card raw-json' }, h('summary', {}, 'Endpoint JSON (GET ', path, ')'), raw));
 
@@ -97,6 +100,7 @@ export function mount(main, { name }) {
       h('tbody', {}, rows)),
     h('div', { class: 'padded' }, trafficBar((config.served_entities || []).map((e, index) => ({ name: e.name, percent: shares[e.name] ?? 0, index })))));
     logs.setEntities((endpoint.pending_config || endpoint.config).served_entities.map((e) => e.name));
+    grants.setModels([endpoint.config, endpoint.pending_config].flatMap((c) => (c ? c.served_entities || [] : []).map((e) => e.entity_name)));
   }
 
   function renderDetails() {
@@ -134,7 +138,7 @@ export function mount(main, { name }) {
       renderHeader(); renderPending(); renderEntities(); renderDetails();
       raw.textContent = pretty(endpoint);
       refreshMetrics();
-      if (ticks++ % RECORDS_EVERY === 0) { permissions.reload(); if (manage()) { usage.reload(); inference.reload(); } }
+      if (ticks++ % RECORDS_EVERY === 0) { permissions.reload(); grants.reload(); if (manage()) { usage.reload(); inference.reload(); } }
       usage.element.hidden = !manage();
       inference.element.hidden = !manage();
     } catch (failure) {
