@@ -19,7 +19,7 @@ from podium_api.v1 import control_plane_pb2, control_plane_pb2_grpc
 from tests.support.cli import podium
 from tests.support.models import register_sklearn_classifier
 from tests.support.slow_model import register_slow_model
-from tests.support.stack import service_pids, start_stack, wait_for, worker_pids
+from tests.support.stack import redis_pids, service_pids, start_stack, wait_for, worker_pids
 
 pytestmark = pytest.mark.stack
 
@@ -297,7 +297,7 @@ def test_scaler_restart_adopts_running_replicas(fast_stack, sturdy, iris):
 
 def test_redis_outage_holds_replicas_and_queries_are_served(fast_stack, iris, sturdy):
     assert _query(fast_stack, "sleepy", iris).status_code == 200  # one replica now
-    [redis_pid] = _redis_pids(fast_stack.data_dir)
+    [redis_pid] = redis_pids(fast_stack.data_dir)
     # Frozen, not killed: `podium up` would restart a dead Redis at once; a frozen one is an outage.
     os.kill(redis_pid, signal.SIGSTOP)
     try:
@@ -311,16 +311,3 @@ def test_redis_outage_holds_replicas_and_queries_are_served(fast_stack, iris, st
     wait_for(lambda: not worker_pids(fast_stack.data_dir, _uri(iris)), timeout_s=30,
              what="scale to zero once metrics are back")
     assert _entity_state(fast_stack, "sleepy")["desired_replicas"] == 0
-
-
-def _redis_pids(data_dir) -> list[int]:
-    """The stack's redis-server: the one serving the socket under its data dir."""
-    pids = []
-    for proc in os.listdir("/proc"):
-        try:
-            cmdline = open(f"/proc/{proc}/cmdline", "rb").read()
-        except OSError:
-            continue
-        if b"redis-server" in cmdline and f"{data_dir}/redis.sock".encode() in cmdline:
-            pids.append(int(proc))
-    return pids

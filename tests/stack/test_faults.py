@@ -25,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from services.common.processes import start_service, stop_process
 from tests.support.load import SteadyLoad
 from tests.support.slow_model import register_slow_model
-from tests.support.stack import FAULTS, service_pids, wait_for, worker_pids
+from tests.support.stack import FAULTS, redis_pids, service_pids, wait_for, worker_pids
 
 pytestmark = pytest.mark.stack
 
@@ -146,7 +146,7 @@ def test_redis_outage_keeps_queries_served_with_rate_limits_failing_open(fault_s
     limits = {"rate_limits": [{"calls": 100000, "key": "endpoint", "renewal_period": "minute"}]}
     assert fault_stack.api("PUT", "/api/2.0/serving-endpoints/pair/ai-gateway", json=limits).status_code == 200
     replicas = _wait_two_ready(fault_stack, pair)
-    [redis_pid] = _redis_pids(fault_stack.data_dir)
+    [redis_pid] = redis_pids(fault_stack.data_dir)
     try:
         with _load(fault_stack, pair) as load:
             load.wait_for_answers(20)     # metered through Redis
@@ -173,14 +173,14 @@ def test_redis_outage_keeps_queries_served_with_rate_limits_failing_open(fault_s
 def test_redis_killed_is_restarted_on_its_socket_and_metering_resumes(fault_stack, pair):
     import redis
 
-    [redis_pid] = _redis_pids(fault_stack.data_dir)
+    [redis_pid] = redis_pids(fault_stack.data_dir)
     client = redis.Redis.from_url(fault_stack.info["redis_url"], socket_timeout=1)
     with _load(fault_stack, pair) as load:
         load.wait_for_answers(20)
         assert client.keys("podium:load:*")   # the routers' published load
         os.kill(redis_pid, signal.SIGKILL)
         killed_at = time.monotonic()
-        restarted = wait_for(lambda: [p for p in _redis_pids(fault_stack.data_dir) if p != redis_pid],
+        restarted = wait_for(lambda: [p for p in redis_pids(fault_stack.data_dir) if p != redis_pid],
                              interval_s=0.02, what="podium up to restart Redis")
         wait_for(lambda: _pings(client), interval_s=0.02, what="Redis to answer on its socket")
         back_after_s = time.monotonic() - killed_at
@@ -249,15 +249,3 @@ def _scaler_counts(stack, endpoint: str) -> tuple[float | None, float | None]:
               for family in text_string_to_metric_families(text) for sample in family.samples}
     return (values.get(("podium_scaler_replicas_desired", endpoint)),
             values.get(("podium_scaler_replicas_ready", endpoint)))
-
-
-def _redis_pids(data_dir) -> list[int]:
-    pids = []
-    for proc in os.listdir("/proc"):
-        try:
-            cmdline = open(f"/proc/{proc}/cmdline", "rb").read()
-        except OSError:
-            continue
-        if b"redis-server" in cmdline and f"{data_dir}/redis.sock".encode() in cmdline:
-            pids.append(int(proc))
-    return pids

@@ -20,13 +20,12 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import redis
 import requests
 
 from services.scaler.replica_records import ReplicaRecords
-from tests.support.stack import RunningStack, service_pids, worker_pids
+from tests.support.stack import RunningStack, redis_pids, service_pids, worker_pids
 
 COMPONENTS = ("router", "replica", "control_plane", "scaler", "redis")
 
@@ -90,18 +89,6 @@ class Clients:
         self._stop.set()
         for thread in self._threads:
             thread.join(self._timeout_s + 5)
-
-
-def redis_pids(data_dir: Path) -> list[int]:
-    pids = []
-    for proc in Path("/proc").iterdir():
-        try:
-            cmdline = (proc / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"redis-server" in cmdline and f"{data_dir}/redis.sock".encode() in cmdline:
-            pids.append(int(proc.name))
-    return pids
 
 
 class Chaos:

@@ -215,3 +215,16 @@ class WithCredential:
     def __getattr__(self, name: str):
         method = getattr(self._stub, name)
         return lambda request, **kwargs: method(request, metadata=self._metadata, **kwargs)
+
+
+def redis_pids(data_dir: Path) -> list[int]:
+    """The stack's embedded redis-server: the one serving the socket under its data dir."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"redis-server" in cmdline and f"{data_dir}/redis.sock".encode() in cmdline:
+            pids.append(int(proc.name))
+    return pids
