@@ -45,7 +45,8 @@ export async function api(method, path, body, { raw = false, accept = 'applicati
     const code = (data && data.error_code) || `HTTP_${response.status}`;
     const message = (data && data.message) || text || response.statusText;
     if (response.status === 401) {
-      window.dispatchEvent(new CustomEvent('podium:unauthenticated', { detail: message }));
+      // With the token it refused: a call still in flight from an earlier session must not end this one.
+      window.dispatchEvent(new CustomEvent('podium:unauthenticated', { detail: { message, token } }));
     }
     const error = new ApiError(response.status, code, message);
     if (raw) Object.assign(error, { latencyMs, text, data, headers: response.headers });

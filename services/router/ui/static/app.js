@@ -58,9 +58,9 @@ document.getElementById('sign-out').addEventListener('click', () => {
 });
 
 window.addEventListener('podium:unauthenticated', (event) => {
-  if (!session.signedIn) return;
+  if (!session.signedIn || event.detail.token !== session.token) return;
   session.signOut();
-  signInMessage = `Signed out: ${event.detail || 'the token was refused'}`;
+  signInMessage = `Signed out: ${event.detail.message || 'the token was refused'}`;
   location.hash = '#/signin';
 });
 window.addEventListener('podium:signed-in', showWho);
