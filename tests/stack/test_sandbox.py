@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import uuid
 from pathlib import Path
@@ -21,6 +23,7 @@ from tests.support.models import use_registry
 
 pytestmark = pytest.mark.stack
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
 PROBE_FILE = Path(__file__).resolve().parent.parent / "support" / "sandbox_model.py"
 
 
@@ -92,13 +95,40 @@ def test_interpreter_start_variables_are_refused_at_create(stack, probe_model, t
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="a uid of its own needs root")
-def test_a_root_platform_gives_each_replica_a_uid_of_its_own(tmp_path, monkeypatch):
-    """The confinement a root platform gives a replica when its Python is readable by other uids (here it
-    may live under /root, so the check is told so): the child of a fork confines itself and reports, through
-    a pipe, what it can still do with the modules it has already imported."""
-    from services.worker import sandbox
+_CONFINED_REPLICA = """
+import json, os, sys
+from pathlib import Path
+from services.worker import sandbox
 
+data_dir, model, scratch = (Path(a) for a in sys.argv[1:4])
+sandbox.interpreter_paths = lambda: []   # its Python may live under /root here; the check is told it does not
+
+
+def attempt(action):
+    try:
+        action()
+    except OSError as exc:
+        return f"refused {exc}"
+    return "allowed"
+
+
+confinement = sandbox.confine(model_path=str(model), scratch_dir=str(scratch), max_processes=64)
+outcomes = {"pid": os.getpid(), "uid": os.getuid(), "gid": os.getgid(), "groups": os.getgroups(),
+            "model": (Path(confinement.model_path) / "MLmodel").read_text()}
+for name in ("podium.json", "keys/master-key.json", "mlflow.db"):
+    outcomes[name] = attempt(lambda n=name: (data_dir / n).read_text())
+outcomes["write scratch"] = attempt(lambda: (scratch / "tmp" / "x").write_text("x"))
+outcomes["write data dir"] = attempt(lambda: (data_dir / "pwned").write_text("x"))
+outcomes["setuid 0"] = attempt(lambda: os.setuid(0))
+print(json.dumps(outcomes))
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a uid of its own needs root")
+def test_a_root_platform_gives_each_replica_a_uid_of_its_own(tmp_path):
+    """The confinement a root platform gives a replica when its Python is readable by other uids: a fresh
+    interpreter (single-threaded, as a replica is when it confines itself) confines itself and reports what
+    it can still do with the modules it has already imported."""
     data_dir = tmp_path / "data"
     (data_dir / "keys").mkdir(parents=True)
     model = data_dir / "cache" / "models" / "abc"
@@ -109,44 +139,15 @@ def test_a_root_platform_gives_each_replica_a_uid_of_its_own(tmp_path, monkeypat
     os.chmod(data_dir / "mlflow.db", 0o644)   # even a database left world-readable: the directory is closed
     os.chmod(data_dir, 0o700)
     scratch = Path(tempfile.mkdtemp(prefix="podium-test-scratch-"))   # where the scaler makes them: /tmp
-    monkeypatch.setattr(sandbox, "interpreter_paths", lambda: [])
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:   # the replica
-        code = 1
-        try:
-            os.close(read_fd)
-            confinement = sandbox.confine(model_path=str(model), scratch_dir=str(scratch), max_processes=64)
-            outcomes = {"uid": os.getuid(), "gid": os.getgid(), "groups": os.getgroups(),
-                        "model": (Path(confinement.model_path) / "MLmodel").read_text()}
-            for name in ("podium.json", "keys/master-key.json", "mlflow.db"):
-                outcomes[name] = _attempt_in_child(lambda n=name: (data_dir / n).read_text())
-            outcomes["write scratch"] = _attempt_in_child(lambda: (scratch / "tmp" / "x").write_text("x"))
-            outcomes["write data dir"] = _attempt_in_child(lambda: (data_dir / "pwned").write_text("x"))
-            outcomes["setuid 0"] = _attempt_in_child(lambda: os.setuid(0))
-            os.write(write_fd, json.dumps(outcomes).encode())
-            code = 0
-        except BaseException as exc:  # noqa: BLE001 - the parent shows it
-            os.write(write_fd, f"{type(exc).__name__}: {exc}".encode())
-        finally:
-            os._exit(code)
-    os.close(write_fd)
-    with os.fdopen(read_fd, "rb") as pipe:
-        report = pipe.read()
-    _, status = os.waitpid(pid, 0)
-    shutil.rmtree(scratch, ignore_errors=True)
-    assert os.waitstatus_to_exitcode(status) == 0, report
-    outcomes = json.loads(report)
-    assert outcomes["uid"] == outcomes["gid"] == 2_000_000_000 + pid and outcomes["groups"] == []
+    try:
+        replica = subprocess.run([sys.executable, "-c", _CONFINED_REPLICA, str(data_dir), str(model), str(scratch)],
+                                 capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    assert replica.returncode == 0, replica.stderr
+    outcomes = json.loads(replica.stdout.strip().splitlines()[-1])
+    assert outcomes["uid"] == outcomes["gid"] == 2_000_000_000 + outcomes["pid"] and outcomes["groups"] == []
     assert outcomes["model"] == "flavors: {}\n"           # through its scratch directory
     assert outcomes["write scratch"] == "allowed"
     for attempt in ("podium.json", "keys/master-key.json", "mlflow.db", "write data dir", "setuid 0"):
         assert outcomes[attempt].startswith("refused"), (attempt, outcomes)
-
-
-def _attempt_in_child(action) -> str:
-    try:
-        action()
-    except OSError as exc:
-        return f"refused {exc}"
-    return "allowed"
