@@ -32,9 +32,10 @@ from pathlib import Path
 from podium.certificates import Certificates, ensure_certificates
 from podium.redis_server import EmbeddedRedis
 from podium.supervision import RestartMemory, RestartPolicy, decide_restart
-from services.common.processes import ServiceFailed, start_service, stop_process
+from services.common.processes import ServiceFailed, spawn_service, start_service, stop_process, wait_service_ready
 from services.common.master_keys import ensure_key_file
 from services.common.secret_box import SecretError
+from services.common.standby import STANDBY_MODULE
 from services.common.settings import describe_unknown, unknown_names
 from services.control_plane import credentials
 from services.control_plane.settings import ControlPlaneSettings
@@ -44,11 +45,15 @@ from services.scaler.settings import ScalerSettings
 log = logging.getLogger("podium.up")
 
 PROCESS_ENV = {"PYTHONUNBUFFERED": "1"}
+READY_TIMEOUT_S = 120.0
 
 
 @dataclass
 class Service:
-    """One supervised process: `python -m module` (its log: logs/<name>.log), ready once it announced so."""
+    """One supervised process: `python -m module` (its log: logs/<name>.log), ready once it announced so.
+
+    A service that `keeps_spare` has, while supervised, a spare process with its imports done
+    (services/common/standby.py): a restart starts that one, and the next spare is made once it is ready."""
 
     name: str
     module: str
@@ -58,12 +63,37 @@ class Service:
     ready_at: float | None = None           # time.monotonic() of its last ready announcement
     memory: RestartMemory = RestartMemory()
     restarts: int = 0
+    keeps_spare: bool = False
+    spare: subprocess.Popen | None = None
 
     def launch(self, logs_dir: Path) -> None:
-        """Starts the process and returns once it announced ready (ServiceFailed otherwise)."""
-        self.process, self.ready = start_service(self.module, self.env, logs_dir / f"{self.name}.log")
+        """Starts the process (its spare, when one waits) and returns once it announced ready (ServiceFailed
+        otherwise)."""
+        log_path = logs_dir / f"{self.name}.log"
+        spare, self.spare = self.spare, None
+        if spare is not None and spare.poll() is None:
+            try:
+                spare.stdin.write(b"go\n")
+                spare.stdin.flush()
+            except OSError:   # it died between the check and the word: start a fresh one
+                spare.kill()
+                spare.wait()
+            else:
+                self.process, self.ready = spare, wait_service_ready(spare, READY_TIMEOUT_S, log_path)
+                return
+        self.process, self.ready = start_service(self.module, self.env, log_path, READY_TIMEOUT_S)
+
+    def prepare_spare(self, logs_dir: Path) -> None:
+        """Starts the next spare, if this service keeps one and has none alive. Its environment is the
+        service's as it is now: call it once that is final (ports pinned)."""
+        if self.keeps_spare and (self.spare is None or self.spare.poll() is not None):
+            self.spare = spawn_service([sys.executable, "-m", STANDBY_MODULE, self.module], self.env,
+                                       logs_dir / f"{self.name}.log", stdin=subprocess.PIPE)
 
     def stop(self) -> None:
+        if self.spare is not None and self.spare.poll() is None:
+            self.spare.kill()   # it serves nothing yet
+            self.spare.wait()
         if self.process is not None:
             stop_process(self.process)
 
@@ -212,7 +242,7 @@ class Stack:
         port = self.options.port
         grpc_port = self.options.grpc_port if self.options.grpc_port is not None else (port + 1 if port else 0)
         routers = self._start_routers(router_env(values, cp_target, self.options.host, port, grpc_port),
-                                      given.router_processes)
+                                      given.router_processes, given.router_spare)
         router = routers[0]
         scaler = self._start(Service("scaler", "services.scaler", scaler_env(values, cp_target)))
         if scaler.ready.get("metrics_address"):
@@ -237,15 +267,16 @@ class Stack:
         write_private_json(self.data_dir / "podium.json", self.info)
         return self.info
 
-    def _start_routers(self, env: dict[str, str], processes: int) -> list[Service]:
+    def _start_routers(self, env: dict[str, str], processes: int, keep_spares: bool) -> list[Service]:
         """`processes` peer routers on the same REST and gRPC ports (the first one's, when they are 0); each
         keeps its own metrics port across restarts (scrape configs)."""
         if processes > 1:
             env = {**env, **RouterSettings.env_for(router_reuse_port=True)}
-        first = self._start(Service("router", "services.router", dict(env)))
+        first = self._start(Service("router", "services.router", dict(env), keeps_spare=keep_spares))
         pinned = RouterSettings.env_for(router_port=_port(first.ready["router_url"]),
                                         router_grpc_port=_port(first.ready["grpc_target"]))
-        routers = [first] + [self._start(Service(f"router-{i}", "services.router", {**env, **pinned}))
+        routers = [first] + [self._start(Service(f"router-{i}", "services.router", {**env, **pinned},
+                                                 keeps_spare=keep_spares))
                              for i in range(1, processes)]
         for router in routers:
             router.env.update(pinned)
@@ -263,6 +294,8 @@ class Stack:
 
     def supervise(self) -> None:
         """Restarts services that die, each from its own thread, until stop() is called."""
+        for service in self.services:
+            service.prepare_spare(self.logs_dir)
         self._watchers = [threading.Thread(target=self._watch, args=(service,), name=f"watch-{service.name}",
                                            daemon=True) for service in self.services]
         for watcher in self._watchers:
@@ -291,6 +324,7 @@ class Stack:
                     delay, service.memory = decide_restart(None, time.monotonic(), service.memory, self.policy)
                     continue
                 log.info("%s serving again %.2fs after it exited", service.name, time.monotonic() - exited_at)
+                service.prepare_spare(self.logs_dir)
                 break
         if service.process is not None and service.process.poll() is None:
             service.stop()   # restarted while stop() was stopping the others

@@ -64,17 +64,27 @@ def start_service(module: str, env: dict[str, str], log_path: Path, ready_timeou
     The child inherits this environment minus every credential (SENSITIVE_ENV), plus `env`: a service
     gets exactly the credentials its `env` names.
     """
+    process = spawn_service([sys.executable, "-m", module], env, log_path, is_threaded_parent=is_threaded_parent)
+    return process, wait_service_ready(process, ready_timeout_s, log_path)
+
+
+def spawn_service(argv: list[str], env: dict[str, str], log_path: Path, *, is_threaded_parent: bool = False,
+                  stdin=subprocess.DEVNULL) -> subprocess.Popen:
+    """Starts a service process (see start_service) without waiting for its handshake."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     inherited = {k: v for k, v in os.environ.items() if k not in SENSITIVE_ENV}
     with open(log_path, "ab") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", module], env={**inherited, **env}, stdout=subprocess.PIPE,
-            stderr=log_file, stdin=subprocess.DEVNULL,
+        return subprocess.Popen(
+            argv, env={**inherited, **env}, stdout=subprocess.PIPE, stderr=log_file, stdin=stdin,
             # A parent running gRPC threads must not run Python between fork and exec (it crashes the
             # child): such a child watches its parent's pid itself instead.
             preexec_fn=None if is_threaded_parent else die_with_parent)
+
+
+def wait_service_ready(process: subprocess.Popen, timeout_s: float, log_path: Path) -> dict:
+    """wait_ready, and the process killed if it never became ready."""
     try:
-        return process, wait_ready(process, ready_timeout_s, log_path)
+        return wait_ready(process, timeout_s, log_path)
     except BaseException:
         process.kill()
         process.wait()

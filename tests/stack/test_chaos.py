@@ -12,11 +12,15 @@ Redis, one fault at a time (seeded; tests/support/chaos.py). Afterwards:
 from __future__ import annotations
 
 import json
+import os
 import random
+import signal
 import time
+from pathlib import Path
 
 import pytest
 
+from services.common.standby import STANDBY_MODULE, is_waiting_spare
 from tests.support.chaos import Chaos, Clients, Outcome, summarize
 from tests.support.slow_model import register_slow_model
 from tests.support.stack import FAULTS, service_pids, start_stack, wait_for
@@ -76,3 +80,32 @@ def test_chaos_loses_no_spec_no_replica_and_only_requests_in_flight_on_killed_ro
     started = time.monotonic()
     reply = chaos_stack.api("POST", "/serving-endpoints/chaos/invocations", json=payload)
     assert reply.status_code == 200 and time.monotonic() - started < 5, reply.text
+
+
+def _cmdline(pid: int) -> list[bytes]:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+
+
+def test_a_killed_router_is_replaced_by_its_spare_and_a_new_spare_waits(chaos_stack):
+    """The router that replaces a killed one is the spare that had its imports done (services/common/standby.py),
+    and the next spare is made once it serves."""
+    routers = service_pids(chaos_stack.data_dir, "services.router")
+    os.kill(routers[0], signal.SIGKILL)
+    wait_for(lambda: len(set(service_pids(chaos_stack.data_dir, "services.router")) - set(routers)) == 1,
+             timeout_s=30, what="a router in place of the killed one")
+    [replacement] = set(service_pids(chaos_stack.data_dir, "services.router")) - set(routers)
+    assert STANDBY_MODULE.encode() in _cmdline(replacement)
+    wait_for(lambda: len(_waiting_spares(chaos_stack.data_dir)) == ROUTERS, timeout_s=30, what="a spare per router")
+    assert chaos_stack.api("GET", "/api/2.0/serving-endpoints").status_code == 200
+
+
+def _waiting_spares(data_dir) -> list[int]:
+    spares = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and is_waiting_spare(_cmdline(int(proc.name)), (proc / "comm").read_bytes()) \
+                    and f"PODIUM_DATA_DIR={data_dir}".encode() in (proc / "environ").read_bytes():
+                spares.append(int(proc.name))
+        except OSError:
+            continue
+    return spares

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import requests
 
+from services.common.standby import is_waiting_spare
+
 PODIUM = [sys.executable, "-m", "podium.cli"]
 
 # Short heartbeats and deadlines, so each injected fault plays out in seconds (tests/stack/test_faults.py).
@@ -134,14 +136,15 @@ def start_stack(data_dir: Path, extra_env: dict[str, str] | None = None, timeout
 
 
 def service_pids(data_dir: Path, module: str, env_match: str = "") -> list[int]:
-    """PIDs of `python -m <module>` processes of this stack (and whose environment has env_match)."""
+    """PIDs of `python -m <module>` processes of this stack (and whose environment has env_match), not counting
+    the spares that wait to replace them (services/common/standby.py)."""
     pids = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
             cmdline = (proc / "cmdline").read_bytes().split(b"\0")
-            if module.encode() not in cmdline:
+            if module.encode() not in cmdline or is_waiting_spare(cmdline, (proc / "comm").read_bytes()):
                 continue
             environ = (proc / "environ").read_bytes().split(b"\0")
         except OSError:

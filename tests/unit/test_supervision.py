@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from podium.supervision import RestartMemory, RestartPolicy, decide_restart
+from services.common.standby import is_waiting_spare, running_name
 
 
 @pytest.mark.parametrize("ready_at, exited_at, quick_exits, want_delay, want_quick_exits", [
@@ -36,3 +37,12 @@ def test_a_crash_loop_then_health_recovers_at_once():
     delays.append(delay)
     assert delays == [0.0, 0.0, 0.0, 0.0, 0.0, 0.5, 1.0, 2.0, 0.0]
     assert memory == RestartMemory()
+
+
+def test_a_spare_counts_as_its_service_only_once_told_to_go():
+    spare = [b"/venv/bin/python", b"-m", b"services.common.standby", b"services.router", b""]
+    assert is_waiting_spare(spare, b"python3.11\n")            # just started: still importing
+    assert is_waiting_spare(spare, b"python\n")
+    assert not is_waiting_spare(spare, running_name("services.router") + b"\n")
+    assert not is_waiting_spare([b"python", b"-m", b"services.router", b""], b"python\n")
+    assert running_name("services.router") == b"podium-router"
