@@ -234,7 +234,8 @@ class Stack:
             admin_token=credentials.issue(credentials.PAT_PREFIX).value,
             master_key=given.master_key.get_secret_value(), certificates=certificates, router_tls=router_tls,
             supervisor_pid=os.getpid())
-        control_plane = self._start(Service("control_plane", "services.control_plane", control_plane_env(values)))
+        control_plane = self._start(Service("control_plane", "services.control_plane", control_plane_env(values),
+                                             keeps_spare=given.spare_processes))
         # A restarted control plane must come back on the same address: pin the port it got.
         cp_target = control_plane.ready["grpc_target"]
         control_plane.env.update(ControlPlaneSettings.env_for(control_plane_port=_port(cp_target)))
@@ -242,9 +243,10 @@ class Stack:
         port = self.options.port
         grpc_port = self.options.grpc_port if self.options.grpc_port is not None else (port + 1 if port else 0)
         routers = self._start_routers(router_env(values, cp_target, self.options.host, port, grpc_port),
-                                      given.router_processes, given.router_spare)
+                                      given.router_processes, given.spare_processes)
         router = routers[0]
-        scaler = self._start(Service("scaler", "services.scaler", scaler_env(values, cp_target)))
+        scaler = self._start(Service("scaler", "services.scaler", scaler_env(values, cp_target),
+                                     keeps_spare=given.spare_processes))
         if scaler.ready.get("metrics_address"):
             scaler.env.update(ScalerSettings.env_for(scaler_metrics_port=_port(scaler.ready["metrics_address"])))
         self.info = {

@@ -21,7 +21,8 @@ STANDBY_MODULE = "services.common.standby"   # how the launcher runs it
 
 
 def running_name(module: str) -> bytes:
-    return f"podium-{module.rsplit('.', 1)[-1]}".encode()
+    """Its name once told to go, as /proc/<pid>/comm shows it: at most 15 bytes (e.g. `podium-control_`)."""
+    return f"podium-{module.rsplit('.', 1)[-1]}".encode()[:15]
 
 
 def is_waiting_spare(cmdline: list[bytes], comm: bytes) -> bool:

@@ -21,10 +21,10 @@ class RouterSettings(MasterKeySettings, ClusterSettings, RegistrySettings, Egres
     """Router processes `podium up` starts: peers serving the same REST and gRPC ports (SO_REUSEPORT: the
     kernel spreads connections over them), each restarted alone when it dies, each with its own metrics
     port (podium.json `metrics.router`)."""
-    router_spare: bool = True
-    """`podium up` keeps, per router, a spare router process with its imports done, waiting: a router that
-    dies is replaced by it without paying its imports on the way back (services/common/standby.py). False
-    saves the spare's memory."""
+    spare_processes: bool = True
+    """`podium up` keeps a spare of each router, of the control plane and of the scaler: a process with its
+    imports done, waiting, that replaces one that dies without paying its imports on the way back
+    (services/common/standby.py). False saves their memory (about 100 MB per router, 70 MB each other)."""
     router_reuse_port: bool = False
     """Bind with SO_REUSEPORT, so that other router processes serve the same ports (`podium up` sets it
     when router_processes > 1)."""

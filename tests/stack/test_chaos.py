@@ -88,22 +88,27 @@ def _cmdline(pid: int) -> list[bytes]:
 
 def test_a_killed_router_is_replaced_by_its_spare_and_a_new_spare_waits(chaos_stack):
     """The router that replaces a killed one is the spare that had its imports done (services/common/standby.py),
-    and the next spare is made once it serves."""
+    and the next spare is made once it serves; the control plane and the scaler have one each too."""
     routers = service_pids(chaos_stack.data_dir, "services.router")
     os.kill(routers[0], signal.SIGKILL)
     wait_for(lambda: len(set(service_pids(chaos_stack.data_dir, "services.router")) - set(routers)) == 1,
              timeout_s=30, what="a router in place of the killed one")
     [replacement] = set(service_pids(chaos_stack.data_dir, "services.router")) - set(routers)
     assert STANDBY_MODULE.encode() in _cmdline(replacement)
-    wait_for(lambda: len(_waiting_spares(chaos_stack.data_dir)) == ROUTERS, timeout_s=30, what="a spare per router")
+    wait_for(lambda: len(_waiting_spares(chaos_stack.data_dir, "services.router")) == ROUTERS, timeout_s=30,
+             what="a spare per router")
+    for service in ("services.control_plane", "services.scaler"):
+        assert len(_waiting_spares(chaos_stack.data_dir, service)) == 1, service
     assert chaos_stack.api("GET", "/api/2.0/serving-endpoints").status_code == 200
 
 
-def _waiting_spares(data_dir) -> list[int]:
+def _waiting_spares(data_dir, module: str) -> list[int]:
     spares = []
     for proc in Path("/proc").iterdir():
         try:
-            if proc.name.isdigit() and is_waiting_spare(_cmdline(int(proc.name)), (proc / "comm").read_bytes()) \
+            if not proc.name.isdigit() or module.encode() not in (cmdline := _cmdline(int(proc.name))):
+                continue
+            if is_waiting_spare(cmdline, (proc / "comm").read_bytes()) \
                     and f"PODIUM_DATA_DIR={data_dir}".encode() in (proc / "environ").read_bytes():
                 spares.append(int(proc.name))
         except OSError:

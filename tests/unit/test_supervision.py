@@ -46,3 +46,5 @@ def test_a_spare_counts_as_its_service_only_once_told_to_go():
     assert not is_waiting_spare(spare, running_name("services.router") + b"\n")
     assert not is_waiting_spare([b"python", b"-m", b"services.router", b""], b"python\n")
     assert running_name("services.router") == b"podium-router"
+    control_plane = [b"python", b"-m", b"services.common.standby", b"services.control_plane", b""]
+    assert not is_waiting_spare(control_plane, b"podium-control_\n")   # the kernel keeps 15 bytes of a name
