@@ -171,7 +171,8 @@ class StackValues:
 def control_plane_env(values: StackValues) -> dict[str, str]:
     return {**PROCESS_ENV, **ControlPlaneSettings.env_for(
         **values.service_fields(), master_key=values.master_key or None, control_plane_port=0,
-        bootstrap_admin_token=values.admin_token)}
+        bootstrap_admin_token=values.admin_token, redis_url=values.redis_url, registry_uri=values.registry_uri,
+        tracking_uri=values.tracking_uri)}
 
 
 def router_env(values: StackValues, cp_target: str, host: str, port: int, grpc_port: int) -> dict[str, str]:
@@ -183,10 +184,11 @@ def router_env(values: StackValues, cp_target: str, host: str, port: int, grpc_p
         router_tls_cert_file=cert, router_tls_key_file=key)}
 
 
-def scaler_env(values: StackValues, cp_target: str) -> dict[str, str]:
+def scaler_env(values: StackValues, cp_target: str, router_url: str = "") -> dict[str, str]:
     worker_cert, worker_key = values.certificates.worker if values.certificates else (None, None)
     return {**PROCESS_ENV, **ScalerSettings.env_for(
         **values.service_fields(), redis_url=values.redis_url, registry_uri=values.registry_uri,
+        replica_router_url=router_url,
         tracking_uri=values.tracking_uri, control_plane_target=cp_target, supervisor_pid=values.supervisor_pid,
         worker_caller_token_sha256=hashlib.sha256(values.worker_token.encode()).hexdigest(),
         worker_tls_cert_file=worker_cert, worker_tls_key_file=worker_key)}
@@ -245,7 +247,8 @@ class Stack:
         routers = self._start_routers(router_env(values, cp_target, self.options.host, port, grpc_port),
                                       given.router_processes, given.spare_processes)
         router = routers[0]
-        scaler = self._start(Service("scaler", "services.scaler", scaler_env(values, cp_target),
+        scaler = self._start(Service("scaler", "services.scaler",
+                                     scaler_env(values, cp_target, router.ready["router_url"]),
                                      keeps_spare=given.spare_processes))
         if scaler.ready.get("metrics_address"):
             scaler.env.update(ScalerSettings.env_for(scaler_metrics_port=_port(scaler.ready["metrics_address"])))

@@ -1,4 +1,4 @@
-"""`podium endpoints list|get|create|update|delete|query`: serving endpoints over the Databricks REST API."""
+"""`podium endpoints list|get|create|update|delete|query|rollout`: serving endpoints over the Databricks REST API."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
-from podium.cli import exits
+from podium.cli import exits, rollouts
 from podium.cli.output import format_time_ms, print_fields, print_json, print_table
 
 ENDPOINTS = "/api/2.0/serving-endpoints"
@@ -61,6 +61,8 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     query.add_argument("name")
     query.add_argument("data")
     query.set_defaults(handler=query_endpoint)
+
+    rollouts.register(sub, common)
 
 
 # ---- reading specs ----
@@ -272,7 +274,15 @@ def query_endpoint(ctx) -> int:
 
 
 def stream_text(chunk: dict) -> str:
-    """The text one streamed chunk adds: a chat delta's content, or a completion's text."""
+    """The text one streamed chunk adds: a chat delta's content, a completion's text, or an agent's delta (an
+    MLflow ResponsesAgent's `response.output_text.delta`, a ChatAgent's `delta.content`, a pyfunc's `delta`)."""
+    if not isinstance(chunk, dict):
+        return ""
+    if "choices" not in chunk and "delta" in chunk:
+        if chunk.get("type", "response.output_text.delta") != "response.output_text.delta":
+            return ""
+        delta = chunk["delta"]
+        return delta if isinstance(delta, str) else (delta or {}).get("content") or ""
     choices = chunk.get("choices") or [{}]
     delta = choices[0].get("delta") or {}
     return delta.get("content") or choices[0].get("text") or ""

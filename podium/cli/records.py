@@ -52,9 +52,10 @@ def show_usage(ctx) -> int:
                             start_time_ms=ctx.args.start_time_ms, end_time_ms=ctx.args.end_time_ms)
 
     def human(value: dict) -> None:
-        print_table(["REQUESTER", "REQUESTS", "ERRORS", "TOKENS_IN", "TOKENS_OUT"],
-                    [[u["requester"], u["request_count"], u["error_count"], u["input_token_count"],
-                      u["output_token_count"]] for u in value.get("usage", [])],
+        print_table(["REQUESTER", "REQUESTS", "ERRORS", "BLOCKED", "FALLBACKS", "TOKENS_IN", "TOKENS_OUT"],
+                    [[u["requester"], u["request_count"], u["error_count"], u.get("blocked_count", 0),
+                      u.get("fallback_count", 0), u["input_token_count"], u["output_token_count"]]
+                     for u in value.get("usage", [])],
                     empty=f"No usage recorded for '{ctx.args.endpoint}'.")
     ctx.show(answer, human)
     return exits.OK

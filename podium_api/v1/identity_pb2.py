@@ -24,25 +24,43 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cpodium_api/v1/identity.proto\x12\rpodium_api.v1\"$\n\x13\x41uthenticateRequest\x12\r\n\x05token\x18\x01 \x01(\t\"\xb3\x01\n\x11\x41uthenticateReply\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x04 \x01(\t\x12\x11\n\tgroup_ids\x18\x05 \x03(\t\x12\x10\n\x08is_admin\x18\x06 \x01(\x08\x12\x17\n\nexpires_at\x18\x07 \x01(\x01H\x00\x88\x01\x01\x12\x13\n\x0bgroup_names\x18\x08 \x03(\tB\r\n\x0b_expires_at\"Q\n\x16IssueOAuthTokenRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x15\n\rclient_secret\x18\x02 \x01(\t\x12\r\n\x05scope\x18\x03 \x01(\t\"c\n\x14IssueOAuthTokenReply\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x12\n\ntoken_type\x18\x02 \x01(\t\x12\x12\n\nexpires_in\x18\x03 \x01(\x03\x12\r\n\x05scope\x18\x04 \x01(\t\"&\n\x15ResolveSecretsRequest\x12\r\n\x05texts\x18\x01 \x03(\t\"$\n\x13ResolveSecretsReply\x12\r\n\x05texts\x18\x01 \x03(\t2\x9b\x02\n\x08Identity\x12T\n\x0c\x41uthenticate\x12\".podium_api.v1.AuthenticateRequest\x1a .podium_api.v1.AuthenticateReply\x12]\n\x0fIssueOAuthToken\x12%.podium_api.v1.IssueOAuthTokenRequest\x1a#.podium_api.v1.IssueOAuthTokenReply\x12Z\n\x0eResolveSecrets\x12$.podium_api.v1.ResolveSecretsRequest\x1a\".podium_api.v1.ResolveSecretsReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cpodium_api/v1/identity.proto\x12\rpodium_api.v1\"$\n\x13\x41uthenticateRequest\x12\r\n\x05token\x18\x01 \x01(\t\"\x81\x02\n\x11\x41uthenticateReply\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x04 \x01(\t\x12\x11\n\tgroup_ids\x18\x05 \x03(\t\x12\x10\n\x08is_admin\x18\x06 \x01(\x08\x12\x17\n\nexpires_at\x18\x07 \x01(\x01H\x00\x88\x01\x01\x12\x13\n\x0bgroup_names\x18\x08 \x03(\t\x12\x39\n\x0e\x65ndpoint_scope\x18\t \x01(\x0b\x32\x1c.podium_api.v1.EndpointScopeH\x01\x88\x01\x01\x42\r\n\x0b_expires_atB\x11\n\x0f_endpoint_scope\"\"\n\rEndpointScope\x12\x11\n\tendpoints\x18\x01 \x03(\t\"Q\n\x16IssueOAuthTokenRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x15\n\rclient_secret\x18\x02 \x01(\t\x12\r\n\x05scope\x18\x03 \x01(\t\"c\n\x14IssueOAuthTokenReply\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x12\n\ntoken_type\x18\x02 \x01(\t\x12\x12\n\nexpires_in\x18\x03 \x01(\x03\x12\r\n\x05scope\x18\x04 \x01(\t\"=\n\x15ResolveSecretsRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\x15\n\rendpoint_name\x18\x02 \x01(\t\"$\n\x13ResolveSecretsReply\x12\r\n\x05texts\x18\x01 \x03(\t\"3\n\x19ResolveEnvironmentRequest\x12\x16\n\x0e\x64\x65ployment_key\x18\x01 \x01(\t\"\xa8\x01\n\x17ResolveEnvironmentReply\x12U\n\x10\x65nvironment_vars\x18\x01 \x03(\x0b\x32;.podium_api.v1.ResolveEnvironmentReply.EnvironmentVarsEntry\x1a\x36\n\x14\x45nvironmentVarsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"J\n\x1dIssueReplicaCredentialRequest\x12\x16\n\x0e\x64\x65ployment_key\x18\x01 \x01(\t\x12\x11\n\tendpoints\x18\x02 \x03(\t\">\n\x1bIssueReplicaCredentialReply\x12\r\n\x05token\x18\x01 \x01(\t\x12\x10\n\x08token_id\x18\x02 \x01(\t\"2\n\x1eRevokeReplicaCredentialRequest\x12\x10\n\x08token_id\x18\x01 \x01(\t\"\x1e\n\x1cRevokeReplicaCredentialReply2\xee\x04\n\x08Identity\x12T\n\x0c\x41uthenticate\x12\".podium_api.v1.AuthenticateRequest\x1a .podium_api.v1.AuthenticateReply\x12]\n\x0fIssueOAuthToken\x12%.podium_api.v1.IssueOAuthTokenRequest\x1a#.podium_api.v1.IssueOAuthTokenReply\x12Z\n\x0eResolveSecrets\x12$.podium_api.v1.ResolveSecretsRequest\x1a\".podium_api.v1.ResolveSecretsReply\x12\x66\n\x12ResolveEnvironment\x12(.podium_api.v1.ResolveEnvironmentRequest\x1a&.podium_api.v1.ResolveEnvironmentReply\x12r\n\x16IssueReplicaCredential\x12,.podium_api.v1.IssueReplicaCredentialRequest\x1a*.podium_api.v1.IssueReplicaCredentialReply\x12u\n\x17RevokeReplicaCredential\x12-.podium_api.v1.RevokeReplicaCredentialRequest\x1a+.podium_api.v1.RevokeReplicaCredentialReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'podium_api.v1.identity_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_RESOLVEENVIRONMENTREPLY_ENVIRONMENTVARSENTRY']._loaded_options = None
+  _globals['_RESOLVEENVIRONMENTREPLY_ENVIRONMENTVARSENTRY']._serialized_options = b'8\001'
   _globals['_AUTHENTICATEREQUEST']._serialized_start=47
   _globals['_AUTHENTICATEREQUEST']._serialized_end=83
   _globals['_AUTHENTICATEREPLY']._serialized_start=86
-  _globals['_AUTHENTICATEREPLY']._serialized_end=265
-  _globals['_ISSUEOAUTHTOKENREQUEST']._serialized_start=267
-  _globals['_ISSUEOAUTHTOKENREQUEST']._serialized_end=348
-  _globals['_ISSUEOAUTHTOKENREPLY']._serialized_start=350
-  _globals['_ISSUEOAUTHTOKENREPLY']._serialized_end=449
-  _globals['_RESOLVESECRETSREQUEST']._serialized_start=451
-  _globals['_RESOLVESECRETSREQUEST']._serialized_end=489
-  _globals['_RESOLVESECRETSREPLY']._serialized_start=491
-  _globals['_RESOLVESECRETSREPLY']._serialized_end=527
-  _globals['_IDENTITY']._serialized_start=530
-  _globals['_IDENTITY']._serialized_end=813
+  _globals['_AUTHENTICATEREPLY']._serialized_end=343
+  _globals['_ENDPOINTSCOPE']._serialized_start=345
+  _globals['_ENDPOINTSCOPE']._serialized_end=379
+  _globals['_ISSUEOAUTHTOKENREQUEST']._serialized_start=381
+  _globals['_ISSUEOAUTHTOKENREQUEST']._serialized_end=462
+  _globals['_ISSUEOAUTHTOKENREPLY']._serialized_start=464
+  _globals['_ISSUEOAUTHTOKENREPLY']._serialized_end=563
+  _globals['_RESOLVESECRETSREQUEST']._serialized_start=565
+  _globals['_RESOLVESECRETSREQUEST']._serialized_end=626
+  _globals['_RESOLVESECRETSREPLY']._serialized_start=628
+  _globals['_RESOLVESECRETSREPLY']._serialized_end=664
+  _globals['_RESOLVEENVIRONMENTREQUEST']._serialized_start=666
+  _globals['_RESOLVEENVIRONMENTREQUEST']._serialized_end=717
+  _globals['_RESOLVEENVIRONMENTREPLY']._serialized_start=720
+  _globals['_RESOLVEENVIRONMENTREPLY']._serialized_end=888
+  _globals['_RESOLVEENVIRONMENTREPLY_ENVIRONMENTVARSENTRY']._serialized_start=834
+  _globals['_RESOLVEENVIRONMENTREPLY_ENVIRONMENTVARSENTRY']._serialized_end=888
+  _globals['_ISSUEREPLICACREDENTIALREQUEST']._serialized_start=890
+  _globals['_ISSUEREPLICACREDENTIALREQUEST']._serialized_end=964
+  _globals['_ISSUEREPLICACREDENTIALREPLY']._serialized_start=966
+  _globals['_ISSUEREPLICACREDENTIALREPLY']._serialized_end=1028
+  _globals['_REVOKEREPLICACREDENTIALREQUEST']._serialized_start=1030
+  _globals['_REVOKEREPLICACREDENTIALREQUEST']._serialized_end=1080
+  _globals['_REVOKEREPLICACREDENTIALREPLY']._serialized_start=1082
+  _globals['_REVOKEREPLICACREDENTIALREPLY']._serialized_end=1112
+  _globals['_IDENTITY']._serialized_start=1115
+  _globals['_IDENTITY']._serialized_end=1737
 # @@protoc_insertion_point(module_scope)

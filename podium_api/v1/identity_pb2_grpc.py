@@ -49,6 +49,21 @@ class IdentityStub:
                 request_serializer=podium__api_dot_v1_dot_identity__pb2.ResolveSecretsRequest.SerializeToString,
                 response_deserializer=podium__api_dot_v1_dot_identity__pb2.ResolveSecretsReply.FromString,
                 _registered_method=True)
+        self.ResolveEnvironment = channel.unary_unary(
+                '/podium_api.v1.Identity/ResolveEnvironment',
+                request_serializer=podium__api_dot_v1_dot_identity__pb2.ResolveEnvironmentRequest.SerializeToString,
+                response_deserializer=podium__api_dot_v1_dot_identity__pb2.ResolveEnvironmentReply.FromString,
+                _registered_method=True)
+        self.IssueReplicaCredential = channel.unary_unary(
+                '/podium_api.v1.Identity/IssueReplicaCredential',
+                request_serializer=podium__api_dot_v1_dot_identity__pb2.IssueReplicaCredentialRequest.SerializeToString,
+                response_deserializer=podium__api_dot_v1_dot_identity__pb2.IssueReplicaCredentialReply.FromString,
+                _registered_method=True)
+        self.RevokeReplicaCredential = channel.unary_unary(
+                '/podium_api.v1.Identity/RevokeReplicaCredential',
+                request_serializer=podium__api_dot_v1_dot_identity__pb2.RevokeReplicaCredentialRequest.SerializeToString,
+                response_deserializer=podium__api_dot_v1_dot_identity__pb2.RevokeReplicaCredentialReply.FromString,
+                _registered_method=True)
 
 
 class IdentityServicer:
@@ -77,6 +92,29 @@ class IdentityServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ResolveEnvironment(self, request, context):
+        """Internal (the scaler, as a replica starts): one deployment's `environment_vars` with its secret
+        references resolved, authorized by the READ of whoever wrote the config that holds it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def IssueReplicaCredential(self, request, context):
+        """Internal (the scaler): a credential for one replica of a live deployment, owned by the config's writer,
+        that may query exactly the named serving endpoints (the resources its model was logged with) and do
+        nothing else; revoked when the replica stops.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeReplicaCredential(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IdentityServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -94,6 +132,21 @@ def add_IdentityServicer_to_server(servicer, server):
                     servicer.ResolveSecrets,
                     request_deserializer=podium__api_dot_v1_dot_identity__pb2.ResolveSecretsRequest.FromString,
                     response_serializer=podium__api_dot_v1_dot_identity__pb2.ResolveSecretsReply.SerializeToString,
+            ),
+            'ResolveEnvironment': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResolveEnvironment,
+                    request_deserializer=podium__api_dot_v1_dot_identity__pb2.ResolveEnvironmentRequest.FromString,
+                    response_serializer=podium__api_dot_v1_dot_identity__pb2.ResolveEnvironmentReply.SerializeToString,
+            ),
+            'IssueReplicaCredential': grpc.unary_unary_rpc_method_handler(
+                    servicer.IssueReplicaCredential,
+                    request_deserializer=podium__api_dot_v1_dot_identity__pb2.IssueReplicaCredentialRequest.FromString,
+                    response_serializer=podium__api_dot_v1_dot_identity__pb2.IssueReplicaCredentialReply.SerializeToString,
+            ),
+            'RevokeReplicaCredential': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeReplicaCredential,
+                    request_deserializer=podium__api_dot_v1_dot_identity__pb2.RevokeReplicaCredentialRequest.FromString,
+                    response_serializer=podium__api_dot_v1_dot_identity__pb2.RevokeReplicaCredentialReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -177,6 +230,87 @@ class Identity:
             '/podium_api.v1.Identity/ResolveSecrets',
             podium__api_dot_v1_dot_identity__pb2.ResolveSecretsRequest.SerializeToString,
             podium__api_dot_v1_dot_identity__pb2.ResolveSecretsReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResolveEnvironment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/podium_api.v1.Identity/ResolveEnvironment',
+            podium__api_dot_v1_dot_identity__pb2.ResolveEnvironmentRequest.SerializeToString,
+            podium__api_dot_v1_dot_identity__pb2.ResolveEnvironmentReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IssueReplicaCredential(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/podium_api.v1.Identity/IssueReplicaCredential',
+            podium__api_dot_v1_dot_identity__pb2.IssueReplicaCredentialRequest.SerializeToString,
+            podium__api_dot_v1_dot_identity__pb2.IssueReplicaCredentialReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeReplicaCredential(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/podium_api.v1.Identity/RevokeReplicaCredential',
+            podium__api_dot_v1_dot_identity__pb2.RevokeReplicaCredentialRequest.SerializeToString,
+            podium__api_dot_v1_dot_identity__pb2.RevokeReplicaCredentialReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19podium_api/v1/query.proto\x12\rpodium_api.v1\"`\n\rInvokeRequest\x12\x10\n\x08\x65ndpoint\x18\x01 \x01(\t\x12\x0c\n\x04\x62ody\x18\x02 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x03 \x01(\t\x12\x19\n\x11served_model_name\x18\x04 \x01(\t\"L\n\x0bInvokeReply\x12\x0c\n\x04\x62ody\x18\x01 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x19\n\x11served_model_name\x18\x03 \x01(\t\"+\n\x17\x45ndpointContentsRequest\x12\x10\n\x08\x65ndpoint\x18\x01 \x01(\t\"7\n\rContentsReply\x12\x10\n\x08\x63ontents\x18\x01 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t2\xf6\x01\n\x05Query\x12\x42\n\x06Invoke\x12\x1c.podium_api.v1.InvokeRequest\x1a\x1a.podium_api.v1.InvokeReply\x12U\n\rExportMetrics\x12&.podium_api.v1.EndpointContentsRequest\x1a\x1c.podium_api.v1.ContentsReply\x12R\n\nGetOpenApi\x12&.podium_api.v1.EndpointContentsRequest\x1a\x1c.podium_api.v1.ContentsReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19podium_api/v1/query.proto\x12\rpodium_api.v1\"`\n\rInvokeRequest\x12\x10\n\x08\x65ndpoint\x18\x01 \x01(\t\x12\x0c\n\x04\x62ody\x18\x02 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x03 \x01(\t\x12\x19\n\x11served_model_name\x18\x04 \x01(\t\"L\n\x0bInvokeReply\x12\x0c\n\x04\x62ody\x18\x01 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x19\n\x11served_model_name\x18\x03 \x01(\t\"\x1b\n\x0bInvokeEvent\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"+\n\x17\x45ndpointContentsRequest\x12\x10\n\x08\x65ndpoint\x18\x01 \x01(\t\"7\n\rContentsReply\x12\x10\n\x08\x63ontents\x18\x01 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t2\xc2\x02\n\x05Query\x12\x42\n\x06Invoke\x12\x1c.podium_api.v1.InvokeRequest\x1a\x1a.podium_api.v1.InvokeReply\x12J\n\x0cInvokeStream\x12\x1c.podium_api.v1.InvokeRequest\x1a\x1a.podium_api.v1.InvokeEvent0\x01\x12U\n\rExportMetrics\x12&.podium_api.v1.EndpointContentsRequest\x1a\x1c.podium_api.v1.ContentsReply\x12R\n\nGetOpenApi\x12&.podium_api.v1.EndpointContentsRequest\x1a\x1c.podium_api.v1.ContentsReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,10 +35,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_INVOKEREQUEST']._serialized_end=140
   _globals['_INVOKEREPLY']._serialized_start=142
   _globals['_INVOKEREPLY']._serialized_end=218
-  _globals['_ENDPOINTCONTENTSREQUEST']._serialized_start=220
-  _globals['_ENDPOINTCONTENTSREQUEST']._serialized_end=263
-  _globals['_CONTENTSREPLY']._serialized_start=265
-  _globals['_CONTENTSREPLY']._serialized_end=320
-  _globals['_QUERY']._serialized_start=323
-  _globals['_QUERY']._serialized_end=569
+  _globals['_INVOKEEVENT']._serialized_start=220
+  _globals['_INVOKEEVENT']._serialized_end=247
+  _globals['_ENDPOINTCONTENTSREQUEST']._serialized_start=249
+  _globals['_ENDPOINTCONTENTSREQUEST']._serialized_end=292
+  _globals['_CONTENTSREPLY']._serialized_start=294
+  _globals['_CONTENTSREPLY']._serialized_end=349
+  _globals['_QUERY']._serialized_start=352
+  _globals['_QUERY']._serialized_end=674
 # @@protoc_insertion_point(module_scope)

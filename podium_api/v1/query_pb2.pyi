@@ -26,6 +26,12 @@ class InvokeReply(_message.Message):
     served_model_name: str
     def __init__(self, body: _Optional[bytes] = ..., content_type: _Optional[str] = ..., served_model_name: _Optional[str] = ...) -> None: ...
 
+class InvokeEvent(_message.Message):
+    __slots__ = ("data",)
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    def __init__(self, data: _Optional[bytes] = ...) -> None: ...
+
 class EndpointContentsRequest(_message.Message):
     __slots__ = ("endpoint",)
     ENDPOINT_FIELD_NUMBER: _ClassVar[int]

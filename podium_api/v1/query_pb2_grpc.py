@@ -39,6 +39,11 @@ class QueryStub:
                 request_serializer=podium__api_dot_v1_dot_query__pb2.InvokeRequest.SerializeToString,
                 response_deserializer=podium__api_dot_v1_dot_query__pb2.InvokeReply.FromString,
                 _registered_method=True)
+        self.InvokeStream = channel.unary_stream(
+                '/podium_api.v1.Query/InvokeStream',
+                request_serializer=podium__api_dot_v1_dot_query__pb2.InvokeRequest.SerializeToString,
+                response_deserializer=podium__api_dot_v1_dot_query__pb2.InvokeEvent.FromString,
+                _registered_method=True)
         self.ExportMetrics = channel.unary_unary(
                 '/podium_api.v1.Query/ExportMetrics',
                 request_serializer=podium__api_dot_v1_dot_query__pb2.EndpointContentsRequest.SerializeToString,
@@ -56,6 +61,15 @@ class QueryServicer:
 
     def Invoke(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def InvokeStream(self, request, context):
+        """The streaming query of a generative model (an agent, a chat model, any pyfunc with predict_stream): the
+        same body as Invoke, streamed as `"stream": true` asks on REST, one InvokeEvent per server-sent event's
+        data, as the model yields it. The initial metadata carries served-model-name and x-request-id.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -81,6 +95,11 @@ def add_QueryServicer_to_server(servicer, server):
                     servicer.Invoke,
                     request_deserializer=podium__api_dot_v1_dot_query__pb2.InvokeRequest.FromString,
                     response_serializer=podium__api_dot_v1_dot_query__pb2.InvokeReply.SerializeToString,
+            ),
+            'InvokeStream': grpc.unary_stream_rpc_method_handler(
+                    servicer.InvokeStream,
+                    request_deserializer=podium__api_dot_v1_dot_query__pb2.InvokeRequest.FromString,
+                    response_serializer=podium__api_dot_v1_dot_query__pb2.InvokeEvent.SerializeToString,
             ),
             'ExportMetrics': grpc.unary_unary_rpc_method_handler(
                     servicer.ExportMetrics,
@@ -120,6 +139,33 @@ class Query:
             '/podium_api.v1.Query/Invoke',
             podium__api_dot_v1_dot_query__pb2.InvokeRequest.SerializeToString,
             podium__api_dot_v1_dot_query__pb2.InvokeReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def InvokeStream(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/podium_api.v1.Query/InvokeStream',
+            podium__api_dot_v1_dot_query__pb2.InvokeRequest.SerializeToString,
+            podium__api_dot_v1_dot_query__pb2.InvokeEvent.FromString,
             options,
             channel_credentials,
             insecure,

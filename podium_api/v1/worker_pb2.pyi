@@ -61,6 +61,14 @@ class PredictReplyFrame(_message.Message):
     items: _containers.RepeatedCompositeFieldContainer[PredictItemReply]
     def __init__(self, items: _Optional[_Iterable[_Union[PredictItemReply, _Mapping]]] = ...) -> None: ...
 
+class PredictEvent(_message.Message):
+    __slots__ = ("data", "http_status")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    HTTP_STATUS_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    http_status: int
+    def __init__(self, data: _Optional[bytes] = ..., http_status: _Optional[int] = ...) -> None: ...
+
 class MetadataRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
@@ -76,14 +84,18 @@ class TensorMetadata(_message.Message):
     def __init__(self, name: _Optional[str] = ..., datatype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class MetadataReply(_message.Message):
-    __slots__ = ("platform", "inputs", "outputs")
+    __slots__ = ("platform", "inputs", "outputs", "task", "is_streaming")
     PLATFORM_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    IS_STREAMING_FIELD_NUMBER: _ClassVar[int]
     platform: str
     inputs: _containers.RepeatedCompositeFieldContainer[TensorMetadata]
     outputs: _containers.RepeatedCompositeFieldContainer[TensorMetadata]
-    def __init__(self, platform: _Optional[str] = ..., inputs: _Optional[_Iterable[_Union[TensorMetadata, _Mapping]]] = ..., outputs: _Optional[_Iterable[_Union[TensorMetadata, _Mapping]]] = ...) -> None: ...
+    task: str
+    is_streaming: bool
+    def __init__(self, platform: _Optional[str] = ..., inputs: _Optional[_Iterable[_Union[TensorMetadata, _Mapping]]] = ..., outputs: _Optional[_Iterable[_Union[TensorMetadata, _Mapping]]] = ..., task: _Optional[str] = ..., is_streaming: _Optional[bool] = ...) -> None: ...
 
 class Tensor(_message.Message):
     __slots__ = ("name", "datatype", "shape", "raw")

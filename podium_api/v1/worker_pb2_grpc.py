@@ -39,6 +39,11 @@ class WorkerStub:
                 request_serializer=podium__api_dot_v1_dot_worker__pb2.PredictFrame.SerializeToString,
                 response_deserializer=podium__api_dot_v1_dot_worker__pb2.PredictReplyFrame.FromString,
                 _registered_method=True)
+        self.PredictEvents = channel.unary_stream(
+                '/podium_api.v1.Worker/PredictEvents',
+                request_serializer=podium__api_dot_v1_dot_worker__pb2.PredictItem.SerializeToString,
+                response_deserializer=podium__api_dot_v1_dot_worker__pb2.PredictEvent.FromString,
+                _registered_method=True)
         self.Metadata = channel.unary_unary(
                 '/podium_api.v1.Worker/Metadata',
                 request_serializer=podium__api_dot_v1_dot_worker__pb2.MetadataRequest.SerializeToString,
@@ -60,6 +65,16 @@ class WorkerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PredictEvents(self, request, context):
+        """Streams one request's events as a generative model yields them (MLflow `predict_stream`: a request with
+        `"stream": true`), one PredictEvent per event, each written the moment the model yields it. A PREDICT
+        item asking to stream is answered STREAM_REQUIRED on PredictStream, so the router comes here instead.
+        Refusals (credential, a full queue) are the call's status with the `error-code` trailer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Metadata(self, request, context):
         """The loaded model's inputs and outputs as Open Inference Protocol tensors, from its MLflow signature.
         """
@@ -74,6 +89,11 @@ def add_WorkerServicer_to_server(servicer, server):
                     servicer.PredictStream,
                     request_deserializer=podium__api_dot_v1_dot_worker__pb2.PredictFrame.FromString,
                     response_serializer=podium__api_dot_v1_dot_worker__pb2.PredictReplyFrame.SerializeToString,
+            ),
+            'PredictEvents': grpc.unary_stream_rpc_method_handler(
+                    servicer.PredictEvents,
+                    request_deserializer=podium__api_dot_v1_dot_worker__pb2.PredictItem.FromString,
+                    response_serializer=podium__api_dot_v1_dot_worker__pb2.PredictEvent.SerializeToString,
             ),
             'Metadata': grpc.unary_unary_rpc_method_handler(
                     servicer.Metadata,
@@ -108,6 +128,33 @@ class Worker:
             '/podium_api.v1.Worker/PredictStream',
             podium__api_dot_v1_dot_worker__pb2.PredictFrame.SerializeToString,
             podium__api_dot_v1_dot_worker__pb2.PredictReplyFrame.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PredictEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/podium_api.v1.Worker/PredictEvents',
+            podium__api_dot_v1_dot_worker__pb2.PredictItem.SerializeToString,
+            podium__api_dot_v1_dot_worker__pb2.PredictEvent.FromString,
             options,
             channel_credentials,
             insecure,

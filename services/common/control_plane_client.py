@@ -63,12 +63,32 @@ class ControlPlaneClient:
         return Principal(id=reply.id, name=reply.name, kind=reply.kind, display_name=reply.display_name,
                          group_ids=frozenset(reply.group_ids), group_names=frozenset(reply.group_names),
                          is_admin=reply.is_admin,
-                         expires_at=reply.expires_at if reply.HasField("expires_at") else None)
+                         expires_at=reply.expires_at if reply.HasField("expires_at") else None,
+                         endpoint_scope=frozenset(reply.endpoint_scope.endpoints)
+                         if reply.HasField("endpoint_scope") else None)
 
-    async def resolve_secrets(self, texts: list[str]) -> list[str]:
-        """`{{secrets/<scope>/<key>}}` references replaced by their values (external-model credentials)."""
-        reply = await self._call(self._identity.ResolveSecrets, identity_pb2.ResolveSecretsRequest(texts=texts))
+    async def resolve_secrets(self, texts: list[str], endpoint_name: str) -> list[str]:
+        """`{{secrets/<scope>/<key>}}` references replaced by their values, for endpoint `endpoint_name`'s
+        provider calls (external-model credentials)."""
+        reply = await self._call(self._identity.ResolveSecrets,
+                                 identity_pb2.ResolveSecretsRequest(texts=texts, endpoint_name=endpoint_name))
         return list(reply.texts)
+
+    async def resolve_environment(self, deployment_key: str) -> dict[str, str]:
+        """The deployment's `environment_vars`, secret references resolved (for its replica's process only)."""
+        reply = await self._call(self._identity.ResolveEnvironment,
+                                 identity_pb2.ResolveEnvironmentRequest(deployment_key=deployment_key))
+        return dict(reply.environment_vars)
+
+    async def issue_replica_credential(self, deployment_key: str, endpoints: list[str]) -> tuple[str, str]:
+        """(token, token id) of a credential that may query just `endpoints`, for one replica of the deployment."""
+        reply = await self._call(self._identity.IssueReplicaCredential, identity_pb2.IssueReplicaCredentialRequest(
+            deployment_key=deployment_key, endpoints=endpoints))
+        return reply.token, reply.token_id
+
+    async def revoke_replica_credential(self, token_id: str) -> None:
+        await self._call(self._identity.RevokeReplicaCredential,
+                         identity_pb2.RevokeReplicaCredentialRequest(token_id=token_id))
 
     async def list_deployments(self) -> list[Deployment]:
         reply = await self._call(self._stub.ListDeployments, pb.ListDeploymentsRequest())
@@ -92,7 +112,8 @@ class ControlPlaneClient:
             async for table in call:
                 yield [EndpointRoutes(e.name, e.id, tuple(
                     RouteTarget(r.served_entity_name, r.traffic_percentage, r.deployment_key,
-                                tuple(r.replica_addresses), external_from_json(r.external_model_json))
+                                tuple(r.replica_addresses), external_from_json(r.external_model_json),
+                                r.shadow_percentage)
                     for r in e.routes), gateway_from_json(e.gateway_json),
                     tuple((g.principal_id, g.permission_level) for g in e.acl)) for e in table.endpoints]
         finally:

@@ -49,6 +49,7 @@ class RouteTarget:
     deployment_key: str
     replica_addresses: tuple[str, ...]
     external_model: ExternalModelTarget | None = None   # set: a provider serves it, there are no replicas
+    shadow_percentage: int = 0   # > 0: a shadow entity, sent a copy of this share of the queries (router/shadow.py)
 
 
 @dataclass(frozen=True)

@@ -6,16 +6,18 @@ Plain records, sent as JSON inside the routing table's protobuf messages. A cred
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import orjson
+
+from services.common.guardrail_rules import Guardrails, guardrails_from_raw
 
 
 @dataclass(frozen=True)
 class ExternalModelTarget:
     """How a router calls the provider that serves one external-model served entity."""
 
-    provider: str              # openai | anthropic | custom (both of the latter speak OpenAI's wire format)
+    provider: str              # as external_model.provider (services/control_plane/spec_external.py)
     name: str                  # the provider's model name
     task: str                  # llm/v1/chat | llm/v1/completions | llm/v1/embeddings
     api_base: str              # e.g. https://api.openai.com/v1
@@ -26,6 +28,10 @@ class ExternalModelTarget:
     timeout_s: float | None = None   # None: the router's default
     max_retries: int | None = None   # None: the router's default
     may_reach_private: bool = False  # an admin wrote it: private addresses allowed (services/common/egress.py)
+    # The provider's other settings (Azure deployment, AWS region, Vertex project, ...) and its other secrets
+    # (field → reference or ciphertext, as `credential`), for providers that need more than one key.
+    options: dict = field(default_factory=dict)
+    secrets: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,10 @@ class GatewayPolicy:
     rate_limits: tuple[RateLimitRule, ...] = ()
     usage_tracking: bool = False
     inference_table: bool = False
+    guardrails: Guardrails | None = None   # None: no check on this endpoint's traffic
+    # ai_gateway.fallback_config: the served entities to try, in the config's order, when one answers 429, 5xx
+    # or times out; () when fallback is off (or there is nothing to fall back to).
+    fallback_order: tuple[str, ...] = ()
 
     @property
     def is_external(self) -> bool:
@@ -70,4 +80,6 @@ def gateway_from_json(text: str) -> GatewayPolicy | None:
         return None
     raw = orjson.loads(text)
     return GatewayPolicy(raw["task"], tuple(RateLimitRule(**r) for r in raw["rate_limits"]),
-                         raw["usage_tracking"], raw["inference_table"])
+                         raw["usage_tracking"], raw["inference_table"],
+                         guardrails=guardrails_from_raw(raw.get("guardrails")),
+                         fallback_order=tuple(raw.get("fallback_order", ())))

@@ -40,6 +40,8 @@ class Principal:
     group_names: frozenset[str] = field(default_factory=frozenset)   # the same groups' displayNames
     is_admin: bool = False
     expires_at: float | None = None
+    # A replica credential's: the only endpoints it may query, and nothing else; None for every other one.
+    endpoint_scope: frozenset[str] | None = None
 
     @property
     def is_service(self) -> bool:
@@ -70,12 +72,23 @@ def require_level(caller: Principal, acl: Iterable[tuple[str, str]], needed: str
     Raises EndpointNotFound (the same error an unknown name gets, so names don't leak) when the caller
     may not even view the endpoint, PermissionDenied when it may view it but needs more.
     """
+    if caller.endpoint_scope is not None and (endpoint_name not in caller.endpoint_scope or
+                                              rank(needed) > rank(CAN_QUERY)):
+        # The same answer for every other name, known or not: the scope says nothing of what exists.
+        raise PermissionDenied(f"This replica credential may only query the endpoints its model declared as "
+                               f"resources, not {needed} on '{endpoint_name}'")
     level = effective_level(caller, acl)
     if rank(level) < rank(CAN_VIEW):
         raise EndpointNotFound(f"Endpoint with name '{endpoint_name}' does not exist")
     if rank(level) < rank(needed):
         raise PermissionDenied(f"{needed} permission on endpoint '{endpoint_name}' is required")
     return level  # type: ignore[return-value]
+
+
+def require_unscoped(caller: Principal) -> None:
+    """A replica credential (`endpoint_scope`) queries its endpoints and calls nothing else."""
+    if caller.endpoint_scope is not None:
+        raise PermissionDenied("A replica credential may only query the endpoints its model declared")
 
 
 def require_service_credential(token: str, expected: str) -> None:

@@ -82,7 +82,9 @@ def key_id_of(key: bytes) -> str:
 
 # The secret fields of external-model configs (services/control_plane/spec_external.py `_secret_pair`): only
 # these are sealed, and nothing under `environment_vars`, whose names users choose and the model must see as given.
-SEALED_FIELDS = frozenset({"openai_api_key", "anthropic_api_key", "token", "value"})
+SEALED_FIELDS = frozenset({"openai_api_key", "anthropic_api_key", "token", "value", "microsoft_entra_client_secret",
+                           "aws_access_key_id", "aws_secret_access_key", "private_key", "cohere_api_key",
+                           "databricks_api_token"})
 USER_NAMED = "environment_vars"
 
 
@@ -152,8 +154,9 @@ def parse_reference(text: str) -> tuple[str, str] | None:
 
 
 class SecretResolver(Protocol):
-    async def resolve(self, scope: str, key: str) -> str:
-        """The secret's value; raises SecretError when the scope or key does not exist."""
+    async def resolve(self, scope: str, key: str, endpoint: str) -> str:
+        """The secret's value, for endpoint `endpoint`'s provider calls; raises SecretError when the scope or
+        key does not exist."""
         ...
 
 

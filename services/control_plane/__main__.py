@@ -25,7 +25,11 @@ from services.control_plane.grpc_api import ControlPlaneServicer, ManagementServ
 from services.control_plane.grpc_identity import IdentityServicer
 from services.control_plane.identity import AuthSettings, IdentityService
 from services.control_plane.identity_store import IdentityStore
+from services.control_plane.model_tasks import ModelTasks
 from services.control_plane.operations import Operations
+from services.control_plane.outcomes_reader import OutcomesReader
+from services.control_plane.aliases import AliasFollower, AliasResolver
+from services.control_plane.rollouts import RolloutService
 from services.control_plane.secrets_store import SecretsService
 from services.control_plane.settings import ControlPlaneSettings
 from services.common.sql import wait_until_reachable
@@ -56,14 +60,23 @@ async def serve(settings: ControlPlaneSettings) -> None:
     tls = TlsFiles.from_settings(settings.tls_ca_file, settings.tls_cert_file, settings.tls_key_file)
     scalers = ScalerClients(timeout_s=settings.scaler_timeout_s,
                             internal_token=settings.internal_token.get_secret_value(), tls=tls)
+    tasks = ModelTasks(settings.registry_uri, settings.tracking_uri)   # the task agents were logged with
+    tasks.warm_up()
     service = EndpointService(EndpointStore(engine), identity, report_expiry_s=settings.report_expiry_s,
                               scalers=scalers, cipher=cipher,
                               quotas=Quotas(settings.quota_endpoints_per_user, settings.quota_concurrency_per_user),
                               egress=EgressPolicy(parse_networks(settings.egress_allowed_networks)),
-                              grants=grants, secrets=secrets)
+                              grants=grants, secrets=secrets,
+                              tasks=tasks)
     secrets.written_configs = service.written_configs   # `resolve` checks the configs' writers again
+    secrets.deployment_entities = service.deployment_entities   # a replica's variables, by its config's writer
+    tokens.deployment_entities = service.deployment_entities     # a replica's credential, of its config's writer
+    identity.is_live_deployment = lambda key: bool(service.deployment_entities(key))
     await service.start()
-    operations = Operations(identity, tokens, secrets, service, grants)
+    outcomes = OutcomesReader(settings.redis_url) if settings.redis_url else None
+    rollouts = RolloutService(service, outcomes, interval_s=settings.rollout_interval_s)
+    aliases = AliasResolver(settings.registry_uri, settings.tracking_uri, settings.alias_timeout_s)
+    operations = Operations(identity, tokens, secrets, service, grants, rollouts, aliases)
 
     server = grpc.aio.server(options=SERVER_OPTIONS)
     management_pb2_grpc.add_ManagementServicer_to_server(ManagementServicer(operations), server)
@@ -79,9 +92,16 @@ async def serve(settings: ControlPlaneSettings) -> None:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    rolling = asyncio.create_task(rollouts.run(stop))
+    following = asyncio.create_task(AliasFollower(service, aliases, interval_s=settings.alias_interval_s).run(stop))
     await stop.wait()
+    await rolling
+    await following
+    aliases.close()
     await server.stop(grace=2)
     await scalers.close()
+    if outcomes is not None:
+        await outcomes.close()
     engine.dispose()
 
 

@@ -26,14 +26,14 @@ from services.common.deployments import Deployment, DeploymentStatus, EndpointRo
 from services.common.errors import AlreadyExists, Conflict, EndpointNotFound, Unavailable
 from services.common.principals import CAN_MANAGE, CAN_VIEW, GROUP, Principal, effective_level, require_level
 from services.common.secret_box import Cipher, reseal, seal_plaintext
-from services.control_plane import permissions, quotas, spec, spec_external, spec_options, views
+from services.control_plane import model_tasks, permissions, quotas, spec, spec_external, spec_options, views
 from services.control_plane.gateway_policy import external_target, gateway_policy
 from services.control_plane.grants import GrantsService, check_writer
 from services.control_plane.identity import IdentityService
 from services.control_plane.rendered_list import RenderedList
 from services.control_plane.state import (
     IN_PROGRESS, NOT_READY, Observation, advance, deployed_configs, deployment_key, find_served_entity,
-    is_external,
+    entities_of_deployment, is_external, routed_entities, with_rollout,
 )
 from services.control_plane.store import EndpointStore
 
@@ -47,9 +47,9 @@ class EndpointService:
     def __init__(self, store: EndpointStore, identity: IdentityService, report_expiry_s: float = 10.0,
                  clock=time.time, scalers: "ScalerClients | None" = None, cipher: Cipher | None = None,
                  quotas: quotas.Quotas = quotas.Quotas(), egress: EgressPolicy = EgressPolicy(),
-                 grants: GrantsService | None = None, secrets=None):
+                 grants: GrantsService | None = None, secrets=None, tasks: model_tasks.ModelTasks | None = None):
         self._store, self._grants, self._secrets = store, grants, secrets  # model grants, secret scope ACLs
-        self._identity, self._scalers = identity, scalers
+        self._identity, self._scalers, self._tasks = identity, scalers, tasks or model_tasks.ModelTasks("", "")
         self._cipher = cipher  # seals `*_plaintext` spec fields (provider keys) before they are stored
         self._quotas, self._egress = quotas, egress   # per-user quotas; which provider URLs specs may name
         # Which scaler runs (and keeps the logs of) each deployment, from its reports.
@@ -92,7 +92,7 @@ class EndpointService:
             "creation_timestamp": now_ms,
             "last_updated_timestamp": now_ms,
             "config": None,
-            "pending_config": self._new_config(request["config"], 1, caller, now_ms),
+            "pending_config": self._new_config(await self._tasks.tag(request["config"]), 1, caller, now_ms),
             "state": {"ready": NOT_READY, "config_update": IN_PROGRESS},
             "failure": "",
             **{k: request[k] for k in ("tags", "ai_gateway", "email_notifications", "telemetry_config",
@@ -111,7 +111,7 @@ class EndpointService:
         return views.detailed(endpoint, self._observed(), CAN_MANAGE)
 
     async def get(self, token: str, name: str) -> dict:
-        endpoint, level, _ = await self._authorized(token, name, CAN_VIEW)
+        endpoint, level, _ = await self.authorized(token, name, CAN_VIEW)
         return views.detailed(endpoint, self._observed(), level)
 
     async def list(self, token: str) -> dict:
@@ -126,8 +126,8 @@ class EndpointService:
         return self._listed.render(self._endpoints, set() if caller.is_service else {caller.id, *caller.group_ids})
 
     async def update_config(self, token: str, name: str, body: object) -> dict:
-        caller = (await self._authorized(token, name, CAN_MANAGE))[2]
-        config = spec.validate_config(body, "config")
+        caller = (await self.authorized(token, name, CAN_MANAGE))[2]
+        config = await self._tasks.tag(spec.validate_config(body, "config"))   # `task`: the model's (views.py)
         await check_writer(caller, config, self._grants, self._secrets)
         config = seal_plaintext(spec_external.check_egress(config, caller, self._egress), self._cipher)
         async with self._write_lock:
@@ -138,13 +138,13 @@ class EndpointService:
                                "NOT_UPDATING or UPDATE_FAILED")
             now_ms = self._now_ms()
             latest = max(c["config_version"] for c in (endpoint.get("config"), endpoint.get("pending_config")) if c)
-            updated = {
+            updated = with_rollout({   # with a rollout plan, the configs will share the traffic in steps
                 **endpoint,
                 "pending_config": self._new_config(config, latest + 1, caller, now_ms),
                 "state": {**endpoint["state"], "config_update": IN_PROGRESS},
                 "failure": "",
                 "last_updated_timestamp": now_ms,
-            }
+            }, now_ms)
             if spec.is_all_external(config):
                 updated = advance(updated, self._observed(), now_ms)  # providers serve it: swapped at once
             await asyncio.to_thread(self._store.update, updated)
@@ -155,7 +155,7 @@ class EndpointService:
 
     async def delete(self, token: str, name: str) -> dict:
         """{}: the Databricks answer (mlflow's delete_endpoint needs a JSON body)."""
-        await self._authorized(token, name, CAN_MANAGE)
+        await self.authorized(token, name, CAN_MANAGE)
         async with self._write_lock:
             endpoint = self._require(name)
             await asyncio.to_thread(self._store.delete, endpoint["id"])
@@ -168,45 +168,45 @@ class EndpointService:
         return {}
 
     async def patch_tags(self, token: str, name: str, body: object) -> dict:
-        await self._authorized(token, name, CAN_MANAGE)
+        await self.authorized(token, name, CAN_MANAGE)
         add, delete = spec_options.validate_tags_patch(body)
-        endpoint = await self._modify(name, lambda e: {
+        endpoint = await self.modify(name, lambda e: {
             **e, "tags": spec_options.apply_tags_patch(e.get("tags", []), add, delete)})
         return {"tags": endpoint["tags"]}
 
     async def put_ai_gateway(self, token: str, name: str, body: object) -> dict:
-        await self._authorized(token, name, CAN_MANAGE)
+        await self.authorized(token, name, CAN_MANAGE)
         ai_gateway = spec_options.validate_ai_gateway(body, "request body")
-        endpoint = await self._modify(name, lambda e: {**e, "ai_gateway": ai_gateway})
+        endpoint = await self.modify(name, lambda e: {**e, "ai_gateway": ai_gateway})
         return views.ai_gateway(endpoint)
 
     async def put_rate_limits(self, token: str, name: str, body: object) -> dict:
-        await self._authorized(token, name, CAN_MANAGE)
+        await self.authorized(token, name, CAN_MANAGE)
         limits = spec_options.validate_rate_limits_put(body)
 
         def change(endpoint: dict) -> dict:
             ai_gateway = {k: v for k, v in endpoint.get("ai_gateway", {}).items() if k != "rate_limits"}
             return {**endpoint, "ai_gateway": {**ai_gateway, **({"rate_limits": limits} if limits else {})}}
 
-        await self._modify(name, change)
+        await self.modify(name, change)
         return {"rate_limits": limits}
 
     async def update_notifications(self, token: str, name: str, body: object) -> dict:
-        await self._authorized(token, name, CAN_MANAGE)
+        await self.authorized(token, name, CAN_MANAGE)
         notifications = spec_options.validate_notifications_patch(body)
-        endpoint = await self._modify(name, lambda e: {**e, "email_notifications": notifications})
+        endpoint = await self.modify(name, lambda e: {**e, "email_notifications": notifications})
         return {"name": endpoint["name"], "email_notifications": endpoint["email_notifications"]}
 
     async def patch_telemetry_config(self, token: str, name: str, body: object) -> dict:
-        await self._authorized(token, name, CAN_MANAGE)
+        await self.authorized(token, name, CAN_MANAGE)
         telemetry = spec_options.validate_telemetry_patch(body)
-        endpoint = await self._modify(name, lambda e: {**e, "telemetry_config": telemetry})
+        endpoint = await self.modify(name, lambda e: {**e, "telemetry_config": telemetry})
         return views.detailed(endpoint, self._observed(), CAN_MANAGE)
 
     async def served_model_logs(self, token: str, name: str, served_model_name: str, *, build: bool) -> dict:
         """{"logs": text}: what the served entity's replicas printed, read from the scaler that runs them.
         Logs may show what the model was sent: CAN_MANAGE only."""
-        endpoint = (await self._authorized(token, name, CAN_MANAGE))[0]
+        endpoint = (await self.authorized(token, name, CAN_MANAGE))[0]
         entity = find_served_entity(endpoint, served_model_name, prefer_pending=build)
         if entity is None:
             raise EndpointNotFound(f"Served model '{served_model_name}' does not exist in endpoint '{name}'")
@@ -299,15 +299,12 @@ class EndpointService:
             if not config:  # still being created: known to routers, but nothing to route to yet
                 table.append(EndpointRoutes(endpoint["name"], endpoint["id"], (), acl=permissions.acl_pairs(endpoint)))
                 continue
-            entities = {e["name"]: e for e in config["served_entities"]}
             routes = []
-            for route in config["traffic_config"]["routes"]:
-                entity = entities[route["served_entity_name"]]
+            for entity, percentage, entity_config in routed_entities(endpoint):   # both configs in a rollout
                 key = deployment_key(endpoint["id"], entity)
-                addresses = observed.get(key, Observation()).ready_addresses
-                external = external_target(entity["external_model"], config) if is_external(entity) else None
-                routes.append(RouteTarget(route["served_entity_name"], route["traffic_percentage"], key, addresses,
-                                          external))
+                external = external_target(entity["external_model"], entity_config) if is_external(entity) else None
+                routes.append(RouteTarget(entity["name"], percentage, key, observed.get(key, Observation()).ready_addresses,
+                                          external, entity.get("shadow_percentage", 0)))
             table.append(EndpointRoutes(endpoint["name"], endpoint["id"], tuple(routes),
                                         gateway_policy(endpoint, config), permissions.acl_pairs(endpoint)))
         return table
@@ -322,14 +319,20 @@ class EndpointService:
                 seen = self._generation
             yield self.routing_table()
 
-    def written_configs(self) -> list[tuple[str, dict]]:
-        """(writer id, config) of every live config: the secrets core checks its writer's READ again."""
-        return [(c.get("writer_id") or self._identity.find("user", e["creator"]) or "", c)
+    def written_configs(self) -> list[tuple[str, str, dict]]:
+        """(endpoint name, writer id, config) of every live config: the secrets core checks its writer's READ."""
+        return [(e["name"], c.get("writer_id") or self._identity.find("user", e["creator"]) or "", c)
                 for e in self._endpoints.values() for c in (e.get("config"), e.get("pending_config")) if c]
+
+    def deployment_entities(self, key: str) -> list[tuple[str, dict]]:
+        return entities_of_deployment(self._endpoints.values(), key, self._identity.find)
+
+    def endpoints(self) -> dict[str, dict]:
+        return dict(self._endpoints)   # by name: a copy, so a caller's iteration never sees a write
 
     # ---- helpers ----
 
-    async def _authorized(self, token: str, name: str, needed: str) -> tuple[dict, str, Principal]:
+    async def authorized(self, token: str, name: str, needed: str) -> tuple[dict, str, Principal]:
         """The endpoint, the caller's level on it and the caller, once it holds `needed` (404 when it may not
         even view it, as for an unknown name; 403 when it may view it but needs more)."""
         caller = await self._identity.authenticate_person(token)
@@ -337,8 +340,7 @@ class EndpointService:
         return endpoint, require_level(caller, permissions.acl_pairs(endpoint), needed, name), caller
 
     def _require_id(self, endpoint_id: str, caller: Principal, needed: str) -> dict:
-        endpoint = next((e for e in self._endpoints.values() if e["id"] == endpoint_id), None)
-        if endpoint is None:
+        if (endpoint := next((e for e in self._endpoints.values() if e["id"] == endpoint_id), None)) is None:
             raise EndpointNotFound(f"Serving endpoint with id '{endpoint_id}' does not exist")
         try:
             require_level(caller, permissions.acl_pairs(endpoint), needed, endpoint["name"])
@@ -347,20 +349,18 @@ class EndpointService:
         return endpoint
 
     def _describe(self, principal_id: str) -> dict | None:
-        record = self._identity.principals.get(principal_id)
-        if record is None:
+        if (record := self._identity.principals.get(principal_id)) is None:
             return None
         return {"kind": record["kind"], "name": record["name"],
                 "display_name": record.get("displayName", "") if record["kind"] != GROUP else ""}
 
     def _require(self, name: str) -> dict:
-        endpoint = self._endpoints.get(name)
-        if endpoint is None:
+        if (endpoint := self._endpoints.get(name)) is None:
             raise EndpointNotFound(f"Endpoint with name '{name}' does not exist")
         return endpoint
 
-    async def _modify(self, name: str, change: Callable[[dict], dict]) -> dict:
-        """Applies `change` to the stored endpoint (spec options only: no replica starts or stops)."""
+    async def modify(self, name: str, change: Callable[[dict], dict]) -> dict:
+        """Applies `change` to the stored endpoint (spec options; rollouts.py and aliases.py move updates)."""
         async with self._write_lock:
             routes_before = self.routing_table()
             updated = {**change(self._require(name)), "last_updated_timestamp": self._now_ms()}

@@ -24,6 +24,8 @@ class IdentityServicer(identity_pb2_grpc.IdentityServicer):
                                      group_names=sorted(caller.group_names), is_admin=caller.is_admin)
         if caller.expires_at is not None:
             reply.expires_at = caller.expires_at
+        if caller.endpoint_scope is not None:
+            reply.endpoint_scope.endpoints.extend(sorted(caller.endpoint_scope))
         return reply
 
     @grpc_edge
@@ -33,4 +35,21 @@ class IdentityServicer(identity_pb2_grpc.IdentityServicer):
 
     @grpc_edge
     async def ResolveSecrets(self, request, context):
-        return pb.ResolveSecretsReply(texts=await self._secrets.resolve(metadata_token(context), list(request.texts)))
+        texts = await self._secrets.resolve(metadata_token(context), list(request.texts), request.endpoint_name)
+        return pb.ResolveSecretsReply(texts=texts)
+
+    @grpc_edge
+    async def ResolveEnvironment(self, request, context):
+        environment = await self._secrets.resolve_environment(metadata_token(context), request.deployment_key)
+        return pb.ResolveEnvironmentReply(environment_vars=environment)
+
+    @grpc_edge
+    async def IssueReplicaCredential(self, request, context):
+        issued = await self._tokens.issue_replica_credential(metadata_token(context), request.deployment_key,
+                                                             list(request.endpoints))
+        return pb.IssueReplicaCredentialReply(token=issued["token"], token_id=issued["token_id"])
+
+    @grpc_edge
+    async def RevokeReplicaCredential(self, request, context):
+        await self._tokens.revoke_replica_credential(metadata_token(context), request.token_id)
+        return pb.RevokeReplicaCredentialReply()

@@ -8,18 +8,21 @@ Every failed authentication raises the same Unauthenticated error, whatever the 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
+import json
 import logging
 import secrets
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import jwt
 
 from services.common.errors import AlreadyExists, InvalidParameter, PermissionDenied, ResourceDoesNotExist, Unauthenticated
 from services.common.principals import (
-    ADMINS_GROUP, GROUP, SERVICE, SERVICE_PRINCIPAL, USER, Principal, require_service_credential,
+    ADMINS_GROUP, GROUP, SERVICE, SERVICE_PRINCIPAL, USER, Principal, require_service_credential, require_unscoped,
 )
 from services.control_plane import credentials, scim
 from services.control_plane.crypto import KeyRing, KeyUnavailable
@@ -31,6 +34,7 @@ INVALID_CREDENTIAL = "Invalid access token."   # one message for every failure: 
 BOOTSTRAP_COMMENT = "created by podium up"
 OAUTH_SIGNING_PURPOSE = "oauth-jwt"
 PODIUM_SERVICE = Principal(id="0", name="podium-internal", kind=SERVICE)
+REPLICA = "replica"   # the kind of a replica credential's record (tokens.py issues them)
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,9 @@ class IdentityService:
         self.members: dict[str, set[str]] = {}
         self.credentials: dict[str, dict] = {}
         self.write_lock = asyncio.Lock()
+        # Whether a deployment still runs (the endpoint core's, set by __main__): a replica credential is
+        # valid only while its deployment is live. None: no replica credential is valid.
+        self.is_live_deployment: Callable[[str], bool] | None = None
 
     async def start(self) -> None:
         principals, members, records = await asyncio.to_thread(self._store.load)
@@ -100,6 +107,7 @@ class IdentityService:
         caller = await self.authenticate(token)
         if caller.is_service:
             raise PermissionDenied("Podium's internal credential cannot call this API")
+        require_unscoped(caller)
         return caller
 
     async def require_admin(self, token: str, action: str) -> Principal:
@@ -111,13 +119,19 @@ class IdentityService:
     def _from_pat(self, token: str) -> Principal:
         prefix, token_id = credentials.parse(token)  # type: ignore[misc]
         record = self.credentials[token_id]
-        if prefix != credentials.PAT_PREFIX or record["kind"] != "pat":
+        if prefix != credentials.PAT_PREFIX or record["kind"] not in ("pat", REPLICA):
             raise ValueError("not a personal access token")
         if not credentials.matches(token, record["salt"], record["digest"]):
             raise ValueError("digest mismatch")
         expires_at = record["expiry_time"] / 1000 if record["expiry_time"] >= 0 else None
         if expires_at is not None and expires_at <= self._clock():
             raise ValueError("expired")
+        if record["kind"] == REPLICA:   # the config's writer, confined to the endpoints the model declared
+            scope = json.loads(record["comment"])
+            if self.is_live_deployment is None or not self.is_live_deployment(scope["deployment"]):
+                raise ValueError("its deployment is gone")
+            return dataclasses.replace(self.principal(record["owner_id"], expires_at),
+                                       endpoint_scope=frozenset(scope["endpoints"]))
         return self.principal(record["owner_id"], expires_at)
 
     async def _from_jwt(self, token: str) -> Principal:

@@ -19,6 +19,8 @@ from services.control_plane import scim
 from services.control_plane.core import EndpointService
 from services.control_plane.grants import GrantsService
 from services.control_plane.identity import IdentityService
+from services.control_plane.aliases import AliasResolver, pin_body
+from services.control_plane.rollouts import RolloutService
 from services.control_plane.secrets_store import SecretsService
 from services.control_plane.tokens import TokenService
 
@@ -48,14 +50,19 @@ class Call:
 
 class Operations:
     def __init__(self, identity: IdentityService, tokens: TokenService, secrets: SecretsService,
-                 endpoints: EndpointService, grants: GrantsService | None = None):
+                 endpoints: EndpointService, grants: GrantsService | None = None,
+                 rollouts: RolloutService | None = None, aliases: AliasResolver | None = None):
+        self._rollouts = rollouts or RolloutService(endpoints, None)   # canary rollouts of endpoint updates
+        self._aliases = aliases   # pins alias-named served entities to a version when a config is written
+        self._identity = identity
         # Each handler answers the REST answer: a document, or its JSON already rendered (the endpoint list).
         self._handlers: dict[str, Callable[[Call], Awaitable[dict | bytes]]] = {
-            "CREATE_ENDPOINT": lambda c: endpoints.create(c.token, c.body),
+            "CREATE_ENDPOINT": lambda c: self._pinned(c, True, lambda body: endpoints.create(c.token, body)),
             "LIST_ENDPOINTS": lambda c: endpoints.list_json(c.token),
             "GET_ENDPOINT": lambda c: endpoints.get(c.token, c.param("name")),
             "DELETE_ENDPOINT": lambda c: endpoints.delete(c.token, c.param("name")),
-            "UPDATE_CONFIG": lambda c: endpoints.update_config(c.token, c.param("name"), c.body),
+            "UPDATE_CONFIG": lambda c: self._pinned(
+                c, False, lambda body: endpoints.update_config(c.token, c.param("name"), body)),
             "PATCH_TAGS": lambda c: endpoints.patch_tags(c.token, c.param("name"), c.body),
             "PUT_AI_GATEWAY": lambda c: endpoints.put_ai_gateway(c.token, c.param("name"), c.body),
             "PUT_RATE_LIMITS": lambda c: endpoints.put_rate_limits(c.token, c.param("name"), c.body),
@@ -65,6 +72,11 @@ class Operations:
                 c.token, c.param("name"), c.param("served_model"), build=False),
             "GET_SERVED_MODEL_BUILD_LOGS": lambda c: endpoints.served_model_logs(
                 c.token, c.param("name"), c.param("served_model"), build=True),
+            "GET_ROLLOUT": lambda c: self._rollouts.get(c.token, c.param("name")),
+            "PAUSE_ROLLOUT": lambda c: self._rollouts.pause(c.token, c.param("name")),
+            "RESUME_ROLLOUT": lambda c: self._rollouts.resume(c.token, c.param("name")),
+            "PROMOTE_ROLLOUT": lambda c: self._rollouts.promote(c.token, c.param("name")),
+            "ABORT_ROLLOUT": lambda c: self._rollouts.abort(c.token, c.param("name")),
             "CURRENT_USER": lambda c: identity.me(c.token),
             "LIST_PRINCIPALS": lambda c: identity.list(c.token, c.kind, c.query),
             "CREATE_PRINCIPAL": lambda c: identity.create(c.token, c.kind, c.body),
@@ -102,6 +114,14 @@ class Operations:
                 c.token, c.param("securable_type"), c.param("full_name"), c.query),
             "UPDATE_GRANTS": lambda c: grants.update(c.token, c.param("securable_type"), c.param("full_name"), c.body),
         }
+
+    async def _pinned(self, call: Call, is_create: bool, handler: Callable[[object], Awaitable[dict]]) -> dict:
+        """The create or update-config answer, alias-named served entities pinned to the version the registry
+        names now (services/control_plane/aliases.py)."""
+        if self._aliases is None:
+            return await handler(call.body)
+        await self._identity.authenticate_person(call.token)   # no registry read for a caller who is no one
+        return await handler(await pin_body(self._aliases, call.body, is_create=is_create))
 
     @property
     def names(self) -> frozenset[str]:

@@ -10,8 +10,10 @@ creator holds MANAGE, admins hold MANAGE on every scope, a group's entry reaches
 lists the scope and its keys and lets a spec reference them; WRITE puts and deletes secrets; MANAGE deletes
 the scope and reads and changes its ACL. A scope the caller may not even read answers 404, as an unknown one.
 Whoever writes an endpoint config needs READ on every scope it references (`require_references`), and
-`resolve` checks it again: a value is handed out only while a live config referencing it was written by a
-principal that still holds READ.
+resolution checks it again: a value is handed out only while a live config referencing it was written by a
+principal that still holds READ. References in a served entity's `environment_vars` must name a stored
+secret when written, and resolve only per deployment (`resolve_environment`, as the scaler starts one of its
+replicas); `resolve` hands out the others (external-model credentials, for the routers).
 """
 
 from __future__ import annotations
@@ -60,6 +62,19 @@ def references_in(document: object) -> set[tuple[str, str]]:
     return set()
 
 
+def environment_references(config: dict) -> list[tuple[str, str, str]]:
+    """(variable, scope, key) of every reference in the config's served entities' `environment_vars`."""
+    return sorted((name, scope, key) for entity in config.get("served_entities", ())
+                  for name, value in (entity.get("environment_vars") or {}).items()
+                  for scope, key in references_in(value))
+
+
+def provider_references(config: dict) -> set[tuple[str, str]]:
+    """The config's references outside `environment_vars`: those `resolve` may hand to a router."""
+    entities = [{k: v for k, v in e.items() if k != "environment_vars"} for e in config.get("served_entities", ())]
+    return references_in({**config, "served_entities": entities})
+
+
 def secret_context(scope: str, key: str) -> str:
     """The associated data a secret's ciphertext is bound to: it decrypts only as this scope/key."""
     return f"secret:{scope}/{key}"
@@ -74,7 +89,10 @@ class SecretsService:
         self._lock = asyncio.Lock()
         # (writer id, config) of every live endpoint config: set by __main__ to the endpoint core's
         # `written_configs`, so `resolve` checks the writers' READ again. None: no check (cores in tests).
-        self.written_configs: Callable[[], Iterable[tuple[str, dict]]] | None = None
+        self.written_configs: Callable[[], Iterable[tuple[str, str, dict]]] | None = None
+        # (writer id, served entity) of each live config that runs a deployment: the endpoint core's
+        # `deployment_entities`, set by __main__. None: no deployment resolves (cores in tests).
+        self.deployment_entities: Callable[[str], list[tuple[str, dict]]] | None = None
 
     async def create_scope(self, token: str, body: object) -> dict:
         caller = await self._identity.authenticate_person(token)
@@ -129,12 +147,28 @@ class SecretsService:
         await self._identity.authenticate_person(token)
         raise PermissionDenied("Podium never returns secret values through its API")
 
-    async def resolve(self, token: str, texts: list[str]) -> list[str]:
-        """Each text with its `{{secrets/scope/key}}` references replaced by the values (services only)."""
+    async def resolve(self, token: str, texts: list[str], endpoint_name: str) -> list[str]:
+        """Each text with its `{{secrets/scope/key}}` references replaced by the values (services only), for
+        the provider calls of endpoint `endpoint_name`."""
         self._identity.require_service(token)
         if self.written_configs is not None:
-            await self._require_live_reference(references_in(texts))
+            await self._require_live_reference(references_in(texts), endpoint_name)
         return await asyncio.to_thread(lambda: [self._resolve_text(t) for t in texts])
+
+    async def resolve_environment(self, token: str, deployment_key: str) -> dict[str, str]:
+        """The deployment's `environment_vars` with their references resolved (services only), while a live
+        config holding it was written by a principal that still holds READ on each referenced scope."""
+        self._identity.require_service(token)
+        found = self.deployment_entities(deployment_key) if self.deployment_entities is not None else []
+        if not found:
+            raise ResourceDoesNotExist(f"No live served entity has deployment key '{deployment_key}'")
+        environment = dict(found[0][1].get("environment_vars") or {})   # one key, one set of variables
+        for scope in sorted({scope for scope, _ in references_in(environment)}):
+            if not await self._any_holds({writer for writer, _ in found}, scope):
+                raise PermissionDenied(f"No config of this served entity was written by a principal that still "
+                                       f"holds READ on secret scope '{scope}'")
+        return await asyncio.to_thread(lambda: {name: self._resolve_text(value)
+                                                for name, value in environment.items()})
 
     # ---- ACLs: /api/2.0/secrets/acls/put|get|list|delete (MANAGE on the scope) ----
 
@@ -179,23 +213,32 @@ class SecretsService:
             if not await self._holds(writer, scope, READ):
                 raise PermissionDenied(f"User does not have READ permission on secret scope '{scope}', which the "
                                        "config references")
+        # A model's variables are resolved when each replica starts: one naming no secret could never start.
+        # (Provider keys may be put after the config: each call resolves them.)
+        for name, scope, key in environment_references(config):
+            if key not in {s["key"] for s in await asyncio.to_thread(self._store.secret_keys, scope)}:
+                raise InvalidParameter(f"environment_vars.{name} references secret {{{{secrets/{scope}/{key}}}}}, "
+                                       f"which does not exist")
 
-    async def _require_live_reference(self, references: set[tuple[str, str]]) -> None:
-        """Each reference must come from a live config whose writer still holds READ on its scope."""
-        written = list(self.written_configs())
+    async def _require_live_reference(self, references: set[tuple[str, str]], endpoint_name: str) -> None:
+        """Each reference must come from a live config of the endpoint, outside its `environment_vars`, whose
+        writer still holds READ on its scope: another endpoint's writer's READ lends it nothing."""
+        written = [(w, config) for name, w, config in self.written_configs() if name == endpoint_name]
         for scope, key in sorted(references):
-            writers = {w for w, config in written if (scope, key) in references_in(config)}
-            allowed = False
-            for writer_id in writers:
-                try:
-                    allowed = await self._holds(self._identity.principal(writer_id), scope, READ)
-                except (KeyError, ValueError):   # deleted or deactivated since: holds nothing
-                    continue
-                if allowed:
-                    break
-            if not allowed:
-                raise PermissionDenied(f"No endpoint config referencing secret scope '{scope}' was written by a "
-                                       "principal that holds READ on it")
+            if not await self._any_holds({w for w, config in written if (scope, key) in provider_references(config)},
+                                         scope):
+                raise PermissionDenied(f"No config of endpoint '{endpoint_name}' referencing secret scope '{scope}' "
+                                       "was written by a principal that holds READ on it")
+
+    async def _any_holds(self, writer_ids: set[str], scope: str) -> bool:
+        """Whether any of these principals (config writers) holds READ on the scope now."""
+        for writer_id in sorted(writer_ids):
+            try:
+                if await self._holds(self._identity.principal(writer_id), scope, READ):
+                    return True
+            except (KeyError, ValueError):   # deleted or deactivated since: holds nothing
+                continue
+        return False
 
     async def _holds(self, caller: Principal, scope: str, needed: str) -> bool:
         scopes, acl = await asyncio.to_thread(lambda: (self._store.scopes(), self._store.secret_acls(scope)))

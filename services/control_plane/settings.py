@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr, model_validator
 
-from services.common.settings import EgressSettings, MasterKeySettings
+from services.common.settings import EgressSettings, MasterKeySettings, RedisSettings, RegistrySettings
 
 
-class ControlPlaneSettings(MasterKeySettings, EgressSettings):
+class ControlPlaneSettings(MasterKeySettings, EgressSettings, RedisSettings, RegistrySettings):
     database_url: str = ""
     """The specs database (`postgresql+psycopg://...` for PostgreSQL); empty = sqlite:///<data_dir>/podium.db."""
     database_wait_s: float = Field(60.0, ge=0)
@@ -20,6 +20,13 @@ class ControlPlaneSettings(MasterKeySettings, EgressSettings):
     """A deployment not reported by the scaler for this long is shown as not ready."""
     scaler_timeout_s: float = Field(10.0, gt=0)
     """Deadline of one call to a scaler (e.g. reading logs)."""
+    rollout_interval_s: float = Field(1.0, gt=0)
+    """How often running rollouts are judged against the routers' query outcomes (docs/progressive-delivery.md)."""
+    alias_interval_s: float = Field(30.0, gt=0)
+    """How often the registry aliases served entities follow (`entity_version: "champion"`) are read again; a
+    moved alias updates its endpoints (with their config's rollout plan)."""
+    alias_timeout_s: float = Field(10.0, gt=0)
+    """Deadline of one registry read of an alias."""
 
     # ---- limits on what users may ask for (admins are not limited) ----
     quota_endpoints_per_user: int = Field(50, ge=0)

@@ -12,9 +12,11 @@ from typing import Any
 from services.common import deployments
 from services.common.errors import InvalidParameter
 from services.common.model_environment import environment_var_refusal
+from services.control_plane.rollout_policy import validate_rollout_plan
 from services.control_plane.spec_external import default_entity_name, validate_external_model
+from services.control_plane.spec_shadow import check_shadow_routes, validate_shadow
 from services.control_plane.spec_fields import (
-    require_bool as _bool, require_list as _list, require_non_negative_int as _non_negative_int,
+    reject_unknown, require_bool as _bool, require_list as _list, require_non_negative_int as _non_negative_int,
     require_object as _object, require_str as _str,
 )
 from services.control_plane.spec_options import (
@@ -117,16 +119,20 @@ def validate_config(config: Any, field: str = "config") -> dict:
     if duplicates:
         raise InvalidParameter(f"{field}.served_entities: duplicate served entity name '{duplicates[0]}'")
     traffic = validate_traffic_config(config.get("traffic_config"), names, f"{field}.traffic_config")
+    check_shadow_routes(entities, traffic, field)
     out = {"served_entities": entities, "traffic_config": traffic}
     if config.get("auto_capture_config") is not None:
         out["auto_capture_config"] = _auto_capture(config["auto_capture_config"], f"{field}.auto_capture_config")
+    if config.get("rollout_plan") is not None:   # Podium's: how an update to this config rolls out
+        out["rollout_plan"] = validate_rollout_plan(config["rollout_plan"], f"{field}.rollout_plan")
     return out
 
 
 def _auto_capture(value: Any, field: str) -> dict:
-    """The legacy inference-table settings (auto_capture_config): stored and shown; Podium writes no payload
-    table for them (ai_gateway.inference_table_config is the inference table it writes)."""
+    """The legacy inference-table settings (auto_capture_config): enabled, the endpoint writes the records
+    ai_gateway.inference_table_config writes (services/control_plane/gateway_policy.py), under the data dir."""
     value = _object(value, field)
+    reject_unknown(value, ("catalog_name", "schema_name", "table_name_prefix", "enabled"), field)
     out: dict = {n: _str(value[n], f"{field}.{n}") for n in ("catalog_name", "schema_name", "table_name_prefix")
                  if value.get(n) is not None}
     if value.get("enabled") is not None:
@@ -145,6 +151,7 @@ def _from_served_model(model: Any, field: str) -> dict:
 
 def validate_served_entity(entity: Any, field: str) -> dict:
     entity = _object(entity, field)
+    shadow = validate_shadow(entity, field)   # Podium's: a copy of a share of the queries, answers compared
     if entity.get("external_model") is not None:
         return _external_entity(entity, field)
     entity_name = entity.get("entity_name")
@@ -196,7 +203,10 @@ def validate_served_entity(entity: Any, field: str) -> dict:
     low, high = normalized.get("min_provisioned_concurrency"), normalized.get("max_provisioned_concurrency")
     if low is not None and high is not None and low > high:
         raise InvalidParameter(f"{field}: min_provisioned_concurrency is above max_provisioned_concurrency")
-    normalized.update(_batching(entity, field))
+    normalized.update(_batching(entity, field), **shadow)
+    pinned = entity.get("resolved_version")   # the version an alias pointed to when written (aliases.py)
+    if isinstance(pinned, str) and MODEL_VERSION.fullmatch(pinned) and not MODEL_VERSION.fullmatch(version):
+        normalized["resolved_version"] = pinned
     return normalized
 
 
@@ -270,5 +280,5 @@ def _route(entity_name: str, percentage: int) -> dict:
 
 
 def model_uri(entity: dict) -> str:
-    """models:/<name>/<version> for a version number, models:/<name>@<alias> otherwise."""
-    return deployments.model_uri(entity["entity_name"], entity["entity_version"])
+    """models:/<name>/<version> for a version number or an alias pinned to one, models:/<name>@<alias> otherwise."""
+    return deployments.model_uri(entity["entity_name"], entity.get("resolved_version") or entity["entity_version"])

@@ -30,6 +30,11 @@ EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 MAX_TAGS = 50
 MAX_TAG_KEY_CHARS = 255
 MAX_TAG_VALUE_CHARS = 1000
+# Guardrail keywords and topics: every request and answer is checked against each, so they are bounded.
+MAX_INVALID_KEYWORDS = 100
+MAX_VALID_TOPICS = 50
+MAX_KEYWORD_CHARS = 100
+ENDPOINT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")   # as services/control_plane/spec.py
 
 
 # ---- tags ----
@@ -155,8 +160,13 @@ def _renewal_period(limit: dict, where: str) -> str:
 
 def _guardrails(value: Any, field: str) -> dict:
     value = require_object(value, field)
-    reject_unknown(value, ("input", "output"), field)
-    out = {}
+    reject_unknown(value, ("input", "output", "guard_endpoint"), field)
+    out: dict = {}
+    if value.get("guard_endpoint") is not None:
+        out["guard_endpoint"] = require_str(value["guard_endpoint"], f"{field}.guard_endpoint")
+        if not ENDPOINT_NAME.fullmatch(out["guard_endpoint"]):
+            raise InvalidParameter(f"{field}.guard_endpoint must be the name of a serving endpoint")
+    judged = False
     for side in ("input", "output"):
         if value.get(side) is None:
             continue
@@ -164,9 +174,11 @@ def _guardrails(value: Any, field: str) -> dict:
         params = require_object(value[side], where)
         reject_unknown(params, ("invalid_keywords", "pii", "safety", "valid_topics"), where)
         side_out: dict = {}
-        for words in ("invalid_keywords", "valid_topics"):
-            if params.get(words) is not None:
-                side_out[words] = require_str_list(params[words], f"{where}.{words}")
+        if params.get("invalid_keywords") is not None:
+            side_out["invalid_keywords"] = _words(params["invalid_keywords"], f"{where}.invalid_keywords",
+                                                  MAX_INVALID_KEYWORDS)
+        if params.get("valid_topics") is not None:
+            side_out["valid_topics"] = _words(params["valid_topics"], f"{where}.valid_topics", MAX_VALID_TOPICS)
         if params.get("pii") is not None:
             pii = require_object(params["pii"], f"{where}.pii")
             reject_unknown(pii, ("behavior",), f"{where}.pii")
@@ -175,8 +187,29 @@ def _guardrails(value: Any, field: str) -> dict:
             side_out["pii"] = {"behavior": require_enum(pii["behavior"], PII_BEHAVIORS, f"{where}.pii.behavior")}
         if params.get("safety") is not None:
             side_out["safety"] = require_bool(params["safety"], f"{where}.safety")
+        # safety and valid_topics are judgements about meaning: a model must judge them, the endpoint named by
+        # guard_endpoint (a Podium extension). Without one they are refused rather than stored and ignored.
+        for judgement in ("safety", "valid_topics"):
+            if side_out.get(judgement) and "guard_endpoint" not in out:
+                raise InvalidParameter(
+                    f"{where}.{judgement} needs a model to judge it: set {field}.guard_endpoint to the name of a "
+                    "chat endpoint (an external llm/v1/chat model, or a served classifier answering in the chat "
+                    "format) that its callers may query, or remove the setting")
+            judged = judged or bool(side_out.get(judgement))
         out[side] = side_out
+    if "guard_endpoint" in out and not judged:
+        raise InvalidParameter(f"{field}.guard_endpoint judges only safety and valid_topics, and neither is on")
     return out
+
+
+def _words(value: Any, field: str, most: int) -> list[str]:
+    words = require_str_list(value, field)
+    if len(words) > most:
+        raise InvalidParameter(f"{field}: at most {most} entries")
+    for i, word in enumerate(words):
+        if not word.strip() or len(word) > MAX_KEYWORD_CHARS:
+            raise InvalidParameter(f"{field}[{i}] must be 1 to {MAX_KEYWORD_CHARS} characters, not only spaces")
+    return words
 
 
 def _inference_table(value: Any, field: str) -> dict:

@@ -5,23 +5,35 @@
 `config_update` IN_PROGRESS while a pending config starts; NOT_UPDATING once it serves (it then replaces
                 the old config, which kept serving meanwhile); UPDATE_FAILED with the reason when one of
                 its served entities cannot start (the old config, if any, keeps serving).
+`rollout`       (Podium's, where the update carried a rollout plan and an old config serves) WAITING while
+                the pending config starts; then RUNNING (or PAUSED) while both configs share the traffic
+                step by step (config_update stays IN_PROGRESS); PROMOTED replaces the old config as above;
+                ROLLED_BACK and ABORTED leave it serving alone, with config_update UPDATE_FAILED and the why.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
+
+from services.control_plane.rollout_policy import blend_routes
 
 READY, NOT_READY = "READY", "NOT_READY"
 NOT_UPDATING, IN_PROGRESS, UPDATE_FAILED = "NOT_UPDATING", "IN_PROGRESS", "UPDATE_FAILED"
+WAITING, RUNNING, PAUSED = "WAITING", "RUNNING", "PAUSED"
+PROMOTED, ROLLED_BACK, ABORTED = "PROMOTED", "ROLLED_BACK", "ABORTED"
+ACTIVE_PHASES = (WAITING, RUNNING, PAUSED)
+MAX_ROLLOUT_EVENTS = 100
 
 # The only fields Podium adds to a Databricks shape: the autoscaler's replica counts in a served entity's
 # `state` (the SDK's ServedModelState drops them; mlflow and plain JSON clients see them).
 PODIUM_STATE_FIELDS = ("desired_replicas", "ready_replicas", "starting_replicas")
 
-# Fields Podium adds to a served entity (adaptive batching); GET shows them only where they were given.
-PODIUM_ENTITY_FIELDS = ("max_batch_size", "max_batch_wait_ms")
+# Fields Podium adds to a served entity (adaptive batching; the version an alias is pinned to); GET shows them
+# only where they were given.
+PODIUM_ENTITY_FIELDS = ("max_batch_size", "max_batch_wait_ms", "resolved_version")
 
 # Only these fields decide which process serves an entity: changing a route or a tag restarts nothing.
 _PROCESS_FIELDS = ("entity_name", "entity_version", "environment_vars", "workload_type")
@@ -82,16 +94,109 @@ def advance(endpoint: dict, observed: dict[str, Observation], now_ms: int) -> di
         if failures:
             state["config_update"] = UPDATE_FAILED
             changes["failure"] = "; ".join(failures)
+            if has_active_rollout(endpoint):
+                changes.update(_rollout_change(endpoint, ROLLED_BACK, changes["failure"], now_ms))
         elif _serves(endpoint["id"], pending, observed, routed_only=False, allow_zero=False):
-            changes["config"] = {k: v for k, v in pending.items() if k != "start_time"}
-            changes["pending_config"] = None
-            changes["failure"] = ""
-            state["config_update"] = NOT_UPDATING
+            if not has_active_rollout(endpoint):
+                changes.update(_swap(pending))
+                state["config_update"] = NOT_UPDATING
+            elif endpoint["rollout"]["phase"] == WAITING:
+                changes.update(_rollout_change(endpoint, RUNNING, "the new config is ready: step 1 begins", now_ms,
+                                               step=0))
     serving = changes.get("config", endpoint.get("config"))
     state["ready"] = READY if serving and _serves(endpoint["id"], serving, observed, allow_zero=True) else NOT_READY
     if state == endpoint["state"] and not changes:
         return endpoint
     return {**endpoint, **changes, "state": state, "last_updated_timestamp": now_ms}
+
+
+def has_active_rollout(endpoint: dict) -> bool:
+    """Whether a rollout of the pending config is under way (starting, running or paused)."""
+    rollout = endpoint.get("rollout")
+    return bool(rollout and endpoint.get("pending_config") and rollout["phase"] in ACTIVE_PHASES
+                and rollout["config_version"] == endpoint["pending_config"]["config_version"])
+
+
+def with_rollout(endpoint: dict, now_ms: int) -> dict:
+    """The endpoint just given a pending config, with a rollout waiting for it where the config carries a
+    rollout plan, an old config serves, and the new one runs something the old one does not (a change of
+    routes alone has no candidate to judge: it applies as a plain update)."""
+    pending = endpoint["pending_config"]
+    plan = pending.get("rollout_plan")
+    if not plan or not endpoint.get("config") or not rollout_sides(endpoint)[0]:
+        return endpoint
+    rollout = {"config_version": pending["config_version"], "plan": plan, "phase": WAITING, "step": 0,
+               "step_started_ms": now_ms, "baseline": None, "reason": "", "last_judgement": None}
+    return {**endpoint, "rollout": rollout,
+            **_rollout_change({**endpoint, "rollout": rollout}, WAITING, "starting the new config's replicas", now_ms)}
+
+
+def move_rollout(endpoint: dict, phase: str, reason: str, now_ms: int, *, step: int | None = None) -> dict:
+    """The endpoint with its active rollout moved to `phase` (a new step starts a new window): PROMOTED
+    swaps the configs, ROLLED_BACK and ABORTED fail the update, so the old config serves alone."""
+    moved = {**endpoint, **_rollout_change(endpoint, phase, reason, now_ms, step=step),
+             "last_updated_timestamp": now_ms}
+    if phase == PROMOTED:
+        moved.update(_swap(endpoint["pending_config"]))
+        moved["state"] = {**endpoint["state"], "config_update": NOT_UPDATING}
+    elif phase in (ROLLED_BACK, ABORTED):
+        moved["state"] = {**endpoint["state"], "config_update": UPDATE_FAILED}
+        moved["failure"] = reason
+    return moved
+
+
+def routed_entities(endpoint: dict) -> list[tuple[dict, int, dict]]:
+    """(served entity, traffic percentage, its config) of every route of the serving config (and of its
+    unrouted shadow entities, at 0 %); while a rollout runs or is paused, the pending config's too, sharing
+    the traffic as its current step says."""
+    config = endpoint["config"]
+    old = _routes(config)
+    rollout = endpoint.get("rollout")
+    if not has_active_rollout(endpoint) or rollout["phase"] == WAITING:
+        return old
+    pending = endpoint["pending_config"]
+    new = _routes(pending)
+    share = rollout["plan"]["steps"][rollout["step"]]["traffic_percentage"]
+    old_shares, new_shares = blend_routes([(e["name"], p) for e, p, _ in old], [(e["name"], p) for e, p, _ in new],
+                                          share)
+    return ([(e, p, c) for (e, _, c), p in zip(old, old_shares)] +
+            [(e, p, c) for (e, _, c), p in zip(new, new_shares)])
+
+
+def rollout_sides(endpoint: dict) -> tuple[set[str], set[str]]:
+    """The deployment keys of the candidate (pending config) and of the incumbent (serving config), less
+    those both share: an entity that did not change serves both sides, so it judges neither; a shadow entity
+    answers no caller, so it judges neither either."""
+    def keys(config: dict | None) -> set[str]:
+        return {deployment_key(endpoint["id"], e) for e in (config or {}).get("served_entities", ())
+                if not e.get("shadow_percentage")}
+    old, new = keys(endpoint.get("config")), keys(endpoint.get("pending_config"))
+    return new - old, old - new
+
+
+def _routes(config: dict) -> list[tuple[dict, int, dict]]:
+    routed = [(_entity(config, r), r["traffic_percentage"], config) for r in config["traffic_config"]["routes"]]
+    names = {e["name"] for e, _, _ in routed}
+    return routed + [(e, 0, config) for e in config["served_entities"]
+                     if e.get("shadow_percentage") and e["name"] not in names]
+
+
+def _entity(config: dict, route: dict) -> dict:
+    return next(e for e in config["served_entities"] if e["name"] == route["served_entity_name"])
+
+
+def _swap(pending: dict) -> dict:
+    return {"config": {k: v for k, v in pending.items() if k != "start_time"}, "pending_config": None,
+            "failure": ""}
+
+
+def _rollout_change(endpoint: dict, phase: str, reason: str, now_ms: int, *, step: int | None = None) -> dict:
+    rollout = {**endpoint["rollout"], "phase": phase, "reason": reason}
+    if step is not None:   # a new window: the driver reads its baseline counters at its next pass
+        rollout.update(step=step, step_started_ms=now_ms, baseline=None, last_judgement=None)
+    event = {"timestamp": now_ms, "config_version": rollout["config_version"], "phase": phase,
+             "step": rollout["step"] + 1, "message": reason}
+    return {"rollout": rollout, "rollout_events": [*endpoint.get("rollout_events", []), event][-MAX_ROLLOUT_EVENTS:]}
 
 
 def entity_state(endpoint: dict, entity: dict, observed: dict[str, Observation], *, is_pending: bool) -> dict:
@@ -159,3 +264,12 @@ def _failures(endpoint_id: str, config: dict, observed: dict[str, Observation]) 
         if seen and seen.failure:
             failures.append(f"served entity '{entity['name']}' failed to start: {seen.failure}")
     return failures
+
+
+def entities_of_deployment(endpoints: Iterable[dict], key: str, find) -> list[tuple[str, dict]]:
+    """(writer id, served entity) of each live config running deployment `key`: what a replica of it may be
+    given (its secrets resolved, a credential) is decided by whoever wrote that config. `find(kind, name)` is
+    a principal's id, for configs stored before their writer was recorded."""
+    return [(c.get("writer_id") or find("user", e["creator"]) or "", entity)
+            for e in endpoints for c in deployed_configs(e) for entity in c["served_entities"]
+            if not is_external(entity) and deployment_key(e["id"], entity) == key]

@@ -5,18 +5,26 @@ Paths and shapes follow databricks-sdk 0.162.0: `w.tokens` (/api/2.0/token/*), `
 (/api/2.0/token-management/*), `w.service_principal_secrets_proxy`
 (/api/2.0/accounts/servicePrincipals/{id}/credentials/secrets) and the SDK's oauth-m2m credentials.
 A credential's value is returned once, when it is created; only its salted digest is stored.
+
+Replica credentials are Podium's own: the scaler asks for one as a replica of a model logged with serving
+endpoints as resources starts. It is a PAT of the config's writer confined to those endpoints (CAN_QUERY at
+most, no other API), valid while its deployment is live, revoked when the replica is gone, and listed nowhere.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 
-from services.common.errors import ResourceDoesNotExist, InvalidParameter, MalformedRequest, Unauthenticated
+from services.common.errors import (
+    InvalidParameter, MalformedRequest, PermissionDenied, ResourceDoesNotExist, Unauthenticated,
+)
 from services.common.principals import SERVICE_PRINCIPAL, USER, Principal
 from services.control_plane import credentials
-from services.control_plane.identity import INVALID_CREDENTIAL, OAUTH_SIGNING_PURPOSE, IdentityService
+from services.control_plane.identity import INVALID_CREDENTIAL, OAUTH_SIGNING_PURPOSE, REPLICA, IdentityService
 
 PAT, SP_SECRET = "pat", "sp_secret"
 DEFAULT_TOKEN_LIFETIME_S = 2 * 365 * 24 * 3600     # as Databricks: a PAT without a lifetime lasts 2 years
@@ -24,6 +32,8 @@ DEFAULT_SECRET_LIFETIME_S = 730 * 24 * 3600        # as Databricks: SP secrets l
 # The longest lifetime accepted: far beyond any real use, and far inside what timestamps can hold.
 MAX_LIFETIME_S = 100 * 365 * 24 * 3600
 _DURATION = re.compile(r"^(\d+)s?$")
+_ENDPOINT_NAME = re.compile(r"[A-Za-z0-9_-]{1,63}")
+MAX_REPLICA_ENDPOINTS = 64
 
 
 class TokenService:
@@ -32,6 +42,9 @@ class TokenService:
         self._keyring = keyring
         self._oauth_lifetime_s = oauth_token_lifetime_s
         self._clock = clock
+        # (writer id, served entity) of each live config running a deployment: the endpoint core's
+        # `deployment_entities`, set by __main__. None: no replica credential is issued.
+        self.deployment_entities: Callable[[str], list[tuple[str, dict]]] | None = None
 
     # ---- /api/2.0/token: the caller's own PATs ----
 
@@ -127,6 +140,44 @@ class TokenService:
                                                    now, lifetime)
         return {"access_token": access_token, "token_type": "Bearer", "expires_in": lifetime,
                 "scope": scope or "all-apis"}
+
+    # ---- replica credentials (internal: the scaler) ----
+
+    async def issue_replica_credential(self, token: str, deployment_key: str, endpoints: list[str]) -> dict:
+        """{"token", "token_id"}: a credential of the deployment's config writer that may query `endpoints`."""
+        self._identity.require_service(token)
+        found = self.deployment_entities(deployment_key) if self.deployment_entities is not None else []
+        if not found:
+            raise ResourceDoesNotExist(f"No live served entity has deployment key '{deployment_key}'")
+        names = sorted(set(endpoints))
+        if not names or len(names) > MAX_REPLICA_ENDPOINTS or \
+                not all(isinstance(n, str) and _ENDPOINT_NAME.fullmatch(n) for n in names):
+            raise InvalidParameter(f"a replica credential names 1 to {MAX_REPLICA_ENDPOINTS} serving endpoints")
+        writer_id = found[-1][0]   # the newest config's writer (a pending config comes after the serving one)
+        try:
+            self._identity.principal(writer_id)
+        except (KeyError, ValueError):
+            raise PermissionDenied("The config's writer is no longer an active principal") from None
+        await self._prune_replica_credentials()
+        record, value = await self._issue(credentials.PAT_PREFIX, REPLICA, writer_id, writer_id,
+                                          json.dumps({"deployment": deployment_key, "endpoints": names}), None)
+        return {"token": value, "token_id": record["token_id"]}
+
+    async def revoke_replica_credential(self, token: str, token_id: str) -> dict:
+        self._identity.require_service(token)
+        record = self._identity.credentials.get(token_id)
+        if record is not None and record["kind"] == REPLICA:
+            await self._identity.revoke_credentials([token_id])
+        return {}
+
+    async def _prune_replica_credentials(self) -> None:
+        """Drops the records of replica credentials whose deployment is gone (a scaler that died before it
+        revoked them): they authenticate nobody any more, and would only pile up."""
+        live = self._identity.is_live_deployment or (lambda key: False)
+        dead = [r["token_id"] for r in self._records(REPLICA)
+                if not live(json.loads(r["comment"] or "{}").get("deployment", ""))]
+        if dead:
+            await self._identity.revoke_credentials(dead)
 
     # ---- helpers ----
 

@@ -2,14 +2,15 @@
 
 Every field rendered here is a field of the databricks-sdk dataclass of that shape, so an answer survives
 `ServingEndpointDetailed.from_dict(answer).as_dict()` unchanged (tests/unit/test_views.py checks it), except
-the replica counts in each served entity's `state` (state.PODIUM_STATE_FIELDS) and the batching settings
-of a served entity that was given them (state.PODIUM_ENTITY_FIELDS), which the SDK drops.
+the replica counts in each served entity's `state` (state.PODIUM_STATE_FIELDS), the batching settings
+of a served entity that was given them (state.PODIUM_ENTITY_FIELDS), and an endpoint's `rollout` and a
+config's `rollout_plan` where it has them, which the SDK drops.
 """
 
 from __future__ import annotations
 
 from services.common.secret_box import public_view
-from services.control_plane.state import Observation, entity_state, is_external
+from services.control_plane.state import WAITING, Observation, entity_state, has_active_rollout, is_external
 
 _ENTITY_SPEC_FIELDS = ("name", "entity_name", "entity_version")
 # Optional endpoint fields, shown only when set (an empty object would read as "configured, all off").
@@ -29,7 +30,23 @@ def detailed(endpoint: dict, observed: dict[str, Observation], permission_level:
                                  "start_time": pending["start_time"]}
     out["permission_level"] = permission_level
     out["route_optimized"] = endpoint.get("route_optimized", False)
+    if endpoint.get("rollout"):   # Podium's: the latest rollout (docs/progressive-delivery.md)
+        out["rollout"] = rollout_view(endpoint)
     return out
+
+
+def rollout_view(endpoint: dict, judgement: dict | None = None) -> dict | None:
+    """The Podium `rollout` field of an endpoint: its latest rollout, or None when it never had one."""
+    rollout = endpoint.get("rollout")
+    if not rollout:
+        return None
+    steps = rollout["plan"]["steps"]
+    is_active = has_active_rollout(endpoint)
+    share = steps[rollout["step"]]["traffic_percentage"] if is_active and rollout["phase"] != WAITING else 0
+    return {"config_version": rollout["config_version"], "phase": rollout["phase"], "reason": rollout["reason"],
+            "step": rollout["step"] + 1, "steps": len(steps), "candidate_traffic_percentage": share,
+            "step_started_timestamp": rollout["step_started_ms"], "plan": rollout["plan"],
+            "last_judgement": judgement or rollout.get("last_judgement")}
 
 
 def summary(endpoint: dict) -> dict:
@@ -67,11 +84,12 @@ def _common(endpoint: dict, optional: tuple[str, ...]) -> dict:
 
 
 def _task(config: dict | None) -> str:
-    """External-model endpoints show their task (llm/v1/chat, ...), as Databricks; custom models none."""
+    """External-model endpoints show their task (llm/v1/chat, ...), as Databricks; custom models the task their
+    model was logged with (agent/v1/responses, ...: services/control_plane/model_tasks.py), if any."""
     for entity in (config or {}).get("served_entities", ()):
         if is_external(entity):
             return entity["external_model"]["task"]
-    return ""
+    return (config or {}).get("task", "")
 
 
 def _config(endpoint: dict, config: dict, observed: dict[str, Observation], *, is_pending: bool) -> dict:
@@ -90,6 +108,8 @@ def _config(endpoint: dict, config: dict, observed: dict[str, Observation], *, i
     }
     if config.get("auto_capture_config"):
         out["auto_capture_config"] = config["auto_capture_config"]
+    if config.get("rollout_plan"):   # Podium's: how an update to this config rolls out
+        out["rollout_plan"] = config["rollout_plan"]
     return out
 
 

@@ -36,6 +36,7 @@ from services.router.inference_log import InferenceLog
 from services.router.inference_store import InferenceStore
 from services.router.metrics import EndpointMetrics
 from services.router.metrics_publisher import MetricsPublisher
+from services.router.shadow import ShadowMirror
 from services.router.oip_grpc import InferenceServicer
 from services.router.openapi import SignatureReader
 from services.router.rate_limit import RateLimiter, RedisBuckets
@@ -75,7 +76,8 @@ async def build_ai_gateway(settings: RouterSettings, control_plane: ControlPlane
                                  retention_s=settings.inference_retention_days * 86400)
     inference_log.start()
     ai_gateway = AiGateway(providers, limiter, inference_log, store,
-                           max_payload_bytes=settings.inference_max_payload_bytes)
+                           max_payload_bytes=settings.inference_max_payload_bytes,
+                           fallback_timeout_s=settings.fallback_timeout_s)
     return ai_gateway, [ai_gateway, inference_log, providers, limiter]
 
 
@@ -90,7 +92,7 @@ async def serve(settings: RouterSettings) -> None:
     publisher = None
     if settings.redis_url:
         publisher = MetricsPublisher(settings.redis_url, tracker, interval_s=settings.metrics_interval_s,
-                                     ttl_s=settings.metrics_ttl_s)
+                                     ttl_s=settings.metrics_ttl_s, outcomes=metrics.outcomes)
     else:
         log.warning("no Redis URL: load metrics are not published, so endpoints do not autoscale")
     admission = Admission(tracker, queue_limit=settings.queue_limit, timeout_s=settings.queue_timeout_s,
@@ -102,6 +104,7 @@ async def serve(settings: RouterSettings) -> None:
         metrics.keep_only(routing.endpoints.keys())
         admission.routes_changed()
         tracker.retain({r.deployment_key for e in routing.endpoints.values() for r in e.routes})
+        metrics.retain_outcomes({r.deployment_key for e in routing.endpoints.values() for r in e.routes})
     routing.on_change = on_table
     follower = asyncio.create_task(routing.run())
     publishing = asyncio.create_task(publisher.run()) if publisher else None
@@ -111,9 +114,12 @@ async def serve(settings: RouterSettings) -> None:
     ai_gateway, closing = await build_ai_gateway(settings, control_plane)
     auth = TokenCache(control_plane.authenticate, ttl_s=settings.auth_cache_ttl_s,
                       stale_grace_s=settings.auth_stale_grace_s)
+    shadow = ShadowMirror(pool, routing, tracker, metrics.registry, queue_limit=settings.shadow_queue_limit,
+                          senders=settings.shadow_senders, timeout_s=settings.forward_timeout_s)
     gateway = Gateway(control_plane, routing, pool, auth, forward_timeout_s=settings.forward_timeout_s,
                       metrics=metrics, signatures=signatures, registry=registry, ai_gateway=ai_gateway,
-                      admission=admission)
+                      admission=admission, shadow=shadow)
+    shadowing = asyncio.create_task(shadow.run())
 
     # Clients see the router's own certificate (HTTPS; gRPC queries over TLS, no client certificate).
     public_tls = None
@@ -158,7 +164,7 @@ async def serve(settings: RouterSettings) -> None:
     await runner.cleanup()
     for part in closing:
         await part.close()
-    for task in (follower, publishing):
+    for task in (follower, publishing, shadowing):
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -2,8 +2,11 @@
 or an inference table. The router's Gateway hands such an endpoint here once (EndpointRoutes.gateway is set);
 a plain custom-model endpoint never comes here: its queries keep the bytes pass-through path.
 
-Per request: admit against the rate limits (Redis), call the provider (or forward to the workers), then,
-off the request path, charge the tokens used and queue the inference/usage record.
+Per request: admit against the rate limits (Redis), check the request against the input guardrails
+(services/router/guardrails.py), call the provider (or forward to the workers), falling back to the
+endpoint's other served entities when fallback is on, check the answer against the output guardrails, then,
+off the request path, charge the tokens used and queue the inference/usage record. An endpoint without
+guardrails or fallback takes none of those steps.
 """
 
 from __future__ import annotations
@@ -13,16 +16,21 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import orjson
 
 from services.common.deployments import EndpointRoutes, RouteTarget
 from services.common.request_context import current_request_id
-from services.common.errors import BadRequest, InvalidParameter, PodiumError, Unavailable
+from services.common.errors import BadRequest, DeadlineExceeded, InvalidParameter, PodiumError, Unavailable
 from services.common.principals import Principal
-from services.router.external.replies import ProviderStream, Usage
+from services.router.external.replies import ProviderReply, ProviderStream, StreamOutcome, Usage
+from services.router.guardrails import (
+    INPUT_BLOCKED, OUTPUT_BLOCKED, Ask, GuardedStream, GuardrailBlocked, Judge, guard_body, guard_document,
+    masked_for_record,
+)
 from services.router.inference_log import InferenceRecord
+from services.router.policy.fallback import fallback_routes, is_fallback_status
 from services.router.policy.rate_limit import Budget
 from services.router.results import CLIENT_CLOSED, QueryResult
 
@@ -35,25 +43,30 @@ if TYPE_CHECKING:  # handed in by __main__: the core never imports aiohttp, redi
 log = logging.getLogger(__name__)
 
 MAX_PAGE = 1000
+FALLBACK_CODE = "SERVED_BY_FALLBACK"   # logging_error_codes of a query another served entity answered
+T = TypeVar("T")
 
 
 class AiGateway:
     def __init__(self, providers: "ProviderClient", limiter: "RateLimiter", inference_log: "InferenceLog | None",
-                 store: "InferenceStore | None", *, max_payload_bytes: int,
+                 store: "InferenceStore | None", *, max_payload_bytes: int, fallback_timeout_s: float = 60.0,
                  clock: Callable[[], float] = time.time):
         self._providers = providers
         self._limiter = limiter
         self._log = inference_log
         self._store = store
         self._max_payload_bytes = max_payload_bytes
+        self._fallback_timeout_s = fallback_timeout_s
         self._clock = clock
         self._background: set[asyncio.Task] = set()
 
     async def query(self, endpoint: EndpointRoutes, route: RouteTarget, body: bytes, payload: dict | None,
-                    caller: Principal, task: str, forward: Callable[[], Awaitable[QueryResult]]) -> QueryResult:
-        """`route` is the served entity the caller's query goes to (the router core picked it); `task` is set on
-        the OpenAI-style paths (which task the caller asked for); `forward` is the plain path to the workers,
-        for custom models."""
+                    caller: Principal, task: str, forward: Callable[[RouteTarget, bytes], Awaitable[QueryResult]],
+                    ask: Ask | None = None) -> QueryResult:
+        """`route` is the served entity the caller's query goes to first (the router core picked it); `task` is
+        set on the OpenAI-style paths (which task the caller asked for); `forward(route, body)` is the plain path
+        to a served entity's workers, for custom models; `ask(endpoint, body)` queries another endpoint as the
+        caller (the guard endpoint that judges safety and valid_topics)."""
         policy = endpoint.gateway
         started, timestamp_ms = time.monotonic(), int(self._clock() * 1000)
         # The answer's x-request-id where it fits the records' column (64), so a record is found by it.
@@ -61,6 +74,10 @@ class AiGateway:
         request_id = request_id if 0 < len(request_id) <= 64 else uuid.uuid4().hex
         served, budgets = route.served_entity_name, []
         record = policy is not None and (policy.usage_tracking or policy.inference_table)
+        guardrails = policy.guardrails if policy is not None else None
+        judge = (Judge(endpoint.name, guardrails.guard_endpoint, ask or _no_judge)
+                 if guardrails is not None and guardrails.guard_endpoint else None)
+        sent, codes = body, []   # what went to the model, as the inference table keeps it
         try:
             if policy is None or not policy.is_external:
                 if task:
@@ -68,41 +85,110 @@ class AiGateway:
                                            f"it at /serving-endpoints/{endpoint.name}/invocations")
                 if policy is not None and policy.rate_limits:
                     budgets = await self._limiter.admit(endpoint.name, endpoint.id, policy.rate_limits, caller)
-                result = await forward()
+                if guardrails is not None and guardrails.input.is_active:
+                    sent = await guard_body(endpoint.name, "", body, guardrails.input, is_answer=False, judge=judge)
+                result, served, codes = await self._serve(endpoint, route, lambda target: forward(target, sent))
+                if result.stream is not None:   # a generative model's events
+                    guarded = None
+                    if guardrails is not None and guardrails.output.is_active:
+                        guarded = GuardedStream(endpoint.name, guardrails.output, result.stream, judge,
+                                                is_custom=True)
+                    chunks = self._relay(ProviderStream(guarded.relay() if guarded else result.stream,
+                                                        StreamOutcome()), endpoint, request_id, served, caller,
+                                         timestamp_ms, started, sent, payload, budgets, record, codes, guarded)
+                    return QueryResult(b"", result.content_type, served, chunks, request_id, result.model_ms)
+                answer = result.body
+                if guardrails is not None and guardrails.output.is_active:
+                    answer = await guard_body(endpoint.name, "", answer, guardrails.output, is_answer=True,
+                                              judge=judge)
                 if record:
-                    self._record(endpoint, request_id, served, caller, timestamp_ms, started, 200, body, result.body,
-                                 Usage(), payload)
-                return QueryResult(result.body, result.content_type, served, None, request_id, result.model_ms)
+                    self._record(endpoint, request_id, served, caller, timestamp_ms, started, 200, sent, answer,
+                                 Usage(), payload, codes)
+                return QueryResult(answer, result.content_type, served, None, request_id, result.model_ms)
             if task and task != policy.task:
                 raise InvalidParameter(f"Endpoint '{endpoint.name}' serves {policy.task}, not {task}")
             payload = payload if payload is not None else json_object(body)
             if policy.rate_limits:
                 budgets = await self._limiter.admit(endpoint.name, endpoint.id, policy.rate_limits, caller)
-            if route.external_model is None:
-                raise Unavailable(f"Endpoint '{endpoint.name}' is not ready yet", retry_after_s=5)
+            if guardrails is not None and guardrails.input.is_active:
+                if await guard_document(endpoint.name, policy.task, payload, guardrails.input, is_answer=False,
+                                        judge=judge):
+                    sent = orjson.dumps(payload)
             provider_started = time.monotonic()
-            reply = await self._providers.invoke(endpoint.name, route.external_model, payload)
+            reply, served, codes = await self._serve(
+                endpoint, route, lambda target: self._invoke(endpoint.name, target, payload))
             provider_ms = (time.monotonic() - provider_started) * 1000   # to the first byte, when streamed
+            if isinstance(reply, ProviderStream):
+                guarded = None
+                if guardrails is not None and guardrails.output.is_active:
+                    guarded = GuardedStream(endpoint.name, guardrails.output, reply.chunks, judge)
+                    reply = ProviderStream(guarded.relay(), reply.outcome)
+                chunks = self._relay(reply, endpoint, request_id, served, caller, timestamp_ms, started, sent,
+                                     payload, budgets, record, codes, guarded)
+                return QueryResult(b"", "text/event-stream", served, chunks, request_id, provider_ms)
+            self._charge(endpoint, budgets, reply.usage)   # the provider answered: its tokens are spent
+            answer = reply.body
+            if guardrails is not None and guardrails.output.is_active:
+                answer = await guard_body(endpoint.name, policy.task, answer, guardrails.output, is_answer=True,
+                                          judge=judge)
         except PodiumError as exc:
             if record:
+                if isinstance(exc, GuardrailBlocked):
+                    codes = [*codes, exc.logging_code]
+                    if exc.logging_code == INPUT_BLOCKED:
+                        sent = masked_for_record(body)   # never sent: kept without its personal data
                 error = orjson.dumps({"error_code": exc.code, "message": exc.message})
-                self._record(endpoint, request_id, served, caller, timestamp_ms, started, exc.http_status, body,
-                             error, Usage(), payload)
+                self._record(endpoint, request_id, served, caller, timestamp_ms, started, exc.http_status, sent,
+                             error, Usage(), payload, codes)
             raise
-        if isinstance(reply, ProviderStream):
-            chunks = self._relay(reply, endpoint, request_id, served, caller, timestamp_ms, started, body, payload,
-                                 budgets, record)
-            return QueryResult(b"", "text/event-stream", served, chunks, request_id, provider_ms)
-        self._charge(endpoint, budgets, reply.usage)
         if record:
-            self._record(endpoint, request_id, served, caller, timestamp_ms, started, 200, body, reply.body,
-                         reply.usage, payload)
-        return QueryResult(reply.body, "application/json", served, None, request_id, provider_ms)
+            self._record(endpoint, request_id, served, caller, timestamp_ms, started, 200, sent, answer,
+                         reply.usage, payload, codes)
+        return QueryResult(answer, "application/json", served, None, request_id, provider_ms)
+
+    async def _invoke(self, endpoint_name: str, route: RouteTarget, payload: dict) -> ProviderReply | ProviderStream:
+        if route.external_model is None:
+            raise Unavailable(f"Endpoint '{endpoint_name}' is not ready yet", retry_after_s=5)
+        return await self._providers.invoke(endpoint_name, route.external_model, payload)
+
+    async def _serve(self, endpoint: EndpointRoutes, route: RouteTarget,
+                     attempt: Callable[[RouteTarget], Awaitable[T]]) -> tuple[T, str, list]:
+        """(the answer, the served entity that gave it, its logging codes): from `route`, or with fallback on,
+        from the next served entity each time one answers 429, 5xx or does not answer in time, all within one
+        deadline. A stream counts as answered once it starts: it is never sent to another entity."""
+        names = endpoint.gateway.fallback_order if endpoint.gateway is not None else ()
+        order = fallback_routes(endpoint.routes, route, names) if names else [route]
+        if len(order) == 1:
+            return await attempt(route), route.served_entity_name, []
+        deadline = time.monotonic() + self._fallback_timeout_s
+        failure: PodiumError = DeadlineExceeded(f"Endpoint '{endpoint.name}' did not answer within "
+                                                f"{self._fallback_timeout_s:g} s")
+        for i, target in enumerate(order):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                async with asyncio.timeout(remaining):
+                    answer = await attempt(target)
+                return answer, target.served_entity_name, [FALLBACK_CODE] if i else []
+            except TimeoutError:
+                failure = DeadlineExceeded(f"Served entity '{target.served_entity_name}' of endpoint "
+                                           f"'{endpoint.name}' did not answer within the endpoint's deadline "
+                                           f"({self._fallback_timeout_s:g} s)")
+            except PodiumError as exc:
+                if not is_fallback_status(exc.http_status):
+                    raise
+                failure = exc
+            log.warning("served entity %s of %s failed (%s); falling back", target.served_entity_name,
+                        endpoint.name, failure.code)
+        raise failure
 
     async def _relay(self, stream: ProviderStream, endpoint: EndpointRoutes, request_id: str, served: str,
                      caller: Principal, timestamp_ms: int, started: float, body: bytes, payload: dict | None,
-                     budgets: list[Budget], record: bool) -> AsyncIterator[bytes]:
-        """The provider's chunks, as they come; once it ends (or the caller leaves), charge and record."""
+                     budgets: list[Budget], record: bool, codes: list[str],
+                     guarded: GuardedStream | None) -> AsyncIterator[bytes]:
+        """The provider's chunks, as they come (through the output guardrails' `guarded`, if any); once it ends
+        (or the caller leaves), charge and record."""
         captured = bytearray() if record else None
         completed = False
         try:
@@ -114,10 +200,14 @@ class AiGateway:
         finally:
             await stream.chunks.aclose()  # type: ignore[attr-defined]  # frees the provider connection
             self._charge(endpoint, budgets, stream.outcome.usage)
+            if guarded is not None and guarded.blocked:
+                codes = [*codes, OUTPUT_BLOCKED]
             if captured is not None:
                 status = stream.outcome.status_code if completed else CLIENT_CLOSED
+                status = 400 if OUTPUT_BLOCKED in codes else status
+                status = guarded.error.http_status if guarded is not None and guarded.error else status
                 self._record(endpoint, request_id, served, caller, timestamp_ms, started, status, body,
-                             bytes(captured), stream.outcome.usage, payload)
+                             bytes(captured), stream.outcome.usage, payload, codes)
 
     def _charge(self, endpoint: EndpointRoutes, budgets: list[Budget], usage: Usage) -> None:
         if budgets and usage.total_tokens:
@@ -128,12 +218,12 @@ class AiGateway:
 
     def _record(self, endpoint: EndpointRoutes, request_id: str, served: str, caller: Principal, timestamp_ms: int,
                 started: float, status: int, request: bytes, response: bytes, usage: Usage,
-                payload: dict | None) -> None:
+                payload: dict | None, codes: list[str] = ()) -> None:
         if self._log is None:
             return
         policy = endpoint.gateway
         capture = policy is not None and policy.inference_table
-        errors = []
+        errors = list(codes)   # guardrail blocks, fallbacks: in usage-only records too
         if capture and len(request) > self._max_payload_bytes:
             errors.append("MAX_REQUEST_SIZE_EXCEEDED")
         if capture and len(response) > self._max_payload_bytes:
@@ -177,6 +267,10 @@ class AiGateway:
 
     async def close(self) -> None:
         await asyncio.gather(*self._background, return_exceptions=True)
+
+
+async def _no_judge(guard_endpoint: str, body: bytes) -> QueryResult:
+    raise Unavailable(f"this router cannot query the guard endpoint '{guard_endpoint}'")
 
 
 def json_object(body: bytes) -> dict:

@@ -20,7 +20,9 @@ from services.common.request_context import request_id_var
 from services.common.secret_box import SecretError
 from services.common.tensors import ModelMetadata, TensorMetadata
 from services.common.tls import TlsFiles, open_channel
-from services.router.prediction_stream import PredictionStream, WorkerReply, replica_error
+from services.router.prediction_stream import (
+    PredictionStream, WorkerEvent, WorkerEvents, WorkerReply, open_events, replica_error,
+)
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +91,25 @@ class WorkerPool:
         reply body is a serialized InferReply."""
         return await self._streamed(address, timeout_s, body, "", worker_pb2.PredictItem.INFER)
 
+    async def open_events(self, address: str, body: bytes, content_type: str,
+                          timeout_s: float) -> tuple[WorkerEvent, WorkerEvents]:
+        """A streaming model's first event for a `"stream": true` request (within timeout_s), and the rest as
+        they come (each within timeout_s of the one before); the replica counts as busy until they end."""
+        self._stub(address)
+        self.in_flight[address] = self.in_flight.get(address, 0) + 1
+        item = worker_pb2.PredictItem(body=body, content_type=content_type, request_id=request_id_var.get(),
+                                      traceparent=tracing.current_traceparent(), timeout_s=timeout_s)
+        try:
+            return await open_events(self._channels[address], self._credential, address, item, timeout_s,
+                                     lambda: self._done(address))
+        except BaseException:
+            self._done(address)
+            raise
+
+    def _done(self, address: str) -> None:
+        if address in self.in_flight:
+            self.in_flight[address] -= 1
+
     async def metadata(self, address: str, timeout_s: float) -> ModelMetadata:
         stub = self._stub(address)
         try:
@@ -98,7 +119,8 @@ class WorkerPool:
 
         def tensors(items) -> tuple[TensorMetadata, ...]:
             return tuple(TensorMetadata(t.name, t.datatype, tuple(t.shape)) for t in items)
-        return ModelMetadata(reply.platform, tensors(reply.inputs), tensors(reply.outputs))
+        return ModelMetadata(reply.platform, tensors(reply.inputs), tensors(reply.outputs), reply.task,
+                             reply.is_streaming)
 
     async def _streamed(self, address: str, timeout_s: float, body: bytes, content_type: str,
                         method: int) -> WorkerReply:
@@ -182,12 +204,12 @@ class ControlPlaneSecrets:
         self._control_plane = control_plane
         self._given = dict(given or {})
 
-    async def resolve(self, scope: str, key: str) -> str:
+    async def resolve(self, scope: str, key: str, endpoint: str) -> str:
         given = self._given.get(f"{scope}/{key}")
         if given is not None:
             return given
         try:
-            [value] = await self._control_plane.resolve_secrets([f"{{{{secrets/{scope}/{key}}}}}"])
+            [value] = await self._control_plane.resolve_secrets([f"{{{{secrets/{scope}/{key}}}}}"], endpoint)
         except InvalidParameter:
             raise SecretError(f"secret '{key}' does not exist in scope '{scope}'") from None
         return value

@@ -28,14 +28,15 @@ from services.common.errors import (
 )
 from services.common import tracing
 from services.common.request_context import traceparent_var, request_id_var
-from services.common.principals import CAN_MANAGE, CAN_QUERY, CAN_VIEW, Principal, require_level
+from services.common.principals import CAN_MANAGE, CAN_QUERY, CAN_VIEW, Principal, require_level, require_unscoped
 from services.common.tensors import ModelMetadata
 from services.router.admission import Admission, LoadTracker
 from services.router.auth import TokenCache
 from services.router.openapi import build_document
 from services.router.policy.replica_choice import pick_replica
 from services.router.policy.traffic import pick_served_entity
-from services.router.results import CLIENT_CLOSED, QueryResult, model_error
+from services.router.results import CLIENT_CLOSED, QueryResult, StreamRequired, model_error
+from services.router import agent_wire
 
 if TYPE_CHECKING:  # the core is handed its backends; it never imports gRPC itself
     from services.common.control_plane_client import ControlPlaneClient
@@ -44,6 +45,7 @@ if TYPE_CHECKING:  # the core is handed its backends; it never imports gRPC itse
     from services.router.metrics import EndpointMetrics
     from services.router.openapi import SignatureReader
     from services.router.registry import ModelRegistry
+    from services.router.shadow import ShadowMirror
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +74,7 @@ class Gateway:
                  auth: TokenCache, *, forward_timeout_s: float, metrics: "EndpointMetrics",
                  signatures: "SignatureReader", rng: random.Random | None = None,
                  registry: "ModelRegistry | None" = None, ai_gateway: "AiGateway | None" = None,
-                 admission: Admission | None = None):
+                 admission: Admission | None = None, shadow: "ShadowMirror | None" = None):
         self._control_plane = control_plane
         self._auth = auth
         self._registry = registry
@@ -83,7 +85,9 @@ class Gateway:
         self._signatures = signatures
         self._rng = rng or random.Random()
         self._metadata: dict[str, ModelMetadata] = {}   # by deployment key: fixed while a deployment lives
-        self._ai_gateway = ai_gateway
+        # Deployments whose model streams (their replicas said so): only their queries are read for "stream".
+        self._streaming: set[str] = set()
+        self._ai_gateway, self._shadow = ai_gateway, shadow   # shadow: copies of queries (shadow.py)
         # Load per served entity (for the scaler) and the queue where requests wait for a replica.
         self._admission = admission or Admission(LoadTracker(), queue_limit=1000, timeout_s=60.0)
         self.load = self._admission.tracker
@@ -114,12 +118,21 @@ class Gateway:
                 with tracing.span("router.route"):
                     route = self._route(endpoint, served_entity_name)
                 counted_as = route.served_entity_name
+                if task and (endpoint.gateway is None or not endpoint.gateway.is_external):
+                    # An OpenAI-style path on a generative model: the model's own request shape, checked
+                    body, task = agent_wire.model_request(
+                        endpoint_name, task, (await self._deployment_metadata(endpoint_name, route)).task,
+                        payload or {}), ""
                 with self.load.track(route.deployment_key):   # load for the scaler (never a Redis call)
                     if task or endpoint.gateway is not None:
-                        result = await self._query_ai_gateway(endpoint, route, body, content_type, protocol, caller,
-                                                              task, payload)
+                        # A query naming its served entity is answered by that one: it never falls back.
+                        pinned = dataclasses.replace(endpoint, routes=(route,)) if served_entity_name else endpoint
+                        result = await self._query_ai_gateway(pinned, route, body, content_type, protocol, caller,
+                                                              task, payload, token)
                     else:
                         result = await self._forward(endpoint_name, route, body, content_type, protocol)
+                        if self._shadow is not None and protocol is WireProtocol.DATABRICKS:
+                            self._shadow.offer(endpoint, body, content_type, result)
                 status = 200
             except PodiumError as exc:
                 status, error_code = exc.http_status, exc.code
@@ -129,7 +142,8 @@ class Gateway:
                 raise
             finally:
                 elapsed_ms = (time.monotonic() - arrived) * 1000
-                self._metrics.observe(endpoint_name, counted_as, status, elapsed_ms, error_code)
+                self._metrics.observe(endpoint_name, counted_as, status, elapsed_ms, error_code,
+                                      deployment_key=route.deployment_key if counted_as else "")
         # Podium's own share of the answer's time: everything but the model's (worker's or provider's) time.
         overhead_ms = None if result.model_ms is None else max(0.0, elapsed_ms - result.model_ms)
         if overhead_ms is not None:
@@ -147,16 +161,17 @@ class Gateway:
 
     async def _query_ai_gateway(self, endpoint: EndpointRoutes, route: RouteTarget, body: bytes, content_type: str,
                                 protocol: WireProtocol, caller: Principal, task: str,
-                                payload: dict | None) -> QueryResult:
+                                payload: dict | None, token: str) -> QueryResult:
         if self._ai_gateway is None:
             raise Unavailable("this router has no AI gateway (external models, rate limits, inference tables)")
-        is_external = endpoint.gateway is not None and endpoint.gateway.is_external
-        if is_external and protocol is not WireProtocol.DATABRICKS:
-            raise InvalidParameter(f"Endpoint '{endpoint.name}' serves an external model: query it with the "
-                                   "OpenAI-style API, not the Open Inference Protocol")
+        rules = endpoint.gateway   # guardrails read JSON text: OIP's binary tensors never reach them
+        if protocol is not WireProtocol.DATABRICKS and rules is not None and (rules.is_external or rules.guardrails):
+            raise InvalidParameter(f"Endpoint '{endpoint.name}' serves an external model or has guardrails: query it "
+                                   "with the Databricks or OpenAI-style API, not the Open Inference Protocol")
         return await self._ai_gateway.query(
             endpoint, route, body, payload, caller, task,
-            lambda: self._forward(endpoint.name, route, body, content_type, protocol))
+            lambda target, sent: self._forward(endpoint.name, target, sent, content_type, protocol),
+            lambda guard, judged: self.query(token, guard, judged, "application/json"))   # as the caller
 
     def _route(self, endpoint: EndpointRoutes, served_entity_name: str | None) -> RouteTarget:
         if served_entity_name is None:
@@ -186,6 +201,8 @@ class Gateway:
         deadline: float | None = None
         forward_deadline: float | None = None
         resent = False
+        streams = route.deployment_key in self._streaming and protocol is WireProtocol.DATABRICKS and \
+            agent_wire.asks_stream(body)
         while True:
             addresses = self._routing.replica_addresses(route.deployment_key)
             if addresses is None:  # the config changed while this request waited: take the new one
@@ -209,9 +226,16 @@ class Gateway:
                 with tracing.span("router.forward", {"podium.replica": address}, client=True):
                     if protocol is WireProtocol.OPEN_INFERENCE:
                         reply = await self._pool.infer(address, body, timeout_s)
+                    elif streams:
+                        return await self._open_stream(address, route, body, content_type, timeout_s)
                     else:
                         reply = await self._pool.predict(address, body, content_type or "application/json",
                                                          timeout_s)
+            except StreamRequired:   # the replica's model streams: this request goes over its event stream
+                self._streaming.add(route.deployment_key)
+                streams = True
+                tried.discard(address)
+                continue
             except ReplicaUnreachable as exc:
                 self._pool.eject(address)
                 if exc.may_have_run:
@@ -225,6 +249,17 @@ class Gateway:
                 raise model_error(reply.http_status, reply.body)
             return QueryResult(reply.body, reply.content_type or "application/json", route.served_entity_name,
                                model_ms=reply.model_ms)
+
+    async def _open_stream(self, address: str, route: RouteTarget, body: bytes, content_type: str,
+                           timeout_s: float) -> QueryResult:
+        """The replica's event stream, once its first event came (an error before it is the query's error)."""
+        started = time.monotonic()
+        first, rest = await self._pool.open_events(address, body, content_type or "application/json", timeout_s)
+        if first.http_status:
+            await rest.aclose()   # type: ignore[attr-defined]
+            raise model_error(first.http_status, first.data)
+        return QueryResult(b"", "text/event-stream", route.served_entity_name, agent_wire.sse(first, rest),
+                           model_ms=(time.monotonic() - started) * 1000)
 
     async def is_ready(self, token: str, endpoint_name: str, served_entity_name: str | None = None) -> bool:
         """Whether queries would be served now: every routed entity (or the named one) has a ready replica."""
@@ -244,6 +279,11 @@ class Gateway:
             route = max(endpoint.routes, key=lambda r: r.traffic_percentage, default=None)
             if route is None:
                 raise Unavailable(f"Endpoint '{endpoint_name}' is not ready yet", retry_after_s=5)
+        return ModelDescription(endpoint_name, tuple(r.served_entity_name for r in endpoint.routes),
+                                route.served_entity_name, await self._deployment_metadata(endpoint_name, route))
+
+    async def _deployment_metadata(self, endpoint_name: str, route: RouteTarget) -> ModelMetadata:
+        """The served entity's model description, asked of one of its replicas once per deployment."""
         metadata = self._metadata.get(route.deployment_key)
         if metadata is None:
             address = pick_replica(route.replica_addresses, self._pool.in_flight, self._rng.randint)
@@ -259,9 +299,11 @@ class Gateway:
             metadata = await self._pool.metadata(address, self._forward_timeout_s)
             live = {r.deployment_key for e in self._routing.endpoints.values() for r in e.routes}
             self._metadata = {k: v for k, v in self._metadata.items() if k in live}
+            self._streaming &= live
             self._metadata[route.deployment_key] = metadata
-        return ModelDescription(endpoint_name, tuple(r.served_entity_name for r in endpoint.routes),
-                                route.served_entity_name, metadata)
+            if metadata.is_streaming:
+                self._streaming.add(route.deployment_key)
+        return metadata
 
     async def _authorized(self, token: str, endpoint_name: str, needed: str) -> tuple[EndpointRoutes, Principal]:
         """The endpoint and the caller, once it is authenticated and holds `needed` on it (404 when it may
@@ -337,11 +379,11 @@ class Gateway:
     # ---- the model registry, read-only, for the management UI ----
 
     async def list_registered_models(self, token: str) -> bytes:
-        await self._auth.caller(token)
+        require_unscoped(await self._auth.caller(token))
         return orjson.dumps({"registered_models": await self._require_registry().registered_models()})
 
     async def get_model_signature(self, token: str, name: str, version: str) -> bytes:
-        await self._auth.caller(token)
+        require_unscoped(await self._auth.caller(token))
         return orjson.dumps(await self._require_registry().signature(name, version))
 
     def _require_registry(self) -> "ModelRegistry":

@@ -122,6 +122,10 @@ class InferenceStore:
         t = inference_table
         query = (sa.select(t.c.requester, sa.func.count().label("request_count"),
                            sa.func.sum(sa.case((t.c.status_code >= 400, 1), else_=0)).label("error_count"),
+                           sa.func.sum(sa.case((t.c.logging_error_codes.like("%GUARDRAIL_%_BLOCKED%"), 1),
+                                               else_=0)).label("blocked_count"),
+                           sa.func.sum(sa.case((t.c.logging_error_codes.like("%SERVED_BY_FALLBACK%"), 1),
+                                               else_=0)).label("fallback_count"),
                            sa.func.sum(t.c.input_token_count).label("input_token_count"),
                            sa.func.sum(t.c.output_token_count).label("output_token_count"))
                  .where(t.c.endpoint_id == endpoint_id, t.c.timestamp_ms >= start_ms, t.c.timestamp_ms < end_ms)
@@ -130,6 +134,7 @@ class InferenceStore:
             rows = conn.execute(query).mappings().all()
         return [{"endpoint_name": endpoint_name, "requester": row["requester"],
                  "request_count": int(row["request_count"]), "error_count": int(row["error_count"] or 0),
+                 "blocked_count": int(row["blocked_count"] or 0), "fallback_count": int(row["fallback_count"] or 0),
                  "input_token_count": int(row["input_token_count"] or 0),
                  "output_token_count": int(row["output_token_count"] or 0),
                  "total_token_count": int((row["input_token_count"] or 0) + (row["output_token_count"] or 0))}

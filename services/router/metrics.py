@@ -5,8 +5,9 @@ Service-wide series (podium_router_*): requests, errors by error_code, latency a
 endpoint and served entity, and (read from the admission tracker at scrape time) requests in flight and
 queued for a replica. The Databricks export is a view of the same series under Databricks' names
 (request_count_total, request_4xx_count_total, request_5xx_count_total, request_latency_ms), counters since
-the router started. Labels stay bounded: only endpoints that exist are recorded (a caller's typo never
-makes a series) and series of deleted endpoints are dropped.
+the router started, and the endpoint's shadow comparisons (podium_router_shadow_*, shadow.py). Labels stay
+bounded: only endpoints that exist are recorded (a caller's typo never makes a series) and series of deleted
+endpoints are dropped.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from services.common.errors import WIRE_STATUS
+from services.common.outcomes import Outcomes
 
 KNOWN_CODES = frozenset(WIRE_STATUS) | {"CANCELLED"}
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -52,9 +54,14 @@ class EndpointMetrics:
             self.registry.register(_LoadCollector(load))
         self._children: dict[tuple[str, str], tuple] = {}
         self._error_children: dict[tuple[str, str, str, str], Counter] = {}
+        # Per deployment key, published to Redis for the control plane's rollouts (metrics_publisher.py).
+        self.outcomes: dict[str, Outcomes] = {}
 
     def observe(self, endpoint_name: str, served_entity_name: str, http_status: int, latency_ms: float,
-                error_code: str = "") -> None:
+                error_code: str = "", *, deployment_key: str = "") -> None:
+        """`deployment_key`: also counted in the deployment's outcomes, which canary rollouts judge."""
+        if deployment_key:
+            self._observe_outcome(deployment_key, http_status, latency_ms)
         labels = (endpoint_name, served_entity_name)
         children = self._children.get(labels)
         if children is None:
@@ -69,6 +76,17 @@ class EndpointMetrics:
             if child is None:
                 child = self._error_children[key] = self._errors.labels(*key)
             child.inc()
+
+    def _observe_outcome(self, deployment_key: str, http_status: int, latency_ms: float) -> None:
+        outcomes = self.outcomes.get(deployment_key)
+        if outcomes is None:
+            outcomes = self.outcomes[deployment_key] = Outcomes()
+        outcomes.add(http_status, latency_ms)
+
+    def retain_outcomes(self, deployment_keys: set[str]) -> None:
+        """Forgets the outcomes of deployments no longer routed to."""
+        for key in [k for k in self.outcomes if k not in deployment_keys]:
+            del self.outcomes[key]
 
     def observe_overhead(self, overhead_ms: float) -> None:
         self._overhead.observe(overhead_ms)
@@ -120,7 +138,23 @@ class EndpointMetrics:
             for s in family.samples:
                 if mine(s):
                     latency.add_sample(s.name.replace(LATENCY, "request_latency_ms"), s.labels, s.value)
-        return [requests, errors["4xx"], errors["5xx"], latency]
+        return [requests, errors["4xx"], errors["5xx"], latency, *self._shadow_families(endpoint_name)]
+
+    def _shadow_families(self, endpoint_name: str) -> list[Metric]:
+        """The endpoint's shadow comparisons, under their own names (services/router/shadow.py registers
+        them in this registry); none for an endpoint without a shadow served entity."""
+        out = []
+        for family in self.registry.collect():
+            if not family.name.startswith("podium_router_shadow_"):
+                continue
+            samples = [s for s in family.samples
+                       if s.labels.get("endpoint_name") == endpoint_name and not s.name.endswith("_created")]
+            if samples:
+                metric = Metric(family.name, family.documentation, family.type)
+                for sample in samples:
+                    metric.add_sample(sample.name, sample.labels, sample.value)
+                out.append(metric)
+        return out
 
 
 class _DatabricksView:

@@ -1,4 +1,5 @@
-"""Publishes this router's load per served entity to Redis, for the scaler.
+"""Publishes this router's load per served entity to Redis, for the scaler, and its query outcomes per
+deployment (services/common/outcomes.py), for the control plane's rollouts.
 
 One SET with a TTL per interval (never a Redis call per request), and at once when a request starts
 waiting for a replica, together with a PUBLISH that wakes the scaler. Redis being down only loses
@@ -16,6 +17,7 @@ import redis.asyncio as redis
 from redis.exceptions import RedisError
 
 from services.common.load_metrics import WAKE_CHANNEL, encode_load, load_key
+from services.common.outcomes import Outcomes, encode_outcomes, outcomes_key
 from services.common.logging import OutageLog
 from services.router.admission import LoadTracker
 
@@ -24,8 +26,9 @@ log = logging.getLogger(__name__)
 
 class MetricsPublisher:
     def __init__(self, redis_url: str, tracker: LoadTracker, *, interval_s: float, ttl_s: float,
-                 router_id: str | None = None):
+                 router_id: str | None = None, outcomes: dict[str, Outcomes] | None = None):
         self.router_id = router_id or secrets.token_hex(6)
+        self._outcomes = outcomes   # per deployment, for the control plane's rollouts (the same SET cadence)
         self._client = redis.Redis.from_url(redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
         self._tracker = tracker
         self._interval_s = interval_s
@@ -54,6 +57,8 @@ class MetricsPublisher:
         try:
             async with self._client.pipeline(transaction=False) as pipe:
                 pipe.set(load_key(self.router_id), payload, px=self._ttl_ms)
+                if self._outcomes:
+                    pipe.set(outcomes_key(self.router_id), encode_outcomes(self._outcomes), px=self._ttl_ms)
                 for key in sorted(waiting):
                     pipe.publish(WAKE_CHANNEL, key)
                 await pipe.execute()
@@ -65,5 +70,5 @@ class MetricsPublisher:
 
     async def close(self) -> None:
         with contextlib.suppress(RedisError, OSError):
-            await self._client.delete(load_key(self.router_id))  # our load leaves with us
+            await self._client.delete(load_key(self.router_id), outcomes_key(self.router_id))  # ours leave with us
         await self._client.aclose()

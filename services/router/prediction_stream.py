@@ -22,10 +22,12 @@ from podium_api.v1 import worker_pb2
 from services.common.errors import DeadlineExceeded, PodiumError, ReplicaUnreachable, error_from_code
 from services.common.grpc_edge import ERROR_CODE_KEY, error_from_rpc
 from services.common.framing import take_frame
+from services.router.results import StreamRequired
 
 log = logging.getLogger(__name__)
 
 DRAINING = "REPLICA_DRAINING"          # the worker's answer to an item it will not start (it is shutting down)
+STREAM_REQUIRED = "STREAM_REQUIRED"    # the worker's answer to an item asking `"stream": true` of a streaming model
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,8 @@ class PredictionStream:
             if session.closing and not session.pending:
                 session.wake.set()
         if reply.error_code:
+            if reply.error_code == STREAM_REQUIRED:
+                raise StreamRequired()
             if reply.error_code == DRAINING:
                 raise ReplicaUnreachable(f"replica {self._address} is shutting down", retry_after_s=1)
             raise error_from_code(reply.error_code, reply.message)
@@ -150,6 +154,78 @@ class _Session:
         for answer in self.pending.values():
             if not answer.done():
                 answer.set_exception(failure())
+
+
+@dataclass(frozen=True)
+class WorkerEvent:
+    """One event of a replica's stream (JSON), or (http_status set) the model's error, its last."""
+
+    data: bytes
+    http_status: int = 0
+
+
+async def open_events(channel: grpc.aio.Channel, metadata: tuple[tuple[str, str], ...], address: str,
+                      item: worker_pb2.PredictItem, timeout_s: float,
+                      on_close: Callable[[], None]) -> tuple[WorkerEvent, "WorkerEvents"]:
+    """A replica's first event for `item` over PredictEvents (a PodiumError, ReplicaUnreachable where the
+    replica was not reached, DeadlineExceeded after timeout_s), and the rest of its events."""
+    call = channel.unary_stream("/podium_api.v1.Worker/PredictEvents",
+                                request_serializer=worker_pb2.PredictItem.SerializeToString,
+                                response_deserializer=worker_pb2.PredictEvent.FromString)(item, metadata=metadata)
+    try:
+        async with asyncio.timeout(timeout_s):   # no extra task per read, unlike wait_for
+            first = await call.read()
+    except TimeoutError:
+        call.cancel()
+        raise DeadlineExceeded(f"the model did not answer within {timeout_s:g} s") from None
+    except grpc.aio.AioRpcError as exc:
+        raise replica_error(exc, address) from None
+    except BaseException:
+        call.cancel()
+        raise
+    if first is grpc.aio.EOF:
+        raise ReplicaUnreachable(f"replica {address} ended the stream before its first event", may_have_run=True,
+                                 retry_after_s=1)
+    return WorkerEvent(first.data, first.http_status), WorkerEvents(call, address, timeout_s, on_close)
+
+
+class WorkerEvents:
+    """The rest of a PredictEvents call's events, each as it comes (within idle_timeout_s of the one before).
+    `aclose`, or the end, cancels the call (the replica stops the model) and calls `on_close` once, whether
+    or not the events were ever read."""
+
+    def __init__(self, call, address: str, idle_timeout_s: float, on_close: Callable[[], None]):
+        self._call, self._address, self._idle_timeout_s = call, address, idle_timeout_s
+        self._on_close: Callable[[], None] | None = on_close
+
+    def __aiter__(self) -> "WorkerEvents":
+        return self
+
+    async def __anext__(self) -> WorkerEvent:
+        if self._on_close is None:
+            raise StopAsyncIteration
+        try:
+            async with asyncio.timeout(self._idle_timeout_s):
+                event = await self._call.read()
+        except TimeoutError:
+            await self.aclose()
+            raise DeadlineExceeded(f"the model sent nothing for {self._idle_timeout_s:g} s") from None
+        except grpc.aio.AioRpcError as exc:
+            await self.aclose()
+            raise replica_error(exc, self._address) from None
+        except BaseException:
+            await self.aclose()
+            raise
+        if event is grpc.aio.EOF:
+            await self.aclose()
+            raise StopAsyncIteration
+        return WorkerEvent(event.data, event.http_status)
+
+    async def aclose(self) -> None:
+        if self._on_close is not None:
+            on_close, self._on_close = self._on_close, None
+            self._call.cancel()
+            on_close()
 
 
 def replica_error(exc: grpc.aio.AioRpcError, address: str) -> PodiumError:

@@ -56,6 +56,12 @@ ROUTES: list[Route] = [
     Route("PATCH", ENDPOINTS + "/{name}/telemetry-config", "PATCH_TELEMETRY_CONFIG"),
     Route("GET", ENDPOINTS + "/{name}/served-models/{served_model}/logs", "GET_SERVED_MODEL_LOGS"),
     Route("GET", ENDPOINTS + "/{name}/served-models/{served_model}/build-logs", "GET_SERVED_MODEL_BUILD_LOGS"),
+    # Podium's canary rollouts (docs/progressive-delivery.md)
+    Route("GET", ENDPOINTS + "/{name}/rollout", "GET_ROLLOUT"),
+    Route("POST", ENDPOINTS + "/{name}/rollout/pause", "PAUSE_ROLLOUT"),
+    Route("POST", ENDPOINTS + "/{name}/rollout/resume", "RESUME_ROLLOUT"),
+    Route("POST", ENDPOINTS + "/{name}/rollout/promote", "PROMOTE_ROLLOUT"),
+    Route("POST", ENDPOINTS + "/{name}/rollout/abort", "ABORT_ROLLOUT"),
     Route("GET", f"{SCIM}/Me", "CURRENT_USER"),
 ]
 for _resource in ("Users", "Groups", "ServicePrincipals"):

@@ -1,6 +1,6 @@
 """REST adapter of the OpenAI-style paths, and the server-sent events every streamed answer leaves as.
 
-- POST /serving-endpoints/chat/completions, /completions, /embeddings: the openai SDK's calls with
+- POST /serving-endpoints/chat/completions, /completions, /embeddings, /responses: the openai SDK's calls with
   `base_url=<router>/serving-endpoints`; the endpoint is the body's `model` (reference §6).
 - Streamed answers leave as server-sent events, chunk by chunk as the provider sends them.
 """
@@ -16,8 +16,10 @@ from services.router.core import Gateway
 from services.router.rest_identity import bearer_token
 from services.router.results import QueryResult, answer_metadata
 
+# `responses` (the openai SDK's responses.create, as DatabricksOpenAI and get_open_ai_client call it) reaches
+# endpoints serving an MLflow ResponsesAgent (docs/agents.md).
 OPENAI_TASKS = {"chat/completions": "llm/v1/chat", "completions": "llm/v1/completions",
-                "embeddings": "llm/v1/embeddings"}
+                "embeddings": "llm/v1/embeddings", "responses": "agent/v1/responses"}
 
 
 def answer_headers(result: QueryResult) -> dict[str, str]:

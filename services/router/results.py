@@ -24,6 +24,11 @@ class QueryResult:
     overhead_ms: float | None = None             # the router's wall time minus model_ms
 
 
+class StreamRequired(Exception):
+    """A replica's model streams and the request asks it to (`"stream": true`): it goes over the replica's
+    event stream instead."""
+
+
 def answer_metadata(result: QueryResult) -> tuple[tuple[str, str], ...]:
     """What every query answer carries besides its body: the request's id and Podium's overhead (as HTTP
     headers on REST, initial metadata on gRPC)."""

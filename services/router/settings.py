@@ -58,6 +58,11 @@ class RouterSettings(MasterKeySettings, ClusterSettings, RegistrySettings, Egres
     """Load metrics for the scaler are published to Redis this often."""
     metrics_ttl_s: float = Field(5.0, gt=0)
     """Published load metrics expire after this long."""
+    shadow_queue_limit: int = Field(100, ge=1)
+    """Copies of queries waiting for a shadow served entity; beyond, copies are dropped (counted), never the
+    caller's time (docs/progressive-delivery.md)."""
+    shadow_senders: int = Field(4, ge=1)
+    """Copies sent to shadow served entities at once, per router."""
 
     # ---- external models ----
     secrets: dict[str, SecretStr] = Field(default_factory=dict)
@@ -73,6 +78,9 @@ class RouterSettings(MasterKeySettings, ClusterSettings, RegistrySettings, Egres
     """Deadline of connecting to a provider."""
 
     # ---- AI gateway ----
+    fallback_timeout_s: float = Field(60.0, gt=0)
+    """With ai_gateway.fallback_config on: one deadline for a query and all its fallbacks to other served
+    entities (each attempt also keeps its own deadline: external_model.timeout_s or the forwarding one)."""
     rate_limit_timeout_s: float = Field(1.0, gt=0)
     """Deadline of one Redis call of the rate limiter."""
     redis_failure_mode: Literal["open", "closed"] = "open"

@@ -24,6 +24,7 @@ from services.scaler.gpus import detect_gpus
 from services.scaler.grpc_api import ScalerServicer
 from services.scaler.launchers import TemplateUnavailable, WarmTemplate
 from services.scaler.metrics import LoadReader
+from services.scaler.replica_grants import ReplicaGrants
 from services.scaler.replica_logs import ReplicaLogs
 from services.scaler.replica_records import ReplicaRecords
 from services.scaler.replica_specs import ContainerOptions, KubernetesOptions
@@ -66,7 +67,8 @@ async def run(settings: ScalerSettings) -> None:
             logs_dir, settings.worker_host, worker_env, records=ReplicaRecords(settings.data_dir / "replicas"),
             template=template, environments=environments, gpus=gpus,
             heartbeat_interval_s=settings.heartbeat_interval_s, heartbeat_expiry_s=settings.heartbeat_expiry_s,
-            stop_grace_s=settings.worker_stop_grace_s, tls=tls)
+            stop_grace_s=settings.worker_stop_grace_s, tls=tls,
+            grants=ReplicaGrants(control_plane, settings.replica_router_url))
 
     def running_replicas(key: str) -> list[str]:
         return [r.replica_id for r in runtime.replicas() if r.key == key]

@@ -23,6 +23,7 @@ from services.scaler.replica_specs import (
     worker_environment,
 )
 from services.scaler.replica import EXITED, FAILED, LOST, READY, STARTING, Replica, new_replica_id
+from services.scaler.replica_grants import ENGINE_REFUSES_SECRETS, has_secret_reference
 from services.scaler.replica_table import ReplicaTable
 from services.scaler.runtime import WorkerSpec
 
@@ -158,6 +159,10 @@ class DockerRuntime:
     # ---- one replica's life ----
 
     async def _run(self, replica: Replica, spec: WorkerSpec) -> None:
+        if has_secret_reference(spec.environment_vars):
+            replica.status, replica.failure = FAILED, ENGINE_REFUSES_SECRETS
+            self.on_change()
+            return
         try:
             container_id = await asyncio.to_thread(self._create, replica, spec)
         except Exception as exc:  # noqa: BLE001 - the engine's reason, counted as a start failure

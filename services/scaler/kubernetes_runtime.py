@@ -22,7 +22,8 @@ from services.scaler.replica_specs import (
     K8S_DELETION_COST, KubernetesOptions, k8s_deployment, k8s_labels, k8s_name, k8s_pod_address, k8s_service,
     metrics_address, worker_environment,
 )
-from services.scaler.replica import EXITED, READY, STARTING, Replica
+from services.scaler.replica import EXITED, FAILED, READY, STARTING, Replica
+from services.scaler.replica_grants import ENGINE_REFUSES_SECRETS, has_secret_reference
 from services.scaler.replica_table import ReplicaTable
 from services.scaler.runtime import WorkerSpec
 
@@ -80,6 +81,10 @@ class KubernetesRuntime:
 
     async def start(self, spec: WorkerSpec) -> Replica:
         placeholder = self._table.add(Replica(f"{PLACEHOLDER}-{spec.key}-{next(self._ids)}", spec.key))
+        if has_secret_reference(spec.environment_vars):
+            placeholder.status, placeholder.failure = FAILED, ENGINE_REFUSES_SECRETS
+            self.on_change()
+            return placeholder
         async with self._scaling[spec.key]:
             wanted = self._wanted.get(spec.key, 0) + 1
             try:

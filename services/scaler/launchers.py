@@ -189,11 +189,17 @@ class WarmTemplate:
             raise ModelUnavailable(reply.get("error") or "the template could not start the replica")
         return WorkerProcess(int(reply["pid"]), await _pipe_reader(read_fd))
 
-    async def prepare(self, model_uri: str) -> Path:
+    async def prepare(self, model_uri: str, log_path: Path | None = None) -> Path:
         """Resolves, downloads and imports a model's flavor ahead of its first replica (seconds, the first
-        time); the machine's copy of the model."""
+        time); the machine's copy of the model. What preparing prints goes to `log_path` (a replica's build
+        log) when given."""
         await self.start()
-        reply = await asyncio.to_thread(self._request, {"op": "prepare", "model_uri": model_uri}, [])
+        fds = [os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)] if log_path else []
+        try:
+            reply = await asyncio.to_thread(self._request, {"op": "prepare", "model_uri": model_uri}, fds)
+        finally:
+            for fd in fds:
+                os.close(fd)
         if not reply.get("ok"):
             raise ModelUnavailable(reply.get("error") or "the template could not prepare the model")
         return Path(reply["path"])

@@ -30,6 +30,7 @@ class ReplicaRecord:
     gpus: list[str] = field(default_factory=list)   # the GPUs it was given, so their load stays counted
     metrics_address: str = ""   # where its Prometheus /metrics answers (listed by the scaler's discovery)
     is_batching: bool | None = None   # whether its model batches, so a restarted scaler sizes by it (None: unknown)
+    credential_id: str = ""   # its replica credential's id (never the credential), revoked when it is gone
 
 
 class ReplicaRecords:

@@ -14,15 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import itertools
 import json
 import logging
 import os
-import shutil
 import signal
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,9 +35,11 @@ from services.scaler.launchers import (
 )
 from services.scaler.policy import pick_gpus
 from services.scaler.replica import EXITED, FAILED, READY, STARTING, Replica, new_replica_id
+from services.scaler.replica_grants import GrantRefused, ReplicaGrants
 from services.scaler.replica_logs import mark_ready
 from services.scaler.replica_records import ReplicaRecord, ReplicaRecords
 from services.scaler.replica_table import ReplicaTable
+from services.scaler.scratch_dirs import ScratchDirs
 
 log = logging.getLogger(__name__)
 
@@ -92,16 +91,12 @@ class LocalProcessRuntime:
                  template: WarmTemplate | None = None, environments: VirtualenvManager | None = None,
                  gpus: tuple[str, ...] = (), heartbeat_interval_s: float = 1.0, heartbeat_expiry_s: float = 3.0,
                  stop_grace_s: float = 15.0, tls: TlsFiles | None = None, model_cache_dir: Path | None = None,
-                 fetch_timeout_s: float = 300.0):
+                 fetch_timeout_s: float = 300.0, grants: ReplicaGrants | None = None):
         self._logs_dir = logs_dir
         # Where replicas' models are downloaded before they start (the template's cache, when it runs).
         self._model_cache_dir = model_cache_dir or logs_dir.parent / "cache" / "models"
         self._fetch_timeout_s = fetch_timeout_s
-        self._scratch_dirs: dict[str, Path] = {}
-        # Each replica's own writable directory (services/worker/sandbox.py) lives under one per stack, which
-        # other uids may walk but not list, so a restarted scaler can clear what its replicas left.
-        digest = hashlib.sha256(str(logs_dir.parent.resolve()).encode()).hexdigest()[:12]
-        self._scratch_root = Path(tempfile.gettempdir()) / f"podium-scratch-{digest}"
+        self._scratch = ScratchDirs(logs_dir.parent)
         if os.geteuid() == 0 and logs_dir.parent.is_dir():
             # Replicas of a root platform run as uids of their own (services/worker/sandbox.py): only the
             # platform walks the data directory; a replica reads its model through links in its scratch.
@@ -120,6 +115,7 @@ class LocalProcessRuntime:
                                    on_change=lambda: self.on_change(), on_ready=self._record_ready)
         self._processes: dict[str, WorkerProcess] = {}
         self._tasks: dict[str, asyncio.Task] = {}
+        self._grants = grants   # resolves secret references, issues credentials; None: variables as written
         self._warming: set[asyncio.Task] = set()
         self._ids = itertools.count(1)
 
@@ -129,13 +125,15 @@ class LocalProcessRuntime:
         """Takes over the replicas a previous scaler left running (their records on disk)."""
         adopted = []
         records = await asyncio.to_thread(self._records.live)
-        self._scratch_dirs.update(await asyncio.to_thread(self._clear_scratch, {r.replica_id for r in records}))
+        await asyncio.to_thread(self._scratch.keep_live, {r.replica_id for r in records})
         for record in records:
             replica = Replica(record.replica_id, record.key, status=READY if record.is_ready else STARTING,
                               address=record.address, ever_ready=record.is_ready, pid=record.pid,
                               log_path=Path(record.log_path) if record.log_path else None, gpus=tuple(record.gpus),
                               metrics_address=record.metrics_address, is_batching=record.is_batching)
             process = WorkerProcess(record.pid)
+            if record.credential_id and self._grants is not None:
+                self._grants.adopt(replica.replica_id, record.credential_id)
             self._table.add(replica)
             self._processes[replica.replica_id] = process
             self._tasks[replica.replica_id] = asyncio.create_task(self._follow(replica, process))
@@ -192,10 +190,12 @@ class LocalProcessRuntime:
 
     def forget(self, replica_id: str) -> None:
         self._table.forget(replica_id)
-        self._remove_scratch(replica_id)
+        self._scratch.remove(replica_id)
         process = self._processes.pop(replica_id, None)
         if process is not None:
             process.close()
+        if self._grants is not None:
+            self._grants.release(replica_id)
         task = self._tasks.pop(replica_id, None)
         if task is not None and not task.done():
             task.cancel()
@@ -209,11 +209,12 @@ class LocalProcessRuntime:
             task.cancel()
         await asyncio.gather(*(self.stop(r.replica_id) for r in self._table.all()), *self._warming,
                              return_exceptions=True)
+        if self._grants is not None:
+            await self._grants.close()
         await self._table.close()
         if self._template is not None:
             await self._template.close()
-        with contextlib.suppress(OSError):
-            self._scratch_root.rmdir()   # empty once every replica is gone
+        self._scratch.close()
 
     # ---- one replica's life ----
 
@@ -236,14 +237,12 @@ class LocalProcessRuntime:
             finally:
                 replica.is_building = False
             replica.started_at = time.monotonic()   # the start deadline counts from the worker's own start
-        # Podium's variables win over the served entity's, and names that change how an interpreter starts
-        # never reach it (refused at create; a spec stored before that is filtered here).
-        scratch = self._new_scratch(replica.replica_id)
-        env = {**allowed_environment_vars(spec.environment_vars), **self._base_env, **spec.worker_settings(),
+        scratch = self._scratch.new(replica.replica_id)
+        env = {**self._base_env, **spec.worker_settings(),
                "PODIUM_WORKER_MODEL_URI": spec.model_uri, "PODIUM_WORKER_HOST": self._host, "PODIUM_WORKER_PORT": "0",
                "PODIUM_WORKER_SCRATCH_DIR": str(scratch),
                "PODIUM_WORKER_MEMORY_LIMIT_BYTES": str(spec.memory_limit_bytes()), **placement}
-        launching = asyncio.ensure_future(self._launch(spec, python, env, replica.log_path))
+        launching = asyncio.ensure_future(self._launch(replica, spec, python, env))
         try:
             process = await asyncio.shield(launching)
         except asyncio.CancelledError:
@@ -251,6 +250,10 @@ class LocalProcessRuntime:
             raise
         except ModelUnavailable as exc:  # the registry's reason: retrying will not help
             replica.status, replica.failure = FAILED, str(exc)
+            self.on_change()
+            return
+        except GrantRefused as exc:
+            replica.status, replica.failure = FAILED if exc.is_final else EXITED, str(exc)
             self.on_change()
             return
         except Exception as exc:  # noqa: BLE001 - counted as a start failure by the scaler
@@ -266,14 +269,34 @@ class LocalProcessRuntime:
             process.send_signal(signal.SIGTERM)
         await self._follow(replica, process)
 
-    async def _launch(self, spec: WorkerSpec, python: str, env: dict[str, str], log_path: Path) -> WorkerProcess:
+    async def _launch(self, replica: Replica, spec: WorkerSpec, python: str, env: dict[str, str]) -> WorkerProcess:
+        log_path, environment_vars = replica.log_path, spec.environment_vars
+        if self._grants is not None:   # secret references resolved into this replica's environment only
+            environment_vars = await self._grants.environment_vars(spec.key, spec.environment_vars)
+        # Podium's variables win over the served entity's, and names that change how an interpreter starts
+        # never reach it (refused at create; a spec stored before that is filtered here).
+        env = {**allowed_environment_vars(environment_vars), **env}
         if self._may_fork(spec):
-            try:
+            try:   # a credential issued here stays in `env` for a fresh start if the fork fails
+                if self._grants is not None:
+                    env = await self._credential(replica, spec, env, await self._template.prepare(spec.model_uri, log_path))
                 return await self._template.spawn(spec.model_uri, env, log_path)
             except TemplateUnavailable as exc:
                 log.warning("warm template unavailable (%s); starting a fresh worker", exc)
-        env = {**env, "PODIUM_WORKER_MODEL_PATH": str(await self._fetch(spec, env, log_path))}
-        return await start_fresh(python, env, log_path)
+        model_path = await self._fetch(spec, env, log_path)
+        env = await self._credential(replica, spec, env, model_path)
+        return await start_fresh(python, {**env, "PODIUM_WORKER_MODEL_PATH": str(model_path)}, log_path)
+
+    async def _credential(self, replica: Replica, spec: WorkerSpec, env: dict[str, str],
+                          model_path: Path | None) -> dict[str, str]:
+        """`env` with DATABRICKS_HOST and DATABRICKS_TOKEN when the model declared serving endpoints it calls
+        (its credential may query those and nothing else); Podium's own variables still win."""
+        if self._grants is None:
+            return env
+        granted = await self._grants.credential(replica.replica_id, spec.key, model_path)
+        if replica.is_stopping or replica.replica_id not in {r.replica_id for r in self._table.all()}:
+            self._grants.release(replica.replica_id)   # forgotten while it was being issued
+        return {**granted, **env}
 
     async def _fetch(self, spec: WorkerSpec, env: dict[str, str], log_path: Path) -> Path:
         """The machine's copy of the model: the template's when it runs, else a download of its own."""
@@ -339,34 +362,11 @@ class LocalProcessRuntime:
             replica.failure = replica.failure or (f"worker exited with code {code}" if code is not None
                                                   else "worker exited")
         self._records.remove(replica.replica_id)
-        scratch = self._scratch_dirs.pop(replica.replica_id, None)
-        if scratch is not None:   # it may hold a copy of the model: not on the event loop
-            await asyncio.to_thread(shutil.rmtree, scratch, ignore_errors=True)
+        if self._grants is not None:
+            self._grants.release(replica.replica_id)
+        await asyncio.to_thread(self._scratch.remove, replica.replica_id)
         log.info("replica %s exited (%s)", replica.replica_id, code)
         self.on_change()
-
-    def _new_scratch(self, replica_id: str) -> Path:
-        self._scratch_root.mkdir(exist_ok=True)
-        os.chmod(self._scratch_root, 0o711)
-        scratch = Path(tempfile.mkdtemp(prefix=f"{replica_id}-", dir=self._scratch_root))
-        self._scratch_dirs[replica_id] = scratch
-        return scratch
-
-    def _clear_scratch(self, live: set[str]) -> dict[str, Path]:
-        """Removes the scratch directories of replicas that are gone; those of `live` replicas, by id."""
-        kept = {}
-        for scratch in self._scratch_root.glob("*") if self._scratch_root.is_dir() else ():
-            replica_id = scratch.name.rsplit("-", 1)[0]
-            if replica_id in live:
-                kept[replica_id] = scratch
-            else:
-                shutil.rmtree(scratch, ignore_errors=True)
-        return kept
-
-    def _remove_scratch(self, replica_id: str) -> None:
-        scratch = self._scratch_dirs.pop(replica_id, None)
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
 
     def _mark_ready(self, replica: Replica) -> None:
         replica.status, replica.ever_ready, replica.last_seen = READY, True, time.monotonic()
@@ -386,7 +386,8 @@ class LocalProcessRuntime:
             return
         self._records.write(ReplicaRecord(replica.replica_id, replica.key, replica.pid, ticks, replica.address,
                                           replica.status == READY, str(replica.log_path or ""), list(replica.gpus),
-                                          replica.metrics_address, replica.is_batching))
+                                          replica.metrics_address, replica.is_batching,
+                                          self._grants.credential_id(replica.replica_id) if self._grants else ""))
 
 
 def _stop_if_started(launching: asyncio.Future) -> None:

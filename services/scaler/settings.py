@@ -43,6 +43,9 @@ class ScalerSettings(ClusterSettings, RegistrySettings, WorkerServingSettings):
     and cached the model (fast starts); false: every replica is a fresh `python -m services.worker`."""
     supervisor_pid: int = Field(0, ge=0)
     """The process whose exit ends the replicas (`podium up` sets its own pid); 0 = this scaler."""
+    replica_router_url: str = ""
+    """The router's URL as replicas reach it: DATABRICKS_HOST of a model logged with serving endpoints as
+    resources, beside a credential that may query just those (`podium up` sets it); empty = none issued."""
 
     # ---- autoscaling (services/scaler/policy.py) ----
     target_concurrency_per_replica: float = Field(4.0, gt=0)

@@ -25,6 +25,7 @@ from services.common.readiness import (
 from services.common.tls import TlsFiles, add_server_port
 from services.worker import metrics, sandbox
 from services.worker.core import CallerCheck, Predictor, load_model, usable_gpu_count
+from services.worker.generative import stop_local_trace_export
 from services.worker.grpc_api import WorkerServicer
 from services.worker.prediction_stream import StreamDrain
 from services.worker.settings import WorkerSettings
@@ -75,6 +76,8 @@ async def serve(settings: WorkerSettings) -> int:
         await server.stop(grace=None)
         return 3
     metrics.observe_model_load(time.monotonic() - load_started)
+    if await asyncio.to_thread(stop_local_trace_export):
+        log.info("MLflow tracing is off in this replica: its tracking store is local, which replicas never open")
     freeze_startup_objects()
     predictor = Predictor(model, settings.worker_predict_threads, settings.worker_max_queued_requests, callers,
                           settings.worker_max_batch_size, settings.worker_max_batch_wait_ms)
@@ -116,6 +119,11 @@ class _LateServicer(worker_pb2_grpc.WorkerServicer):
         await self._require_loaded(context)
         async for frame in self.servicer.PredictStream(request_iterator, context):
             yield frame
+
+    async def PredictEvents(self, request, context):
+        await self._require_loaded(context)
+        async for event in self.servicer.PredictEvents(request, context):
+            yield event
 
     @grpc_edge
     async def Metadata(self, request, context):

@@ -25,7 +25,7 @@ import orjson
 
 from services.common.errors import BadRequest, InvalidParameter, PodiumError, Unauthenticated, Unavailable
 from services.common.tensors import ModelMetadata, RawTensor
-from services.worker import batch_merge, metrics, row_exact, signature
+from services.worker import batch_merge, generative, metrics, row_exact, signature
 from services.worker.batch_collector import BatchCollector
 from services.worker.direct_scoring import DirectScorer, is_plain_json
 
@@ -164,6 +164,8 @@ class Predictor:
             and _is_tensor_batchable(self._input_schema)
         self._predict_takes_params = "params" in inspect.signature(model.predict).parameters
         self._direct = _direct_scorer(model)
+        self.task = generative.model_task(model)
+        self.is_streaming = generative.is_streaming(model)
 
     @property
     def batch_stats(self):
@@ -173,6 +175,8 @@ class Predictor:
     async def predict(self, token: str, body: bytes, content_type: str) -> ScoringResult:
         self._callers.require(token)
         content_type = content_type or "application/json"
+        if self.is_streaming and generative.asks_stream(body, content_type) is not None:
+            raise generative.StreamRequired()
         part = batch_merge.json_part(body, content_type, has_nested_columns=self._has_nested_columns) \
             if self._json_batching else None
         if part is None:
@@ -187,6 +191,18 @@ class Predictor:
             return await self._run(self._infer, inputs, outputs, params,
                                    small=sum(len(t.raw) for t in inputs) <= INLINE_MAX_BYTES)
         return await self._submit(part)
+
+    async def predict_events(self, token: str, body: bytes, content_type: str):
+        """The model's events for a JSON request with `"stream": true`, as it yields them."""
+        self._callers.require(token)
+        request = generative.asks_stream(body, content_type or "application/json")
+        if not self.is_streaming or request is None:
+            raise InvalidParameter("Only a model with predict_stream streams, for a JSON object with \"stream\": true")
+        if self._slots.locked():
+            raise Unavailable("worker queue is full", retry_after_s=1)
+        async with self._slots:
+            async for event in generative.stream_events(self._model, self._pool, request):
+                yield event
 
     def check_caller(self, token: str) -> None:
         """Unauthenticated unless `token` is the router's credential."""

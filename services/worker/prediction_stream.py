@@ -21,6 +21,7 @@ from services.common.request_context import choose_request_id, request_id_var, t
 from services.common.framing import take_frame
 from services.worker import metrics
 from services.worker.core import Predictor, ScoringResult
+from services.worker.generative import STREAM_REQUIRED, StreamRequired
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,9 @@ async def _score(predictor: Predictor, token: str, item) -> worker_pb2.PredictIt
             except PodiumError as exc:
                 timed.outcome = "error"
                 return worker_pb2.PredictItemReply(id=item.id, error_code=exc.code, message=exc.message)
+            except StreamRequired:   # not scored: the router asks PredictEvents for it
+                return worker_pb2.PredictItemReply(id=item.id, error_code=STREAM_REQUIRED,
+                                                   message="this request streams: ask PredictEvents")
             except TimeoutError:
                 timed.outcome = "error"
                 return worker_pb2.PredictItemReply(id=item.id, error_code="DEADLINE_EXCEEDED",

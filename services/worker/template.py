@@ -11,7 +11,7 @@ Protocol, over the AF_UNIX SOCK_SEQPACKET socket the scaler passes as fd templat
 sends `{"op": "spawn", "model_uri", "env"}` with two descriptors attached (the replica's stdout, where it
 writes its readiness handshake, and its log file) and gets `{"pid"}` back, or `{"error"}` when the model
 cannot be prepared (the registry's reason, e.g. the version does not exist); `{"op": "prepare",
-"model_uri"}` only prepares (`{"ok": true}`), so a later spawn is fast. The template makes no gRPC object and
+"model_uri"}` (with the log file attached, or none) only prepares (`{"ok": true}`), so a later spawn is fast. The template makes no gRPC object and
 no event loop, so forking is safe; a child never touches the registry connection it inherits, and leaves
 with os._exit so it never closes what the template still uses.
 """
@@ -87,7 +87,7 @@ class Template:
                 return  # the scaler is gone
             try:
                 request = json.loads(message)
-                reply = self._prepare_only(request) if request.get("op") == "prepare" else \
+                reply = self._prepare_only(request, fds) if request.get("op") == "prepare" else \
                     self._spawn(channel, request, fds)
             except Exception as exc:  # one bad request never takes the template down
                 log.exception("spawn failed")
@@ -97,11 +97,12 @@ class Template:
                     os.close(fd)
             channel.send(json.dumps(reply).encode())
 
-    def _prepare_only(self, request: dict) -> dict:
-        try:
-            path = self.prepare(request["model_uri"])
-        except Exception as exc:
-            return {"error": getattr(exc, "message", None) or str(exc) or type(exc).__name__}
+    def _prepare_only(self, request: dict, fds: list[int]) -> dict:
+        with _logging_to(fds[0]) if fds else contextlib.nullcontext():   # the replica's build log, when sent
+            try:
+                path = self.prepare(request["model_uri"])
+            except Exception as exc:
+                return {"error": getattr(exc, "message", None) or str(exc) or type(exc).__name__}
         return {"ok": True, "path": str(path)}
 
     def _spawn(self, channel: socket.socket, request: dict, fds: list[int]) -> dict:

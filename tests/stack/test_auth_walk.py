@@ -46,13 +46,16 @@ REST_ROUTES = [
     ("PATCH", "/api/2.0/serving-endpoints/{name}/telemetry-config", "manage"),
     ("GET", "/api/2.0/serving-endpoints/{name}/served-models/{served_model}/logs", "manage"),
     ("GET", "/api/2.0/serving-endpoints/{name}/served-models/{served_model}/build-logs", "manage"),
+    ("GET", "/api/2.0/serving-endpoints/{name}/rollout", "view"),
+    *[("POST", f"/api/2.0/serving-endpoints/{{name}}/rollout/{action}", "manage")
+      for action in ("pause", "resume", "promote", "abort")],
     ("GET", "/api/2.0/serving-endpoints/{name}/metrics", "view"),
     ("GET", "/api/2.0/serving-endpoints/{name}/openapi", "view"),
     ("GET", "/api/2.0/serving-endpoints/{name}/inference-table", "manage"),
     ("GET", "/api/2.0/serving-endpoints/{name}/usage", "manage"),
     # The OpenAI-style paths name the endpoint in the body's `model`.
-    *[("POST", f"/serving-endpoints/{path}{slash}", "query") for path in ("chat/completions", "completions", "embeddings")
-      for slash in ("", "/")],
+    *[("POST", f"/serving-endpoints/{path}{slash}", "query")
+      for path in ("chat/completions", "completions", "embeddings", "responses") for slash in ("", "/")],
     ("POST", "/serving-endpoints/{name}/invocations", "query"),
     ("POST", "/serving-endpoints/{name}/served-models/{served_entity}/invocations", "query"),
     ("GET", f"{SCIM}/Me", "person"),
@@ -102,6 +105,7 @@ OIP_INFER = {"inputs": [{"name": "x", "datatype": "FP64", "shape": [1], "data": 
 # credential only) and `router` (a worker: the router's worker credential only).
 GRPC_METHODS = [
     (query_pb2, "Query", "Invoke", "query"),
+    (query_pb2, "Query", "InvokeStream", "query"),
     (query_pb2, "Query", "ExportMetrics", "view"),
     (query_pb2, "Query", "GetOpenApi", "view"),
     (management_pb2, "Management", "Call", "person"),   # each operation as its REST route (REST_ROUTES)
@@ -112,7 +116,11 @@ GRPC_METHODS = [
     (identity_pb2, "Identity", "Authenticate", "internal"),
     (identity_pb2, "Identity", "IssueOAuthToken", "public"),
     (identity_pb2, "Identity", "ResolveSecrets", "internal"),
+    (identity_pb2, "Identity", "ResolveEnvironment", "internal"),
+    (identity_pb2, "Identity", "IssueReplicaCredential", "internal"),
+    (identity_pb2, "Identity", "RevokeReplicaCredential", "internal"),
     (worker_pb2, "Worker", "PredictStream", "router"),
+    (worker_pb2, "Worker", "PredictEvents", "router"),
     (worker_pb2, "Worker", "Metadata", "router"),
     *[(grpc_predict_v2_pb2, "GRPCInferenceService", m, "person") for m in ("ServerLive", "ServerReady", "ServerMetadata")],
     (grpc_predict_v2_pb2, "GRPCInferenceService", "ModelReady", "view"),
@@ -199,7 +207,8 @@ def _is_oip(template: str) -> bool:
     return is_oip_path(template)
 
 
-OPENAI_PATHS = ("/serving-endpoints/chat/completions", "/serving-endpoints/completions", "/serving-endpoints/embeddings")
+OPENAI_PATHS = ("/serving-endpoints/chat/completions", "/serving-endpoints/completions", "/serving-endpoints/embeddings",
+                "/serving-endpoints/responses")
 
 
 def _body_for(template: str, name: str = EP) -> dict:
@@ -395,13 +404,16 @@ def _grpc_status(*args) -> grpc.StatusCode:
 
 def _grpc_requests(world) -> dict:
     return {
-        "Invoke": {"endpoint": EP, "body": b"{}"},
+        "Invoke": {"endpoint": EP, "body": b"{}"}, "InvokeStream": {"endpoint": EP, "body": b"{}"},
         "WatchRoutingTable": {}, "ListDeployments": {}, "ReportDeployments": {},
         "Authenticate": {"token": world["tokens"]["admin"]},
         "IssueOAuthToken": {"client_id": "nobody", "client_secret": "dose" + "0" * 64},
         "Call": {"operation": "GET_PERMISSIONS", "params": {"id": world["endpoint_id"]}},
-        "ResolveSecrets": {"texts": ["{{secrets/walk/none}}"]},
-        "PredictStream": {}, "Metadata": {},
+        "ResolveSecrets": {"texts": ["{{secrets/walk/none}}"], "endpoint_name": EP},
+        "ResolveEnvironment": {"deployment_key": "0" * 20},
+        "IssueReplicaCredential": {"deployment_key": "0" * 20, "endpoints": [EP]},
+        "RevokeReplicaCredential": {"token_id": "0" * 16},
+        "PredictStream": {}, "Metadata": {}, "PredictEvents": {"body": b'{"stream": true}'},
         "ExportMetrics": {"endpoint": EP}, "GetOpenApi": {"endpoint": EP},
         "GetReplicaLogs": {"deployment_key": "0" * 20, "build": True},
         "ServerLive": {}, "ServerReady": {}, "ServerMetadata": {}, "ModelReady": {"name": EP},
@@ -447,6 +459,8 @@ def test_grpc_rejects_every_bad_credential(stack, world, worker_address, module,
 
 GRPC_LEVELS = {
     "Invoke": {"none": "NOT_FOUND", "view": "PERMISSION_DENIED", "query": "UNAVAILABLE", "admin": "UNAVAILABLE"},
+    "InvokeStream": {"none": "NOT_FOUND", "view": "PERMISSION_DENIED", "query": "UNAVAILABLE",
+                     "admin": "UNAVAILABLE"},
     "Call": {"none": "NOT_FOUND", "view": "OK", "admin": "OK"},
     "ExportMetrics": {"none": "NOT_FOUND", "view": "OK", "admin": "OK"},
     "GetOpenApi": {"none": "NOT_FOUND"},
@@ -455,8 +469,11 @@ GRPC_LEVELS = {
     "WatchRoutingTable": {"admin": "UNAUTHENTICATED", "manage": "UNAUTHENTICATED"},
     "ListDeployments": {"admin": "UNAUTHENTICATED"}, "ReportDeployments": {"admin": "UNAUTHENTICATED"},
     "Authenticate": {"admin": "UNAUTHENTICATED"}, "ResolveSecrets": {"admin": "UNAUTHENTICATED"},
+    "ResolveEnvironment": {"admin": "UNAUTHENTICATED"}, "IssueReplicaCredential": {"admin": "UNAUTHENTICATED"},
+    "RevokeReplicaCredential": {"admin": "UNAUTHENTICATED"},
     # A worker answers the router only.
     "PredictStream": {"admin": "UNAUTHENTICATED", "query": "UNAUTHENTICATED"},
+    "PredictEvents": {"admin": "UNAUTHENTICATED", "query": "UNAUTHENTICATED"},
     "Metadata": {"admin": "UNAUTHENTICATED", "manage": "UNAUTHENTICATED"},
     # Open Inference Protocol: the same rules as the Databricks paths.
     "ServerLive": {"none": "OK"}, "ServerReady": {"none": "OK"}, "ServerMetadata": {"none": "OK"},

@@ -280,7 +280,7 @@ def test_bad_queries_are_clear_errors(stack, endpoints, path, body, status, code
 
 
 @pytest.mark.parametrize("external_model, needle", [
-    ({"provider": "cohere", "name": "m", "task": CHAT, "cohere_config": {}}, "not served by Podium"),
+    ({"provider": "palm", "name": "m", "task": CHAT, "palm_config": {}}, "not served by Podium"),
     ({"provider": "anthropic", "name": "m", "task": EMBEDDINGS,
       "anthropic_config": {"anthropic_api_key_plaintext": "k"}}, "not available for provider 'anthropic'"),
     ({"provider": "openai", "name": "m", "task": CHAT, "openai_config": {"openai_api_key": "sk-raw-key-value"}},

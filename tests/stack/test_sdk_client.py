@@ -99,7 +99,7 @@ def test_patch_tags_answers_the_full_tag_list(stack, workspace, sdk_endpoint):
 
 def test_put_ai_gateway_stores_and_answers_all_five_parts(stack, workspace, sdk_endpoint):
     guardrails = AiGatewayGuardrails(
-        input=AiGatewayGuardrailParameters(invalid_keywords=["secret"], safety=True, valid_topics=["iris"],
+        input=AiGatewayGuardrailParameters(invalid_keywords=["secret"], safety=False,
                                            pii=AiGatewayGuardrailPiiBehavior(AiGatewayGuardrailPiiBehaviorBehavior.BLOCK)),
         output=AiGatewayGuardrailParameters(pii=AiGatewayGuardrailPiiBehavior(AiGatewayGuardrailPiiBehaviorBehavior.MASK)))
     limits = [AiGatewayRateLimit(renewal_period=AiGatewayRateLimitRenewalPeriod.MINUTE, calls=100,

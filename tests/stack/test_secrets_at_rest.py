@@ -1,8 +1,9 @@
 """No secret in plaintext at rest, in logs, in answers or in the process list, across a live key rotation.
 
 Secrets of every kind are made through the API of a real stack, then every file under its data directory
-(database and its WAL, the key files and their neighbours, every log) and every process's command line
-are searched for each of them.
+(database and its WAL, the key files and their neighbours, every log, the replica records) and every
+process's command line are searched for each of them. A secret a served entity's `environment_vars`
+reference is found in its replica's environment, and nowhere else.
 """
 
 from __future__ import annotations
@@ -38,10 +39,10 @@ def _environ(pid: int) -> dict[str, str]:
     return dict(p.decode(errors="replace").split("=", 1) for p in pairs if b"=" in p)
 
 
-def _resolve(stack, internal_token: str, text: str) -> str:
+def _resolve(stack, internal_token: str, text: str, endpoint_name: str = "at-rest-ep") -> str:
     with grpc.insecure_channel(stack.info["control_plane_target"]) as channel:
         reply = identity_pb2_grpc.IdentityStub(channel).ResolveSecrets(
-            identity_pb2.ResolveSecretsRequest(texts=[text]), timeout=10,
+            identity_pb2.ResolveSecretsRequest(texts=[text], endpoint_name=endpoint_name), timeout=10,
             metadata=(("authorization", f"Bearer {internal_token}"),))
     return reply.texts[0]
 
@@ -50,11 +51,19 @@ def _files(root: Path) -> list[Path]:
     return [p for p in root.rglob("*") if p.is_file() and not p.is_symlink() and p.suffix != ".sock"]
 
 
-def test_no_plaintext_secret_anywhere(stack, iris_endpoint):
+def test_no_plaintext_secret_anywhere(stack, iris_endpoint, iris_model):
     api = stack.api
     value = "sk-at-rest-" + secrets.token_hex(12)
     assert api("POST", "/api/2.0/secrets/scopes/create", json={"scope": "at-rest"}).status_code == 200
     assert api("POST", "/api/2.0/secrets/put", json={"scope": "at-rest", "key": "openai", "string_value": value}).status_code == 200
+    # A model's variable referencing a secret: resolved into its replica's environment as it starts.
+    model_variable = "sk-model-env-" + secrets.token_hex(12)
+    assert api("POST", "/api/2.0/secrets/put", json={"scope": "at-rest", "key": "model-env",
+                                                      "string_value": model_variable}).status_code == 200
+    env_endpoint = stack.serve("at-rest-env", [{"entity_name": iris_model.name, "entity_version": iris_model.version,
+                                                "workload_size": "Small", "scale_to_zero_enabled": False,
+                                                "environment_vars": {"MODEL_KEY": "{{secrets/at-rest/model-env}}"}}])
+    assert model_variable not in str(env_endpoint)
     refused = api("POST", "/api/2.0/secrets/put", json={"scope": "at-rest", "key": "k", "string_value": value,
                                                          "bytes_value": "AA=="})
     assert refused.status_code == 400 and value not in refused.text        # errors never echo a value
@@ -85,6 +94,9 @@ def test_no_plaintext_secret_anywhere(stack, iris_endpoint):
             {"served_entity_name": "later", "traffic_percentage": 50}]}}}
     assert api("POST", "/api/2.0/serving-endpoints", json=gateway).status_code == 200
     assert _resolve(stack, internal_token, "Bearer {{secrets/at-rest/openai}}") == f"Bearer {value}"
+    with pytest.raises(grpc.RpcError) as elsewhere:   # only for the endpoint whose config references it
+        _resolve(stack, internal_token, "{{secrets/at-rest/openai}}", endpoint_name="another-endpoint")
+    assert elsewhere.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
     # Rotate the master key while the stack runs: every secret is re-encrypted and still resolves.
     rotated = subprocess.run([sys.executable, "-m", "podium.cli", "keys", "rotate", "--data-dir", str(stack.data_dir),
@@ -101,6 +113,7 @@ def test_no_plaintext_secret_anywhere(stack, iris_endpoint):
     assert api("DELETE", "/api/2.0/serving-endpoints/at-rest-ep").status_code == 200
 
     plaintexts = {"secret value": value, "secret written after rotation": rotated_value, "personal access token": pat,
+                  "secret in a model's environment_vars": model_variable,
                   "service principal secret": client_secret, "OAuth access token": jwt_token,
                   "internal service credential": internal_token, "router's worker credential": worker_token}
     files = _files(stack.data_dir)
@@ -125,6 +138,10 @@ def test_no_plaintext_secret_anywhere(stack, iris_endpoint):
         cmdline = _read(Path(f"/proc/{pid}/cmdline"))
         for what, plaintext in {**plaintexts, "admin token": stack.admin_token}.items():
             assert plaintext.encode() not in cmdline, f"{what} on the command line of {pid}"
+    # The model's variable is in exactly one process's environment: its replica's.
+    holders = [pid for pid in pids if model_variable in _environ(pid).values()]
+    assert len(holders) == 1 and holders[0] in workers, holders
+    assert api("DELETE", "/api/2.0/serving-endpoints/at-rest-env").status_code == 200
     # Workers run model code: they hold no Podium credential at all, only the digest of the router's.
     assert workers
     for pid in workers:   # fresh ones, the warm template, and the replicas it forks

@@ -3,10 +3,12 @@
 The only stand-ins in the suite (external providers cannot be reached from tests). They check the key
 the way the real APIs do (OpenAI: `Authorization: Bearer`, Anthropic: `x-api-key` + `anthropic-version`),
 answer chat / completions / embeddings (and SSE streams) deterministically, and misbehave on request: the
-last user message (or prompt) `__429__`, `__500__`, `__flaky__` (one 503, then fine), `__slow__`,
+last user message (or prompt; for OpenAI chat also the model's name) `__429__`, `__500__`, `__503__`,
+`__flaky__` (one 503, then fine), `__slow__`,
 `__echo_key__` (a 400 quoting the key, as careless providers do), `__midstream_error__`, or `__hold__`
 (a stream that stops after its first word until the test sets `release`, or HOLD_S passes: it shows the
-router relays chunks as they come). Every request is kept in `requests` so tests can check what Podium sent.
+router relays chunks as they come). The OpenAI chat model `__judge__` answers as a guardrails judge
+(`_judgement`). Every request is kept in `requests` so tests can check what Podium sent.
 """
 
 from __future__ import annotations
@@ -79,6 +81,8 @@ class FakeProviders:
                           headers={"retry-after": "7"})
         if trigger == "__500__":
             return _error(provider, 500, "server_error", "The server had an error while processing your request")
+        if trigger == "__503__":
+            return _error(provider, 503, "server_error", "The engine is currently overloaded")
         if trigger == "__flaky__" and self.attempts[trigger] % 2 == 1:
             return _error(provider, 503, "server_error", "temporarily overloaded")
         if trigger == "__slow__":
@@ -101,10 +105,11 @@ class FakeProviders:
         if refused:
             return refused
         last = str(body["messages"][-1].get("content", ""))
-        failure = await self._misbehave(last, "openai", key)
+        # A model named like a trigger misbehaves whatever the prompt: one served entity of several fails.
+        failure = await self._misbehave(last, "openai", key) or await self._misbehave(body["model"], "openai", key)
         if failure:
             return failure
-        answer = f"echo: {last}"
+        answer = _judgement(body["messages"]) if body["model"] == "__judge__" else f"echo: {last}"
         prompt_tokens = sum(_words(str(m.get("content", ""))) for m in body["messages"])
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": _words(answer),
                  "total_tokens": prompt_tokens + _words(answer)}
@@ -240,6 +245,16 @@ class FakeProviders:
                                       "usage": {"output_tokens": len(words)}})
         await event("message_stop", {"type": "message_stop"})
         return response
+
+
+def _judgement(messages: list[dict]) -> str:
+    """The model `__judge__` as a guard endpoint: UNSAFE for a text with "attack"; ON_TOPIC when the text
+    names one of the allowed topics its instruction lists ("The allowed topics are: a; b.")."""
+    instruction, text = str(messages[0].get("content", "")), str(messages[-1].get("content", "")).lower()
+    if "safety" in instruction:
+        return "UNSAFE" if "attack" in text else "SAFE"
+    topics = instruction.split("allowed topics are: ", 1)[-1].split(". ", 1)[0].split("; ")
+    return "ON_TOPIC" if any(topic.lower() in text for topic in topics) else "OFF_TOPIC"
 
 
 def _error(provider: str, status: int, kind: str, message: str, headers: dict | None = None) -> web.Response:

@@ -73,7 +73,8 @@ async def test_rotation_re_encrypts_every_secret_and_a_running_ring_follows(tmp_
     stored = {kid for _, _, value in ident.store.all_secret_values() for kid in [KeyRing.key_id_of(value)]}
     assert stored == {report["active_key_id"]}
     # The running ring had never seen the new key: it reads it on demand and encrypts under it from now on.
-    assert await secrets.resolve(INTERNAL_TOKEN, ["{{secrets/s/one}}:{{ secrets/s/two }}"]) == ["value-one:value-two"]
+    assert await secrets.resolve(INTERNAL_TOKEN, ["{{secrets/s/one}}:{{ secrets/s/two }}"], "ep") == [
+        "value-one:value-two"]
     await secrets.put(ADMIN_TOKEN, {"scope": "s", "key": "three", "string_value": "value-three"})
     assert KeyRing.key_id_of(ident.store.secret_value("s", "three")) == report["active_key_id"]
     assert rotate(tmp_path)["reencrypted_secrets"] == 3

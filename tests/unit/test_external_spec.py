@@ -55,7 +55,7 @@ def test_valid_external_models(entity, want):
 
 
 @pytest.mark.parametrize("entities, error, needle", [
-    ([_entity(provider="cohere")], InvalidParameter, "'cohere' is not served by Podium"),
+    ([_entity(provider="palm")], InvalidParameter, "'palm' is not served by Podium"),
     ([_entity(provider="nope")], InvalidParameter, "must be one of openai, custom, anthropic"),
     ([_entity(task="llm/v1/images")], InvalidParameter, "task 'llm/v1/images'"),
     ([{"external_model": {"provider": "anthropic", "name": "c", "task": "llm/v1/embeddings",
@@ -70,7 +70,7 @@ def test_valid_external_models(entity, want):
      InvalidParameter, "not both"),
     ([_entity(openai_config={"openai_api_key": "sk-raw-value"})], InvalidParameter, "must be a secret reference"),
     ([_entity(openai_config={"openai_api_key_plaintext": "k", "openai_api_type": "azure"})], InvalidParameter,
-     "openai_api_type 'azure'"),
+     "Missing required field: config.served_entities[0].external_model.openai_config.openai_api_base"),
     ([_entity(openai_config={"openai_api_key_plaintext": "k", "openai_api_base": "ftp://x"})], InvalidParameter,
      "http(s) base URL"),
     ([_entity(timeout_s=0)], InvalidParameter, "timeout_s"),
@@ -144,3 +144,146 @@ async def test_plain_custom_model_endpoints_keep_no_gateway_policy(service):
     await service.report(INTERNAL_TOKEN, [DeploymentStatus(deployment.key, ("127.0.0.1:9",))])
     [routes] = service.routing_table()
     assert routes.gateway is None and routes.routes[0].external_model is None  # the fast path stays fast
+
+
+# ---- the other Databricks providers ----
+
+REF = "{{secrets/llm/key}}"
+AZURE = {"openai_api_type": "azure", "openai_api_base": "https://res.openai.azure.com/",
+         "openai_deployment_name": "gpt4o-prod", "openai_api_version": "2024-10-21", "openai_api_key": REF}
+ENTRA = {"openai_api_type": "azuread", "openai_api_base": "https://res.openai.azure.com",
+         "openai_deployment_name": "d", "openai_api_version": "2024-10-21", "microsoft_entra_client_id": "app",
+         "microsoft_entra_tenant_id": "tenant", "microsoft_entra_client_secret": REF}
+BEDROCK = {"aws_region": "us-east-1", "bedrock_provider": "Anthropic", "aws_access_key_id": REF,
+           "aws_secret_access_key_plaintext": "aws-secret"}
+VERTEX = {"project_id": "proj", "region": "us-central1", "private_key": REF}
+COHERE = {"cohere_api_key": REF}
+DATABRICKS = {"databricks_workspace_url": "https://dbc-1.cloud.databricks.com", "databricks_api_token": REF}
+
+
+def _model(provider: str, config_field: str, config: dict, task: str = CHAT, name: str = "m") -> dict:
+    return {"external_model": {"provider": provider, "name": name, "task": task, config_field: config}}
+
+
+@pytest.mark.parametrize("entity, want_config", [
+    pytest.param(_model("openai", "openai_config", AZURE), {**AZURE, "openai_api_base": "https://res.openai.azure.com"},
+                 id="azure openai with an api key"),
+    pytest.param(_model("openai", "openai_config", ENTRA), ENTRA, id="azuread with an Entra ID app"),
+    pytest.param(_model("openai", "openai_config", {**ENTRA, "microsoft_entra_client_id": None,
+                                                    "microsoft_entra_tenant_id": None,
+                                                    "microsoft_entra_client_secret": None, "openai_api_key": REF}),
+                 {k: v for k, v in ENTRA.items() if not k.startswith("microsoft")} | {"openai_api_key": REF},
+                 id="azuread with an Entra ID token as the key"),
+    pytest.param(_model("amazon-bedrock", "amazon_bedrock_config", BEDROCK),
+                 {**BEDROCK, "bedrock_provider": "anthropic"}, id="bedrock: family case-insensitive"),
+    pytest.param(_model("amazon-bedrock", "amazon_bedrock_config", {**BEDROCK, "bedrock_provider": "amazon"},
+                        task="llm/v1/embeddings"), {**BEDROCK, "bedrock_provider": "amazon"},
+                 id="bedrock titan embeddings"),
+    pytest.param(_model("google-cloud-vertex-ai", "google_cloud_vertex_ai_config", VERTEX), VERTEX, id="vertex"),
+    pytest.param(_model("cohere", "cohere_config", COHERE, task="llm/v1/embeddings"), COHERE, id="cohere"),
+    pytest.param(_model("databricks-model-serving", "databricks_model_serving_config", DATABRICKS), DATABRICKS,
+                 id="databricks-model-serving"),
+])
+def test_other_databricks_providers_are_accepted(entity, want_config):
+    [normalized] = _validate(entity)["served_entities"]
+    model = normalized["external_model"]
+    config_field = next(k for k in model if k.endswith("_config"))
+    assert model[config_field] == want_config
+
+
+@pytest.mark.parametrize("entity, needle", [
+    (_model("openai", "openai_config", {**AZURE, "openai_deployment_name": None}),
+     "Missing required field: config.served_entities[0].external_model.openai_config.openai_deployment_name"),
+    (_model("openai", "openai_config", {**AZURE, "openai_api_version": ""}), "openai_config.openai_api_version"),
+    (_model("openai", "openai_config", {**AZURE, "microsoft_entra_client_id": "x"}),
+     "microsoft_entra_client_id is for openai_api_type 'azuread'"),
+    (_model("openai", "openai_config", {**AZURE, "openai_api_type": "azure_ad"}), "must be one of openai, azure"),
+    (_model("openai", "openai_config", {**ENTRA, "openai_api_key": REF}), "not both"),
+    (_model("openai", "openai_config", {**ENTRA, "microsoft_entra_tenant_id": None}),
+     "Missing required field: config.served_entities[0].external_model.openai_config.microsoft_entra_tenant_id"),
+    (_model("openai", "openai_config", {"openai_api_key": REF, "openai_deployment_name": "d"}),
+     "openai_deployment_name is for Azure OpenAI"),
+    (_model("openai", "openai_config", {"openai_api_key": REF, "openai_api_kee": "x"}),
+     "openai_config.openai_api_kee is not a field of openai_config"),
+    (_model("amazon-bedrock", "amazon_bedrock_config", {**BEDROCK, "aws_region": None}),
+     "Missing required field: config.served_entities[0].external_model.amazon_bedrock_config.aws_region"),
+    (_model("amazon-bedrock", "amazon_bedrock_config", {**BEDROCK, "aws_region": "mars"}), "an AWS region"),
+    (_model("amazon-bedrock", "amazon_bedrock_config", {**BEDROCK, "bedrock_provider": "mistral"}),
+     "bedrock_provider 'mistral' is not served by Podium"),
+    (_model("amazon-bedrock", "amazon_bedrock_config", {**BEDROCK, "bedrock_provider": "ai21labs"},
+            task="llm/v1/embeddings"), "task 'llm/v1/embeddings' is not available for bedrock_provider 'ai21labs'"),
+    (_model("amazon-bedrock", "amazon_bedrock_config", BEDROCK, task="llm/v1/embeddings"),
+     "task 'llm/v1/embeddings' is not available for bedrock_provider 'anthropic'"),
+    (_model("amazon-bedrock", "amazon_bedrock_config", {**BEDROCK, "aws_secret_access_key_plaintext": None}),
+     "amazon_bedrock_config.aws_secret_access_key (a {{secrets/<scope>/<key>}} reference)"),
+    (_model("amazon-bedrock", "amazon_bedrock_config", {**BEDROCK, "instance_profile_arn": "arn:aws:iam::1:x"}),
+     "instance_profile_arn is not served by Podium"),
+    (_model("amazon-bedrock", "amazon_bedrock_config", {**BEDROCK, "aws_access_key_id": "AKIARAWVALUE"}),
+     "must be a secret reference"),
+    (_model("google-cloud-vertex-ai", "google_cloud_vertex_ai_config", {**VERTEX, "project_id": None}),
+     "google_cloud_vertex_ai_config.project_id"),
+    (_model("google-cloud-vertex-ai", "google_cloud_vertex_ai_config", {**VERTEX, "private_key": None}),
+     "google_cloud_vertex_ai_config.private_key (a {{secrets/<scope>/<key>}} reference)"),
+    (_model("google-cloud-vertex-ai", "google_cloud_vertex_ai_config", {**VERTEX, "location": "x"}),
+     "google_cloud_vertex_ai_config.location is not a field"),
+    (_model("cohere", "cohere_config", {}), "cohere_config.cohere_api_key"),
+    (_model("cohere", "cohere_config", {**COHERE, "cohere_api_base": "ftp://x"}), "http(s) base URL"),
+    (_model("databricks-model-serving", "databricks_model_serving_config", {"databricks_api_token": REF}),
+     "databricks_model_serving_config.databricks_workspace_url"),
+    (_model("databricks-model-serving", "databricks_model_serving_config",
+            {**DATABRICKS, "databricks_api_token": None}), "databricks_model_serving_config.databricks_api_token"),
+    (_model("cohere", "anthropic_config", COHERE), "anthropic_config does not go with provider 'cohere'"),
+])
+def test_other_databricks_providers_refuse_bad_configs(entity, needle):
+    with pytest.raises(InvalidParameter) as refused:
+        _validate(entity)
+    assert needle in refused.value.message
+    assert "AKIARAWVALUE" not in refused.value.message and "aws-secret" not in refused.value.message
+
+
+@pytest.mark.parametrize("entity, want", [
+    (_model("openai", "openai_config", AZURE), {"api_base": "https://res.openai.azure.com", "auth_header": "api-key",
+                                                "credential": REF, "secrets": {}}),
+    (_model("openai", "openai_config", ENTRA), {"credential": "", "secrets": {"microsoft_entra_client_secret": REF}}),
+    (_model("amazon-bedrock", "amazon_bedrock_config", {**BEDROCK, "aws_secret_access_key_plaintext": None,
+                                                        "aws_secret_access_key": REF}),
+     {"api_base": "https://bedrock-runtime.us-east-1.amazonaws.com", "credential": "",
+      "options": {"aws_region": "us-east-1", "bedrock_provider": "anthropic"},
+      "secrets": {"aws_access_key_id": REF, "aws_secret_access_key": REF}}),
+    (_model("google-cloud-vertex-ai", "google_cloud_vertex_ai_config", VERTEX),
+     {"api_base": "https://us-central1-aiplatform.googleapis.com", "secrets": {"private_key": REF},
+      "options": {"project_id": "proj", "region": "us-central1"}}),
+    (_model("google-cloud-vertex-ai", "google_cloud_vertex_ai_config", {**VERTEX, "region": "global"}),
+     {"api_base": "https://aiplatform.googleapis.com"}),
+    (_model("cohere", "cohere_config", COHERE), {"api_base": "https://api.cohere.com", "auth_header": "authorization",
+                                                 "credential": REF}),
+    (_model("databricks-model-serving", "databricks_model_serving_config", DATABRICKS),
+     {"api_base": "https://dbc-1.cloud.databricks.com", "credential": REF, "credential_field": "databricks_api_token"}),
+])
+def test_routing_targets_of_the_other_providers(entity, want):
+    from services.control_plane.gateway_policy import external_target
+
+    [normalized] = _validate(entity)["served_entities"]
+    target = external_target(normalized["external_model"])
+    for key, value in want.items():
+        assert getattr(target, key) == value, key
+    assert target.options.get("openai_deployment_name", "d") in ("d", "gpt4o-prod")
+
+
+def test_every_new_secret_field_is_sealed_at_rest():
+    from services.common.secret_box import seal_plaintext
+
+    cipher = Cipher.from_key(bytes(range(32)))
+    config = {f"{name}_plaintext": "raw" for name in ("aws_access_key_id", "aws_secret_access_key", "private_key",
+                                                       "cohere_api_key", "databricks_api_token",
+                                                       "microsoft_entra_client_secret")}
+    sealed = seal_plaintext(config, cipher)
+    assert "raw" not in str(sealed) and all(k.endswith("_ciphertext") for k in sealed)
+    assert {open_ciphertext(cipher, k.removesuffix("_ciphertext"), v) for k, v in sealed.items()} == {"raw"}
+
+
+def test_routers_know_every_provider_the_spec_accepts():
+    from services.control_plane import gateway_policy, spec_external
+
+    assert gateway_policy.CONFIG_OF == spec_external.CONFIG_OF
+    assert set(spec_external.PROVIDER_TASKS) == set(spec_external.URL_FIELDS) == set(spec_external.CONFIG_OF)

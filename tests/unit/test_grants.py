@@ -151,15 +151,16 @@ async def test_secret_acls_govern_listing_writing_and_references(world):
     assert await secrets.get_acl(ADMIN_TOKEN, {"scope": "prod", "principal": "alice"}) == {
         "principal": "alice", "permission": READ}
 
-    # Resolution checks the writer of a live config again.
-    secrets.written_configs = lambda: [(alice.id, config)]
-    assert await secrets.resolve(INTERNAL_TOKEN, ["{{secrets/prod/openai}}"]) == ["sk-admin"]
+    # Resolution checks the writer of the endpoint's live config again, and only that endpoint's.
+    secrets.written_configs = lambda: [("alices", alice.id, config), ("bobs", bob.id, config)]
+    assert await secrets.resolve(INTERNAL_TOKEN, ["{{secrets/prod/openai}}"], "alices") == ["sk-admin"]
+    with pytest.raises(PermissionDenied, match="'bobs'"):   # alice's READ lends bob's endpoint nothing
+        await secrets.resolve(INTERNAL_TOKEN, ["{{secrets/prod/openai}}"], "bobs")
+    with pytest.raises(PermissionDenied):
+        await secrets.resolve(INTERNAL_TOKEN, ["{{secrets/prod/openai}}"], "")
     await secrets.delete_acl(ADMIN_TOKEN, {"scope": "prod", "principal": "alice"})
     with pytest.raises(PermissionDenied, match="prod"):
-        await secrets.resolve(INTERNAL_TOKEN, ["{{secrets/prod/openai}}"])
-    secrets.written_configs = lambda: [(bob.id, config)]   # a config nobody with READ wrote
-    with pytest.raises(PermissionDenied):
-        await secrets.resolve(INTERNAL_TOKEN, ["{{secrets/prod/openai}}"])
+        await secrets.resolve(INTERNAL_TOKEN, ["{{secrets/prod/openai}}"], "alices")
     with pytest.raises(ResourceDoesNotExist):
         await secrets.delete_acl(ADMIN_TOKEN, {"scope": "prod", "principal": "alice"})
 

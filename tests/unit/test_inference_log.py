@@ -4,6 +4,7 @@ bounded, pruned after the retention, and read back page by page."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 
@@ -52,13 +53,15 @@ def test_pages_time_windows_and_uncaptured_rows(store):
 
 
 def test_usage_per_requester(store):
+    blocked = dataclasses.replace(_record(5, status=400), logging_error_codes=["GUARDRAIL_INPUT_BLOCKED"])
+    fell_back = dataclasses.replace(_record(6, requester="bob"), logging_error_codes=["SERVED_BY_FALLBACK"])
     store.write([_record(0), _record(1, requester="bob"), _record(2, payload=False), _record(3, status=429),
-                 _record(4, endpoint="other")])
+                 _record(4, endpoint="other"), blocked, fell_back])
     assert store.usage("id-e", "e", 0, 2**62) == [
-        {"endpoint_name": "e", "requester": "alice", "request_count": 3, "error_count": 1, "input_token_count": 6,
-         "output_token_count": 9, "total_token_count": 15},
-        {"endpoint_name": "e", "requester": "bob", "request_count": 1, "error_count": 0, "input_token_count": 2,
-         "output_token_count": 3, "total_token_count": 5}]
+        {"endpoint_name": "e", "requester": "alice", "request_count": 4, "error_count": 2, "blocked_count": 1,
+         "fallback_count": 0, "input_token_count": 8, "output_token_count": 12, "total_token_count": 20},
+        {"endpoint_name": "e", "requester": "bob", "request_count": 2, "error_count": 0, "blocked_count": 0,
+         "fallback_count": 1, "input_token_count": 4, "output_token_count": 6, "total_token_count": 10}]
 
 
 async def test_recording_never_waits_and_the_writer_catches_up(store):

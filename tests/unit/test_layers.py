@@ -53,7 +53,7 @@ def _top(name: str) -> str:
 CORES = sorted(SERVICES.glob("*/core.py")) + sorted(SERVICES.glob("control_plane/spec*.py")) + [
     SERVICES / "control_plane" / name for name in (
         "state.py", "views.py", "identity.py", "tokens.py", "permissions.py", "scim.py",
-        "secrets_store.py", "operations.py", "credentials.py", "crypto.py")] + [
+        "secrets_store.py", "operations.py", "credentials.py", "crypto.py", "rollouts.py")] + [
     SERVICES / "router" / "auth.py", SERVICES / "router" / "sign_in.py", SERVICES / "common" / "tensors.py",
     SERVICES / "worker" / "signature.py", SERVICES / "router" / "openapi.py", SERVICES / "router" / "metrics.py",
     SERVICES / "router" / "open_inference.py",
@@ -63,7 +63,8 @@ POLICIES = sorted(SERVICES.glob("router/policy/*.py")) + [
     SERVICES / "control_plane" / "permissions.py", SERVICES / "control_plane" / "scim.py",
     SERVICES / "control_plane" / "gateway_policy.py", SERVICES / "worker" / "row_exact.py",
     SERVICES / "worker" / "batch_merge.py", SERVICES / "worker" / "direct_frame.py", SERVICES / "common" / "tensors.py",
-    SERVICES / "common" / "egress.py", SERVICES / "control_plane" / "quotas.py"] + \
+    SERVICES / "common" / "egress.py", SERVICES / "control_plane" / "quotas.py",
+    SERVICES / "control_plane" / "rollout_policy.py", SERVICES / "common" / "outcomes.py"] + \
     [SERVICES / "router" / "external" / f for f in ("anthropic_wire.py", "openai_wire.py", "sse.py", "provider_errors.py")]
 
 

@@ -22,7 +22,7 @@ def _endpoint_with_everything() -> dict:
                                           {"served_entity_name": "champ", "traffic_percentage": 40}]},
             "auto_capture_config": {"catalog_name": "main", "schema_name": "s", "enabled": True}},
         "tags": [{"key": "a", "value": "b"}, {"key": "flag"}],
-        "ai_gateway": {"guardrails": {"input": {"pii": {"behavior": "BLOCK"}, "valid_topics": ["x"]}},
+        "ai_gateway": {"guardrails": {"input": {"pii": {"behavior": "BLOCK"}, "invalid_keywords": ["x"]}},
                        "rate_limits": [{"tokens": 9, "renewal_period": "minute", "key": "user_group",
                                         "principal": "g"}],
                        "usage_tracking_config": {"enabled": True}, "fallback_config": {"enabled": False},

@@ -10,7 +10,9 @@ Egress (services/common/egress.py): every address a call is about to connect to,
 against the policy, with one session for targets an admin wrote (private addresses allowed) and one for
 the others, so neither a DNS cache entry nor a pooled connection carries one's allowance to the other.
 Every call carries `x-podium-hop`, which Podium's own routers refuse (services/router/rest.py), so an
-endpoint whose provider is a Podium router fails after one hop instead of looping.
+endpoint whose provider is a Podium router fails after one hop instead of looping; `databricks-model-serving`
+calls, meant for serving endpoints (another Podium's included), go without it. Streams come as server-sent
+events, or (Bedrock) in AWS's binary event-stream framing, decoded with botocore.
 """
 
 from __future__ import annotations
@@ -23,11 +25,16 @@ from collections.abc import AsyncIterator
 import aiohttp
 import orjson
 
-from services.common.egress import EgressPolicy, egress_refusal
+from botocore.eventstream import EventStreamBuffer, EventStreamError
+
+from services.common.egress import EgressPolicy
 from services.common.errors import BadGateway, DeadlineExceeded, InvalidParameter, PermissionDenied, PodiumError
 from services.common.gateway_routes import ExternalModelTarget
-from services.router.external import anthropic_wire, openai_wire
+from services.router.external import bedrock_wire, openai_wire
+from services.router.external.access_tokens import AccessTokens
+from services.router.external.calls import AWS_EVENT_STREAM, ProviderCall, ProviderCalls
 from services.router.external.credentials import Credentials
+from services.router.external.egress_connector import EgressConnector, EgressRefused
 from services.router.external.provider_errors import provider_error
 from services.router.external.replies import ProviderReply, ProviderStream, StreamOutcome
 from services.router.external.sse import DONE, SseParser, error_event
@@ -37,32 +44,6 @@ log = logging.getLogger(__name__)
 RETRIED_STATUSES = frozenset({500, 502, 503, 504, 529})  # 529: Anthropic's "overloaded"
 FIRST_BACKOFF_S = 0.25
 HOP_HEADER = "x-podium-hop"   # set on every provider call; a Podium router refuses a request that carries it
-
-
-class EgressRefused(Exception):
-    """Every address the provider's host resolved to is refused by the egress policy."""
-
-
-class EgressConnector(aiohttp.TCPConnector):
-    """A connector that drops the addresses the egress policy refuses, after resolving (IP literals included)."""
-
-    def __init__(self, policy: EgressPolicy, may_reach_private: bool, **kwargs):
-        super().__init__(**kwargs)
-        self._policy = policy
-        self._may_reach_private = may_reach_private
-
-    async def _resolve_host(self, host, port, traces=None):
-        resolved = await super()._resolve_host(host, port, traces=traces)
-        allowed, reason = [], None
-        for result in resolved:
-            refusal = egress_refusal(result["host"], result["port"], self._may_reach_private, self._policy)
-            if refusal is None:
-                allowed.append(result)
-            else:
-                reason = reason or refusal
-        if not allowed:
-            raise EgressRefused(reason or "it resolved to no address")
-        return allowed
 
 
 class ProviderClient:
@@ -75,6 +56,7 @@ class ProviderClient:
         self._max_connections = max_connections
         self._egress = egress
         self._sessions: dict[bool, aiohttp.ClientSession] = {}   # by may_reach_private
+        self._calls = ProviderCalls(credentials, AccessTokens(self._sessions, {HOP_HEADER: "1"}))
 
     async def start(self) -> None:
         for may_reach_private in (False, True):
@@ -95,32 +77,21 @@ class ProviderClient:
         is_stream = payload.get("stream") is True
         if is_stream and task == "llm/v1/embeddings":
             raise InvalidParameter("stream is not available for embeddings")
-        key = await self._credentials.key_for(endpoint, target)
-        if target.provider == "anthropic":
-            url = target.api_base + anthropic_wire.MESSAGES_PATH
-            body = anthropic_wire.messages_request(target.name, task, payload)
-            headers = {"anthropic-version": anthropic_wire.ANTHROPIC_VERSION}
-        else:
-            url = target.api_base + openai_wire.PATHS[task]
-            body = openai_wire.provider_request(target.name, task, payload)
-            headers = {"openai-organization": target.organization} if target.organization else {}
-        if key:
-            headers[target.auth_header] = f"Bearer {key}" if target.auth_header == "authorization" else key
-        headers["content-type"] = "application/json"
-        headers[HOP_HEADER] = "1"
         timeout_s = target.timeout_s or self._timeout_s
-        response = await self._send(endpoint, target, url, orjson.dumps(body), headers, key, timeout_s, is_stream)
+        # A serving endpoint may be another Podium's, whose routers refuse the hop header; Podium's own
+        # listeners stay unreachable through the egress policy, so an endpoint still cannot call itself.
+        headers = {} if target.provider == "databricks-model-serving" else {HOP_HEADER: "1"}
+        call = await self._calls.build(endpoint, target, payload, headers, timeout_s)
+        response = await self._send(endpoint, target, call, timeout_s, is_stream)
         created = int(time.time())
         if is_stream:
             outcome = StreamOutcome()
-            return ProviderStream(self._relay(endpoint, target, response, payload, outcome, created), outcome)
+            return ProviderStream(self._relay(endpoint, target, call, response, payload, outcome, created), outcome)
         answer = _json_object(await self._read(endpoint, target, response, timeout_s), target.provider)
-        if target.provider == "anthropic":
-            return ProviderReply(*anthropic_wire.to_openai_response(task, answer, created))
-        return ProviderReply(*openai_wire.finish_response(task, answer, payload))
+        return ProviderReply(*call.answer(answer, created, response.headers))
 
-    async def _send(self, endpoint: str, target: ExternalModelTarget, url: str, body: bytes, headers: dict,
-                    key: str, timeout_s: float, is_stream: bool) -> aiohttp.ClientResponse:
+    async def _send(self, endpoint: str, target: ExternalModelTarget, call: ProviderCall, timeout_s: float,
+                    is_stream: bool) -> aiohttp.ClientResponse:
         assert self._sessions, "ProviderClient.start() was not awaited"
         session = self._sessions[target.may_reach_private]
         deadline = time.monotonic() + timeout_s
@@ -133,7 +104,7 @@ class ProviderClient:
                 total=None if is_stream else remaining, sock_connect=min(self._connect_timeout_s, remaining),
                 sock_read=timeout_s if is_stream else None)
             try:
-                response = await session.post(url, data=body, headers=headers, timeout=timeout)
+                response = await session.post(call.url, data=call.body, headers=call.headers, timeout=timeout)
             except asyncio.TimeoutError:
                 break
             except EgressRefused as exc:
@@ -149,8 +120,10 @@ class ProviderClient:
                 if 200 <= response.status < 300:
                     return response
                 raw = await self._read(endpoint, target, response, max(remaining, 1.0))
+                if response.status in (401, 403) and call.on_refused is not None:
+                    call.on_refused()
                 failure = provider_error(target.provider, endpoint, response.status, raw,
-                                         response.headers.get("retry-after"), key, time.time())
+                                         response.headers.get("retry-after"), call.secret, time.time())
                 if response.status not in RETRIED_STATUSES:
                     raise failure
             if attempt == retries:
@@ -174,20 +147,16 @@ class ProviderClient:
         finally:
             response.release()
 
-    async def _relay(self, endpoint: str, target: ExternalModelTarget, response: aiohttp.ClientResponse,
-                     payload: dict, outcome: StreamOutcome, created: int) -> AsyncIterator[bytes]:
+    async def _relay(self, endpoint: str, target: ExternalModelTarget, call: ProviderCall,
+                     response: aiohttp.ClientResponse, payload: dict, outcome: StreamOutcome,
+                     created: int) -> AsyncIterator[bytes]:
         """The provider's events as Podium's `data:` chunks, as they arrive; [DONE] last unless it failed."""
-        parser = SseParser()
         include_usage = openai_wire.wants_usage_chunk(payload)
-        translator = (anthropic_wire.StreamTranslator(target.task, created, include_usage)
-                      if target.provider == "anthropic" else None)
+        translator = call.translator(created, include_usage) if call.translator else None
+        events = _aws_events(response) if call.framing == AWS_EVENT_STREAM else _sse_events(response)
         finished = False
         try:
-            async for line in _lines(response):
-                event = parser.feed(line)
-                if event is None:
-                    continue
-                name, data = event
+            async for name, data in events:
                 if translator is not None:
                     for chunk in translator.on_event(name, data):
                         yield chunk
@@ -215,7 +184,7 @@ class ProviderClient:
         except asyncio.TimeoutError:
             outcome.status_code, outcome.error = 504, f"provider {target.provider} stalled mid-stream"
             yield error_event(f"Provider {target.provider} stopped sending for endpoint '{endpoint}'", "timeout")
-        except (aiohttp.ClientError, ValueError) as exc:
+        except (aiohttp.ClientError, ValueError, EventStreamError) as exc:
             outcome.status_code, outcome.error = 502, f"provider {target.provider} broke off the stream"
             yield error_event(f"Provider {target.provider} broke off the stream for endpoint '{endpoint}' "
                               f"({type(exc).__name__})", "provider_error")
@@ -223,11 +192,27 @@ class ProviderClient:
             response.release()
 
 
-async def _lines(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-    """The body's lines, then one blank line: an event the provider did not terminate still completes."""
+async def _sse_events(response: aiohttp.ClientResponse) -> AsyncIterator[tuple[str, str]]:
+    """(event name, data) of each server-sent event; an event the provider did not terminate still completes."""
+    parser = SseParser()
     async for line in response.content:
-        yield line
-    yield b"\n"
+        event = parser.feed(line)
+        if event is not None:
+            yield event
+    event = parser.feed(b"\n")
+    if event is not None:
+        yield event
+
+
+async def _aws_events(response: aiohttp.ClientResponse) -> AsyncIterator[tuple[str, str]]:
+    """(event name, JSON text) of each message in AWS's binary event-stream framing (Bedrock's streams)."""
+    buffer = EventStreamBuffer()
+    async for data in response.content.iter_any():
+        buffer.add_data(data)
+        for message in buffer:
+            event = bedrock_wire.event_of(message)
+            if event[0]:
+                yield event
 
 
 def _json_object(raw: bytes, provider: str) -> dict:

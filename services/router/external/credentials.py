@@ -23,28 +23,33 @@ class Credentials:
         self._ttl_s = ttl_s
         self._clock = clock
         self._opened: dict[str, str] = {}
-        self._resolved: dict[tuple[str, str], tuple[str, float]] = {}
+        # (endpoint, scope, key): each endpoint's own resolution, as the control plane authorizes per endpoint
+        self._resolved: dict[tuple[str, str, str], tuple[str, float]] = {}
 
     async def key_for(self, endpoint: str, target: ExternalModelTarget) -> str:
         """The plaintext key ("" when the provider takes none); PermissionDenied when it cannot be had."""
-        if not target.credential:
+        return await self.secret_for(endpoint, target.credential, target.credential_field)
+
+    async def secret_for(self, endpoint: str, stored: str, field: str) -> str:
+        """One stored secret (a reference, or a ciphertext sealed under `field`) opened; "" when none is stored."""
+        if not stored:
             return ""
-        reference = parse_reference(target.credential)
+        reference = parse_reference(stored)
         try:
             if reference is not None:
-                return await self._resolve(reference)
-            return self._open(target.credential, target.credential_field)
+                return await self._resolve(endpoint, reference)
+            return self._open(stored, field)
         except SecretError as exc:
             raise PermissionDenied(f"The credentials configured for endpoint '{endpoint}' cannot be used: "
                                    f"{exc.message}") from None
 
-    async def _resolve(self, reference: tuple[str, str]) -> str:
+    async def _resolve(self, endpoint: str, reference: tuple[str, str]) -> str:
         now = self._clock()
-        cached = self._resolved.get(reference)
+        cached = self._resolved.get((endpoint, *reference))
         if cached is not None and now - cached[1] < self._ttl_s:
             return cached[0]
-        value = await self._resolver.resolve(*reference)
-        self._resolved[reference] = (value, now)
+        value = await self._resolver.resolve(*reference, endpoint)
+        self._resolved[(endpoint, *reference)] = (value, now)
         return value
 
     def _open(self, token: str, field: str) -> str:

@@ -1,12 +1,14 @@
-// The playground's chat box for chat endpoints (task llm/v1/chat): a conversation sent to
-// POST /serving-endpoints/NAME/invocations, its answer streamed in as the server-sent events arrive.
+// The playground's chat box for chat endpoints (task llm/v1/chat) and MLflow agents (agent/v1/chat, agent/v2/chat,
+// agent/v1/responses): a conversation sent to POST /serving-endpoints/NAME/invocations (a ResponsesAgent's as its
+// `input`), its answer streamed in as the server-sent events arrive.
 import { apiStream } from './api.js';
 import { append, clear, h, icon } from './dom.js';
 import { badge } from './endpoint-state.js';
-import { chatDelta } from './sse.js';
+import { answerText, chatDelta } from './sse.js';
 
 export function chatBox(name) {
   const messages = [];   // [{role, content}] sent so far, answers included
+  let task = 'llm/v1/chat';
   const log = h('div', { class: 'chat-log', id: 'chat-log', 'aria-live': 'polite' },
     h('p', { class: 'muted center chat-empty' }, 'Say something to the model.'));
   const input = h('textarea', { class: 'input chat-input', id: 'chat-input', rows: 3, placeholder: 'Message (Enter sends, Shift+Enter for a new line)', 'aria-label': 'Message' });
@@ -36,8 +38,10 @@ export function chatBox(name) {
     answer.classList.add('streaming');
     send.disabled = true;
     append(clear(meta), h('span', { class: 'spinner' }), ' Waiting for the first token…');
-    const body = { messages: [...(system.value.trim() ? [{ role: 'system', content: system.value.trim() }] : []), ...messages],
-      max_tokens: Number(maxTokens.value) || undefined, stream: stream.checked };
+    const conversation = [...(system.value.trim() ? [{ role: 'system', content: system.value.trim() }] : []), ...messages];
+    const limit = Number(maxTokens.value) || undefined;
+    const body = task === 'agent/v1/responses' ? { input: conversation, max_output_tokens: limit, stream: stream.checked }
+      : { messages: conversation, max_tokens: limit, stream: stream.checked };
     let reply = '';
     let chunks = 0;
     let usage = null;
@@ -52,8 +56,7 @@ export function chatBox(name) {
         if (chunks === 1 && delta.text) append(clear(meta), badge('Streaming', 'info', { spinning: true }));
       });
       if (!result.streamed) {   // stream unchecked: one JSON answer
-        const choice = ((result.data || {}).choices || [])[0] || {};
-        reply = (choice.message && choice.message.content) || JSON.stringify(result.data);
+        reply = answerText(result.data) || JSON.stringify(result.data);
         usage = (result.data || {}).usage || null;
         answer.textContent = reply;
       }
@@ -92,5 +95,5 @@ export function chatBox(name) {
       h('label', { class: 'toggle' }, stream, h('span', {}, 'Stream')),
       h('label', { class: 'toggle' }, h('span', { class: 'muted small' }, 'Max tokens'), maxTokens),
       h('button', { type: 'button', class: 'btn', id: 'chat-clear', onclick: reset }, 'New conversation'), send));
-  return { element, disable() { send.disabled = true; } };
+  return { element, disable() { send.disabled = true; }, useTask(value) { task = value; } };
 }

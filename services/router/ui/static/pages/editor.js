@@ -12,6 +12,12 @@ const PROVIDERS = {   // provider → [its config field, the base-URL field, the
   openai: ['openai_config', 'openai_api_base', ['openai_api_key']],
   anthropic: ['anthropic_config', 'anthropic_api_base', ['anthropic_api_key']],
   custom: ['custom_provider_config', 'custom_provider_url', ['bearer_token_auth', 'token']],
+  cohere: ['cohere_config', 'cohere_api_base', ['cohere_api_key']],
+  'databricks-model-serving': ['databricks_model_serving_config', 'databricks_workspace_url', ['databricks_api_token']],
+  // The form edits the URL and the main key; their other fields (region, model family, project, Azure's
+  // deployment) come from the API and are kept as they are when the form saves.
+  'amazon-bedrock': ['amazon_bedrock_config', 'bedrock_api_base', ['aws_secret_access_key']],
+  'google-cloud-vertex-ai': ['google_cloud_vertex_ai_config', 'vertex_api_base', ['private_key']],
 };
 const TASKS = ['llm/v1/chat', 'llm/v1/completions', 'llm/v1/embeddings'];
 const SECRET_REFERENCE = /^\{\{secrets\/[^/{}]+\/[^/{}]+\}\}$/;
@@ -125,7 +131,7 @@ export function mount(main, { mode, name }) {
       if (isExternal(e.spec)) {
         const fields = externalFields(e.spec.external_model);
         if (!fields.name) found.push(`Served entity ${i + 1}: give the provider's model name.`);
-        if (fields.provider === 'custom' && !fields.base) found.push(`Served entity ${i + 1}: give the provider's URL.`);
+        if (['custom', 'databricks-model-serving'].includes(fields.provider) && !fields.base) found.push(`Served entity ${i + 1}: give the provider's URL.`);
         if (!SECRET_REFERENCE.test(fields.key)) found.push(`Served entity ${i + 1}: the API key must be a secret reference {{secrets/<scope>/<key>}}.`);
       }
     });

@@ -71,10 +71,10 @@ export function usageCard(name) {
       const answer = await api('GET', `${endpointPath(name)}/usage`);
       const usage = answer.usage || [];
       append(clear(body), usage.length
-        ? h('table', { class: 'table' }, h('thead', {}, h('tr', {}, ['Requester', 'Requests', 'Errors', 'Tokens in', 'Tokens out']
+        ? h('table', { class: 'table' }, h('thead', {}, h('tr', {}, ['Requester', 'Requests', 'Errors', 'Blocked', 'Fallbacks', 'Tokens in', 'Tokens out']
           .map((t, i) => h('th', { class: i ? 'num' : null }, t)))),
         h('tbody', {}, usage.map((u) => h('tr', { 'data-requester': u.requester }, h('td', {}, u.requester),
-          ...[u.request_count, u.error_count, u.input_token_count, u.output_token_count].map((v) => h('td', { class: 'num' }, String(v ?? 0)))))))
+          ...[u.request_count, u.error_count, u.blocked_count, u.fallback_count, u.input_token_count, u.output_token_count].map((v) => h('td', { class: 'num' }, String(v ?? 0)))))))
         : message('No usage recorded. Usage is tracked when the AI gateway has usage tracking or an inference table on.'));
     } catch (failure) {
       append(clear(body), message(failureText(failure)));

@@ -10,6 +10,7 @@ import { MetricsHistory, parsePrometheus } from '../metrics.js';
 import { confirmDialog } from '../dialog.js';
 import { gatewayCard, inferenceCard, permissionsCard, usageCard } from './endpoint-records.js';
 import { modelGrantsCard } from './model-grants.js';
+import { rolloutCard } from './rollout.js';
 
 const RECORDS_EVERY = 3;   // permissions, usage and inference rows reload every third refresh
 
@@ -38,11 +39,12 @@ export function mount(main, { name }) {
   const metrics = h('section', { class: 'card', id: 'metrics', hidden: true });
   const raw = h('pre', { class: 'code' });
   const logs = logsCard(name);
+  const rollout = rolloutCard(name, () => endpoint, manage, () => { clearTimeout(timer); refresh(); });
 
   main.append(
     h('nav', { class: 'breadcrumb' }, h('a', { href: '#/endpoints' }, 'Serving endpoints'), h('span', {}, '/'), h('span', {}, name)),
     h('div', { class: 'page-header' }, title, actions),
-    error, pending,
+    error, rollout.element, pending,
     h('div', { class: 'grid-2' },
       h('div', { class: 'stack' }, entities, logs.element),
       h('div', { class: 'stack' }, details, gateway.element, permissions.element, grants.element, usage.element)),
@@ -109,6 +111,7 @@ export function mount(main, { name }) {
       prop('ID', h('code', {}, endpoint.id)), prop('Creator', endpoint.creator),
       prop('Created', dateTime(endpoint.creation_timestamp)), prop('Last updated', dateTime(endpoint.last_updated_timestamp)),
       prop('Route optimized', endpoint.route_optimized ? 'yes' : 'no'),
+      endpoint.task ? prop('Task', h('code', { id: 'endpoint-task' }, endpoint.task)) : null,
       endpoint.description ? prop('Description', endpoint.description) : null,
       prop('Tags', tags.length ? h('div', { class: 'chips' }, tags.map((t) => h('span', { class: 'chip' }, t.value ? `${t.key}: ${t.value}` : t.key))) : h('span', { class: 'muted' }, 'none')),
       prop('Query URL', h('code', { class: 'wrap' }, `${location.origin}/serving-endpoints/${endpoint.name}/invocations`))));
@@ -135,7 +138,7 @@ export function mount(main, { name }) {
     try {
       endpoint = await api('GET', path);
       error.hidden = true;
-      renderHeader(); renderPending(); renderEntities(); renderDetails();
+      renderHeader(); renderPending(); renderEntities(); renderDetails(); rollout.render();
       raw.textContent = pretty(endpoint);
       refreshMetrics();
       if (ticks++ % RECORDS_EVERY === 0) { permissions.reload(); grants.reload(); if (manage()) { usage.reload(); inference.reload(); } }

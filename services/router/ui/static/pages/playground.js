@@ -5,6 +5,9 @@ import { append, clear, h, icon, pretty } from '../dom.js';
 import { badge, canQuery, isExternal, stateBadges, trafficOf } from '../endpoint-state.js';
 import { chatBox } from '../chat.js';
 
+// Tasks the chat box talks to: chat models and MLflow's chat and responses agents.
+const CHAT_TASKS = ['llm/v1/chat', 'agent/v1/chat', 'agent/v2/chat', 'agent/v1/responses'];
+
 const DEFAULTS = { double: 0.0, float: 0.0, long: 0, integer: 0, boolean: false, string: '', binary: '', datetime: '1970-01-01T00:00:00' };
 
 // An invocations body that fits the signature: dataframe_split for columns, inputs for tensors.
@@ -117,7 +120,7 @@ export function mount(main, { name }) {
       send.disabled = true;
       chat.disable();
     }
-    if (endpoint.task === 'llm/v1/chat') { tabs.hidden = false; showChat(true); }
+    if (CHAT_TASKS.includes(endpoint.task)) { chat.useTask(endpoint.task); tabs.hidden = false; showChat(true); }
     const config = endpoint.config || endpoint.pending_config || {};
     const shares = trafficOf(config);
     // The served entity that takes the most traffic decides the example.

@@ -1,0 +1,169 @@
+"""Time to first event of a streaming agent, through Podium and in-process: `python -m bench.agents [--n N]`.
+
+Starts `podium up` in a temporary directory, logs two generative models from code (tests/support/agent_code.py:
+an MLflow ResponsesAgent and a plain pyfunc with predict_stream), serves each (workload_size Small, no scale to
+zero), and times, one request at a time on 127.0.0.1:
+
+- Podium REST: POST /serving-endpoints/<name>/invocations with `"stream": true` over one kept-alive connection,
+  from the request's first byte sent to its first `data:` line read (the rest of the stream is read after);
+- Podium gRPC: Query.InvokeStream, from the call to its first message;
+- in-process: the same registered model loaded in this process, from the JSON body to its first event rendered
+  as JSON (MLflow's parse of the body, predict_stream, the first next(), the JSON encoding), which is what a
+  replica does before it hands the event on.
+
+Prints p50/p90/p99 of each (the round with the lowest p50 of --rounds interleaved rounds: the machine may be
+busy with other work) and Podium's added time at p50 (Podium p50 minus in-process p50). MLflow tracing is off
+on both sides (replicas turn it off where the tracking store is local, as here).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import requests
+
+from bench.run import Processes, start_podium
+
+PAYLOADS = {
+    "responses": {"input": [{"role": "user", "content": "how fast is the first word"}]},
+    "streaming": {"prompt": "how fast is the first word"},
+}
+
+
+def _percentiles(samples_ms: list[float]) -> dict[str, float]:
+    ordered = sorted(samples_ms)
+    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
+    return {"p50": statistics.median(ordered), "p90": pick(0.9), "p99": pick(0.99)}
+
+
+def _rest_first_event_ms(url: str, token: str, endpoint: str, body: bytes, n: int) -> list[float]:
+    parsed = urlparse(url)
+    conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=30)
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    samples = []
+    for _ in range(n):
+        started = time.perf_counter()
+        conn.request("POST", f"/serving-endpoints/{endpoint}/invocations", body=body, headers=headers)
+        reply = conn.getresponse()
+        if reply.status != 200:
+            raise RuntimeError(f"{endpoint}: HTTP {reply.status} {reply.read()[:300]!r}")
+        while not (line := reply.readline()).startswith(b"data:"):   # HTTPResponse undoes the chunked framing
+            if not line:
+                raise RuntimeError("the stream ended before its first event")
+        samples.append((time.perf_counter() - started) * 1000)
+        reply.read()
+    conn.close()
+    return samples
+
+
+def _grpc_first_event_ms(target: str, token: str, endpoint: str, body: bytes, n: int) -> list[float]:
+    import grpc
+
+    from podium_api.v1 import query_pb2, query_pb2_grpc
+
+    samples = []
+    with grpc.insecure_channel(target) as channel:
+        stub = query_pb2_grpc.QueryStub(channel)
+        metadata = (("authorization", f"Bearer {token}"),)
+        for _ in range(n):
+            started = time.perf_counter()
+            call = stub.InvokeStream(query_pb2.InvokeRequest(endpoint=endpoint, body=body), timeout=30,
+                                     metadata=metadata)
+            next(call)
+            samples.append((time.perf_counter() - started) * 1000)
+            for _ in call:
+                pass
+    return samples
+
+
+def _in_process_first_event_ms(pyfunc, body: bytes, n: int) -> list[float]:
+    from mlflow.pyfunc import scoring_server
+    from mlflow.utils.proto_json_utils import NumpyEncoder, _get_jsonable_obj
+
+    schema = pyfunc.metadata.get_input_schema()
+    samples = []
+    for _ in range(n):
+        started = time.perf_counter()
+        request = {k: v for k, v in json.loads(body).items() if k != "stream"}
+        parsed = scoring_server._parse_json_data(request, pyfunc.metadata, schema)
+        events = pyfunc.predict_stream(parsed.data, params=parsed.params or None)
+        json.dumps(_get_jsonable_obj(next(events), pandas_orient="records"), cls=NumpyEncoder)
+        samples.append((time.perf_counter() - started) * 1000)
+        for _ in events:
+            pass
+    return samples
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--n", type=int, default=300, help="timed requests per case (after 30 to warm up)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per case, interleaved; the best p50 is kept")
+    args = parser.parse_args(argv)
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    import mlflow
+
+    from tests.support import agent_models
+
+    procs = Processes()
+    try:
+        with tempfile.TemporaryDirectory(prefix="podium-bench-agents-", ignore_cleanup_errors=True) as tmp:
+            info = start_podium(procs, Path(tmp))
+            token = info["admin_token"]
+            registered = {kind: agent_models.register_agent(info, kind, f"bench.agents.{kind}") for kind in PAYLOADS}
+            for kind, agent in registered.items():
+                reply = requests.post(info["router_url"] + "/api/2.0/serving-endpoints", timeout=30,
+                                      headers={"Authorization": f"Bearer {token}"}, json={
+                                          "name": f"bench-{kind}", "config": {"served_entities": [{
+                                              "entity_name": agent.name, "entity_version": agent.version,
+                                              "workload_size": "Small", "scale_to_zero_enabled": False}]}})
+                reply.raise_for_status()
+            for kind in registered:
+                deadline = time.monotonic() + 300
+                while requests.get(f"{info['router_url']}/api/2.0/serving-endpoints/bench-{kind}", timeout=10,
+                                   headers={"Authorization": f"Bearer {token}"}).json()["state"] != \
+                        {"ready": "READY", "config_update": "NOT_UPDATING"}:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"bench-{kind} did not become ready")
+                    time.sleep(0.5)
+            # Replicas trace nothing where the tracking store is local (services/worker/generative.py): neither
+            # does the in-process model, so both sides do the same work.
+            mlflow.tracing.disable()
+            print(f"time to first event, ms: the best of {args.rounds} rounds of {args.n} sequential requests "
+                  "(after 30 to warm up)")
+            print(f"{'model':<10} {'path':<12} {'p50':>7} {'p90':>7} {'p99':>7}")
+            for kind, agent in registered.items():
+                body = json.dumps({**PAYLOADS[kind], "stream": True}).encode()
+                pyfunc = mlflow.pyfunc.load_model(agent.uri)
+                figures: dict[str, dict[str, float]] = {}
+                paths = (("in-process", lambda n: _in_process_first_event_ms(pyfunc, body, n)),
+                         ("podium REST", lambda n: _rest_first_event_ms(info["router_url"], token, f"bench-{kind}",
+                                                                        body, n)),
+                         ("podium gRPC", lambda n: _grpc_first_event_ms(info["grpc_target"], token,
+                                                                        f"bench-{kind}", body, n)))
+                for _ in range(args.rounds):   # interleaved rounds, the best kept: other load on the machine
+                    for path, measure in paths:
+                        measure(30)
+                        row = _percentiles(measure(args.n))
+                        if path not in figures or row["p50"] < figures[path]["p50"]:
+                            figures[path] = row
+                for path, _ in paths:
+                    row = figures[path]
+                    print(f"{kind:<10} {path:<12} {row['p50']:7.2f} {row['p90']:7.2f} {row['p99']:7.2f}")
+                for path in ("podium REST", "podium gRPC"):
+                    print(f"{kind:<10} added by Podium ({path}) at p50: "
+                          f"{figures[path]['p50'] - figures['in-process']['p50']:.2f} ms")
+    finally:
+        procs.stop_all()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,211 @@
+"""Canary rollouts, decided: the rollout plan's validation, the live-metrics window of each side, the gates
+and the step decision, and the traffic split while a rollout runs. Pure: time and counters come in.
+
+A rollout plan (a Podium extension of the endpoint config, `config.rollout_plan`) is a list of steps, each a
+share of the endpoint's traffic for the new config (the candidate) held for at least `min_duration_s` and
+until the candidate has answered `min_requests` queries in the step; the old config (the incumbent) takes
+the rest. Gates compare the candidate with the incumbent over the same window: a gate that fails rolls
+back at once (as soon as the step has its requests, before its duration is over); a step whose gates pass
+once its duration is over moves on, and the last one promotes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from services.common.errors import InvalidParameter
+from services.common.outcomes import BUCKETS, LATENCY_EDGES_MS
+
+MAX_STEPS = 10
+MAX_STEP_DURATION_S = 7 * 24 * 3600.0
+DEFAULT_MIN_DURATION_S = 60.0
+DEFAULT_MIN_REQUESTS = 100
+DEFAULT_GATES = {"max_error_rate_increase": 0.05, "max_p99_latency_ratio": 2.0, "p99_latency_slack_ms": 50.0}
+
+HOLD, ADVANCE, PROMOTE, ROLLBACK = "HOLD", "ADVANCE", "PROMOTE", "ROLLBACK"
+
+
+# ---- the plan ----
+
+def validate_rollout_plan(value: Any, field: str) -> dict:
+    """{"steps": [{"traffic_percentage", "min_duration_s", "min_requests"}...], "gates": {...}}.
+
+    A step is an object, or a bare percentage taking the plan's `min_step_duration_s` and
+    `min_step_requests`; percentages rise strictly, from 1 to 100."""
+    if not isinstance(value, dict):
+        raise InvalidParameter(f"{field} must be an object")
+    unknown = sorted(set(value) - {"steps", "gates", "min_step_duration_s", "min_step_requests"})
+    if unknown:
+        raise InvalidParameter(f"{field}: unknown field '{unknown[0]}'")
+    duration = _number(value.get("min_step_duration_s", DEFAULT_MIN_DURATION_S), f"{field}.min_step_duration_s",
+                       MAX_STEP_DURATION_S)
+    requests = _count(value.get("min_step_requests", DEFAULT_MIN_REQUESTS), f"{field}.min_step_requests")
+    raw_steps = value.get("steps")
+    if not isinstance(raw_steps, list) or not 1 <= len(raw_steps) <= MAX_STEPS:
+        raise InvalidParameter(f"{field}.steps must be a list of 1 to {MAX_STEPS} steps")
+    steps = [_step(s, f"{field}.steps[{i}]", duration, requests) for i, s in enumerate(raw_steps)]
+    shares = [s["traffic_percentage"] for s in steps]
+    if any(b <= a for a, b in zip(shares, shares[1:])):
+        raise InvalidParameter(f"{field}.steps: traffic percentages must rise from step to step")
+    return {"steps": steps, "gates": _gates(value.get("gates") or {}, f"{field}.gates")}
+
+
+def _step(step: Any, field: str, duration: float, requests: int) -> dict:
+    if isinstance(step, int) and not isinstance(step, bool):
+        step = {"traffic_percentage": step}
+    if not isinstance(step, dict):
+        raise InvalidParameter(f"{field} must be a traffic percentage or an object")
+    unknown = sorted(set(step) - {"traffic_percentage", "min_duration_s", "min_requests"})
+    if unknown:
+        raise InvalidParameter(f"{field}: unknown field '{unknown[0]}'")
+    share = step.get("traffic_percentage")
+    if not isinstance(share, int) or isinstance(share, bool) or not 1 <= share <= 100:
+        raise InvalidParameter(f"{field}.traffic_percentage must be an integer from 1 to 100")
+    return {"traffic_percentage": share,
+            "min_duration_s": _number(step.get("min_duration_s", duration), f"{field}.min_duration_s",
+                                      MAX_STEP_DURATION_S),
+            "min_requests": _count(step.get("min_requests", requests), f"{field}.min_requests")}
+
+
+def _gates(gates: Any, field: str) -> dict:
+    if not isinstance(gates, dict):
+        raise InvalidParameter(f"{field} must be an object")
+    unknown = sorted(set(gates) - set(DEFAULT_GATES))
+    if unknown:
+        raise InvalidParameter(f"{field}: unknown gate '{unknown[0]}' (known: {', '.join(sorted(DEFAULT_GATES))})")
+    out = {name: _number(gates.get(name, default), f"{field}.{name}", math.inf)
+           for name, default in DEFAULT_GATES.items()}
+    if out["max_p99_latency_ratio"] < 1:
+        raise InvalidParameter(f"{field}.max_p99_latency_ratio must be at least 1")
+    return out
+
+
+def _number(value: Any, field: str, limit: float) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= limit:
+        raise InvalidParameter(f"{field} must be a number from 0{'' if math.isinf(limit) else f' to {limit:g}'}")
+    return float(value)
+
+
+def _count(value: Any, field: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise InvalidParameter(f"{field} must be a non-negative integer")
+    return value
+
+
+# ---- the window ----
+
+@dataclass(frozen=True)
+class WindowStats:
+    """What one side answered over a step's window."""
+
+    requests: int = 0
+    errors: int = 0
+    latency_buckets: tuple[int, ...] = (0,) * BUCKETS
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+    @property
+    def p99_ms(self) -> float:
+        """The upper edge of the bucket holding the 99th percentile (the last edge for the open bucket)."""
+        total = sum(self.latency_buckets)
+        if not total:
+            return 0.0
+        rank, seen = math.ceil(0.99 * total), 0
+        for index, count in enumerate(self.latency_buckets):
+            seen += count
+            if seen >= rank:
+                return float(LATENCY_EDGES_MS[min(index, len(LATENCY_EDGES_MS) - 1)])
+        return float(LATENCY_EDGES_MS[-1])
+
+    def as_dict(self) -> dict:
+        return {"requests": self.requests, "errors": self.errors, "error_rate": round(self.error_rate, 4),
+                "p99_latency_ms": self.p99_ms}
+
+
+Counters = Mapping[str, Mapping[str, Sequence[int]]]   # router id -> deployment key -> [requests, errors, buckets]
+
+
+def window_stats(now: Counters, baseline: Counters, keys: Iterable[str]) -> WindowStats:
+    """The sum over routers of what the deployments `keys` answered since `baseline` was read.
+
+    A router absent from the baseline started since: all its counts are new. A counter below its baseline
+    belongs to a router that restarted under the same id: its counts are taken as they are."""
+    totals = [0] * (2 + BUCKETS)
+    keys = set(keys)
+    for router, deployments in now.items():
+        for key, counts in deployments.items():
+            if key not in keys:
+                continue
+            before = baseline.get(router, {}).get(key)
+            if before is None or len(before) != len(counts) or any(c < b for c, b in zip(counts, before)):
+                before = [0] * len(counts)
+            for index, (count, base) in enumerate(zip(counts, before)):
+                totals[index] += count - base
+    return WindowStats(totals[0], totals[1], tuple(totals[2:]))
+
+
+# ---- the decision ----
+
+@dataclass(frozen=True)
+class Decision:
+    action: str          # HOLD, ADVANCE, PROMOTE or ROLLBACK
+    reason: str
+
+
+def gate_failures(gates: Mapping[str, float], candidate: WindowStats, incumbent: WindowStats) -> list[str]:
+    """Why the candidate fails its gates against the incumbent (empty: it passes)."""
+    failures = []
+    increase = candidate.error_rate - incumbent.error_rate
+    if increase > gates["max_error_rate_increase"]:
+        failures.append(f"error rate {candidate.error_rate:.1%} against the incumbent's {incumbent.error_rate:.1%} "
+                        f"(at most {gates['max_error_rate_increase']:.1%} more allowed)")
+    if incumbent.requests:   # no incumbent traffic in the window (a 100 % step): nothing to compare with
+        limit = incumbent.p99_ms * gates["max_p99_latency_ratio"] + gates["p99_latency_slack_ms"]
+        if candidate.p99_ms > limit:
+            failures.append(f"p99 latency {candidate.p99_ms:g} ms against the incumbent's {incumbent.p99_ms:g} ms "
+                            f"(at most {limit:g} ms allowed)")
+    return failures
+
+
+def judge_step(plan: Mapping, step: int, step_elapsed_s: float, candidate: WindowStats,
+               incumbent: WindowStats) -> Decision:
+    """What to do with a running rollout at step `step`, `step_elapsed_s` after the step began."""
+    current = plan["steps"][step]
+    if candidate.requests < current["min_requests"]:
+        return Decision(HOLD, f"step {step + 1}: {candidate.requests} of {current['min_requests']} requests")
+    failures = gate_failures(plan["gates"], candidate, incumbent)
+    if failures:
+        return Decision(ROLLBACK, f"step {step + 1} ({current['traffic_percentage']} %) failed its gates: "
+                        + "; ".join(failures))
+    if step_elapsed_s < current["min_duration_s"]:
+        return Decision(HOLD, f"step {step + 1}: gates pass; {step_elapsed_s:.0f} of "
+                        f"{current['min_duration_s']:g} s")
+    if step + 1 < len(plan["steps"]):
+        return Decision(ADVANCE, f"step {step + 1} ({current['traffic_percentage']} %) passed its gates")
+    return Decision(PROMOTE, f"every step passed its gates (the last at {current['traffic_percentage']} %)")
+
+
+# ---- the traffic split ----
+
+def blend_routes(incumbent: Sequence[tuple[str, int]], candidate: Sequence[tuple[str, int]],
+                 candidate_share: int) -> tuple[list[int], list[int]]:
+    """Integer percentages of each incumbent route and each candidate route: the candidate's routes share
+    exactly `candidate_share` % as their own percentages say, the incumbent's the rest."""
+    return _apportion([p for _, p in incumbent], 100 - candidate_share), _apportion([p for _, p in candidate],
+                                                                                     candidate_share)
+
+
+def _apportion(percentages: Sequence[int], total: int) -> list[int]:
+    """`total` split in proportion to `percentages` (which sum to 100), by largest remainder (ties to the
+    first): a route at 0 % stays at 0 %."""
+    exact = [p * total / 100 for p in percentages]
+    shares = [math.floor(x) for x in exact]
+    by_remainder = sorted(range(len(exact)), key=lambda i: (-(exact[i] - shares[i]), i))
+    for index in by_remainder[:total - sum(shares)]:
+        shares[index] += 1
+    return shares

@@ -1,0 +1,114 @@
+"""The wire of generative models (MLflow agents, chat models, pyfuncs with predict_stream). Pure.
+
+- A query asks to stream with `"stream": true` in its JSON object; the router reads it only for deployments
+  whose model streams, so a classic model's query is never parsed here.
+- A stream leaves as data-only server-sent events, one per event the model yields, ended by `data: [DONE]`
+  (what mlflow's Databricks `predict_stream` and the openai SDK stop at; docs/agents.md). A failure after the
+  first event is one `data: {"error": {...}}` event (the openai SDK raises APIError on it), and no [DONE].
+- The OpenAI-style paths reach a custom model only where its task answers them: /chat/completions a chat
+  model (`llm/v1/chat`, `agent/v1/chat`: ChatModel answers chat.completion objects), /responses a
+  ResponsesAgent (`agent/v1/responses`). The body is the model's request without the OpenAI `model` field
+  (the endpoint's name, not an input of the model); a Responses `input` given as a string (the openai SDK
+  allows it, MLflow's ResponsesAgent signature takes only a list of items) is the one user message it means.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import orjson
+
+from services.common.errors import BadRequest, InvalidParameter, PodiumError
+from services.router.external.sse import DONE
+
+# The OpenAI-style task a path asks for → the model tasks (MLmodel metadata.task) that answer it.
+OPENAI_MODEL_TASKS = {
+    "llm/v1/chat": ("llm/v1/chat", "agent/v1/chat"),
+    "agent/v1/responses": ("agent/v1/responses",),
+}
+PATH_OF_TASK = {"llm/v1/chat": "chat/completions", "agent/v1/responses": "responses"}
+
+
+def asks_stream(body: bytes) -> bool:
+    """Whether the query is a JSON object with `"stream": true` (anything unparsable does not stream: the
+    model's own parser answers it)."""
+    if b'"stream"' not in body:   # most non-streaming queries stop here, unparsed
+        return False
+    try:
+        request = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(request, dict) and request.get("stream") is True
+
+
+def with_stream(body: bytes) -> bytes:
+    """The query's JSON object with `"stream": true` (BadRequest when it is no JSON object)."""
+    try:
+        request = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise BadRequest("Request body is not valid JSON") from None
+    if not isinstance(request, dict):
+        raise BadRequest("Request body must be a JSON object")
+    return orjson.dumps({**request, "stream": True})
+
+
+def model_request(endpoint_name: str, openai_task: str, model_task: str, payload: dict) -> bytes:
+    """The body an OpenAI-style query sends to the endpoint's model; InvalidParameter where the model's task
+    does not answer that path."""
+    if model_task not in OPENAI_MODEL_TASKS.get(openai_task, ()):
+        served = f"serves a model of task {model_task}" if model_task else "serves a custom model with no task"
+        path = PATH_OF_TASK.get(openai_task, openai_task)
+        raise InvalidParameter(f"Endpoint '{endpoint_name}' {served}, which does not answer /serving-endpoints/"
+                               f"{path}: query it at /serving-endpoints/{endpoint_name}/invocations")
+    request = {k: v for k, v in payload.items() if k != "model"}
+    if openai_task == "agent/v1/responses" and isinstance(request.get("input"), str):
+        request["input"] = [{"role": "user", "content": request["input"]}]
+    return orjson.dumps(request)
+
+
+def sse_event(data: bytes) -> bytes:
+    return b"data: " + data + b"\n\n"
+
+
+def error_event(code: str, message: str) -> bytes:
+    return sse_event(orjson.dumps({"error": {"error_code": code, "message": message}}))
+
+
+async def sse(first, rest: AsyncIterator) -> AsyncIterator[bytes]:
+    """Server-sent events of a replica's stream: `first` (already received) and each later event as it comes.
+    Closing this closes `rest` (the replica stops the model)."""
+    try:
+        yield sse_event(first.data)
+        async for event in rest:
+            if event.http_status:
+                error = _model_error(event.data)
+                yield error_event(*error)
+                return
+            yield sse_event(event.data)
+        yield DONE
+    except PodiumError as exc:
+        yield error_event(exc.code, exc.message)
+    finally:
+        await rest.aclose()   # type: ignore[attr-defined]
+
+
+def _model_error(body: bytes) -> tuple[str, str]:
+    try:
+        error = orjson.loads(body)
+        return str(error.get("error_code", "BAD_REQUEST")), str(error.get("message", ""))
+    except (orjson.JSONDecodeError, AttributeError):
+        return "BAD_REQUEST", body.decode(errors="replace")
+
+
+def event_data(chunk: bytes, pending: bytearray) -> list[bytes]:
+    """The `data:` payloads of the complete events in `pending` + `chunk` (consumed from `pending`), [DONE] left
+    out: for relaying a stream of server-sent events as separate messages (gRPC)."""
+    pending += chunk
+    out = []
+    while (end := pending.find(b"\n\n")) >= 0:
+        block = bytes(pending[:end])
+        del pending[:end + 2]
+        data = b"\n".join(line[5:].lstrip(b" ") for line in block.split(b"\n") if line.startswith(b"data:"))
+        if data and data != b"[DONE]":
+            out.append(data)
+    return out

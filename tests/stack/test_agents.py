@@ -1,0 +1,217 @@
+"""MLflow generative models served like Databricks agent endpoints: a ResponsesAgent, a ChatAgent, a ChatModel and
+a plain pyfunc with predict_stream (tests/support/agent_code.py), logged from code, registered, served through
+`podium up` and queried with unmodified clients (mlflow's Databricks deployment client, the openai SDK, gRPC).
+Non-streaming answers are byte for byte what MLflow's scoring server answers in-process; streams are the events
+the model yields in-process, relayed one by one as the model yields them."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.support import agent_models
+from tests.support.agent_code import FAIL_MIDSTREAM, GATE_WAIT_S
+
+pytestmark = pytest.mark.stack
+
+ENDPOINTS = {"responses": "agent-responses", "chat_agent": "agent-chat", "chat_model": "agent-chat-model",
+             "streaming": "agent-streaming"}
+PAYLOADS = {
+    "responses": {"input": [{"role": "user", "content": "what is podium"}], "custom_inputs": {"k": 1}},
+    "chat_agent": {"messages": [{"role": "user", "content": "what is podium"}]},
+    "chat_model": {"messages": [{"role": "user", "content": "what is podium"}], "max_tokens": 20},
+    "streaming": {"prompt": "what is podium"},
+}
+TASKS = {"responses": "agent/v1/responses", "chat_agent": "agent/v2/chat", "chat_model": "agent/v1/chat",
+         "streaming": ""}
+
+
+@pytest.fixture(scope="module")
+def agents(stack) -> dict[str, agent_models.RegisteredAgent]:
+    registered = {kind: agent_models.register_agent(stack.info, kind, f"main.agents.{kind}")
+                  for kind in agent_models.KINDS}
+    for kind, agent in registered.items():   # created together, so their replicas start together
+        created = stack.api("POST", "/api/2.0/serving-endpoints", json={"name": ENDPOINTS[kind], "config": {
+            "served_entities": [{"name": kind, "entity_name": agent.name, "entity_version": agent.version,
+                                 "workload_size": "Small", "scale_to_zero_enabled": False}]}})
+        assert created.status_code == 200, created.text
+    for kind in registered:
+        endpoint = stack.wait_endpoint(ENDPOINTS[kind], timeout_s=300)
+        assert endpoint["state"] == {"ready": "READY", "config_update": "NOT_UPDATING"}, endpoint
+    return registered
+
+
+@pytest.fixture(scope="module")
+def pyfuncs(agents) -> dict:
+    """The same registered models, loaded in this process."""
+    import mlflow
+
+    return {kind: mlflow.pyfunc.load_model(agent.uri) for kind, agent in agents.items()}
+
+
+@pytest.fixture
+def deploy_client(stack, monkeypatch):
+    from mlflow.deployments import get_deploy_client
+
+    monkeypatch.setenv("DATABRICKS_HOST", stack.url)
+    monkeypatch.setenv("DATABRICKS_TOKEN", stack.admin_token)
+    return get_deploy_client("databricks")
+
+
+@pytest.fixture
+def openai_client(stack):
+    import openai
+
+    return openai.OpenAI(base_url=stack.url + "/serving-endpoints", api_key=stack.admin_token, max_retries=0)
+
+
+def _sse_lines(reply: requests.Response) -> list[str]:
+    return [line for line in reply.iter_lines(decode_unicode=True) if line]
+
+
+@pytest.mark.parametrize("kind", agent_models.KINDS)
+def test_answer_is_what_mlflow_scoring_server_answers(stack, agents, pyfuncs, kind):
+    reply = stack.api("POST", f"/serving-endpoints/{ENDPOINTS[kind]}/invocations", json=PAYLOADS[kind])
+    status, expected = agent_models.scoring_server_answer(pyfuncs[kind], PAYLOADS[kind])
+    assert reply.status_code == status == 200, reply.text
+    assert reply.content.decode() == expected   # the model's own dict, not {"predictions": ...}
+    assert "echo: what is podium" in expected and reply.headers["served-model-name"] == kind
+
+
+@pytest.mark.parametrize("kind", agent_models.KINDS)
+def test_endpoint_task_is_the_models(stack, agents, kind):
+    endpoint = stack.api("GET", f"/api/2.0/serving-endpoints/{ENDPOINTS[kind]}").json()
+    assert endpoint["task"] == TASKS[kind]
+
+
+@pytest.mark.parametrize("kind", agent_models.KINDS)
+def test_stream_is_data_only_events_then_done(stack, agents, pyfuncs, kind):
+    reply = stack.api("POST", f"/serving-endpoints/{ENDPOINTS[kind]}/invocations",
+                      json={**PAYLOADS[kind], "stream": True}, stream=True)
+    assert reply.status_code == 200 and reply.headers["Content-Type"].startswith("text/event-stream")
+    lines = _sse_lines(reply)
+    assert all(line.startswith("data: ") for line in lines), lines   # no event:, id: or comments (mlflow's rule)
+    assert lines[-1] == "data: [DONE]"
+    events = [json.loads(line[len("data: "):]) for line in lines[:-1]]
+    assert events == agent_models.in_process_stream(pyfuncs[kind], PAYLOADS[kind])
+    assert len(events) >= 3
+
+
+@pytest.mark.parametrize("kind", ["responses", "chat_agent", "chat_model"])
+def test_mlflow_deployments_predict_and_predict_stream(deploy_client, agents, pyfuncs, kind):
+    answer = deploy_client.predict(endpoint=ENDPOINTS[kind], inputs=PAYLOADS[kind])
+    assert json.loads(json.dumps(answer)) == json.loads(agent_models.scoring_server_answer(pyfuncs[kind],
+                                                                                           PAYLOADS[kind])[1])
+    events = list(deploy_client.predict_stream(endpoint=ENDPOINTS[kind], inputs=PAYLOADS[kind]))
+    assert events == agent_models.in_process_stream(pyfuncs[kind], PAYLOADS[kind])
+
+
+def test_first_event_is_relayed_before_the_model_goes_on(stack, agents, tmp_path_factory):
+    # The model yields its first event, then waits for the gate file this test creates only once it has read
+    # that event: a path that buffered the stream would hold the event until the gate's deadline.
+    gate = Path("/dev/shm") / f"podium-gate-{uuid.uuid4().hex}"
+    payload = {"input": [{"role": "user", "content": "one two three"}], "custom_inputs": {"gate": str(gate)},
+               "stream": True}
+    started = time.monotonic()
+    try:
+        with stack.api("POST", "/serving-endpoints/agent-responses/invocations", json=payload, stream=True,
+                       timeout_s=GATE_WAIT_S + 30) as reply:
+            assert reply.status_code == 200, reply.text
+            lines = reply.iter_lines(decode_unicode=True)
+            first = next(line for line in lines if line)
+            first_s = time.monotonic() - started
+            gate.touch()
+            rest = [line for line in lines if line]
+    finally:
+        gate.unlink(missing_ok=True)
+    assert json.loads(first[len("data: "):])["delta"] == "echo: "
+    assert first_s < GATE_WAIT_S / 3, first_s
+    assert rest[-1] == "data: [DONE]" and len(rest) == 5
+
+
+def test_openai_sdk_chat_completions_on_a_chat_model(openai_client, agents):
+    reply = openai_client.chat.completions.create(model="agent-chat-model",
+                                                  messages=[{"role": "user", "content": "hi there"}])
+    assert reply.choices[0].message.content == "echo: hi there" and reply.choices[0].finish_reason == "stop"
+    chunks = list(openai_client.chat.completions.create(
+        model="agent-chat-model", messages=[{"role": "user", "content": "hi there"}], stream=True))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == "echo: hi there"
+    assert len(chunks) == 3 and chunks[-1].choices[0].finish_reason == "stop"
+
+
+def test_openai_sdk_responses_on_a_responses_agent(openai_client, agents):
+    reply = openai_client.responses.create(model="agent-responses", input=[{"role": "user", "content": "hi there"}])
+    assert reply.output_text == "echo: hi there"
+    events = list(openai_client.responses.create(model="agent-responses", input="hi there", stream=True))
+    deltas = [e.delta for e in events if e.type == "response.output_text.delta"]
+    assert "".join(deltas) == "echo: hi there" and events[-1].type == "response.output_item.done"
+
+
+def test_openai_paths_refuse_models_of_another_task(stack, openai_client, agents):
+    import openai
+
+    with pytest.raises(openai.BadRequestError) as refused:
+        openai_client.chat.completions.create(model="agent-responses", messages=[{"role": "user", "content": "x"}])
+    assert refused.value.body["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert "/serving-endpoints/agent-responses/invocations" in refused.value.body["message"]
+    reply = stack.api("POST", "/serving-endpoints/responses", json={"model": "agent-chat-model", "input": "x"})
+    assert reply.status_code == 400 and reply.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+
+
+def test_a_stream_that_fails_before_its_first_event_is_a_json_error(stack, agents):
+    reply = stack.api("POST", "/serving-endpoints/agent-responses/invocations",
+                      json={"input": "not a list of items", "stream": True})
+    assert reply.status_code == 400 and reply.headers["Content-Type"].startswith("application/json")
+    assert reply.json()["error_code"] in ("BAD_REQUEST", "INVALID_PARAMETER_VALUE"), reply.text
+
+
+def test_a_failure_mid_stream_is_its_last_event(stack, agents):
+    reply = stack.api("POST", "/serving-endpoints/agent-streaming/invocations",
+                      json={"prompt": FAIL_MIDSTREAM, "stream": True}, stream=True)
+    assert reply.status_code == 200
+    lines = _sse_lines(reply)
+    assert json.loads(lines[0][len("data: "):])["delta"] == "echo: "
+    error = json.loads(lines[-1][len("data: "):])["error"]   # no [DONE]: the stream did not complete
+    assert len(lines) == 2 and error["error_code"] == "BAD_REQUEST" and error["message"]
+
+
+def test_grpc_invoke_stream(stack, agents, pyfuncs):
+    import grpc
+
+    from podium_api.v1 import query_pb2, query_pb2_grpc
+
+    body = json.dumps(PAYLOADS["chat_agent"]).encode()   # no "stream": InvokeStream asks for it
+    with grpc.insecure_channel(stack.info["grpc_target"]) as channel:
+        call = query_pb2_grpc.QueryStub(channel).InvokeStream(
+            query_pb2.InvokeRequest(endpoint="agent-chat", body=body), timeout=30, metadata=stack.grpc_metadata())
+        events = [json.loads(event.data) for event in call]
+        assert dict(call.initial_metadata())["served-model-name"] == "chat_agent"
+    assert events == agent_models.in_process_stream(pyfuncs["chat_agent"], PAYLOADS["chat_agent"])
+
+
+@pytest.mark.parametrize("kind", ["responses", "chat_agent", "streaming"])
+def test_cli_query_streams_agent_text(stack, agents, tmp_path, kind):
+    from tests.support.cli import podium
+
+    body = json.dumps({**PAYLOADS[kind], "stream": True})
+    result = podium("endpoints", "query", ENDPOINTS[kind], body, home=tmp_path, data_dir=stack.data_dir)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "echo: what is podium\n"
+    assert f"served by {kind} in" in result.stderr and "first event in" in result.stderr
+
+
+def test_workspace_clients_openai_client_queries_the_agent(stack, agents):
+    pytest.importorskip("httpx", reason="databricks-sdk's get_open_ai_client builds its client with httpx")
+    from databricks.sdk import WorkspaceClient
+
+    client = WorkspaceClient(host=stack.url, token=stack.admin_token).serving_endpoints.get_open_ai_client()
+    reply = client.responses.create(model="agent-responses", input=[{"role": "user", "content": "from the sdk"}])
+    assert reply.output_text == "echo: from the sdk"
+    chunks = list(client.chat.completions.create(model="agent-chat-model", stream=True,
+                                                 messages=[{"role": "user", "content": "from the sdk"}]))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == "echo: from the sdk"
