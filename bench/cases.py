@@ -208,30 +208,43 @@ def router_cpu(podium: PodiumTargets, bare_url: str, bare_pid: int, row, duratio
 
 
 async def external_model_proxy(podium: PodiumTargets, provider_url: str, duration_s: float) -> dict:
-    """Case 4: a chat completion from a local OpenAI-compatible server, called directly vs through the
-    router's external-model endpoint (key from the endpoint's config, AI gateway path, usage counted)."""
+    """Case 4: a chat completion of a ~1 KB prompt (an e-mail address and a phone number in it) from a local
+    OpenAI-compatible server, called directly vs through the router's external-model endpoint (key from the
+    endpoint's config, AI gateway path, usage counted), and through a second endpoint that masks PII on input
+    and output (docs/ai-gateway.md): what guardrails cost, next to what an endpoint without them pays."""
     from tests.support.external import OPENAI_KEY
 
-    name = "bench-external"
     entity = {"external_model": {"provider": "openai", "name": "gpt-4o-mini", "task": "llm/v1/chat",
                                  "openai_config": {"openai_api_base": provider_url + "/v1",
                                                    "openai_api_key_plaintext": OPENAI_KEY}}}
-    reply = requests.post(f"{podium.router_url}/api/2.0/serving-endpoints", headers=podium.headers(), timeout=30,
-                          json={"name": name, "config": {"served_entities": [entity]}})
-    reply.raise_for_status()
-    podium.wait_ready(name)
-    messages = [{"role": "user", "content": "one short sentence please"}]
+    masked = {"guardrails": {"input": {"pii": {"behavior": "MASK"}}, "output": {"pii": {"behavior": "MASK"}}}}
+    for name, ai_gateway in (("bench-external", None), ("bench-external-pii", masked)):
+        spec = {"name": name, "config": {"served_entities": [entity]}}
+        if ai_gateway:
+            spec["ai_gateway"] = ai_gateway
+        reply = requests.post(f"{podium.router_url}/api/2.0/serving-endpoints", headers=podium.headers(),
+                              timeout=30, json=spec)
+        reply.raise_for_status()
+        podium.wait_ready(name)
+    prompt = ("Please summarise this note from ana.lopez@example.com (call her on +1 415 555 0134): "
+              + "the quarterly numbers look steady and the team would like a short recap. " * 12)[:1024]
+    messages = [{"role": "user", "content": prompt}]
     direct_body = json.dumps({"model": "gpt-4o-mini", "messages": messages}).encode()
     routed_body = json.dumps({"messages": messages}).encode()
-    out: dict = {}
+    out: dict = {"prompt_bytes": len(prompt.encode())}
     for concurrency in (1, 8):
         direct = await http_latency(f"{provider_url}/v1/chat/completions", direct_body, concurrency,
                                     duration_s=duration_s, headers={"Authorization": f"Bearer {OPENAI_KEY}"})
-        routed = await http_latency(podium.invocations(name), routed_body, concurrency, duration_s=duration_s,
-                                    headers=podium.headers())
+        routed = await http_latency(podium.invocations("bench-external"), routed_body, concurrency,
+                                    duration_s=duration_s, headers=podium.headers())
+        guarded = await http_latency(podium.invocations("bench-external-pii"), routed_body, concurrency,
+                                     duration_s=duration_s, headers=podium.headers())
         out[f"c={concurrency}"] = {"direct": _figures(direct), "through_router": _figures(routed),
+                                   "through_router_pii_mask": _figures(guarded),
                                    "overhead_p50_ms": round(routed.p50_ms - direct.p50_ms, 3),
-                                   "overhead_p99_ms": round(routed.p99_ms - direct.p99_ms, 3)}
+                                   "overhead_p99_ms": round(routed.p99_ms - direct.p99_ms, 3),
+                                   "pii_mask_cost_p50_ms": round(guarded.p50_ms - routed.p50_ms, 3),
+                                   "pii_mask_cost_p99_ms": round(guarded.p99_ms - routed.p99_ms, 3)}
     return out
 
 
@@ -312,6 +325,7 @@ def summarize(report: dict) -> dict:
         "list_10k_endpoints_ms": report["control_plane"]["list_10k_p50_ms"],
         "external_proxy_overhead_c1_p50_ms": report["external_model_proxy"]["c=1"]["overhead_p50_ms"],
         "external_proxy_overhead_c1_p99_ms": report["external_model_proxy"]["c=1"]["overhead_p99_ms"],
+        "external_pii_mask_cost_c1_p50_ms": report["external_model_proxy"]["c=1"]["pii_mask_cost_p50_ms"],
         "mlflow_best_rps_c64": best_mlflow,
         "podium_best_rps_c64": podium_best,
     }
@@ -343,10 +357,16 @@ def to_markdown(report: dict) -> str:
                                    ("bare_aiohttp", 1))]
     lines += ["", "## Control plane", ""]
     lines += [f"- {k}: {v}" for k, v in report["control_plane"].items()]
-    lines += ["", "## External-model proxy (local OpenAI-compatible server: direct vs through the router)", "",
-              "| load | direct p50/p99 ms | through router p50/p99 ms | overhead p50/p99 ms |", "|---|---|---|---|"]
+    proxy = report["external_model_proxy"]
+    lines += ["", f"## External-model proxy (local OpenAI-compatible server, a {proxy['prompt_bytes']}-byte prompt: "
+              "direct vs through the router, and through an endpoint masking PII on input and output)", "",
+              "| load | direct p50/p99 ms | through router p50/p99 ms | overhead p50/p99 ms | with PII MASK p50/p99 ms "
+              "| PII MASK cost p50/p99 ms |", "|---|---|---|---|---|---|"]
     lines += [f"| {label} | {v['direct']['p50_ms']}/{v['direct']['p99_ms']} | "
               f"{v['through_router']['p50_ms']}/{v['through_router']['p99_ms']} | "
-              f"{v['overhead_p50_ms']}/{v['overhead_p99_ms']} |" for label, v in report["external_model_proxy"].items()]
+              f"{v['overhead_p50_ms']}/{v['overhead_p99_ms']} | "
+              f"{v['through_router_pii_mask']['p50_ms']}/{v['through_router_pii_mask']['p99_ms']} | "
+              f"{v['pii_mask_cost_p50_ms']}/{v['pii_mask_cost_p99_ms']} |"
+              for label, v in proxy.items() if isinstance(v, dict)]
     lines.append("")
     return "\n".join(lines)
