@@ -57,5 +57,11 @@ def show_usage(ctx) -> int:
                       u.get("fallback_count", 0), u["input_token_count"], u["output_token_count"]]
                      for u in value.get("usage", [])],
                     empty=f"No usage recorded for '{ctx.args.endpoint}'.")
+        if value.get("budgets"):   # spend budgets: what each has spent in its current day or month
+            print()
+            print_table(["BUDGET", "PRINCIPAL", "PERIOD", "SPENT", "LIMIT", "UNIT", "RENEWS"],
+                        [[b["key"], b.get("principal", ""), b["period"], b.get("spent_tokens", b.get("spent_usd")),
+                          b.get("limit_tokens", b.get("limit_usd")), "tokens" if "limit_tokens" in b else "usd",
+                          format_time_ms(b["renews_at_ms"])] for b in value["budgets"]])
     ctx.show(answer, human)
     return exits.OK

@@ -46,6 +46,27 @@ class RateLimitRule:
 
 
 @dataclass(frozen=True)
+class BudgetRule:
+    """One ai_gateway.budgets entry (a Podium extension): at most `limit` tokens or US dollars per calendar
+    `renewal_period` (UTC) for callers matching key/principal, as RateLimitRule's."""
+
+    key: str                   # endpoint | user | user_group | service_principal
+    principal: str = ""
+    unit: str = "tokens"       # tokens | usd
+    limit: float = 0.0
+    renewal_period: str = "day"   # day | month
+
+
+@dataclass(frozen=True)
+class EntityPrice:
+    """external_model.pricing of one served entity: what a million input and output tokens cost, in USD."""
+
+    served_entity_name: str
+    input_per_million_tokens_usd: float = 0.0
+    output_per_million_tokens_usd: float = 0.0
+
+
+@dataclass(frozen=True)
 class GatewayPolicy:
     """The AI-gateway features of one endpoint; absent (None) when it needs none, so queries skip them."""
 
@@ -57,10 +78,15 @@ class GatewayPolicy:
     # ai_gateway.fallback_config: the served entities to try, in the config's order, when one answers 429, 5xx
     # or times out; () when fallback is off (or there is nothing to fall back to).
     fallback_order: tuple[str, ...] = ()
+    budgets: tuple[BudgetRule, ...] = ()
+    prices: tuple[EntityPrice, ...] = ()   # of the served entities, when a budget is in usd
 
     @property
     def is_external(self) -> bool:
         return bool(self.task)
+
+    def price_of(self, served_entity_name: str) -> EntityPrice | None:
+        return next((p for p in self.prices if p.served_entity_name == served_entity_name), None)
 
 
 def external_to_json(target: ExternalModelTarget | None) -> str:
@@ -82,4 +108,6 @@ def gateway_from_json(text: str) -> GatewayPolicy | None:
     return GatewayPolicy(raw["task"], tuple(RateLimitRule(**r) for r in raw["rate_limits"]),
                          raw["usage_tracking"], raw["inference_table"],
                          guardrails=guardrails_from_raw(raw.get("guardrails")),
-                         fallback_order=tuple(raw.get("fallback_order", ())))
+                         fallback_order=tuple(raw.get("fallback_order", ())),
+                         budgets=tuple(BudgetRule(**b) for b in raw.get("budgets", ())),
+                         prices=tuple(EntityPrice(**p) for p in raw.get("prices", ())))

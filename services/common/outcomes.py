@@ -6,6 +6,10 @@ since the router started: requests answered, of those answered with a 5xx status
 over LATENCY_EDGES_MS (one count per bucket, the last one unbounded). Counters only grow, so a reader takes
 the difference between two reads of the same router as what happened in between; the key has a TTL of a
 few publish intervals, so a dead router's counters leave with it.
+
+Beside them, under `shadow_key(deployment key)`, the same value holds the comparisons of the shadow copies
+that deployment answered (ShadowOutcomes: equal, numeric difference, different, error), which a rollout's
+`gates.min_shadow_agreement` judges.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from dataclasses import dataclass, field
 import orjson
 
 OUTCOMES_KEY_PREFIX = "podium:outcomes:"
+SHADOW_PREFIX = "shadow:"          # deployment keys are hex digests: no clash with a deployment's own counters
+SHADOW_VERDICTS = ("equal", "numeric_difference", "different", "error")
 # Fine enough to tell a p99 of 20 ms from one of 30 ms; the last bucket holds everything slower.
 LATENCY_EDGES_MS = (1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 75, 100, 150, 200, 300, 500, 750, 1000, 1500, 2000,
                     3000, 5000, 10000, 30000)
@@ -39,6 +45,23 @@ class Outcomes:
         return [self.requests, self.errors, *self.latency_buckets]
 
 
+@dataclass
+class ShadowOutcomes:
+    """How the shadow copies one deployment answered compared with the live answers, in one router."""
+
+    counts: list[int] = field(default_factory=lambda: [0] * len(SHADOW_VERDICTS))
+
+    def add(self, verdict: str) -> None:
+        self.counts[SHADOW_VERDICTS.index(verdict)] += 1
+
+    def as_list(self) -> list[int]:
+        return list(self.counts)
+
+
+def shadow_key(deployment_key: str) -> str:
+    return SHADOW_PREFIX + deployment_key
+
+
 def bucket_of(latency_ms: float) -> int:
     for index, edge in enumerate(LATENCY_EDGES_MS):
         if latency_ms <= edge:
@@ -50,15 +73,17 @@ def outcomes_key(router_id: str) -> str:
     return OUTCOMES_KEY_PREFIX + router_id
 
 
-def encode_outcomes(outcomes: dict[str, Outcomes]) -> bytes:
+def encode_outcomes(outcomes: "dict[str, Outcomes | ShadowOutcomes]") -> bytes:
     return orjson.dumps({key: o.as_list() for key, o in outcomes.items()})
 
 
 def decode_outcomes(raw: bytes | str) -> dict[str, list[int]]:
-    """{deployment key: [requests, errors, bucket counts...]}; an unreadable value counts as nothing."""
+    """{deployment key: [requests, errors, bucket counts...], shadow_key(deployment key): [equal, numeric
+    difference, different, error]}; an unreadable value counts as nothing."""
     try:
         data = orjson.loads(raw)
         return {str(key): [int(v) for v in values] for key, values in data.items()
-                if isinstance(values, list) and len(values) == 2 + BUCKETS}
+                if isinstance(values, list) and len(values) == (len(SHADOW_VERDICTS) if str(key).startswith(
+                    SHADOW_PREFIX) else 2 + BUCKETS)}
     except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
         return {}

@@ -131,7 +131,7 @@ class EndpointService:
         await check_writer(caller, config, self._grants, self._secrets)
         config = seal_plaintext(spec_external.check_egress(config, caller, self._egress), self._cipher)
         async with self._write_lock:
-            endpoint = self._require(name)
+            endpoint = spec_options.check_budget_prices(self._require(name), config)
             quotas.check_quotas(caller, self._endpoints.values(), endpoint["id"], config, self._quotas)
             if endpoint["state"]["config_update"] == IN_PROGRESS:
                 raise Conflict(f"Endpoint '{name}' is already being updated; wait until its config_update is "
@@ -177,7 +177,7 @@ class EndpointService:
     async def put_ai_gateway(self, token: str, name: str, body: object) -> dict:
         await self.authorized(token, name, CAN_MANAGE)
         ai_gateway = spec_options.validate_ai_gateway(body, "request body")
-        endpoint = await self.modify(name, lambda e: {**e, "ai_gateway": ai_gateway})
+        endpoint = await self.modify(name, lambda e: spec_options.check_budget_prices({**e, "ai_gateway": ai_gateway}))
         return views.ai_gateway(endpoint)
 
     async def put_rate_limits(self, token: str, name: str, body: object) -> dict:

@@ -3,14 +3,17 @@
 `external_target` turns a stored external_model into the provider call a router makes (URL, auth header,
 credential as a reference or ciphertext). `gateway_policy` gathers the endpoint's rate limits
 (`ai_gateway.rate_limits`, where the legacy `rate_limits` are stored too), usage tracking and
-inference-table switches (`auto_capture_config` included), guardrails and fallback order; None when the
+inference-table switches (`auto_capture_config` included), guardrails, fallback order, spend budgets and the
+served entities' prices (only when a budget is in usd); None when the
 endpoint needs none of it, so its queries stay on the plain forwarding path. The stored values were
 validated (spec_options.py), so this only converts them.
 """
 
 from __future__ import annotations
 
-from services.common.gateway_routes import ExternalModelTarget, GatewayPolicy, RateLimitRule
+from dataclasses import replace
+
+from services.common.gateway_routes import BudgetRule, EntityPrice, ExternalModelTarget, GatewayPolicy, RateLimitRule
 from services.common.guardrail_rules import PII_NONE, GuardrailSide, Guardrails
 from services.common.egress import PRIVATE_EGRESS
 from services.common.secret_box import CIPHERTEXT_SUFFIX
@@ -131,8 +134,19 @@ def gateway_policy(endpoint: dict, config: dict) -> GatewayPolicy | None:
                          or _enabled(config.get("auto_capture_config"))),
         guardrails=_guardrails(ai_gateway.get("guardrails")),
         fallback_order=_fallback_order(ai_gateway.get("fallback_config"), config),
+        budgets=tuple(_budget(b) for b in ai_gateway.get("budgets") or ()),
     )
+    if any(b.unit == "usd" for b in policy.budgets):
+        policy = replace(policy, prices=tuple(
+            EntityPrice(e["name"], **e["external_model"]["pricing"]) for e in config["served_entities"]
+            if (e.get("external_model") or {}).get("pricing")))
     return None if policy == GatewayPolicy() else policy
+
+
+def _budget(stored: dict) -> BudgetRule:
+    unit = "usd" if "limit_usd" in stored else "tokens"
+    return BudgetRule(stored["key"], stored.get("principal") or "", unit, float(stored[f"limit_{unit}"]),
+                      stored["renewal_period"])
 
 
 def _guardrails(stored: object) -> Guardrails | None:

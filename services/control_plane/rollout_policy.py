@@ -7,6 +7,12 @@ until the candidate has answered `min_requests` queries in the step; the old con
 the rest. Gates compare the candidate with the incumbent over the same window: a gate that fails rolls
 back at once (as soon as the step has its requests, before its duration is over); a step whose gates pass
 once its duration is over moves on, and the last one promotes.
+
+The optional shadow gate (`gates.min_shadow_agreement`) reads the comparisons of the shadow copies the
+candidate's deployments answered in the window: a candidate that was a shadow entity of the serving config
+keeps getting copies of the queries the incumbent answers while the canary runs. An answer agrees when it is
+equal or differs only numerically (the same class, shape and labels); a different answer or a failed copy
+disagrees.
 """
 
 from __future__ import annotations
@@ -17,13 +23,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.common.errors import InvalidParameter
-from services.common.outcomes import BUCKETS, LATENCY_EDGES_MS
+from services.common.outcomes import BUCKETS, LATENCY_EDGES_MS, SHADOW_VERDICTS, shadow_key
 
 MAX_STEPS = 10
 MAX_STEP_DURATION_S = 7 * 24 * 3600.0
 DEFAULT_MIN_DURATION_S = 60.0
 DEFAULT_MIN_REQUESTS = 100
 DEFAULT_GATES = {"max_error_rate_increase": 0.05, "max_p99_latency_ratio": 2.0, "p99_latency_slack_ms": 50.0}
+# Off unless min_shadow_agreement is given; then judged once the window holds this many comparisons.
+SHADOW_GATES = ("min_shadow_agreement", "min_shadow_comparisons")
+DEFAULT_MIN_SHADOW_COMPARISONS = 20
 
 HOLD, ADVANCE, PROMOTE, ROLLBACK = "HOLD", "ADVANCE", "PROMOTE", "ROLLBACK"
 
@@ -73,13 +82,20 @@ def _step(step: Any, field: str, duration: float, requests: int) -> dict:
 def _gates(gates: Any, field: str) -> dict:
     if not isinstance(gates, dict):
         raise InvalidParameter(f"{field} must be an object")
-    unknown = sorted(set(gates) - set(DEFAULT_GATES))
+    known = set(DEFAULT_GATES) | set(SHADOW_GATES)
+    unknown = sorted(set(gates) - known)
     if unknown:
-        raise InvalidParameter(f"{field}: unknown gate '{unknown[0]}' (known: {', '.join(sorted(DEFAULT_GATES))})")
+        raise InvalidParameter(f"{field}: unknown gate '{unknown[0]}' (known: {', '.join(sorted(known))})")
     out = {name: _number(gates.get(name, default), f"{field}.{name}", math.inf)
            for name, default in DEFAULT_GATES.items()}
     if out["max_p99_latency_ratio"] < 1:
         raise InvalidParameter(f"{field}.max_p99_latency_ratio must be at least 1")
+    if "min_shadow_agreement" in gates:
+        out["min_shadow_agreement"] = _number(gates["min_shadow_agreement"], f"{field}.min_shadow_agreement", 1)
+        out["min_shadow_comparisons"] = _count(gates.get("min_shadow_comparisons", DEFAULT_MIN_SHADOW_COMPARISONS),
+                                               f"{field}.min_shadow_comparisons")
+    elif "min_shadow_comparisons" in gates:
+        raise InvalidParameter(f"{field}.min_shadow_comparisons is read only with min_shadow_agreement")
     return out
 
 
@@ -130,13 +146,46 @@ class WindowStats:
 Counters = Mapping[str, Mapping[str, Sequence[int]]]   # router id -> deployment key -> [requests, errors, buckets]
 
 
+@dataclass(frozen=True)
+class ShadowStats:
+    """How the shadow copies one side's deployments answered over a step's window compared with the live
+    answers."""
+
+    equal: int = 0
+    numeric_difference: int = 0
+    different: int = 0
+    errors: int = 0
+
+    @property
+    def comparisons(self) -> int:
+        return self.equal + self.numeric_difference + self.different + self.errors
+
+    @property
+    def agreement(self) -> float:
+        return (self.equal + self.numeric_difference) / self.comparisons if self.comparisons else 0.0
+
+    def as_dict(self) -> dict:
+        return {"comparisons": self.comparisons, "equal": self.equal, "numeric_difference": self.numeric_difference,
+                "different": self.different, "errors": self.errors, "agreement": round(self.agreement, 4)}
+
+
 def window_stats(now: Counters, baseline: Counters, keys: Iterable[str]) -> WindowStats:
     """The sum over routers of what the deployments `keys` answered since `baseline` was read.
 
     A router absent from the baseline started since: all its counts are new. A counter below its baseline
     belongs to a router that restarted under the same id: its counts are taken as they are."""
-    totals = [0] * (2 + BUCKETS)
-    keys = set(keys)
+    totals = _window(now, baseline, set(keys), 2 + BUCKETS)
+    return WindowStats(totals[0], totals[1], tuple(totals[2:]))
+
+
+def shadow_window_stats(now: Counters, baseline: Counters, keys: Iterable[str]) -> ShadowStats:
+    """The sum over routers of the shadow comparisons of the deployments `keys` since `baseline` was read
+    (the same arithmetic as window_stats)."""
+    return ShadowStats(*_window(now, baseline, {shadow_key(k) for k in keys}, len(SHADOW_VERDICTS)))
+
+
+def _window(now: Counters, baseline: Counters, keys: set[str], width: int) -> list[int]:
+    totals = [0] * width
     for router, deployments in now.items():
         for key, counts in deployments.items():
             if key not in keys:
@@ -146,7 +195,7 @@ def window_stats(now: Counters, baseline: Counters, keys: Iterable[str]) -> Wind
                 before = [0] * len(counts)
             for index, (count, base) in enumerate(zip(counts, before)):
                 totals[index] += count - base
-    return WindowStats(totals[0], totals[1], tuple(totals[2:]))
+    return totals
 
 
 # ---- the decision ----
@@ -157,8 +206,10 @@ class Decision:
     reason: str
 
 
-def gate_failures(gates: Mapping[str, float], candidate: WindowStats, incumbent: WindowStats) -> list[str]:
-    """Why the candidate fails its gates against the incumbent (empty: it passes)."""
+def gate_failures(gates: Mapping[str, float], candidate: WindowStats, incumbent: WindowStats,
+                  shadow: ShadowStats | None = None) -> list[str]:
+    """Why the candidate fails its gates against the incumbent (empty: it passes). The shadow gate is judged
+    only once `shadow` holds its comparisons (is_shadow_pending says when it does not)."""
     failures = []
     increase = candidate.error_rate - incumbent.error_rate
     if increase > gates["max_error_rate_increase"]:
@@ -169,19 +220,36 @@ def gate_failures(gates: Mapping[str, float], candidate: WindowStats, incumbent:
         if candidate.p99_ms > limit:
             failures.append(f"p99 latency {candidate.p99_ms:g} ms against the incumbent's {incumbent.p99_ms:g} ms "
                             f"(at most {limit:g} ms allowed)")
+    minimum = gates.get("min_shadow_agreement")
+    if (minimum is not None and incumbent.requests and shadow is not None
+            and shadow.comparisons >= max(1, gates["min_shadow_comparisons"]) and shadow.agreement < minimum):
+        failures.append(f"shadow agreement {shadow.agreement:.1%} over {shadow.comparisons} comparisons with the "
+                        f"incumbent's answers (at least {minimum:.1%} required)")
     return failures
 
 
+def is_shadow_pending(gates: Mapping[str, float], incumbent: WindowStats, shadow: ShadowStats | None) -> bool:
+    """Whether the shadow gate is set and still lacks its comparisons. Without incumbent traffic in the
+    window (a 100 % step) no copy is compared with the candidate, so there is nothing to wait for."""
+    if gates.get("min_shadow_agreement") is None or not incumbent.requests:
+        return False
+    return (shadow.comparisons if shadow else 0) < max(1, gates["min_shadow_comparisons"])
+
+
 def judge_step(plan: Mapping, step: int, step_elapsed_s: float, candidate: WindowStats,
-               incumbent: WindowStats) -> Decision:
-    """What to do with a running rollout at step `step`, `step_elapsed_s` after the step began."""
+               incumbent: WindowStats, shadow: ShadowStats | None = None) -> Decision:
+    """What to do with a running rollout at step `step`, `step_elapsed_s` after the step began; `shadow`: the
+    comparisons of the candidate's shadow copies over the same window."""
     current = plan["steps"][step]
     if candidate.requests < current["min_requests"]:
         return Decision(HOLD, f"step {step + 1}: {candidate.requests} of {current['min_requests']} requests")
-    failures = gate_failures(plan["gates"], candidate, incumbent)
+    failures = gate_failures(plan["gates"], candidate, incumbent, shadow)
     if failures:
         return Decision(ROLLBACK, f"step {step + 1} ({current['traffic_percentage']} %) failed its gates: "
                         + "; ".join(failures))
+    if is_shadow_pending(plan["gates"], incumbent, shadow):
+        return Decision(HOLD, f"step {step + 1}: {shadow.comparisons if shadow else 0} of "
+                        f"{plan['gates']['min_shadow_comparisons']} shadow comparisons")
     if step_elapsed_s < current["min_duration_s"]:
         return Decision(HOLD, f"step {step + 1}: gates pass; {step_elapsed_s:.0f} of "
                         f"{current['min_duration_s']:g} s")

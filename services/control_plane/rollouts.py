@@ -5,6 +5,8 @@ A rollout lives in its endpoint's stored document (state.py says its phases), so
 goes on where it was: the step, when it began and the counters its window started from are all stored.
 Each pass reads the routers' outcome counters once (Redis), and for every RUNNING rollout either stores the
 baseline of a window that has none yet, or asks rollout_policy.judge_step what to do and applies it. The
+counters include the shadow comparisons of the candidate's deployments (services/common/outcomes.py), which
+the plan's shadow-agreement gate reads. The
 latest judgement of each rollout is kept in memory for GET .../rollout; only transitions are written.
 """
 
@@ -17,6 +19,7 @@ import time
 from typing import TYPE_CHECKING
 
 from services.common.errors import Conflict
+from services.common.outcomes import shadow_key
 from services.common.principals import CAN_MANAGE, CAN_VIEW
 from services.control_plane import rollout_policy as policy
 from services.control_plane.state import (
@@ -72,19 +75,22 @@ class RolloutService:
         marker = (rollout["config_version"], rollout["step"], rollout["step_started_ms"])
         candidate_keys, incumbent_keys = rollout_sides(endpoint)
         if rollout["baseline"] is None:   # a new window: it counts from here
-            keys = candidate_keys | incumbent_keys
+            keys = candidate_keys | incumbent_keys | {shadow_key(k) for k in candidate_keys}
             baseline = {router: {k: v for k, v in deployments.items() if k in keys}
                         for router, deployments in counters.items()}
             await self._change(name, marker, lambda e: {**e, "rollout": {**e["rollout"], "baseline": baseline}})
             return
         candidate = policy.window_stats(counters, rollout["baseline"], candidate_keys)
         incumbent = policy.window_stats(counters, rollout["baseline"], incumbent_keys)
+        shadow = policy.shadow_window_stats(counters, rollout["baseline"], candidate_keys)
         now = self._clock()
         elapsed_s = max(0.0, now - rollout["step_started_ms"] / 1000)
-        decision = policy.judge_step(rollout["plan"], rollout["step"], elapsed_s, candidate, incumbent)
+        decision = policy.judge_step(rollout["plan"], rollout["step"], elapsed_s, candidate, incumbent, shadow)
         judgement = {"step": rollout["step"] + 1, "decision": decision.action, "reason": decision.reason,
                      "window_s": round(elapsed_s, 1), "candidate": candidate.as_dict(),
                      "incumbent": incumbent.as_dict()}
+        if shadow.comparisons or "min_shadow_agreement" in rollout["plan"]["gates"]:
+            judgement["shadow"] = shadow.as_dict()
         self._judgements[name] = judgement
         if decision.action == policy.HOLD:
             return

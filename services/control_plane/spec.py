@@ -20,7 +20,7 @@ from services.control_plane.spec_fields import (
     require_object as _object, require_str as _str,
 )
 from services.control_plane.spec_options import (
-    validate_ai_gateway, validate_email_notifications, validate_legacy_rate_limits, validate_tags,
+    check_budget_prices, validate_ai_gateway, validate_email_notifications, validate_legacy_rate_limits, validate_tags,
     validate_telemetry_config,
 )
 
@@ -64,9 +64,11 @@ def validate_create(body: Any) -> dict:
         if "rate_limits" in ai_gateway:
             raise InvalidParameter("Give rate_limits or ai_gateway.rate_limits, not both")
         ai_gateway["rate_limits"] = validate_legacy_rate_limits(body["rate_limits"], "rate_limits")
+    config = validate_config(body["config"], "config")
+    check_budget_prices({"ai_gateway": ai_gateway}, config)
     return {
         "name": name,
-        "config": validate_config(body["config"], "config"),
+        "config": config,
         "tags": validate_tags(body.get("tags") or [], "tags"),
         "ai_gateway": ai_gateway,
         "email_notifications": validate_email_notifications(body.get("email_notifications") or {}),

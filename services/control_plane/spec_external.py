@@ -22,6 +22,7 @@ from services.common.errors import InvalidParameter
 from services.common.principals import Principal
 from services.common.secret_box import parse_reference
 from services.control_plane.spec_fields import require_object as _object, require_str as _str
+from services.control_plane.spec_options import validate_pricing
 
 CHAT, COMPLETIONS, EMBEDDINGS = "llm/v1/chat", "llm/v1/completions", "llm/v1/embeddings"
 TASKS = (CHAT, COMPLETIONS, EMBEDDINGS)
@@ -102,6 +103,8 @@ def validate_external_model(value: Any, field: str) -> dict:
         if not isinstance(retries, int) or isinstance(retries, bool) or not 0 <= retries <= MAX_RETRIES:
             raise InvalidParameter(f"{field}.max_retries must be an integer from 0 to {MAX_RETRIES}")
         out["max_retries"] = retries
+    if model.get("pricing") is not None:   # a Podium extension: the price table usd budgets charge by
+        out["pricing"] = validate_pricing(model["pricing"], f"{field}.pricing")
     return out
 
 

@@ -8,6 +8,7 @@ limit that silently did nothing would be worse than a 400.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -23,7 +24,10 @@ LEGACY_RATE_LIMIT_KEYS = ("endpoint", "user")
 PII_BEHAVIORS = ("BLOCK", "MASK", "NONE")
 TELEMETRY_FEATURES = ("TELEMETRY_FEATURE_INFERENCE_TABLE", "TELEMETRY_FEATURE_LOGS", "TELEMETRY_FEATURE_METRICS",
                       "TELEMETRY_FEATURE_TRACES")
-AI_GATEWAY_FIELDS = ("fallback_config", "guardrails", "inference_table_config", "rate_limits", "usage_tracking_config")
+AI_GATEWAY_FIELDS = ("budgets", "fallback_config", "guardrails", "inference_table_config", "rate_limits",
+                     "usage_tracking_config")
+BUDGET_PERIODS = ("day", "month")
+PRICE_FIELDS = ("input_per_million_tokens_usd", "output_per_million_tokens_usd")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 # Tag limits: Databricks documents no serving-endpoint-specific ones, so these are its Unity Catalog tag limits
 # (50 tags per object, keys up to 255 characters, values up to 1000).
@@ -103,7 +107,80 @@ def validate_ai_gateway(value: Any, field: str = "ai_gateway") -> dict:
                                                      f"{field}.usage_tracking_config", required=False)
     if value.get("fallback_config") is not None:
         out["fallback_config"] = _enabled_only(value["fallback_config"], f"{field}.fallback_config", required=True)
+    if value.get("budgets"):
+        out["budgets"] = validate_budgets(value["budgets"], f"{field}.budgets")
     return out
+
+
+def validate_budgets(value: Any, field: str) -> list[dict]:
+    """ai_gateway.budgets (a Podium extension): limit_tokens or limit_usd per calendar day or month, by the
+    rate limits' keys."""
+    budgets, seen = [], set()
+    for i, budget in enumerate(require_list(value, field)):
+        where = f"{field}[{i}]"
+        budget = require_object(budget, where)
+        reject_unknown(budget, ("key", "limit_tokens", "limit_usd", "principal", "renewal_period"), where)
+        if budget.get("renewal_period") is None:
+            raise InvalidParameter(f"Missing required field: {where}.renewal_period")
+        out: dict = {"key": require_enum(budget.get("key") or "endpoint", AI_GATEWAY_RATE_LIMIT_KEYS, f"{where}.key"),
+                     "renewal_period": require_enum(budget["renewal_period"], BUDGET_PERIODS,
+                                                    f"{where}.renewal_period")}
+        given = [u for u in ("limit_tokens", "limit_usd") if budget.get(u) is not None]
+        if len(given) != 1:
+            raise InvalidParameter(f"{where}: give limit_tokens or limit_usd (one of them)")
+        if given[0] == "limit_tokens":
+            out["limit_tokens"] = require_non_negative_int(budget["limit_tokens"], f"{where}.limit_tokens")
+        else:
+            out["limit_usd"] = _usd(budget["limit_usd"], f"{where}.limit_usd")
+        if budget.get("principal") is not None:
+            if out["key"] == "endpoint":
+                raise InvalidParameter(f"{where}.principal applies to the keys user, user_group and "
+                                       "service_principal, not to endpoint")
+            out["principal"] = require_str(budget["principal"], f"{where}.principal")
+        identity = (out["key"], out.get("principal"), given[0], out["renewal_period"])
+        if identity in seen:
+            whose = f" and principal '{out['principal']}'" if out.get("principal") else ""
+            raise InvalidParameter(f"{where}: a second {given[0][len('limit_'):]} budget per "
+                                   f"{out['renewal_period']} for key '{out['key']}'{whose}")
+        seen.add(identity)
+        budgets.append(out)
+    return budgets
+
+
+def validate_pricing(value: Any, field: str) -> dict:
+    """external_model.pricing (a Podium extension): USD per million input and output tokens, for usd budgets."""
+    value = require_object(value, field)
+    reject_unknown(value, PRICE_FIELDS, field)
+    out = {name: _usd(value[name], f"{field}.{name}") for name in PRICE_FIELDS if value.get(name) is not None}
+    if not out:
+        raise InvalidParameter(f"{field}: give {' and/or '.join(PRICE_FIELDS)}")
+    return out
+
+
+def check_budget_prices(endpoint: dict, config: dict | None = None) -> dict:
+    """The endpoint, once every served entity its budgets count (those of `config`, else of its config and
+    pending config) reports tokens and, for a usd budget, has a price; InvalidParameter naming the field."""
+    budgets = (endpoint.get("ai_gateway") or {}).get("budgets") or ()
+    configs = [config] if config is not None else [endpoint.get("config"), endpoint.get("pending_config")]
+    entities = [e for c in configs if c for e in c.get("served_entities", ())]
+    for i, budget in enumerate(budgets):
+        for entity in entities:
+            model = entity.get("external_model")
+            if model is None:
+                raise InvalidParameter(
+                    f"ai_gateway.budgets[{i}]: budgets count the tokens external models report, and served entity "
+                    f"'{entity.get('name')}' is not an external model")
+            if "limit_usd" in budget and not model.get("pricing"):
+                raise InvalidParameter(
+                    f"ai_gateway.budgets[{i}].limit_usd needs a price for served entity '{entity.get('name')}': "
+                    "set its external_model.pricing, or give limit_tokens")
+    return endpoint
+
+
+def _usd(value: Any, field: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise InvalidParameter(f"{field} must be a non-negative number of US dollars")
+    return float(value)
 
 
 def validate_ai_gateway_rate_limits(value: Any, field: str) -> list[dict]:

@@ -23,6 +23,7 @@ from services.common.processes import wait_for_stop
 from services.common.tracing import configure_tracing
 from services.common.readiness import announce_ready
 from services.common.master_keys import load_cipher
+from services.common.outcomes import shadow_key
 from services.common.tls import TlsFiles, add_server_port, https_context
 from services.router.ai_gateway import AiGateway
 from services.router.admission import Admission, LoadTracker
@@ -104,7 +105,8 @@ async def serve(settings: RouterSettings) -> None:
         metrics.keep_only(routing.endpoints.keys())
         admission.routes_changed()
         tracker.retain({r.deployment_key for e in routing.endpoints.values() for r in e.routes})
-        metrics.retain_outcomes({r.deployment_key for e in routing.endpoints.values() for r in e.routes})
+        keys = {r.deployment_key for e in routing.endpoints.values() for r in e.routes}
+        metrics.retain_outcomes(keys | {shadow_key(k) for k in keys})   # shadow comparisons publish beside them
     routing.on_change = on_table
     follower = asyncio.create_task(routing.run())
     publishing = asyncio.create_task(publisher.run()) if publisher else None
@@ -115,7 +117,9 @@ async def serve(settings: RouterSettings) -> None:
     auth = TokenCache(control_plane.authenticate, ttl_s=settings.auth_cache_ttl_s,
                       stale_grace_s=settings.auth_stale_grace_s)
     shadow = ShadowMirror(pool, routing, tracker, metrics.registry, queue_limit=settings.shadow_queue_limit,
-                          senders=settings.shadow_senders, timeout_s=settings.forward_timeout_s)
+                          senders=settings.shadow_senders, timeout_s=settings.forward_timeout_s,
+                          outcomes=metrics.outcomes, max_payload_bytes=settings.inference_max_payload_bytes,
+                          inference_log=next((c for c in closing if isinstance(c, InferenceLog)), None))
     gateway = Gateway(control_plane, routing, pool, auth, forward_timeout_s=settings.forward_timeout_s,
                       metrics=metrics, signatures=signatures, registry=registry, ai_gateway=ai_gateway,
                       admission=admission, shadow=shadow)

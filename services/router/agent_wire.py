@@ -6,10 +6,14 @@
   (what mlflow's Databricks `predict_stream` and the openai SDK stop at; docs/agents.md). A failure after the
   first event is one `data: {"error": {...}}` event (the openai SDK raises APIError on it), and no [DONE].
 - The OpenAI-style paths reach a custom model only where its task answers them: /chat/completions a chat
-  model (`llm/v1/chat`, `agent/v1/chat`: ChatModel answers chat.completion objects), /responses a
-  ResponsesAgent (`agent/v1/responses`). The body is the model's request without the OpenAI `model` field
-  (the endpoint's name, not an input of the model); a Responses `input` given as a string (the openai SDK
-  allows it, MLflow's ResponsesAgent signature takes only a list of items) is the one user message it means.
+  model (`llm/v1/chat`, `agent/v1/chat`: ChatModel answers chat.completion objects) or a ChatAgent
+  (`agent/v2/chat`: its own `{"messages": [...]}` and `{"delta": {...}}` chunks, as Databricks answers them and
+  databricks-langchain's ChatDatabricks reads them), /responses a ResponsesAgent (`agent/v1/responses`). The
+  body is the model's request without the OpenAI `model` field (the endpoint's name, not an input of the
+  model); a Responses `input` given as a string (the openai SDK allows it, MLflow's ResponsesAgent signature
+  takes only a list of items) is the one user message it means.
+- On endpoints with AI gateway settings, the relayed events are read for the usage record as they pass: the
+  token counts of events that carry `usage`, and the failure that ended a stream.
 """
 
 from __future__ import annotations
@@ -18,12 +22,13 @@ from collections.abc import AsyncIterator
 
 import orjson
 
-from services.common.errors import BadRequest, InvalidParameter, PodiumError
+from services.common.errors import WIRE_STATUS, BadRequest, InvalidParameter, PodiumError
+from services.router.external.replies import StreamOutcome, Usage
 from services.router.external.sse import DONE
 
 # The OpenAI-style task a path asks for → the model tasks (MLmodel metadata.task) that answer it.
 OPENAI_MODEL_TASKS = {
-    "llm/v1/chat": ("llm/v1/chat", "agent/v1/chat"),
+    "llm/v1/chat": ("llm/v1/chat", "agent/v1/chat", "agent/v2/chat"),
     "agent/v1/responses": ("agent/v1/responses",),
 }
 PATH_OF_TASK = {"llm/v1/chat": "chat/completions", "agent/v1/responses": "responses"}
@@ -98,6 +103,51 @@ def _model_error(body: bytes) -> tuple[str, str]:
         return str(error.get("error_code", "BAD_REQUEST")), str(error.get("message", ""))
     except (orjson.JSONDecodeError, AttributeError):
         return "BAD_REQUEST", body.decode(errors="replace")
+
+
+async def metered(events: AsyncIterator[bytes], outcome: StreamOutcome) -> AsyncIterator[bytes]:
+    """The `data:` events of `sse` unchanged, one per chunk; fills `outcome` for the endpoint's usage record and
+    token limits as they pass: the token counts of the last event that carries `usage`, and the status of a
+    failure that ended the stream. Only events naming `usage` or starting with `error` are parsed."""
+    try:
+        async for chunk in events:
+            if b'"usage"' in chunk or chunk.startswith(b'data: {"error"'):
+                read_outcome(chunk, outcome)
+            yield chunk
+    finally:
+        await events.aclose()   # type: ignore[attr-defined]
+
+
+def read_outcome(chunk: bytes, outcome: StreamOutcome) -> None:
+    """Takes one relayed event's usage, or its failure, into `outcome`.
+
+    Usage is where MLflow's interfaces put it: a ChatModel chunk's and a ChatAgentChunk's `usage`
+    (`prompt_tokens`, `completion_tokens`), a ResponsesAgent's `response.completed` event's `response.usage`
+    (`input_tokens`, `output_tokens`)."""
+    try:
+        event = orjson.loads(chunk[len(b"data: "):])
+    except orjson.JSONDecodeError:
+        return
+    if not isinstance(event, dict):
+        return
+    error = event.get("error")
+    if isinstance(error, dict):
+        code = str(error.get("error_code", "INTERNAL_ERROR"))
+        outcome.status_code, outcome.error = WIRE_STATUS.get(code, (500, ""))[0], str(error.get("message", code))
+        return
+    usage = event.get("usage")
+    if not isinstance(usage, dict) and isinstance(event.get("response"), dict):
+        usage = event["response"].get("usage")
+    if isinstance(usage, dict):
+        outcome.usage = usage_of(usage)
+
+
+def usage_of(usage: dict) -> Usage:
+    """Token counts named the Chat Completions way or the Responses way; a missing or malformed count is 0."""
+    def count(*names: str) -> int:
+        value = next((usage[n] for n in names if n in usage), 0)
+        return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+    return Usage(count("prompt_tokens", "input_tokens"), count("completion_tokens", "output_tokens"))
 
 
 def event_data(chunk: bytes, pending: bytearray) -> list[bytes]:

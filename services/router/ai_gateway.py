@@ -24,6 +24,7 @@ from services.common.deployments import EndpointRoutes, RouteTarget
 from services.common.request_context import current_request_id
 from services.common.errors import BadRequest, DeadlineExceeded, InvalidParameter, PodiumError, Unavailable
 from services.common.principals import Principal
+from services.router import agent_wire
 from services.router.external.replies import ProviderReply, ProviderStream, StreamOutcome, Usage
 from services.router.guardrails import (
     INPUT_BLOCKED, OUTPUT_BLOCKED, Ask, GuardedStream, GuardrailBlocked, Judge, guard_body, guard_document,
@@ -88,14 +89,14 @@ class AiGateway:
                 if guardrails is not None and guardrails.input.is_active:
                     sent = await guard_body(endpoint.name, "", body, guardrails.input, is_answer=False, judge=judge)
                 result, served, codes = await self._serve(endpoint, route, lambda target: forward(target, sent))
-                if result.stream is not None:   # a generative model's events
-                    guarded = None
+                if result.stream is not None:   # a generative model's events: their usage is read as they pass
+                    outcome = StreamOutcome()
+                    events, guarded = agent_wire.metered(result.stream, outcome), None
                     if guardrails is not None and guardrails.output.is_active:
-                        guarded = GuardedStream(endpoint.name, guardrails.output, result.stream, judge,
-                                                is_custom=True)
-                    chunks = self._relay(ProviderStream(guarded.relay() if guarded else result.stream,
-                                                        StreamOutcome()), endpoint, request_id, served, caller,
-                                         timestamp_ms, started, sent, payload, budgets, record, codes, guarded)
+                        guarded = GuardedStream(endpoint.name, guardrails.output, events, judge, is_custom=True)
+                    chunks = self._relay(ProviderStream(guarded.relay() if guarded else events, outcome), endpoint,
+                                         request_id, served, caller, timestamp_ms, started, sent, payload, budgets,
+                                         record, codes, guarded)
                     return QueryResult(b"", result.content_type, served, chunks, request_id, result.model_ms)
                 answer = result.body
                 if guardrails is not None and guardrails.output.is_active:
@@ -108,8 +109,10 @@ class AiGateway:
             if task and task != policy.task:
                 raise InvalidParameter(f"Endpoint '{endpoint.name}' serves {policy.task}, not {task}")
             payload = payload if payload is not None else json_object(body)
+            if policy.budgets:   # before the rate limits: a caller over budget takes no call from them
+                budgets = await self._limiter.spend.admit(endpoint.name, endpoint.id, policy.budgets, caller)
             if policy.rate_limits:
-                budgets = await self._limiter.admit(endpoint.name, endpoint.id, policy.rate_limits, caller)
+                budgets += await self._limiter.admit(endpoint.name, endpoint.id, policy.rate_limits, caller)
             if guardrails is not None and guardrails.input.is_active:
                 if await guard_document(endpoint.name, policy.task, payload, guardrails.input, is_answer=False,
                                         judge=judge):
@@ -126,7 +129,7 @@ class AiGateway:
                 chunks = self._relay(reply, endpoint, request_id, served, caller, timestamp_ms, started, sent,
                                      payload, budgets, record, codes, guarded)
                 return QueryResult(b"", "text/event-stream", served, chunks, request_id, provider_ms)
-            self._charge(endpoint, budgets, reply.usage)   # the provider answered: its tokens are spent
+            self._charge(endpoint, budgets, reply.usage, served)   # the provider answered: its tokens are spent
             answer = reply.body
             if guardrails is not None and guardrails.output.is_active:
                 answer = await guard_body(endpoint.name, policy.task, answer, guardrails.output, is_answer=True,
@@ -199,7 +202,7 @@ class AiGateway:
             completed = True
         finally:
             await stream.chunks.aclose()  # type: ignore[attr-defined]  # frees the provider connection
-            self._charge(endpoint, budgets, stream.outcome.usage)
+            self._charge(endpoint, budgets, stream.outcome.usage, served)
             if guarded is not None and guarded.blocked:
                 codes = [*codes, OUTPUT_BLOCKED]
             if captured is not None:
@@ -209,10 +212,12 @@ class AiGateway:
                 self._record(endpoint, request_id, served, caller, timestamp_ms, started, status, body,
                              bytes(captured), stream.outcome.usage, payload, codes)
 
-    def _charge(self, endpoint: EndpointRoutes, budgets: list[Budget], usage: Usage) -> None:
+    def _charge(self, endpoint: EndpointRoutes, budgets: list, usage: Usage, served: str) -> None:
+        """Rate limits' Budgets and spend budgets' SpendCharges (priced by the served entity that answered)."""
         if budgets and usage.total_tokens:
-            task = asyncio.get_running_loop().create_task(
-                self._limiter.charge_tokens(endpoint.id, budgets, usage.total_tokens))
+            price = endpoint.gateway.price_of(served) if endpoint.gateway is not None else None
+            task = asyncio.get_running_loop().create_task(self._limiter.charge(
+                endpoint.id, budgets, usage.input_tokens, usage.output_tokens, price))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 
@@ -255,10 +260,14 @@ class AiGateway:
         return {"rows": rows, **({"next_page_token": str(next_id)} if next_id is not None else {})}
 
     async def usage(self, endpoint: EndpointRoutes, start_time_ms: int | None, end_time_ms: int | None) -> dict:
-        """{"usage": [...]}: requests, errors and tokens per requester of the endpoint (by id)."""
+        """{"usage": [...], "budgets"?: [...]}: requests, errors and tokens per requester of the endpoint (by id);
+        with spend budgets, what each has spent in its current day or month."""
         store = self._require_store()
-        return {"usage": await asyncio.to_thread(store.usage, endpoint.id, endpoint.name, start_time_ms or 0,
-                                                 end_time_ms or 2**62)}
+        usage = {"usage": await asyncio.to_thread(store.usage, endpoint.id, endpoint.name, start_time_ms or 0,
+                                                  end_time_ms or 2**62)}
+        if endpoint.gateway is not None and endpoint.gateway.budgets:
+            usage["budgets"] = await self._limiter.spend.report(endpoint.id, endpoint.gateway.budgets)
+        return usage
 
     def _require_store(self) -> "InferenceStore":
         if self._store is None:

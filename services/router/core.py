@@ -131,8 +131,8 @@ class Gateway:
                                                               task, payload, token)
                     else:
                         result = await self._forward(endpoint_name, route, body, content_type, protocol)
-                        if self._shadow is not None and protocol is WireProtocol.DATABRICKS:
-                            self._shadow.offer(endpoint, body, content_type, result)
+                    if self._shadow is not None and protocol is WireProtocol.DATABRICKS:
+                        self._shadow.offer(endpoint, body, content_type, result, live_key=route.deployment_key)
                 status = 200
             except PodiumError as exc:
                 status, error_code = exc.http_status, exc.code

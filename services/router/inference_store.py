@@ -128,7 +128,8 @@ class InferenceStore:
                                                else_=0)).label("fallback_count"),
                            sa.func.sum(t.c.input_token_count).label("input_token_count"),
                            sa.func.sum(t.c.output_token_count).label("output_token_count"))
-                 .where(t.c.endpoint_id == endpoint_id, t.c.timestamp_ms >= start_ms, t.c.timestamp_ms < end_ms)
+                 .where(t.c.endpoint_id == endpoint_id, t.c.timestamp_ms >= start_ms, t.c.timestamp_ms < end_ms,
+                        ~t.c.logging_error_codes.like("SHADOW_%"))   # a shadow's copy is no caller's request
                  .group_by(t.c.requester).order_by(t.c.requester))
         with self._engine.connect() as conn:
             rows = conn.execute(query).mappings().all()

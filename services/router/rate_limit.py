@@ -14,9 +14,10 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from services.common.errors import RateLimited, Unavailable
-from services.common.gateway_routes import RateLimitRule
+from services.common.gateway_routes import EntityPrice, RateLimitRule
 from services.common.logging import OutageLog
 from services.common.principals import Principal
+from services.router.budgets import SpendCharge, SpendMeter
 from services.router.policy.rate_limit import (
     Budget, Draw, TOKENS, admission_draws, budgets_for, retry_after_s, usage_draws,
 )
@@ -75,6 +76,10 @@ class RedisBuckets:
                                               socket_connect_timeout=timeout_s)
         self._script = self._redis.register_script(TAKE_SCRIPT)
 
+    @property
+    def redis(self) -> aioredis.Redis:
+        return self._redis
+
     async def take(self, keys: Sequence[str], draws: Sequence[Draw], now_ms: int | None = None
                    ) -> tuple[bool, int, int]:
         args: list[str] = ["" if now_ms is None else str(now_ms)]
@@ -89,10 +94,12 @@ class RedisBuckets:
 
 
 class RateLimiter:
-    """Admits requests against an endpoint's limits, and charges tokens once an answer says how many."""
+    """Admits requests against an endpoint's limits, and charges tokens once an answer says how many. Its
+    `spend` admits against the endpoint's spend budgets, on the same Redis."""
 
     def __init__(self, buckets: RedisBuckets | None, *, is_fail_open: bool = True):
         self._buckets = buckets
+        self.spend = SpendMeter(buckets.redis if buckets is not None else None, is_fail_open=is_fail_open)
         # PODIUM_REDIS_FAILURE_MODE: while Redis cannot be reached, admit unmetered ("open") or answer 503
         # ("closed"). Either way the query path waits at most rate_limit_timeout_s on Redis.
         self._is_fail_open = is_fail_open
@@ -126,6 +133,14 @@ class RateLimiter:
             raise RateLimited(f"Rate limit exceeded for endpoint '{endpoint_name}': "
                               f"{budgets[worst].describe()}", retry_after_s=retry_after_s(retry_ms))
         return budgets
+
+    async def charge(self, endpoint_id: str, budgets: Sequence[Budget | SpendCharge], input_tokens: int,
+                     output_tokens: int, price: EntityPrice | None) -> None:
+        """Charges an answer's tokens to the rate limits and its cost to the spend budgets it was admitted by."""
+        await self.charge_tokens(endpoint_id, [b for b in budgets if isinstance(b, Budget)],
+                                 input_tokens + output_tokens)
+        await self.spend.charge(endpoint_id, [b for b in budgets if isinstance(b, SpendCharge)], input_tokens,
+                                output_tokens, price)
 
     async def charge_tokens(self, endpoint_id: str, budgets: Sequence[Budget], tokens_used: int) -> None:
         token_budgets = [b for b in budgets if b.kind == TOKENS]

@@ -8,6 +8,15 @@ compared with the live one row by row (policy/shadow_compare.py). Prometheus ser
 shadow entity: `podium_router_shadow_requests_total{outcome}` (equal, numeric_difference, different,
 error, dropped), `podium_router_shadow_rows_total{comparison}`, and the largest numeric and text-length
 differences seen, `podium_router_shadow_max_abs_difference` and `podium_router_shadow_max_length_difference`.
+The same outcomes, per shadow deployment, go into the router's published outcomes (services/common/outcomes.py)
+for a rollout's shadow-agreement gate. On an endpoint with an inference table, each shadow answer is also a row
+of that table: the live query's request id, the shadow entity's name, its status and answer, and the
+comparison as `logging_error_codes` (SHADOW_EQUAL, SHADOW_NUMERIC_DIFFERENCE, SHADOW_DIFFERENT, SHADOW_ERROR).
+
+Copied: answered, unstreamed queries of custom-model endpoints, with or without an AI gateway, as long as no
+guardrail rewrites what the model is sent or what the caller gets (the shadow would then see or be judged
+against other bytes than the live entity). A shadow is never compared with itself: a query its own
+deployment answered live (during a rollout that promotes it) is not copied to it.
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -22,12 +32,16 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from services.common.deployments import EndpointRoutes, RouteTarget
 from services.common.errors import PodiumError
+from services.common.outcomes import ShadowOutcomes, shadow_key
+from services.common.request_context import current_request_id
+from services.router.inference_log import InferenceRecord
 from services.router.policy.replica_choice import pick_replica
 from services.router.policy.shadow_compare import DIFFERENT, EQUAL, NUMERIC, compare_answers
 
 if TYPE_CHECKING:
     from services.router.admission import LoadTracker
     from services.router.backends import RoutingTableFollower, WorkerPool
+    from services.router.inference_log import InferenceLog
     from services.router.results import QueryResult
 
 log = logging.getLogger(__name__)
@@ -42,13 +56,21 @@ class ShadowCopy:
     body: bytes
     content_type: str
     live_body: bytes
+    endpoint_id: str = ""
+    request_id: str = ""
+    is_recorded: bool = False    # the endpoint has an inference table: the comparison is a row of it
 
 
 class ShadowMirror:
     def __init__(self, pool: "WorkerPool", routing: "RoutingTableFollower", tracker: "LoadTracker",
                  registry: CollectorRegistry, *, queue_limit: int = 100, senders: int = 4, timeout_s: float = 30.0,
-                 max_queued_bytes: int = 64 * 1024 * 1024, rng: random.Random | None = None):
+                 max_queued_bytes: int = 64 * 1024 * 1024, rng: random.Random | None = None,
+                 outcomes: dict | None = None, inference_log: "InferenceLog | None" = None,
+                 max_payload_bytes: int = 1024 * 1024, clock=time.time):
         self._pool, self._routing, self._tracker = pool, routing, tracker
+        # The router's published outcomes (shared with metrics.py): {shadow_key(deployment key): ShadowOutcomes}.
+        self._outcomes = outcomes if outcomes is not None else {}
+        self._log, self._max_payload_bytes, self._clock = inference_log, max_payload_bytes, clock
         self._queue: asyncio.Queue[ShadowCopy] = asyncio.Queue(maxsize=queue_limit)
         # Bodies may be large (16 MB each): the queue is bounded in bytes as well as in copies.
         self._max_queued_bytes, self._queued_bytes = max_queued_bytes, 0
@@ -65,16 +87,25 @@ class ShadowMirror:
         self._max: dict[tuple[str, str], float] = {}
         self._max_length: dict[tuple[str, str], int] = {}
 
-    def offer(self, endpoint: EndpointRoutes, body: bytes, content_type: str, result: "QueryResult") -> None:
-        """Queues a copy of an answered query for each of the endpoint's shadow entities its draw picks."""
+    def offer(self, endpoint: EndpointRoutes, body: bytes, content_type: str, result: "QueryResult", *,
+              live_key: str = "") -> None:
+        """Queues a copy of an answered query for each of the endpoint's shadow entities its draw picks;
+        `live_key` is the deployment that answered it."""
+        if result.stream is not None or not is_copied(endpoint):
+            return
+        policy = endpoint.gateway
         for route in endpoint.routes:
-            if route.shadow_percentage <= 0 or self._rng.random() * 100 >= route.shadow_percentage:
+            if route.shadow_percentage <= 0 or route.deployment_key == live_key:
+                continue
+            if self._rng.random() * 100 >= route.shadow_percentage:
                 continue
             size = len(body) + len(result.body)
             if self._queue.full() or self._queued_bytes + size > self._max_queued_bytes:
                 self._count(endpoint.name, route, "dropped")   # under pressure the shadow loses copies, never
                 continue                                       # the caller time
-            self._queue.put_nowait(ShadowCopy(endpoint.name, route, body, content_type, result.body))
+            self._queue.put_nowait(ShadowCopy(endpoint.name, route, body, content_type, result.body, endpoint.id,
+                                              result.request_id or current_request_id(),
+                                              policy is not None and policy.inference_table))
             self._queued_bytes += size
 
     async def run(self) -> None:
@@ -99,18 +130,23 @@ class ShadowMirror:
         if address is None:   # no ready replica: a copy never waits for one
             self._count(copy.endpoint_name, copy.route, "dropped")
             return
+        timestamp_ms, started = int(self._clock() * 1000), time.monotonic()
         try:
             with self._tracker.track(copy.route.deployment_key):
                 reply = await self._pool.predict(address, copy.body, copy.content_type or "application/json",
                                                  self._timeout_s)
-        except (PodiumError, asyncio.TimeoutError):
+        except (PodiumError, asyncio.TimeoutError) as exc:
             self._count(copy.endpoint_name, copy.route, "error")
+            status = exc.http_status if isinstance(exc, PodiumError) else 504
+            self._record(copy, timestamp_ms, started, status, b"", "error")
             return
         if reply.http_status != 200:
             self._count(copy.endpoint_name, copy.route, "error")
+            self._record(copy, timestamp_ms, started, reply.http_status, reply.body, "error")
             return
         comparison = compare_answers(copy.live_body, reply.body)
         self._count(copy.endpoint_name, copy.route, comparison.verdict)
+        self._record(copy, timestamp_ms, started, 200, reply.body, comparison.verdict)
         labels = (copy.endpoint_name, copy.route.served_entity_name)
         for name, rows in ((EQUAL, comparison.rows_equal), (NUMERIC, comparison.rows_numeric),
                            (DIFFERENT, comparison.rows_different)):
@@ -125,3 +161,34 @@ class ShadowMirror:
 
     def _count(self, endpoint_name: str, route: RouteTarget, outcome: str) -> None:
         self._requests.labels(endpoint_name, route.served_entity_name, outcome).inc()
+        if outcome != "dropped":   # a dropped copy was never compared: it neither agrees nor disagrees
+            key = shadow_key(route.deployment_key)
+            counts = self._outcomes.get(key)
+            if counts is None:
+                counts = self._outcomes[key] = ShadowOutcomes()
+            counts.add(outcome)
+
+    def _record(self, copy: ShadowCopy, timestamp_ms: int, started: float, status: int, answer: bytes,
+                outcome: str) -> None:
+        if not copy.is_recorded or self._log is None:
+            return
+        codes = [f"SHADOW_{outcome.upper()}"]
+        for part, payload in (("REQUEST", copy.body), ("RESPONSE", answer)):
+            if len(payload) > self._max_payload_bytes:
+                codes.append(f"MAX_{part}_SIZE_EXCEEDED")
+        self._log.record(InferenceRecord(
+            request_id=copy.request_id, endpoint_id=copy.endpoint_id, endpoint_name=copy.endpoint_name,
+            served_entity_name=copy.route.served_entity_name, requester="", timestamp_ms=timestamp_ms,
+            status_code=status, execution_duration_ms=int((time.monotonic() - started) * 1000),
+            request=copy.body if len(copy.body) <= self._max_payload_bytes else b"",
+            response=answer if len(answer) <= self._max_payload_bytes else b"", logging_error_codes=codes))
+
+
+def is_copied(endpoint: EndpointRoutes) -> bool:
+    """Whether the endpoint's queries may be copied to its shadows: no external model, and no guardrail that
+    changes what the model is sent or what the caller gets."""
+    policy = endpoint.gateway
+    if policy is None:
+        return True
+    rules = policy.guardrails
+    return not policy.is_external and (rules is None or not rules.is_active)

@@ -1,6 +1,7 @@
 """MLflow generative models served like Databricks agent endpoints: a ResponsesAgent, a ChatAgent, a ChatModel and
 a plain pyfunc with predict_stream (tests/support/agent_code.py), logged from code, registered, served through
-`podium up` and queried with unmodified clients (mlflow's Databricks deployment client, the openai SDK, gRPC).
+`podium up` and queried with unmodified clients (mlflow's Databricks deployment client, the openai SDK, gRPC,
+and databricks-openai and databricks-langchain in a user's environment of their own: tests/support/client_venv.py).
 Non-streaming answers are byte for byte what MLflow's scoring server answers in-process; streams are the events
 the model yields in-process, relayed one by one as the model yields them."""
 
@@ -111,6 +112,16 @@ def test_mlflow_deployments_predict_and_predict_stream(deploy_client, agents, py
     assert events == agent_models.in_process_stream(pyfuncs[kind], PAYLOADS[kind])
 
 
+@pytest.mark.parametrize("kind", ["responses", "chat_agent", "chat_model"])
+def test_databricks_options_are_answered_as_mlflow_answers_them(stack, agents, pyfuncs, kind):
+    # mlflow.genai.evaluate adds return_trace to every query of an endpoint and copes with no databricks_output.
+    payload = {**PAYLOADS[kind], "databricks_options": {"return_trace": True}}
+    reply = stack.api("POST", f"/serving-endpoints/{ENDPOINTS[kind]}/invocations", json=payload)
+    status, expected = agent_models.scoring_server_answer(pyfuncs[kind], payload)
+    assert reply.status_code == status == 200, reply.text
+    assert reply.content.decode() == expected and "databricks_output" not in reply.json()
+
+
 def test_first_event_is_relayed_before_the_model_goes_on(stack, agents, tmp_path_factory):
     # The model yields its first event, then waits for the gate file this test creates only once it has read
     # that event: a path that buffered the stream would hold the event until the gate's deadline.
@@ -215,3 +226,156 @@ def test_workspace_clients_openai_client_queries_the_agent(stack, agents):
     chunks = list(client.chat.completions.create(model="agent-chat-model", stream=True,
                                                  messages=[{"role": "user", "content": "from the sdk"}]))
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == "echo: from the sdk"
+
+
+# ---- the unmodified databricks-openai and databricks-langchain clients, in a user's environment of their own
+# (tests/support/client_requirements.txt: older openai/numpy than Podium's), each call as their docs show it ----
+
+CLIENT_PRELUDE = """
+import json, os
+from databricks.sdk import WorkspaceClient
+workspace = WorkspaceClient(host=os.environ["PODIUM_URL"], token=os.environ["PODIUM_TOKEN"])
+def show(**values):
+    print(json.dumps(values, default=str), flush=True)
+"""
+
+
+@pytest.fixture(scope="module")
+def run_client(stack):
+    from tests.support import client_venv
+
+    client_venv.client_python()   # built once (minutes the first time); each test's script then starts at once
+
+    def run(script: str) -> list[dict]:
+        return client_venv.run_client(CLIENT_PRELUDE + script,
+                                      env={"PODIUM_URL": stack.url, "PODIUM_TOKEN": stack.admin_token})
+    return run
+
+
+def test_databricks_openai_responses_on_a_responses_agent(run_client, agents):
+    plain, streamed = run_client("""
+from databricks_openai import DatabricksOpenAI
+client = DatabricksOpenAI(workspace_client=workspace, max_retries=0)
+reply = client.responses.create(model="agent-responses", input=[{"role": "user", "content": "hi from a user"}])
+show(text=reply.output_text, output=[item.type for item in reply.output])
+events = list(client.responses.create(model="agent-responses", input="hi streamed", stream=True))
+show(types=[e.type for e in events], text="".join(e.delta for e in events if e.type == "response.output_text.delta"))
+""")
+    assert plain == {"text": "echo: hi from a user", "output": ["message"]}
+    assert streamed["text"] == "echo: hi streamed"
+    assert streamed["types"] == ["response.output_text.delta"] * 3 + ["response.output_item.done"]
+
+
+def test_workspace_client_get_open_ai_client_in_a_users_environment(run_client, agents):
+    # databricks-sdk's own (deprecated) way to the same client; custom_inputs go through extra_body, as the
+    # Databricks docs show.
+    [shown] = run_client("""
+import warnings
+warnings.simplefilter("ignore", DeprecationWarning)
+client = workspace.serving_endpoints.get_open_ai_client(max_retries=0)
+reply = client.responses.create(model="agent-responses", input=[{"role": "user", "content": "from the sdk"}],
+                                extra_body={"custom_inputs": {"k": 3}})
+show(text=reply.output_text, custom_outputs=reply.model_extra["custom_outputs"])
+""")
+    assert shown == {"text": "echo: from the sdk", "custom_outputs": {"k": 3}}
+
+
+def test_databricks_openai_chat_completions_on_a_chat_model(run_client, agents):
+    plain, streamed = run_client("""
+from databricks_openai import DatabricksOpenAI
+client = DatabricksOpenAI(workspace_client=workspace, max_retries=0)
+reply = client.chat.completions.create(model="agent-chat-model", messages=[{"role": "user", "content": "hi there"}])
+show(text=reply.choices[0].message.content, finish=reply.choices[0].finish_reason)
+chunks = list(client.chat.completions.create(model="agent-chat-model", stream=True,
+                                             messages=[{"role": "user", "content": "hi there"}]))
+show(text="".join(c.choices[0].delta.content or "" for c in chunks), finish=chunks[-1].choices[0].finish_reason,
+     chunks=len(chunks))
+""")
+    assert plain == {"text": "echo: hi there", "finish": "stop"}
+    assert streamed == {"text": "echo: hi there", "finish": "stop", "chunks": 3}
+
+
+def test_databricks_openai_chat_completions_on_a_chat_agent(run_client, agents):
+    # Databricks answers a ChatAgent's own objects on this path; the openai SDK keeps them as extra fields.
+    plain, streamed = run_client("""
+from databricks_openai import DatabricksOpenAI
+client = DatabricksOpenAI(workspace_client=workspace, max_retries=0)
+reply = client.chat.completions.create(model="agent-chat", messages=[{"role": "user", "content": "hi agent"}],
+                                       extra_body={"custom_inputs": {"k": 2}})
+show(messages=reply.model_extra["messages"], custom_outputs=reply.model_extra["custom_outputs"])
+chunks = list(client.chat.completions.create(model="agent-chat", stream=True,
+                                             messages=[{"role": "user", "content": "hi agent"}]))
+show(deltas=[c.model_extra["delta"]["content"] for c in chunks])
+""")
+    assert plain == {"messages": [{"role": "assistant", "content": "echo: hi agent", "id": "msg_1"}],
+                     "custom_outputs": {"k": 2}}
+    assert streamed == {"deltas": ["echo: ", "hi ", "agent"]}
+
+
+def test_chat_databricks_on_each_agent_interface(run_client, agents):
+    shown = run_client("""
+from databricks_langchain import ChatDatabricks
+for endpoint, responses_api in (("agent-chat-model", False), ("agent-chat", False), ("agent-responses", True)):
+    llm = ChatDatabricks(endpoint=endpoint, workspace_client=workspace, use_responses_api=responses_api,
+                         max_retries=0)
+    answer = llm.invoke("what is podium")
+    chunks = list(llm.stream("streamed podium"))
+    show(endpoint=endpoint, content=answer.content, type=answer.type,
+         streamed="".join(c.text for c in chunks), chunks=len([c for c in chunks if c.text]))
+""")
+    by_endpoint = {row.pop("endpoint"): row for row in shown}
+    streamed = {"type": "ai", "streamed": "echo: streamed podium", "chunks": 3}
+    assert by_endpoint["agent-chat-model"] == {"content": "echo: what is podium", **streamed}
+    # A ChatAgent's answer is its list of messages, which ChatDatabricks keeps as the message's content.
+    assert by_endpoint["agent-chat"] == {"content": [{"role": "assistant", "content": "echo: what is podium",
+                                                      "id": "msg_1"}], **streamed}
+    assert by_endpoint["agent-responses"]["streamed"] == "echo: streamed podium"
+    assert "echo: what is podium" in json.dumps(by_endpoint["agent-responses"]["content"])
+
+
+def test_chat_databricks_on_an_external_model_endpoint(stack, run_client, fake_providers):
+    from tests.support.external import create_external_endpoint, external_entity
+
+    create_external_endpoint(stack, "agent-clients-ext-chat", external_entity(fake_providers, "openai", "llm/v1/chat"))
+    answer, streamed, streamed_async = run_client("""
+import asyncio
+from databricks_langchain import ChatDatabricks
+llm = ChatDatabricks(endpoint="agent-clients-ext-chat", workspace_client=workspace, max_retries=0)
+answer = llm.invoke("hello provider")
+show(text=answer.text, usage=answer.usage_metadata)
+show(text="".join(c.text for c in llm.stream("streamed provider")))
+async def stream_async():   # AsyncDatabricksOpenAI underneath: the same wire
+    return "".join([c.text async for c in llm.astream("streamed provider")])
+show(text=asyncio.run(stream_async()))
+""")
+    assert answer["text"] == "echo: hello provider"
+    assert answer["usage"]["input_tokens"] == 2 and answer["usage"]["output_tokens"] == 3
+    assert streamed == streamed_async == {"text": "echo: streamed provider"}
+
+
+def test_agent_streams_through_the_ai_gateway_are_recorded(stack, agents):
+    from tests.support.stack import wait_for
+
+    logged = {"inference_table_config": {"enabled": True, "catalog_name": "main", "schema_name": "default"},
+              "usage_tracking_config": {"enabled": True}}
+    agent = agents["streaming"]
+    created = stack.api("POST", "/api/2.0/serving-endpoints", json={"name": "agent-logged", "ai_gateway": logged,
+                        "config": {"served_entities": [{"name": "streaming", "entity_name": agent.name,
+                                                        "entity_version": agent.version,
+                                                        "scale_to_zero_enabled": False}]}})
+    assert created.status_code == 200, created.text
+    assert stack.wait_endpoint("agent-logged", timeout_s=300)["state"]["ready"] == "READY"
+    replies = [stack.api("POST", "/serving-endpoints/agent-logged/invocations", json={"prompt": prompt, "stream": True})
+               for prompt in ("what is podium", FAIL_MIDSTREAM)]
+    assert [reply.status_code for reply in replies] == [200, 200]   # the failure came after the first event
+
+    def rows():
+        found = stack.api("GET", "/api/2.0/serving-endpoints/agent-logged/inference-table").json()["rows"]
+        return len(found) >= 2 and {row["databricks_request_id"]: row for row in found}
+    by_id = wait_for(rows, timeout_s=20, what="the two streams' inference rows")
+    done, failed = (by_id[reply.headers["x-request-id"]] for reply in replies)
+    assert done["response"] == replies[0].text and replies[0].text.endswith("data: [DONE]\n\n")
+    assert done["status_code"] == 200 and json.loads(done["request"])["prompt"] == "what is podium"
+    # The stream that failed mid-way is recorded with the failure's status and the events it relayed.
+    assert failed["response"] == replies[1].text and '"error"' in failed["response"]
+    assert failed["status_code"] == 400

@@ -1,6 +1,8 @@
 """Shadow traffic end to end under steady load: a shadow served entity that fails 20 % of its copies gets its
 set share of the queries, its answers are compared with the live ones in the router's metrics, and callers
-see only the live entity's answers, none failing; caller latency with and without the shadow is printed."""
+see only the live entity's answers, none failing; caller latency with and without the shadow is printed.
+On an endpoint with an inference table each comparison is a row under the live query's request id; a
+rollout gated on shadow agreement rolls back a candidate whose shadow disagreed and promotes one that agreed."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.flaky_model import register_flaky_model
-from tests.support.stack import FAULTS, start_stack
+from tests.support.stack import FAULTS, start_stack, wait_for
 
 pytestmark = pytest.mark.stack
 
@@ -103,3 +105,130 @@ def test_a_shadow_gets_its_share_compared_and_never_reaches_the_caller(shadow_st
     assert counts.get("equal", 0) > 0 and counts.get("error", 0) > 0   # compared; its failures counted
     assert counts.get("error", 0) <= 0.4 * copies
     stack.api("DELETE", f"/api/2.0/serving-endpoints/{NAME}")
+
+
+LOGGED = {"inference_table_config": {"enabled": True, "catalog_name": "main", "schema_name": "default"},
+          "usage_tracking_config": {"enabled": True}}
+
+
+def _query(stack, name: str) -> requests.Response:
+    reply = stack.api("POST", f"/serving-endpoints/{name}/invocations",
+                      json={"dataframe_split": {"columns": ["x"], "data": [[1.0]]}})
+    assert reply.status_code == 200, reply.text
+    return reply
+
+
+def test_each_comparison_is_an_inference_table_row_under_the_live_request_id(shadow_stack):
+    stack, name = shadow_stack, "shadow-logged"
+    live = register_flaky_model(stack.info, MODEL, 0.0, "live")
+    shadow = register_flaky_model(stack.info, MODEL, 0.3, "shadow")
+    created = stack.api("POST", "/api/2.0/serving-endpoints", json={"name": name, "ai_gateway": LOGGED, "config": {
+        "served_entities": [{"entity_name": MODEL, "entity_version": live.version, "name": "live"},
+                            {"entity_name": MODEL, "entity_version": shadow.version, "name": "shadow",
+                             "shadow_percentage": 100}],
+        "traffic_config": {"routes": [{"served_entity_name": "live", "traffic_percentage": 100}]}}})
+    assert created.status_code == 200, created.text
+    assert stack.wait_endpoint(name, timeout_s=300)["state"] == {"ready": "READY", "config_update": "NOT_UPDATING"}
+    answers = {(reply := _query(stack, name)).headers["x-request-id"]: reply.text for _ in range(30)}
+
+    def rows():
+        got = stack.api("GET", f"/api/2.0/serving-endpoints/{name}/inference-table",
+                        params={"max_results": 200}).json()["rows"]
+        return got if len([r for r in got if r["served_entity_name"] == "shadow"]) >= 30 else None
+    table = wait_for(rows, timeout_s=30, what="30 shadow rows in the inference table")
+    live_rows = {r["databricks_request_id"]: r for r in table if r["served_entity_name"] == "live"}
+    shadow_rows = [r for r in table if r["served_entity_name"] == "shadow"]
+    assert set(live_rows) == set(answers)
+    assert {r["databricks_request_id"] for r in shadow_rows} == set(answers)   # each copy under its query's id
+    codes = {tuple(r["logging_error_codes"]) for r in shadow_rows}
+    assert codes == {("SHADOW_EQUAL",), ("SHADOW_ERROR",)}, codes
+    for row in shadow_rows:
+        assert row["request"] == live_rows[row["databricks_request_id"]]["request"]
+        if row["logging_error_codes"] == ["SHADOW_EQUAL"]:
+            assert row["status_code"] == 200 and row["response"] == answers[row["databricks_request_id"]]
+        else:
+            assert row["status_code"] == 500 and "injected failure of shadow" in row["response"]
+    [usage] = stack.api("GET", f"/api/2.0/serving-endpoints/{name}/usage").json()["usage"]
+    assert usage["request_count"] == 30 and usage["error_count"] == 0   # a shadow's copies are no caller's
+    stack.api("DELETE", f"/api/2.0/serving-endpoints/{name}")
+
+
+class _Load:
+    """Two clients querying back to back until stopped; the statuses they got."""
+
+    def __init__(self, stack, name: str):
+        self.statuses: list[int] = []
+        self._stack, self._name, self._stop = stack, name, threading.Event()
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(2)]
+
+    def _run(self) -> None:
+        with requests.Session() as session:
+            while not self._stop.is_set():
+                self.statuses.append(session.post(
+                    f"{self._stack.url}/serving-endpoints/{self._name}/invocations",
+                    json={"dataframe_split": {"columns": ["x"], "data": [[1.0]]}},
+                    headers={"Authorization": f"Bearer {self._stack.admin_token}"}, timeout=30).status_code)
+
+    def __enter__(self) -> "_Load":
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(60)
+
+
+def _rollout(stack, name: str, phases: tuple[str, ...]) -> dict:
+    def reached():
+        answer = stack.api("GET", f"/api/2.0/serving-endpoints/{name}/rollout").json()
+        return answer if answer["rollout"] and answer["rollout"]["phase"] in phases else None
+    return wait_for(reached, timeout_s=240, interval_s=0.2, what=f"rollout of {name} to reach {phases}")
+
+
+def test_a_rollout_gated_on_shadow_agreement_rolls_back_a_disagreeing_candidate_and_promotes_an_agreeing_one(
+        shadow_stack):
+    stack, name = shadow_stack, "shadow-gated"
+    live = register_flaky_model(stack.info, MODEL, 0.0, "gated-live")
+    failing = register_flaky_model(stack.info, MODEL, 0.3, "gated-failing")   # a failed copy disagrees
+    healthy = register_flaky_model(stack.info, MODEL, 0.0, "gated-healthy")
+    live_entity = {"entity_name": MODEL, "entity_version": live.version, "name": "live"}
+    # The error and latency gates wide open: only shadow agreement decides.
+    plan = {"steps": [50, 100], "min_step_duration_s": 2, "min_step_requests": 10,
+            "gates": {"max_error_rate_increase": 1, "max_p99_latency_ratio": 100, "p99_latency_slack_ms": 30000,
+                      "min_shadow_agreement": 0.95, "min_shadow_comparisons": 20}}
+
+    def shadowed_by(model) -> dict:
+        return {"served_entities": [live_entity, {"entity_name": MODEL, "entity_version": model.version,
+                                                  "name": "next", "shadow_percentage": 100}],
+                "traffic_config": {"routes": [{"served_entity_name": "live", "traffic_percentage": 100}]}}
+
+    def promote(model) -> None:
+        reply = stack.api("PUT", f"/api/2.0/serving-endpoints/{name}/config", json={
+            "served_entities": [{"entity_name": MODEL, "entity_version": model.version, "name": "next"}],
+            "rollout_plan": plan})
+        assert reply.status_code == 200 and reply.json()["rollout"]["phase"] == "WAITING", reply.text
+
+    created = stack.api("POST", "/api/2.0/serving-endpoints", json={"name": name, "config": shadowed_by(failing)})
+    assert created.status_code == 200, created.text
+    stack.wait_endpoint(name, timeout_s=300)
+    with _Load(stack, name):
+        promote(failing)
+        rolled_back = _rollout(stack, name, ("ROLLED_BACK", "PROMOTED"))
+    assert rolled_back["rollout"]["phase"] == "ROLLED_BACK", rolled_back
+    assert "shadow agreement" in rolled_back["rollout"]["reason"], rolled_back["rollout"]["reason"]
+    shadow = rolled_back["rollout"]["last_judgement"]["shadow"]
+    assert shadow["comparisons"] >= 20 and shadow["agreement"] < 0.95 and shadow["errors"] > 0, shadow
+
+    updated = stack.api("PUT", f"/api/2.0/serving-endpoints/{name}/config", json=shadowed_by(healthy))
+    assert updated.status_code == 200, updated.text
+    assert stack.wait_endpoint(name, timeout_s=300)["state"]["config_update"] == "NOT_UPDATING"
+    with _Load(stack, name) as load:
+        promote(healthy)
+        promoted = _rollout(stack, name, ("ROLLED_BACK", "PROMOTED"))
+    assert promoted["rollout"]["phase"] == "PROMOTED", promoted
+    # The first step could pass only with its 20 shadow comparisons in, all agreeing.
+    assert any("step 1 (50 %) passed its gates" in e["message"] for e in promoted["events"]), promoted["events"]
+    assert set(load.statuses) == {200}
+    stack.api("DELETE", f"/api/2.0/serving-endpoints/{name}")

@@ -36,7 +36,7 @@ def test_with_stream_sets_the_flag_and_refuses_what_is_no_object():
     ("llm/v1/chat", "agent/v1/chat", True),
     ("llm/v1/chat", "llm/v1/chat", True),
     ("llm/v1/chat", "agent/v1/responses", False),
-    ("llm/v1/chat", "agent/v2/chat", False),
+    ("llm/v1/chat", "agent/v2/chat", True),   # ChatAgent: its own answer, as Databricks relays it
     ("llm/v1/chat", "", False),
     ("agent/v1/responses", "agent/v1/responses", True),
     ("agent/v1/responses", "agent/v1/chat", False),
@@ -117,3 +117,67 @@ def test_event_data_splits_relayed_chunks_into_events():
     assert agent_wire.event_data(b': 2}\n\nevent: x\ndata: {"c": 3}\n\ndata: [DONE]\n\n', pending) == \
         [b'{"b": 2}', b'{"c": 3}']
     assert pending == bytearray()
+
+
+@pytest.mark.parametrize("event, tokens", [
+    pytest.param({"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}}, (7, 3),
+                 id="ChatModel chunk"),
+    pytest.param({"delta": {"content": "x"}, "usage": {"prompt_tokens": 2, "completion_tokens": 5}}, (2, 5),
+                 id="ChatAgentChunk"),
+    pytest.param({"type": "response.completed", "response": {"usage": {"input_tokens": 4, "output_tokens": 6}}},
+                 (4, 6), id="ResponsesAgent response.completed"),
+    pytest.param({"usage": {"prompt_tokens": -1, "completion_tokens": True}}, (0, 0), id="malformed counts are 0"),
+    pytest.param({"delta": "no usage here"}, None, id="an event without usage leaves it"),
+])
+def test_read_outcome_takes_usage_from_each_interfaces_events(event, tokens):
+    from services.router.external.replies import StreamOutcome, Usage
+
+    outcome = StreamOutcome(usage=Usage(1, 1))
+    agent_wire.read_outcome(b"data: " + json.dumps(event).encode() + b"\n\n", outcome)
+    want = (1, 1) if tokens is None else tokens
+    assert (outcome.usage.input_tokens, outcome.usage.output_tokens, outcome.status_code) == (*want, 200)
+
+
+async def test_metered_relays_unchanged_and_keeps_the_usage_and_a_failure():
+    from services.router.external.replies import StreamOutcome
+
+    rest = Rest([Event(b'{"delta": "a", "usage": {"prompt_tokens": 3, "completion_tokens": 1}}'),
+                 Event(b'{"error_code": "BAD_REQUEST", "message": "boom"}', 400)])
+    outcome = StreamOutcome()
+    relayed = [chunk async for chunk in agent_wire.metered(agent_wire.sse(Event(b'{"delta": "x"}'), rest), outcome)]
+    assert relayed == await _collect(Event(b'{"delta": "x"}'), Rest([
+        Event(b'{"delta": "a", "usage": {"prompt_tokens": 3, "completion_tokens": 1}}'),
+        Event(b'{"error_code": "BAD_REQUEST", "message": "boom"}', 400)]))
+    assert (outcome.usage.input_tokens, outcome.usage.output_tokens) == (3, 1)
+    assert (outcome.status_code, outcome.error) == (400, "boom") and rest.closed
+
+
+async def test_an_agent_stream_through_the_ai_gateway_is_recorded_with_its_usage():
+    from services.common.deployments import EndpointRoutes, RouteTarget
+    from services.common.gateway_routes import GatewayPolicy
+    from services.common.principals import Principal
+    from services.router.ai_gateway import AiGateway
+    from services.router.results import QueryResult
+
+    records = []
+    route = RouteTarget("agent", 100, "k-agent", ("w",))
+    endpoint = EndpointRoutes("e", "id-e", (route,), GatewayPolicy(usage_tracking=True, inference_table=True))
+    done = {"type": "response.completed", "response": {"usage": {"input_tokens": 4, "output_tokens": 2}}}
+
+    async def forward(target, body):
+        rest = Rest([Event(b'{"type": "response.output_text.delta", "delta": "hi"}'),
+                     Event(json.dumps(done).encode())])
+        return QueryResult(b"", "text/event-stream", target.served_entity_name,
+                           agent_wire.sse(Event(b'{"type": "response.output_text.delta", "delta": "echo: "}'), rest))
+
+    class Log:
+        def record(self, row):
+            records.append(row)
+
+    gateway = AiGateway(None, None, Log(), None, max_payload_bytes=10_000)  # type: ignore[arg-type]
+    result = await gateway.query(endpoint, route, b'{"input": [], "stream": true}', None,
+                                 Principal("u-1", "alice", "USER"), "", forward)
+    relayed = b"".join([chunk async for chunk in result.stream])
+    [row] = records
+    assert relayed.endswith(b"data: [DONE]\n\n") and row.response == relayed and row.status_code == 200
+    assert (row.input_token_count, row.output_token_count) == (4, 2)

@@ -1,13 +1,17 @@
-"""Canary rollout policy as tables: plan validation, window arithmetic, gates, step decisions, the blend."""
+"""Canary rollout policy as tables: plan validation, window arithmetic, gates (the shadow-agreement gate too),
+step decisions, the blend."""
 
 from __future__ import annotations
 
 import pytest
 
 from services.common.errors import InvalidParameter
-from services.common.outcomes import BUCKETS, LATENCY_EDGES_MS, Outcomes, bucket_of, decode_outcomes, encode_outcomes
+from services.common.outcomes import (
+    BUCKETS, LATENCY_EDGES_MS, Outcomes, ShadowOutcomes, bucket_of, decode_outcomes, encode_outcomes, shadow_key,
+)
 from services.control_plane.rollout_policy import (
-    ADVANCE, HOLD, PROMOTE, ROLLBACK, WindowStats, blend_routes, judge_step, validate_rollout_plan, window_stats,
+    ADVANCE, HOLD, PROMOTE, ROLLBACK, ShadowStats, WindowStats, blend_routes, judge_step, shadow_window_stats,
+    validate_rollout_plan, window_stats,
 )
 
 PLAN = validate_rollout_plan({"steps": [5, 25, 50, 100], "min_step_duration_s": 10, "min_step_requests": 20}, "p")
@@ -52,11 +56,24 @@ def test_a_step_object_overrides_the_defaults():
     pytest.param({"steps": [5], "gates": {"max_p99_latency_ratio": 0.5}}, "at least 1", id="ratio below 1"),
     pytest.param({"steps": [5], "gates": {"max_error_rate_increase": True}}, "max_error_rate_increase", id="bool"),
     pytest.param({"steps": [5], "analysis": {}}, "unknown field 'analysis'", id="unknown plan field"),
+    pytest.param({"steps": [5], "gates": {"min_shadow_agreement": 1.5}}, "min_shadow_agreement must be a number "
+                 "from 0 to 1", id="agreement over 1"),
+    pytest.param({"steps": [5], "gates": {"min_shadow_agreement": "0.9"}}, "min_shadow_agreement", id="text"),
+    pytest.param({"steps": [5], "gates": {"min_shadow_agreement": 0.9, "min_shadow_comparisons": 2.5}},
+                 "min_shadow_comparisons must be a non-negative integer", id="fraction of comparisons"),
+    pytest.param({"steps": [5], "gates": {"min_shadow_comparisons": 5}}, "only with min_shadow_agreement",
+                 id="comparisons without agreement"),
 ])
 def test_invalid_plans_are_refused_naming_the_field(plan, needle):
     with pytest.raises(InvalidParameter) as refused:
         validate_rollout_plan(plan, "p")
     assert needle in refused.value.message
+
+
+def test_the_shadow_gate_is_kept_only_where_given_with_its_default_count():
+    plan = validate_rollout_plan({"steps": [5, 100], "gates": {"min_shadow_agreement": 0.9}}, "p")
+    assert plan["gates"]["min_shadow_agreement"] == 0.9 and plan["gates"]["min_shadow_comparisons"] == 20
+    assert "min_shadow_agreement" not in PLAN["gates"]
 
 
 # ---- the window ----
@@ -103,6 +120,19 @@ def test_outcomes_round_trip_and_garbage_reads_as_nothing():
     assert decode_outcomes(b"not json") == {} and decode_outcomes(b'{"k": [1, 2]}') == {}
 
 
+def test_shadow_window_sums_the_candidates_comparisons_since_the_baseline():
+    counts = ShadowOutcomes()
+    for verdict in ["equal"] * 7 + ["numeric_difference", "different", "error"]:
+        counts.add(verdict)
+    now = {"r1": decode_outcomes(encode_outcomes({shadow_key("cand"): counts, "cand": Outcomes()})),
+           "r2": {shadow_key("other"): [5, 0, 0, 0]}}
+    baseline = {"r1": {shadow_key("cand"): [2, 0, 0, 0]}}
+    stats = shadow_window_stats(now, baseline, {"cand"})
+    assert stats == ShadowStats(5, 1, 1, 1) and stats.comparisons == 8 and stats.agreement == 0.75
+    assert window_stats(now, {}, {"cand"}).requests == 0          # the comparisons are not the deployment's queries
+    assert decode_outcomes(b'{"shadow:k": [1, 2]}') == {}         # a shadow entry of the wrong width reads as nothing
+
+
 # ---- the decision ----
 
 @pytest.mark.parametrize("step, elapsed_s, candidate, incumbent, action, needle", [
@@ -130,6 +160,33 @@ def test_judge_step(step, elapsed_s, candidate, incumbent, action, needle):
     decision = judge_step(PLAN, step, elapsed_s, candidate, incumbent)
     assert decision.action == action
     assert needle in decision.reason
+
+
+SHADOW_PLAN = validate_rollout_plan({"steps": [5, 100], "min_step_duration_s": 10, "min_step_requests": 20,
+                                     "gates": {"min_shadow_agreement": 0.9, "min_shadow_comparisons": 10}}, "p")
+
+
+@pytest.mark.parametrize("step, shadow, incumbent, action, needle", [
+    pytest.param(0, None, _stats(400), HOLD, "0 of 10 shadow comparisons", id="no comparisons: hold"),
+    pytest.param(0, ShadowStats(9), _stats(400), HOLD, "9 of 10 shadow comparisons", id="too few: hold"),
+    pytest.param(0, ShadowStats(1, different=8), _stats(400), HOLD, "9 of 10", id="too few to fail, even all bad"),
+    pytest.param(0, ShadowStats(9, 0, 1), _stats(400), ADVANCE, "passed", id="90 % is the limit"),
+    pytest.param(0, ShadowStats(5, 4, 1), _stats(400), ADVANCE, "passed",
+                 id="numeric differences agree"),
+    pytest.param(0, ShadowStats(17, 0, 2, 1), _stats(400), ROLLBACK, "shadow agreement 85.0% over 20 comparisons",
+                 id="85 % fails"),
+    pytest.param(0, ShadowStats(8, 0, 0, 2), _stats(400), ROLLBACK, "shadow agreement 80.0%",
+                 id="failed copies disagree"),
+    pytest.param(1, None, _stats(0), PROMOTE, "every step", id="no incumbent traffic: nothing to compare"),
+])
+def test_judge_step_with_a_shadow_gate(step, shadow, incumbent, action, needle):
+    decision = judge_step(SHADOW_PLAN, step, 10, _stats(50), incumbent, shadow)
+    assert decision.action == action
+    assert needle in decision.reason
+
+
+def test_a_plan_without_the_shadow_gate_ignores_shadow_disagreement():
+    assert judge_step(PLAN, 0, 10, _stats(50), _stats(400), ShadowStats(0, 0, 50)).action == ADVANCE
 
 
 # ---- the traffic split ----

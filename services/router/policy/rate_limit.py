@@ -13,11 +13,24 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 from services.common.gateway_routes import RateLimitRule
 from services.common.principals import SERVICE_PRINCIPAL, USER, Principal
 
 CALLS, TOKENS = "calls", "tokens"
+
+
+class Keyed(Protocol):
+    """A rule that applies to callers by `key` (endpoint | user | user_group | service_principal) and `principal`."""
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def principal(self) -> str: ...
+
+
+R = TypeVar("R", bound=Keyed)
 
 
 @dataclass(frozen=True)
@@ -61,16 +74,27 @@ class Budget:
 
 
 def budgets_for(rules: Sequence[RateLimitRule], caller: Principal) -> list[Budget]:
-    """The budgets a request by `caller` draws on.
+    """The budgets a request by `caller` draws on (whose they are: `scopes_for`)."""
+    out: list[Budget] = []
+    for rule, scope in scopes_for(rules, caller):
+        if rule.calls is not None:
+            out.append(Budget(CALLS, scope, rule))
+        if rule.tokens is not None:
+            out.append(Budget(TOKENS, scope, rule))
+    return list({b.name: b for b in out}.values())  # two equal limits are one budget
 
-    `endpoint` limits are one budget for everyone. `user` and `service_principal` limits without a
-    principal give each such caller its own budget, unless a limit names that caller (which then replaces the
-    default). `user_group` limits are shared by the group's members: one naming a group applies to its
-    members; one without a principal gives every group of the caller its own shared budget.
+
+def scopes_for(rules: Sequence[R], caller: Principal) -> list[tuple[R, str]]:
+    """(rule, scope) for each rule that applies to `caller`: rate limits and spend budgets alike.
+
+    `endpoint` rules are one scope for everyone. `user` and `service_principal` rules without a
+    principal give each such caller its own scope, unless a rule names that caller (which then replaces the
+    default). `user_group` rules are shared by the group's members: one naming a group applies to its
+    members; one without a principal gives every group of the caller its own shared scope.
     """
     own_kind = SERVICE_PRINCIPAL if caller.kind == SERVICE_PRINCIPAL else USER
     named = {(r.key, r.principal) for r in rules if r.principal}
-    out: list[Budget] = []
+    out: list[tuple[R, str]] = []
     for rule in rules:
         if rule.key == "endpoint":
             scopes = ["endpoint"]
@@ -86,12 +110,8 @@ def budgets_for(rules: Sequence[RateLimitRule], caller: Principal) -> list[Budge
                 scopes = [f"user_group:{g}" for g in sorted(caller.group_names) if ("user_group", g) not in named]
         else:
             scopes = []
-        for scope in scopes:
-            if rule.calls is not None:
-                out.append(Budget(CALLS, scope, rule))
-            if rule.tokens is not None:
-                out.append(Budget(TOKENS, scope, rule))
-    return list({b.name: b for b in out}.values())  # two equal limits are one budget
+        out += [(rule, scope) for scope in scopes]
+    return out
 
 
 def admission_draws(budgets: Sequence[Budget]) -> list[Draw]:

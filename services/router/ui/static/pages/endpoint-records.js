@@ -76,6 +76,16 @@ export function usageCard(name) {
         h('tbody', {}, usage.map((u) => h('tr', { 'data-requester': u.requester }, h('td', {}, u.requester),
           ...[u.request_count, u.error_count, u.blocked_count, u.fallback_count, u.input_token_count, u.output_token_count].map((v) => h('td', { class: 'num' }, String(v ?? 0)))))))
         : message('No usage recorded. Usage is tracked when the AI gateway has usage tracking or an inference table on.'));
+      // Spend budgets (a Podium extension): what each has spent in its current day or month.
+      if ((answer.budgets || []).length) {
+        append(body, h('table', { class: 'table', 'data-budgets': '' }, h('thead', {}, h('tr', {}, ['Budget', 'Principal', 'Period', 'Spent', 'Limit']
+          .map((t, i) => h('th', { class: i > 2 ? 'num' : null }, t)))),
+        h('tbody', {}, answer.budgets.map((b) => {
+          const unit = 'limit_tokens' in b ? ' tokens' : ' USD';
+          return h('tr', { 'data-budget': `${b.key}:${b.principal || ''}` }, h('td', {}, b.key), h('td', {}, b.principal || ''), h('td', {}, b.period),
+            h('td', { class: 'num' }, String(b.spent_tokens ?? b.spent_usd) + unit), h('td', { class: 'num' }, String(b.limit_tokens ?? b.limit_usd) + unit));
+        }))));
+      }
     } catch (failure) {
       append(clear(body), message(failureText(failure)));
     }
@@ -144,7 +154,7 @@ export function gatewayCard(name, getEndpoint, manage, onSaved) {
     const ai = { ...(endpoint.ai_gateway || {}) };
     delete ai.rate_limits;
     const flags = [['Usage tracking', (ai.usage_tracking_config || {}).enabled], ['Inference table', (ai.inference_table_config || {}).enabled],
-      ['Guardrails', Boolean(ai.guardrails)], ['Fallbacks', (ai.fallback_config || {}).enabled]];
+      ['Guardrails', Boolean(ai.guardrails)], ['Fallbacks', (ai.fallback_config || {}).enabled], ['Budgets', (ai.budgets || []).length > 0]];
     append(view, h('h3', {}, 'AI gateway'), h('div', { class: 'chips', id: 'gateway-flags' },
       flags.map(([label, on]) => h('span', { class: `chip ${on ? 'chip-on' : ''}` }, `${label}: ${on ? 'on' : 'off'}`))),
     Object.keys(ai).length ? h('pre', { class: 'code small' }, pretty(ai)) : null);

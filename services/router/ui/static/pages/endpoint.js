@@ -10,7 +10,7 @@ import { MetricsHistory, parsePrometheus } from '../metrics.js';
 import { confirmDialog } from '../dialog.js';
 import { gatewayCard, inferenceCard, permissionsCard, usageCard } from './endpoint-records.js';
 import { modelGrantsCard } from './model-grants.js';
-import { rolloutCard } from './rollout.js';
+import { rolloutCard, shadowSummary } from './rollout.js';
 
 const RECORDS_EVERY = 3;   // permissions, usage and inference rows reload every third refresh
 
@@ -126,7 +126,8 @@ export function mount(main, { name }) {
       const charts = history.derive();
       metrics.hidden = !charts.length;
       append(clear(metrics), h('div', { class: 'card-header' }, h('h2', {}, 'Metrics'), h('span', { class: 'muted' }, 'sampled from GET …/metrics while this page is open')),
-        h('div', { class: 'charts' }, charts.slice(0, 12).map((c, i) => h('figure', { class: 'chart-box' }, h('figcaption', {}, c.title), lineChart(c.points, { format: c.format, color: ['#4f46e5', '#0ea5e9', '#14b8a6', '#f59e0b'][i % 4] })))));
+        h('div', { class: 'charts' }, charts.slice(0, 12).map((c, i) => h('figure', { class: 'chart-box' }, h('figcaption', {}, c.title), lineChart(c.points, { format: c.format, color: ['#4f46e5', '#0ea5e9', '#14b8a6', '#f59e0b'][i % 4] })))),
+        shadowSummary(answer.text));
     } catch {
       hasMetrics = false;   // this server exports no per-endpoint metrics: show no chart rather than an invented one
       metrics.hidden = true;

@@ -31,6 +31,13 @@ export function mount(main) {
 
   filter.addEventListener('input', () => render());
 
+  // The endpoints the filter shows: the ones whose columns are sampled, so that filtering a large workspace
+  // down to one endpoint shows its figures.
+  function matching(all) {
+    const needle = filter.value.trim().toLowerCase();
+    return all.filter((e) => !needle || JSON.stringify([e.name, e.config]).toLowerCase().includes(needle));
+  }
+
   function render() {
     if (endpoints === null) { append(clear(body), h('div', { class: 'empty' }, h('span', { class: 'spinner' }), ' Loading…')); return; }
     clear(body);
@@ -41,8 +48,7 @@ export function mount(main) {
         h('a', { class: 'btn btn-primary', href: '#/endpoints/new' }, icon('plus'), 'Create endpoint')));
       return;
     }
-    const needle = filter.value.trim().toLowerCase();
-    const shown = endpoints.filter((e) => !needle || JSON.stringify([e.name, e.config]).toLowerCase().includes(needle));
+    const shown = matching(endpoints);
     const rows = shown.map((endpoint) => {
       const entities = ((endpoint.config || {}).served_entities) || [];
       const link = `#/endpoints/${encodeURIComponent(endpoint.name)}`;
@@ -90,10 +96,10 @@ export function mount(main) {
 
   // Per endpoint and refresh, GET …/metrics (the rate and latency columns are differences of samples) and
   // GET the endpoint itself: replica counts are in its served entities' state, which the list leaves out.
-  // Bounded: the first SAMPLED_ENDPOINTS endpoints only, PARALLEL_SAMPLES requests at a time, so a page
-  // open on a large workspace never floods the router (the others show — in those columns).
+  // Bounded: the first SAMPLED_ENDPOINTS endpoints the filter shows, PARALLEL_SAMPLES requests at a time, so
+  // a page open on a large workspace never floods the router (the others show — in those columns).
   async function sampleMetrics() {
-    const sampled = endpoints.slice(0, SAMPLED_ENDPOINTS);
+    const sampled = matching(endpoints).slice(0, SAMPLED_ENDPOINTS);
     const names = new Set(sampled.map((e) => e.name));
     for (const map of [histories, details]) for (const name of [...map.keys()]) if (!names.has(name)) map.delete(name);
     for (let start = 0; start < sampled.length; start += PARALLEL_SAMPLES) {
