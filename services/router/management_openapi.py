@@ -27,6 +27,7 @@ _SERVED_ENTITY = {"type": "object", "properties": {
     # Podium's adaptive batching (extensions to the Databricks object)
     "max_batch_size": {"type": "integer", "minimum": 1, "maximum": 1024},
     "max_batch_wait_ms": {"type": "number", "minimum": 0, "maximum": 1000},
+    "shadow_percentage": {"type": "integer", "minimum": 1, "maximum": 100},   # Podium's shadow traffic
 }}
 MAX_SERVED_ENTITIES = 10   # as the control plane enforces (services/control_plane/spec.py)
 _CONFIG = {"type": "object", "properties": {
@@ -34,6 +35,11 @@ _CONFIG = {"type": "object", "properties": {
     "traffic_config": {"type": "object", "properties": {"routes": {"type": "array", "maxItems": MAX_SERVED_ENTITIES, "items": {
         "type": "object", "properties": {"served_entity_name": {"type": "string"},
                                          "traffic_percentage": {"type": "integer"}}}}}},
+    # Podium's rollout plan (docs/progressive-delivery.md)
+    "rollout_plan": {"type": "object", "properties": {
+        "steps": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 100}},
+        "min_step_duration_s": {"type": "number"}, "min_step_requests": {"type": "integer"},
+        "gates": {"type": "object"}}},
 }}
 _TAGS = {"type": "object", "properties": {
     "add_tags": {"type": "array", "items": {"type": "object", "properties": {
@@ -43,11 +49,24 @@ _RATE_LIMITS = {"type": "array", "maxItems": 3, "items": {"type": "object", "pro
     "calls": {"type": "integer"}, "tokens": {"type": "integer"},
     "key": {"type": "string", "enum": ["user", "endpoint", "user_group", "service_principal"]},
     "renewal_period": {"type": "string", "enum": ["minute"]}}}}
+_GUARDRAIL_PARAMETERS = {"type": "object", "properties": {
+    "pii": {"type": "object", "properties": {"behavior": {"type": "string", "enum": ["NONE", "BLOCK", "MASK"]}}},
+    "safety": {"type": "boolean"}, "invalid_keywords": {"type": "array", "items": {"type": "string"}},
+    "valid_topics": {"type": "array", "items": {"type": "string"}}}}
 _AI_GATEWAY = {"type": "object", "properties": {
     "rate_limits": _RATE_LIMITS,
     "usage_tracking_config": {"type": "object", "properties": {"enabled": {"type": "boolean"}}},
     "inference_table_config": {"type": "object", "properties": {
-        "enabled": {"type": "boolean"}, "catalog_name": {"type": "string"}, "schema_name": {"type": "string"}}}}}
+        "enabled": {"type": "boolean"}, "catalog_name": {"type": "string"}, "schema_name": {"type": "string"}}},
+    "guardrails": {"type": "object", "properties": {
+        "input": _GUARDRAIL_PARAMETERS, "output": _GUARDRAIL_PARAMETERS,
+        "guard_endpoint": {"type": "string"}}},   # Podium's: the endpoint that judges safety and valid_topics
+    "fallback_config": {"type": "object", "properties": {"enabled": {"type": "boolean"}}},
+    # Podium's spend budgets (docs/ai-gateway.md)
+    "budgets": {"type": "array", "items": {"type": "object", "properties": {
+        "key": {"type": "string", "enum": ["user", "endpoint", "user_group", "service_principal"]},
+        "principal": {"type": "string"}, "limit_tokens": {"type": "integer"}, "limit_usd": {"type": "number"},
+        "renewal_period": {"type": "string", "enum": ["day", "month"]}}}}}}
 _QUERY = {"type": "object", "properties": {
     "dataframe_split": {"type": "object"}, "dataframe_records": {"type": "array"},
     "instances": {"type": "array"}, "inputs": {}, "params": {"type": "object"}}}
