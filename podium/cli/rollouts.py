@@ -44,6 +44,7 @@ def render_rollout(answer: dict) -> None:
         ("Phase", rollout["phase"]), ("Step", f"{rollout['step']} of {rollout['steps']} ({steps})"),
         ("New config's share", f"{rollout['candidate_traffic_percentage']}%"),
         ("Step started", format_time_ms(rollout["step_started_timestamp"])), ("Why", rollout["reason"] or "-"),
+        ("Gates", describe_gates(rollout["plan"].get("gates") or {})),
     ])
     judgement = rollout.get("last_judgement")
     if judgement:
@@ -52,8 +53,27 @@ def render_rollout(answer: dict) -> None:
         print_table(["SIDE", "REQUESTS", "ERRORS", "ERROR RATE", "P99 MS"], [
             [side, judgement[side]["requests"], judgement[side]["errors"], f"{judgement[side]['error_rate']:.2%}",
              judgement[side]["p99_latency_ms"]] for side in ("candidate", "incumbent")])
+        shadow = judgement.get("shadow")
+        if shadow:
+            print(f"Shadow comparisons of the new config: {shadow['agreement']:.1%} agreement over "
+                  f"{shadow['comparisons']} (equal {shadow['equal']}, numeric difference "
+                  f"{shadow['numeric_difference']}, different {shadow['different']}, failed {shadow['errors']})")
     if answer.get("events"):
         print()
         print_table(["TIME", "CONFIG", "PHASE", "STEP", "MESSAGE"], [
             [format_time_ms(e["timestamp"]), e["config_version"], e["phase"], e["step"], e["message"]]
             for e in answer["events"]])
+
+
+def describe_gates(gates: dict) -> str:
+    """The plan's gates in words, as rollout_policy.gate_failures judges them; "-" when the answer has none."""
+    parts = []
+    if "max_error_rate_increase" in gates:
+        parts.append(f"error rate at most {gates['max_error_rate_increase']:.1%} above the incumbent's")
+    if "max_p99_latency_ratio" in gates:
+        parts.append(f"p99 at most {gates['max_p99_latency_ratio']:g} × the incumbent's + "
+                     f"{gates.get('p99_latency_slack_ms', 0):g} ms")
+    if gates.get("min_shadow_agreement") is not None:
+        parts.append(f"shadow agreement at least {gates['min_shadow_agreement']:.1%} "
+                     f"(judged from {gates.get('min_shadow_comparisons', 0)} comparisons)")
+    return "; ".join(parts) or "-"

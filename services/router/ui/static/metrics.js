@@ -1,4 +1,5 @@
-// Reads an endpoint's Prometheus text (GET .../metrics) and turns successive samples into chartable series.
+// Reads an endpoint's Prometheus text (GET .../metrics) and turns successive samples into chartable series;
+// the same for the judgements of a canary rollout (GET .../rollout).
 
 // {family: {type, samples: {seriesName: value}}} from the Prometheus text format.
 export function parsePrometheus(text) {
@@ -27,7 +28,7 @@ export function parsePrometheus(text) {
 }
 
 // Axis labels: 1234 → "1234", 17.65 → "17.7", 0.5 → "0.50".
-const compact = (v) => (Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs(v) >= 10 ? v.toFixed(1) : v.toFixed(2));
+export const compact = (v) => (Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs(v) >= 10 ? v.toFixed(1) : v.toFixed(2));
 
 // Friendlier titles for the metrics Podium's router exports (Databricks' names); others keep their own.
 const TITLES = {
@@ -134,5 +135,40 @@ export class MetricsHistory {
       points.push([this.samples[i][0], count > 0 ? (b.sums[sumName] - a.sums[sumName]) / count : NaN]);
     }
     return points;
+  }
+}
+
+// The judgements of one rollout, sampled as the page reads them, as per-side series: requests per second and
+// the 5xx share between two judgements of the same step (each judgement counts from its step's start), and
+// the p99 latency over the step so far, as the latency gate judges it.
+export class RolloutHistory {
+  constructor(configVersion = null, size = 240) { this.configVersion = configVersion; this.size = size; this.samples = []; }
+
+  add(at, judgement) {
+    if (!judgement || !judgement.candidate) return;
+    const last = this.samples[this.samples.length - 1];
+    if (last && last.judgement.step === judgement.step && last.judgement.window_s === judgement.window_s) return;   // read again, not judged again
+    if (last && judgement.step < last.judgement.step) return;   // a paused rollout shows the judgement that moved it to this step
+    this.samples.push({ at, judgement });
+    if (this.samples.length > this.size) this.samples.shift();
+  }
+
+  series(side) {
+    const rate = [];
+    const errorRate = [];
+    const p99 = [];
+    this.samples.forEach(({ at, judgement }, i) => {
+      const now = judgement[side];
+      const before = i > 0 && this.samples[i - 1].judgement;
+      // A new step starts its counts from zero: its first judgement is measured from the step's start.
+      const previous = before && before.step === judgement.step && before.window_s < judgement.window_s && before[side].requests <= now.requests
+        ? { requests: before[side].requests, errors: before[side].errors, window_s: before.window_s } : { requests: 0, errors: 0, window_s: 0 };
+      const requests = now.requests - previous.requests;
+      const seconds = judgement.window_s - previous.window_s;
+      if (seconds > 0) rate.push([at, requests / seconds]);
+      errorRate.push([at, requests > 0 ? (100 * (now.errors - previous.errors)) / requests : NaN]);
+      p99.push([at, now.requests ? now.p99_latency_ms : NaN]);
+    });
+    return { rate, errorRate, p99 };
   }
 }

@@ -1,0 +1,128 @@
+"""A canary rollout in the web UI, in real Chromium: while a rollout runs under load, the endpoint page's
+rollout card charts both sides (the new config and the serving one) from the judgements it reads, shows the
+gates, and the latest decision and why; and, in Node, the series those charts draw from successive judgements."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.stack.ui.conftest import ARTIFACTS, CHROMIUM, CHROMIUM_FLAGS
+from tests.stack.ui.test_browser import page, sign_in  # noqa: F401  (`page` is a fixture)
+from tests.support.flaky_model import register_flaky_model
+from tests.support.stack import wait_for
+
+pytestmark = [pytest.mark.stack, pytest.mark.browser]
+
+METRICS_JS = Path(__file__).resolve().parents[3] / "services" / "router" / "ui" / "static" / "metrics.js"
+NAME = "ui-canary"
+MODEL = "main.default.ui_canary"
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """As conftest.py's, but keeping the screenshots other modules took (that one starts the folder afresh)."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium), as .ci/run does")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        yield browser
+        browser.close()
+
+
+def _query_until(stack, stop: threading.Event) -> None:
+    with requests.Session() as session:
+        while not stop.is_set():
+            try:
+                session.post(f"{stack.url}/serving-endpoints/{NAME}/invocations", timeout=30,
+                             headers={"Authorization": f"Bearer {stack.admin_token}"},
+                             json={"dataframe_split": {"columns": ["x"], "data": [[1.0]]}})
+            except requests.RequestException:
+                pass   # the test asserts on the page, not on these answers
+
+
+def test_a_running_rollout_charts_both_sides_and_shows_the_decision(page, stack, screenshot):  # noqa: F811
+    from playwright.sync_api import expect
+
+    incumbent, candidate = (register_flaky_model(stack.info, MODEL, 0.0, label) for label in ("v1", "v2"))
+    entity = {"entity_name": MODEL, "max_batch_size": 1}
+    stack.serve(NAME, [{**entity, "entity_version": incumbent.version}])
+    stop = threading.Event()
+    load = threading.Thread(target=_query_until, args=(stack, stop), daemon=True)
+    load.start()
+    try:
+        # A first step long enough to stay RUNNING (holding, its gates passing) while the page is read.
+        plan = {"steps": [{"traffic_percentage": 50, "min_duration_s": 600, "min_requests": 5}, 100],
+                "gates": {"max_error_rate_increase": 0.5, "p99_latency_slack_ms": 5000}}
+        reply = stack.api("PUT", f"/api/2.0/serving-endpoints/{NAME}/config",
+                          json={"served_entities": [{**entity, "entity_version": candidate.version}],
+                                "rollout_plan": plan})
+        assert reply.status_code == 200, reply.text
+
+        def judged():
+            rollout = stack.api("GET", f"/api/2.0/serving-endpoints/{NAME}/rollout").json()["rollout"]
+            judgement = rollout["last_judgement"]
+            return rollout["phase"] == "RUNNING" and judgement and judgement["candidate"]["requests"] >= 5
+        wait_for(judged, timeout_s=240, what="the rollout to run and judge its first step")
+
+        sign_in(page, stack)
+        page.goto(stack.url + f"/ui/#/endpoints/{NAME}")
+        card = page.locator("#rollout")
+        expect(card.locator("#rollout-phase")).to_have_text("RUNNING")
+        expect(card.locator("#rollout-gates")).to_contain_text("error rate at most 50.0% above the serving config's")
+        expect(card.locator("#rollout-decision")).to_contain_text(re.compile(r"HOLD after [\d.]+ s of step 1: "
+                                                                             r"step 1: gates pass; \d+ of 600 s"))
+        for chart in ("rate", "errorRate", "p99"):
+            for side in ("candidate", "incumbent"):
+                # A drawn line (two points at least, so an L segment), not the "collecting judgements" note.
+                expect(card.locator(f"figure[data-chart='{chart}'] path[data-series='{side}']")).to_have_attribute(
+                    "d", re.compile(r"^M[\d.]+,[\d.]+L"))
+        expect(card.locator("#rollout-charts [data-side]")).to_have_text(["New config", "Serving config"])
+        screenshot(page, "21-endpoint-rollout")
+        assert page.errors == []
+    finally:
+        stop.set()
+        load.join(60)
+        stack.api("POST", f"/api/2.0/serving-endpoints/{NAME}/rollout/abort")
+        stack.api("DELETE", f"/api/2.0/serving-endpoints/{NAME}")
+
+
+def _judgement(step: int, window_s: float, candidate: tuple[int, int], incumbent: tuple[int, int]) -> dict:
+    return {"step": step, "window_s": window_s, "decision": "HOLD", "reason": "",
+            "candidate": {"requests": candidate[0], "errors": candidate[1], "p99_latency_ms": 25.0},
+            "incumbent": {"requests": incumbent[0], "errors": incumbent[1], "p99_latency_ms": 10.0}}
+
+
+def test_the_charts_series_are_differences_of_judgements_within_a_step(tmp_path):
+    """metrics.js's RolloutHistory, in Node: each judgement counts from its step's start."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed: the browser test above covers the charts where Chromium runs")
+    reads = [(1000, _judgement(1, 2.0, (10, 1), (90, 0))),
+             (1500, _judgement(1, 2.0, (10, 1), (90, 0))),      # the same judgement read again: no new point
+             (2000, _judgement(1, 4.0, (30, 1), (270, 9))),
+             (3000, _judgement(2, 1.0, (5, 0), (5, 0))),        # a new step: counted from its start
+             (4000, _judgement(1, 4.0, (30, 1), (270, 9)))]     # paused: the judgement of an earlier step, ignored
+    script = tmp_path / "run.mjs"
+    script.write_text(f"""
+import {{ RolloutHistory }} from {json.dumps(METRICS_JS.as_uri())};
+const history = new RolloutHistory(2);
+for (const [at, judgement] of {json.dumps(reads)}) history.add(at, judgement);
+console.log(JSON.stringify({{ candidate: history.series('candidate'), incumbent: history.series('incumbent') }}));
+""")
+    series = json.loads(subprocess.run([node, str(script)], capture_output=True, text=True, check=True,
+                                       timeout=30).stdout)
+    assert series["candidate"] == {"rate": [[1000, 5], [2000, 10], [3000, 5]],
+                                   "errorRate": [[1000, 10], [2000, 0], [3000, 0]],
+                                   "p99": [[1000, 25], [2000, 25], [3000, 25]]}
+    assert series["incumbent"]["rate"] == [[1000, 45], [2000, 90], [3000, 5]]
+    assert series["incumbent"]["errorRate"] == [[1000, 0], [2000, 5], [3000, 0]]
