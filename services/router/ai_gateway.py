@@ -170,14 +170,16 @@ class AiGateway:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
+            # An equal share of what is left: an entity that never answers still leaves the next one time.
+            share = remaining / (len(order) - i)
             try:
-                async with asyncio.timeout(remaining):
+                async with asyncio.timeout(share):
                     answer = await attempt(target)
                 return answer, target.served_entity_name, [FALLBACK_CODE] if i else []
             except TimeoutError:
                 failure = DeadlineExceeded(f"Served entity '{target.served_entity_name}' of endpoint "
-                                           f"'{endpoint.name}' did not answer within the endpoint's deadline "
-                                           f"({self._fallback_timeout_s:g} s)")
+                                           f"'{endpoint.name}' did not answer within its share ({share:.3g} s) "
+                                           f"of the endpoint's deadline ({self._fallback_timeout_s:g} s)")
             except PodiumError as exc:
                 if not is_fallback_status(exc.http_status):
                     raise

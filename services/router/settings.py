@@ -80,7 +80,8 @@ class RouterSettings(MasterKeySettings, ClusterSettings, RegistrySettings, Egres
     # ---- AI gateway ----
     fallback_timeout_s: float = Field(60.0, gt=0)
     """With ai_gateway.fallback_config on: one deadline for a query and all its fallbacks to other served
-    entities (each attempt also keeps its own deadline: external_model.timeout_s or the forwarding one)."""
+    entities; each attempt gets at most an equal share of what is left (and keeps its own deadline:
+    external_model.timeout_s or the forwarding one)."""
     rate_limit_timeout_s: float = Field(1.0, gt=0)
     """Deadline of one Redis call of the rate limiter."""
     redis_failure_mode: Literal["open", "closed"] = "open"

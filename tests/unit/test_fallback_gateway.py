@@ -91,6 +91,13 @@ async def test_one_deadline_bounds_all_attempts():
     assert isinstance(result, DeadlineExceeded) and asyncio.get_running_loop().time() - started < 2
 
 
+async def test_an_entity_that_never_answers_leaves_the_next_its_share_of_the_deadline():
+    started = asyncio.get_running_loop().time()
+    result, seen, _ = await _query(_endpoint(fallback_order=("a", "b")), {"a": "slow"}, timeout_s=1.0)
+    assert isinstance(result, QueryResult) and result.served_entity_name == "b", result
+    assert [name for name, _ in seen] == ["a", "b"] and asyncio.get_running_loop().time() - started < 1.0
+
+
 async def test_without_fallback_a_failure_is_the_answer():
     result, seen, _ = await _query(_endpoint(), {"a": Unavailable("down")})
     assert isinstance(result, Unavailable) and [name for name, _ in seen] == ["a"]
