@@ -135,7 +135,6 @@ class Predictor:
     def __init__(self, model, threads: int, queue_limit: int, callers: CallerCheck, max_batch_size: int = 0,
                  max_batch_wait_ms: float = 0.0):
         from mlflow.pyfunc import scoring_server
-
         from mlflow.utils.proto_json_utils import NumpyEncoder, _get_jsonable_obj
 
         self._callers = callers
@@ -164,8 +163,8 @@ class Predictor:
             and _is_tensor_batchable(self._input_schema)
         self._predict_takes_params = "params" in inspect.signature(model.predict).parameters
         self._direct = _direct_scorer(model)
-        self.task = generative.model_task(model)
-        self.is_streaming = generative.is_streaming(model)
+        self.task, self.is_streaming = generative.model_task(model), generative.is_streaming(model)
+        self._traces = generative.collects_traces(model)   # return_trace is looked for in this model's requests
 
     @property
     def batch_stats(self):
@@ -177,6 +176,8 @@ class Predictor:
         content_type = content_type or "application/json"
         if self.is_streaming and generative.asks_stream(body, content_type) is not None:
             raise generative.StreamRequired()
+        if self._traces and generative.asks_trace(body, content_type):   # scored alone, its trace collected
+            return await self._run(generative.trace_collected, self._score, body, content_type)
         part = batch_merge.json_part(body, content_type, has_nested_columns=self._has_nested_columns) \
             if self._json_batching else None
         if part is None:
@@ -385,9 +386,8 @@ def _is_json_batchable(metadata, schema) -> bool:
 
 
 def _is_tensor_batchable(schema) -> bool:
-    if schema is None or not schema.is_tensor_spec():
-        return True
-    return all(spec.shape and spec.shape[0] == -1 for spec in schema.inputs)
+    return schema is None or not schema.is_tensor_spec() or \
+        all(spec.shape and spec.shape[0] == -1 for spec in schema.inputs)
 
 
 def _has_nested_columns(schema) -> bool:

@@ -5,6 +5,9 @@ pyfunc that has it), each event handed on the moment the model yields it.
 (the `stream` flag left out) and each yielded value rendered as it renders an answer in the unified LLM format
 (`unwrapped_predictions_to_json`): the events are what the non-streaming answer is made of. The model's
 generator runs in a predict thread; each event crosses to the event loop as it comes, never batched.
+
+And the MLflow trace of a call that asks for it (`databricks_options.return_trace`), in `databricks_output`, as
+Databricks Model Serving answers it, collected in memory for that call only (docs/agents.md).
 """
 
 from __future__ import annotations
@@ -12,10 +15,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 import time
+import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, replace
 
 import orjson
 
@@ -100,40 +107,182 @@ def _events(model, request: dict):
     from mlflow.pyfunc import scoring_server
     from mlflow.utils.proto_json_utils import NumpyEncoder, _get_jsonable_obj
 
-    generator = None
-    try:
-        parsed = scoring_server._parse_json_data({k: v for k, v in request.items() if k != "stream"},
-                                                 model.metadata, model.metadata.get_input_schema())
-        generator = model.predict_stream(parsed.data, params=parsed.params or None)
-        for value in generator:
-            yield ModelEvent(json.dumps(_get_jsonable_obj(value, pandas_orient="records"), cls=NumpyEncoder).encode())
-    except MlflowException as exc:
-        error = orjson.loads(exc.serialize_as_json())
-        error.pop("stack_trace", None)
-        log.info("streamed prediction failed: HTTP %d %s", exc.get_http_status_code(), error.get("error_code", ""))
-        yield ModelEvent(orjson.dumps(error), exc.get_http_status_code())
-    except Exception:
-        log.exception("model raised an unexpected error while streaming")
-        yield ModelEvent(orjson.dumps({"error_code": "BAD_REQUEST", "message": "Encountered an unexpected error "
-                                       "while evaluating the model. Verify that the input is compatible with "
-                                       "the model for inference."}), 400)
-    finally:
-        if generator is not None and hasattr(generator, "close"):
-            generator.close()
+    trace_id = uuid.uuid4().hex if collects_traces(model) and _options_ask_trace(request) else None
+    generator, finished = None, False
+    with _collecting(trace_id):
+        try:
+            parsed = scoring_server._parse_json_data({k: v for k, v in request.items() if k != "stream"},
+                                                     model.metadata, model.metadata.get_input_schema())
+            generator = model.predict_stream(parsed.data, params=parsed.params or None)
+            for value in generator:
+                yield ModelEvent(json.dumps(_get_jsonable_obj(value, pandas_orient="records"),
+                                            cls=NumpyEncoder).encode())
+            finished = True
+        except MlflowException as exc:
+            error = orjson.loads(exc.serialize_as_json())
+            error.pop("stack_trace", None)
+            log.info("streamed prediction failed: HTTP %d %s", exc.get_http_status_code(), error.get("error_code", ""))
+            yield ModelEvent(orjson.dumps(error), exc.get_http_status_code())
+        except Exception:
+            log.exception("model raised an unexpected error while streaming")
+            yield ModelEvent(orjson.dumps({"error_code": "BAD_REQUEST", "message": "Encountered an unexpected error "
+                                           "while evaluating the model. Verify that the input is compatible with "
+                                           "the model for inference."}), 400)
+        finally:
+            if generator is not None and hasattr(generator, "close"):
+                generator.close()
+    trace = _collected.pop(trace_id) if trace_id is not None else None
+    if finished and trace is not None:   # the stream's last event, as a non-streaming answer carries it
+        yield ModelEvent(b'{"databricks_output": ' + orjson.dumps({"trace": trace}, default=str) + b"}")
 
 
 def stop_local_trace_export() -> bool:
-    """Turns MLflow tracing off in this replica when its tracking store is a local database or directory (the
+    """Stops MLflow's trace exports in this replica when its tracking store is a local database or directory (the
     platform's registry, `podium up`'s sqlite): a replica never opens it, so every traced call (agents trace
-    each predict) would fail to export in the background, spending a core on warnings. A remote tracking
-    server keeps its traces. Blocking (imports mlflow); returns whether tracing was turned off."""
+    each predict) would fail to export in the background, spending a core on warnings. Tracing is then off for
+    every call but those that ask for their trace (`trace_collected`). A remote tracking server keeps its traces.
+    Blocking (imports mlflow); returns whether exports were stopped."""
     import mlflow
 
     uri = mlflow.get_tracking_uri() or ""
     if "://" in uri and not uri.startswith(("sqlite:", "file:")):
         return False
     mlflow.tracing.disable()
+    try:
+        _install_request_tracing()
+    except Exception:   # noqa: BLE001 - MLflow's tracing internals moved: tracing stays off, return_trace unanswered
+        log.warning("cannot collect MLflow traces for requests that ask for them", exc_info=True)
     return True
+
+
+# The trace of the call in progress is being collected (set in the thread that runs the model).
+_COLLECTING: ContextVar[bool] = ContextVar("podium_collecting_trace", default=False)
+
+
+class _Traces:
+    """Finished traces (Trace.to_dict()) by request id, from the thread that ends a root span to the one that
+    answers. Bounded, entries expiring: a trace whose root span ends after its call returned (a generator the
+    model left open) is never taken."""
+
+    def __init__(self):
+        from cachetools import TTLCache
+
+        self._kept = TTLCache(maxsize=1000, ttl=300)
+        self._lock = threading.Lock()   # TTLCache is not thread-safe
+
+    def put(self, request_id: str, trace: dict) -> None:
+        with self._lock:
+            self._kept[request_id] = trace
+
+    def pop(self, request_id: str) -> dict | None:
+        with self._lock:
+            return self._kept.pop(request_id, None)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._kept)
+
+
+_collected: _Traces | None = None   # None: this replica collects no traces
+
+
+def collects_traces(model) -> bool:
+    """Whether a `return_trace` request to this model gets its trace: its pyfunc is Python code (agents, custom
+    pyfuncs: the models that trace) and this replica collects traces. Classic flavors never look."""
+    return _collected is not None and (getattr(model, "loader_module", "") or "").startswith("mlflow.pyfunc.")
+
+
+def asks_trace(body: bytes, content_type: str) -> bool:
+    """Whether the request is a JSON object with `"databricks_options": {"return_trace": true}`."""
+    if b'"databricks_options"' not in body or content_type.split(";", 1)[0].strip() != "application/json":
+        return False
+    try:
+        return _options_ask_trace(orjson.loads(body))
+    except orjson.JSONDecodeError:
+        return False
+
+
+def _options_ask_trace(request) -> bool:
+    options = request.get("databricks_options") if isinstance(request, dict) else None
+    return isinstance(options, dict) and options.get("return_trace") is True
+
+
+def trace_collected(score, body: bytes, content_type: str):
+    """score(body, content_type) (a ScoringResult) with MLflow tracing on for this call only; a 200 answer that
+    is a JSON object carries the call's trace in `databricks_output.trace`, as Databricks Model Serving answers.
+    Runs in the thread that scores."""
+    request_id = uuid.uuid4().hex
+    with _collecting(request_id):
+        result = score(body, content_type)
+    trace = _collected.pop(request_id)
+    if trace is None or result.http_status != 200:
+        return result
+    return replace(result, body=with_databricks_output(result.body, {"trace": trace}))
+
+
+@contextmanager
+def _collecting(request_id: str | None):
+    """MLflow tracing on in this thread, its trace kept under `request_id` (the prediction context's request id,
+    as Databricks Model Serving sets it); nothing where `request_id` is None."""
+    if request_id is None:
+        yield
+        return
+    from mlflow.pyfunc.context import Context, set_prediction_context
+
+    collecting = _COLLECTING.set(True)
+    try:
+        with set_prediction_context(Context(request_id=request_id)):
+            yield
+    finally:
+        _COLLECTING.reset(collecting)
+
+
+def with_databricks_output(answer: bytes, output: dict) -> bytes:
+    """The JSON object `answer` with `"databricks_output": output` added last, its own bytes kept as they are;
+    an answer that is not an object is returned unchanged."""
+    head = answer.rstrip()
+    if not head.lstrip().startswith(b"{") or not head.endswith(b"}"):
+        return answer
+    inner = head[:-1].rstrip()
+    separator = b"" if inner.endswith(b"{") else b", "
+    return inner + separator + b'"databricks_output": ' + orjson.dumps(output, default=str) + b"}"
+
+
+def _install_request_tracing() -> None:
+    """MLflow's tracer provider becomes one that hands out a no-op tracer (what mlflow.tracing.disable() leaves)
+    except where `_COLLECTING` is set, whose spans go to MLflow's inference-table processor (the one Databricks
+    Model Serving uses: traces keyed by the prediction context's request id) and are kept in memory, never
+    exported. So only the requests that ask for their trace pay for tracing."""
+    global _collected
+    from mlflow.tracing.processor.inference_table import InferenceTableSpanProcessor
+    from mlflow.tracing.provider import provider
+    from mlflow.tracing.trace_manager import InMemoryTraceManager
+    from opentelemetry import trace as otel_trace
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+    kept = _Traces()
+    no_op = otel_trace.NoOpTracer()
+
+    class KeepInMemory(SpanExporter):
+        def export(self, spans):
+            manager = InMemoryTraceManager.get_instance()
+            for span in spans:
+                finished = manager.pop_trace(span.context.trace_id) if span.parent is None else None
+                if finished is not None and finished.trace.info.client_request_id:
+                    kept.put(finished.trace.info.client_request_id, finished.trace.to_dict())
+            return SpanExportResult.SUCCESS
+
+    class RequestTracerProvider(TracerProvider):
+        def get_tracer(self, *args, **kwargs):
+            return super().get_tracer(*args, **kwargs) if _COLLECTING.get() else no_op
+
+    tracers = RequestTracerProvider(resource=Resource({"telemetry.sdk.name": "mlflow"}))
+    tracers.add_span_processor(InferenceTableSpanProcessor(KeepInMemory()))
+    provider.set(tracers)
+    provider.once._done = True   # MLflow would otherwise build its own provider at the first span
+    _collected = kept
 
 
 def _log_failure(done: asyncio.Future) -> None:

@@ -112,14 +112,62 @@ def test_mlflow_deployments_predict_and_predict_stream(deploy_client, agents, py
     assert events == agent_models.in_process_stream(pyfuncs[kind], PAYLOADS[kind])
 
 
-@pytest.mark.parametrize("kind", ["responses", "chat_agent", "chat_model"])
-def test_databricks_options_are_answered_as_mlflow_answers_them(stack, agents, pyfuncs, kind):
-    # mlflow.genai.evaluate adds return_trace to every query of an endpoint and copes with no databricks_output.
+def test_return_trace_answers_the_calls_mlflow_trace(stack, agents, pyfuncs):
+    from mlflow.entities import Trace
+
+    payload = {**PAYLOADS["responses"], "databricks_options": {"return_trace": True}}
+    reply = stack.api("POST", "/serving-endpoints/agent-responses/invocations", json=payload)
+    assert reply.status_code == 200, reply.text
+    answer = reply.json()
+    trace = Trace.from_dict(answer.pop("databricks_output")["trace"])
+    assert answer == json.loads(agent_models.scoring_server_answer(pyfuncs["responses"], payload)[1])
+    [span] = trace.data.spans   # the ResponsesAgent's predict, traced in the replica
+    assert span.name == "predict" and span.inputs["request"]["input"] == [
+        {**PAYLOADS["responses"]["input"][0], "type": "message", "status": None}]
+    assert span.inputs["request"]["custom_inputs"] == {"k": 1} and "echo: what is podium" in json.dumps(span.outputs)
+    assert trace.info.state.value == "OK" and trace.info.client_request_id
+    plain = stack.api("POST", "/serving-endpoints/agent-responses/invocations", json=PAYLOADS["responses"])
+    assert plain.status_code == 200 and "databricks_output" not in plain.json()
+
+
+def test_return_trace_is_copied_by_mlflow_genai_evaluates_helper(agents, deploy_client):
+    # mlflow.genai.evaluate on an endpoint adds return_trace to each query and copies the trace it finds in
+    # databricks_output into the evaluation's experiment (mlflow/genai/evaluation/base.py).
+    import mlflow
+    from mlflow.tracing.utils.copy import copy_trace_to_experiment
+
+    answer = deploy_client.predict(endpoint=ENDPOINTS["responses"],
+                                   inputs={**PAYLOADS["responses"], "databricks_options": {"return_trace": True}})
+    trace_id = copy_trace_to_experiment(answer.pop("databricks_output", {}).get("trace"))
+    mlflow.flush_trace_async_logging()
+    copied = mlflow.get_trace(trace_id)
+    assert [span.name for span in copied.data.spans] == ["predict"]
+    assert copied.data.spans[0].inputs["request"]["custom_inputs"] == {"k": 1}
+
+
+@pytest.mark.parametrize("kind", ["chat_agent", "chat_model", "streaming"])
+def test_return_trace_of_a_model_that_traces_nothing_is_mlflows_answer(stack, agents, pyfuncs, kind):
+    # These interfaces record no span in MLflow 3 (ResponsesAgent's wrapper does): no trace, no databricks_output.
     payload = {**PAYLOADS[kind], "databricks_options": {"return_trace": True}}
     reply = stack.api("POST", f"/serving-endpoints/{ENDPOINTS[kind]}/invocations", json=payload)
     status, expected = agent_models.scoring_server_answer(pyfuncs[kind], payload)
     assert reply.status_code == status == 200, reply.text
     assert reply.content.decode() == expected and "databricks_output" not in reply.json()
+
+
+def test_a_stream_that_asks_for_its_trace_ends_with_it(stack, agents, pyfuncs):
+    from mlflow.entities import Trace
+
+    payload = {**PAYLOADS["responses"], "databricks_options": {"return_trace": True}, "stream": True}
+    reply = stack.api("POST", "/serving-endpoints/agent-responses/invocations", json=payload, stream=True)
+    assert reply.status_code == 200, reply.text
+    lines = _sse_lines(reply)
+    assert lines[-1] == "data: [DONE]"
+    events = [json.loads(line[len("data: "):]) for line in lines[:-1]]
+    assert events[:-1] == agent_models.in_process_stream(pyfuncs["responses"], PAYLOADS["responses"])
+    trace = Trace.from_dict(events[-1]["databricks_output"]["trace"])
+    assert [span.name for span in trace.data.spans] == ["predict_stream"]
+    assert trace.data.spans[0].inputs["request"]["custom_inputs"] == {"k": 1}
 
 
 def test_first_event_is_relayed_before_the_model_goes_on(stack, agents, tmp_path_factory):
