@@ -19,8 +19,16 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line(f"UI screenshots ({len(shots)}): {ARTIFACTS}")
 
 
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    """The screenshots folder, emptied once per session: every browser module's screenshots are kept."""
+    shutil.rmtree(ARTIFACTS, ignore_errors=True)
+    ARTIFACTS.mkdir(parents=True)
+    return ARTIFACTS
+
+
 @pytest.fixture(scope="module")
-def chromium():
+def chromium(artifacts):
     """A Playwright-driven Chromium; the test is skipped (with the reason) where either is missing.
 
     Module-scoped: Playwright's sync API keeps an event loop running in this thread until it stops, and
@@ -28,8 +36,6 @@ def chromium():
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium), as .ci/run does")
     sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-    shutil.rmtree(ARTIFACTS, ignore_errors=True)
-    ARTIFACTS.mkdir(parents=True)
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
         yield browser

@@ -9,25 +9,11 @@ import time
 import pytest
 import requests
 
-from tests.stack.ui.conftest import ARTIFACTS, CHROMIUM, CHROMIUM_FLAGS
 from tests.stack.ui.test_browser import page, sign_in  # noqa: F401  (`page` is a fixture)
 from tests.support.external import create_external_endpoint, external_entity
 from tests.support.stack import wait_for
 
 pytestmark = [pytest.mark.stack, pytest.mark.browser]
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    """As conftest.py's, but keeping the screenshots other modules took (that one starts the folder afresh)."""
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium), as .ci/run does")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
-        yield browser
-        browser.close()
 
 
 def test_the_endpoint_page_shows_each_budgets_spend(page, stack, fake_providers, screenshot):  # noqa: F811

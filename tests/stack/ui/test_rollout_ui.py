@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.stack.ui.conftest import ARTIFACTS, CHROMIUM, CHROMIUM_FLAGS
 from tests.stack.ui.test_browser import page, sign_in  # noqa: F401  (`page` is a fixture)
 from tests.support.flaky_model import register_flaky_model
 from tests.support.stack import wait_for
@@ -24,19 +23,6 @@ pytestmark = [pytest.mark.stack, pytest.mark.browser]
 METRICS_JS = Path(__file__).resolve().parents[3] / "services" / "router" / "ui" / "static" / "metrics.js"
 NAME = "ui-canary"
 MODEL = "main.default.ui_canary"
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    """As conftest.py's, but keeping the screenshots other modules took (that one starts the folder afresh)."""
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium), as .ci/run does")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
-        yield browser
-        browser.close()
 
 
 def _query_until(stack, stop: threading.Event) -> None:
