@@ -57,7 +57,8 @@ def render_rollout(answer: dict) -> None:
         if shadow:
             print(f"Shadow comparisons of the new config: {shadow['agreement']:.1%} agreement over "
                   f"{shadow['comparisons']} (equal {shadow['equal']}, numeric difference "
-                  f"{shadow['numeric_difference']}, different {shadow['different']}, failed {shadow['errors']})")
+                  f"{shadow['numeric_difference']}, different {shadow['different']}, failed {shadow['errors']}"
+                  f"{_judged(shadow)})")
     if answer.get("events"):
         print()
         print_table(["TIME", "CONFIG", "PHASE", "STEP", "MESSAGE"], [
@@ -77,3 +78,9 @@ def describe_gates(gates: dict) -> str:
         parts.append(f"shadow agreement at least {gates['min_shadow_agreement']:.1%} "
                      f"(judged from {gates.get('min_shadow_comparisons', 0)} comparisons)")
     return "; ".join(parts) or "-"
+
+
+def _judged(shadow: dict) -> str:
+    """The shadow judge endpoint's verdicts on differing text answers, when it has one."""
+    counts = [shadow.get(k, 0) for k in ("judge_agree", "judge_disagree", "judge_errors")]
+    return f"; judged: agree {counts[0]}, disagree {counts[1]}, not judged {counts[2]}" if any(counts) else ""

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!podium_api/v1/control_plane.proto\x12\rpodium_api.v1\"\x1a\n\x18WatchRoutingTableRequest\"@\n\x0cRoutingTable\x12\x30\n\tendpoints\x18\x01 \x03(\x0b\x32\x1d.podium_api.v1.EndpointRoutes\"\x89\x01\n\x0e\x45ndpointRoutes\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12$\n\x06routes\x18\x03 \x03(\x0b\x32\x14.podium_api.v1.Route\x12\x14\n\x0cgateway_json\x18\x04 \x01(\t\x12!\n\x03\x61\x63l\x18\x05 \x03(\x0b\x32\x14.podium_api.v1.Grant\"7\n\x05Grant\x12\x14\n\x0cprincipal_id\x18\x01 \x01(\t\x12\x18\n\x10permission_level\x18\x02 \x01(\t\"\xaa\x01\n\x05Route\x12\x1a\n\x12served_entity_name\x18\x01 \x01(\t\x12\x1a\n\x12traffic_percentage\x18\x02 \x01(\x05\x12\x16\n\x0e\x64\x65ployment_key\x18\x03 \x01(\t\x12\x19\n\x11replica_addresses\x18\x04 \x03(\t\x12\x1b\n\x13\x65xternal_model_json\x18\x05 \x01(\t\x12\x19\n\x11shadow_percentage\x18\x06 \x01(\x05\"\x18\n\x16ListDeploymentsRequest\"\x9c\x03\n\nDeployment\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x15\n\rendpoint_name\x18\x02 \x01(\t\x12\x1a\n\x12served_entity_name\x18\x03 \x01(\t\x12\x11\n\tmodel_uri\x18\x04 \x01(\t\x12H\n\x10\x65nvironment_vars\x18\x07 \x03(\x0b\x32..podium_api.v1.Deployment.EnvironmentVarsEntry\x12\x15\n\rworkload_type\x18\x08 \x01(\t\x12\x17\n\x0fmin_concurrency\x18\t \x01(\x05\x12\x17\n\x0fmax_concurrency\x18\n \x01(\x05\x12\x1d\n\x15scale_to_zero_enabled\x18\x0b \x01(\x08\x12\x12\n\nis_serving\x18\x0c \x01(\x08\x12\x16\n\x0emax_batch_size\x18\r \x01(\x05\x12\x19\n\x11max_batch_wait_ms\x18\x0e \x01(\x01\x1a\x36\n\x14\x45nvironmentVarsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01J\x04\x08\x05\x10\x06J\x04\x08\x06\x10\x07\"F\n\x14ListDeploymentsReply\x12.\n\x0b\x64\x65ployments\x18\x01 \x03(\x0b\x32\x19.podium_api.v1.Deployment\"~\n\x10\x44\x65ploymentStatus\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x17\n\x0fready_addresses\x18\x02 \x03(\t\x12\x19\n\x11starting_replicas\x18\x03 \x01(\x05\x12\x0f\n\x07\x66\x61ilure\x18\x04 \x01(\t\x12\x18\n\x10\x64\x65sired_replicas\x18\x05 \x01(\x05\"d\n\x18ReportDeploymentsRequest\x12\x31\n\x08statuses\x18\x01 \x03(\x0b\x32\x1f.podium_api.v1.DeploymentStatus\x12\x15\n\rscaler_target\x18\x02 \x01(\t\"\x18\n\x16ReportDeploymentsReply2\xaf\x02\n\x0c\x43ontrolPlane\x12[\n\x11WatchRoutingTable\x12\'.podium_api.v1.WatchRoutingTableRequest\x1a\x1b.podium_api.v1.RoutingTable0\x01\x12]\n\x0fListDeployments\x12%.podium_api.v1.ListDeploymentsRequest\x1a#.podium_api.v1.ListDeploymentsReply\x12\x63\n\x11ReportDeployments\x12\'.podium_api.v1.ReportDeploymentsRequest\x1a%.podium_api.v1.ReportDeploymentsReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!podium_api/v1/control_plane.proto\x12\rpodium_api.v1\"\x1a\n\x18WatchRoutingTableRequest\"@\n\x0cRoutingTable\x12\x30\n\tendpoints\x18\x01 \x03(\x0b\x32\x1d.podium_api.v1.EndpointRoutes\"\x89\x01\n\x0e\x45ndpointRoutes\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12$\n\x06routes\x18\x03 \x03(\x0b\x32\x14.podium_api.v1.Route\x12\x14\n\x0cgateway_json\x18\x04 \x01(\t\x12!\n\x03\x61\x63l\x18\x05 \x03(\x0b\x32\x14.podium_api.v1.Grant\"7\n\x05Grant\x12\x14\n\x0cprincipal_id\x18\x01 \x01(\t\x12\x18\n\x10permission_level\x18\x02 \x01(\t\"\xc9\x01\n\x05Route\x12\x1a\n\x12served_entity_name\x18\x01 \x01(\t\x12\x1a\n\x12traffic_percentage\x18\x02 \x01(\x05\x12\x16\n\x0e\x64\x65ployment_key\x18\x03 \x01(\t\x12\x19\n\x11replica_addresses\x18\x04 \x03(\t\x12\x1b\n\x13\x65xternal_model_json\x18\x05 \x01(\t\x12\x19\n\x11shadow_percentage\x18\x06 \x01(\x05\x12\x1d\n\x15shadow_judge_endpoint\x18\x07 \x01(\t\"\x18\n\x16ListDeploymentsRequest\"\x9c\x03\n\nDeployment\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x15\n\rendpoint_name\x18\x02 \x01(\t\x12\x1a\n\x12served_entity_name\x18\x03 \x01(\t\x12\x11\n\tmodel_uri\x18\x04 \x01(\t\x12H\n\x10\x65nvironment_vars\x18\x07 \x03(\x0b\x32..podium_api.v1.Deployment.EnvironmentVarsEntry\x12\x15\n\rworkload_type\x18\x08 \x01(\t\x12\x17\n\x0fmin_concurrency\x18\t \x01(\x05\x12\x17\n\x0fmax_concurrency\x18\n \x01(\x05\x12\x1d\n\x15scale_to_zero_enabled\x18\x0b \x01(\x08\x12\x12\n\nis_serving\x18\x0c \x01(\x08\x12\x16\n\x0emax_batch_size\x18\r \x01(\x05\x12\x19\n\x11max_batch_wait_ms\x18\x0e \x01(\x01\x1a\x36\n\x14\x45nvironmentVarsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01J\x04\x08\x05\x10\x06J\x04\x08\x06\x10\x07\"F\n\x14ListDeploymentsReply\x12.\n\x0b\x64\x65ployments\x18\x01 \x03(\x0b\x32\x19.podium_api.v1.Deployment\"~\n\x10\x44\x65ploymentStatus\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x17\n\x0fready_addresses\x18\x02 \x03(\t\x12\x19\n\x11starting_replicas\x18\x03 \x01(\x05\x12\x0f\n\x07\x66\x61ilure\x18\x04 \x01(\t\x12\x18\n\x10\x64\x65sired_replicas\x18\x05 \x01(\x05\"d\n\x18ReportDeploymentsRequest\x12\x31\n\x08statuses\x18\x01 \x03(\x0b\x32\x1f.podium_api.v1.DeploymentStatus\x12\x15\n\rscaler_target\x18\x02 \x01(\t\"\x18\n\x16ReportDeploymentsReply2\xaf\x02\n\x0c\x43ontrolPlane\x12[\n\x11WatchRoutingTable\x12\'.podium_api.v1.WatchRoutingTableRequest\x1a\x1b.podium_api.v1.RoutingTable0\x01\x12]\n\x0fListDeployments\x12%.podium_api.v1.ListDeploymentsRequest\x1a#.podium_api.v1.ListDeploymentsReply\x12\x63\n\x11ReportDeployments\x12\'.podium_api.v1.ReportDeploymentsRequest\x1a%.podium_api.v1.ReportDeploymentsReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,21 +42,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GRANT']._serialized_start=286
   _globals['_GRANT']._serialized_end=341
   _globals['_ROUTE']._serialized_start=344
-  _globals['_ROUTE']._serialized_end=514
-  _globals['_LISTDEPLOYMENTSREQUEST']._serialized_start=516
-  _globals['_LISTDEPLOYMENTSREQUEST']._serialized_end=540
-  _globals['_DEPLOYMENT']._serialized_start=543
-  _globals['_DEPLOYMENT']._serialized_end=955
-  _globals['_DEPLOYMENT_ENVIRONMENTVARSENTRY']._serialized_start=889
-  _globals['_DEPLOYMENT_ENVIRONMENTVARSENTRY']._serialized_end=943
-  _globals['_LISTDEPLOYMENTSREPLY']._serialized_start=957
-  _globals['_LISTDEPLOYMENTSREPLY']._serialized_end=1027
-  _globals['_DEPLOYMENTSTATUS']._serialized_start=1029
-  _globals['_DEPLOYMENTSTATUS']._serialized_end=1155
-  _globals['_REPORTDEPLOYMENTSREQUEST']._serialized_start=1157
-  _globals['_REPORTDEPLOYMENTSREQUEST']._serialized_end=1257
-  _globals['_REPORTDEPLOYMENTSREPLY']._serialized_start=1259
-  _globals['_REPORTDEPLOYMENTSREPLY']._serialized_end=1283
-  _globals['_CONTROLPLANE']._serialized_start=1286
-  _globals['_CONTROLPLANE']._serialized_end=1589
+  _globals['_ROUTE']._serialized_end=545
+  _globals['_LISTDEPLOYMENTSREQUEST']._serialized_start=547
+  _globals['_LISTDEPLOYMENTSREQUEST']._serialized_end=571
+  _globals['_DEPLOYMENT']._serialized_start=574
+  _globals['_DEPLOYMENT']._serialized_end=986
+  _globals['_DEPLOYMENT_ENVIRONMENTVARSENTRY']._serialized_start=920
+  _globals['_DEPLOYMENT_ENVIRONMENTVARSENTRY']._serialized_end=974
+  _globals['_LISTDEPLOYMENTSREPLY']._serialized_start=988
+  _globals['_LISTDEPLOYMENTSREPLY']._serialized_end=1058
+  _globals['_DEPLOYMENTSTATUS']._serialized_start=1060
+  _globals['_DEPLOYMENTSTATUS']._serialized_end=1186
+  _globals['_REPORTDEPLOYMENTSREQUEST']._serialized_start=1188
+  _globals['_REPORTDEPLOYMENTSREQUEST']._serialized_end=1288
+  _globals['_REPORTDEPLOYMENTSREPLY']._serialized_start=1290
+  _globals['_REPORTDEPLOYMENTSREPLY']._serialized_end=1314
+  _globals['_CONTROLPLANE']._serialized_start=1317
+  _globals['_CONTROLPLANE']._serialized_end=1620
 # @@protoc_insertion_point(module_scope)

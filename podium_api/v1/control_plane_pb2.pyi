@@ -39,20 +39,22 @@ class Grant(_message.Message):
     def __init__(self, principal_id: _Optional[str] = ..., permission_level: _Optional[str] = ...) -> None: ...
 
 class Route(_message.Message):
-    __slots__ = ("served_entity_name", "traffic_percentage", "deployment_key", "replica_addresses", "external_model_json", "shadow_percentage")
+    __slots__ = ("served_entity_name", "traffic_percentage", "deployment_key", "replica_addresses", "external_model_json", "shadow_percentage", "shadow_judge_endpoint")
     SERVED_ENTITY_NAME_FIELD_NUMBER: _ClassVar[int]
     TRAFFIC_PERCENTAGE_FIELD_NUMBER: _ClassVar[int]
     DEPLOYMENT_KEY_FIELD_NUMBER: _ClassVar[int]
     REPLICA_ADDRESSES_FIELD_NUMBER: _ClassVar[int]
     EXTERNAL_MODEL_JSON_FIELD_NUMBER: _ClassVar[int]
     SHADOW_PERCENTAGE_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_JUDGE_ENDPOINT_FIELD_NUMBER: _ClassVar[int]
     served_entity_name: str
     traffic_percentage: int
     deployment_key: str
     replica_addresses: _containers.RepeatedScalarFieldContainer[str]
     external_model_json: str
     shadow_percentage: int
-    def __init__(self, served_entity_name: _Optional[str] = ..., traffic_percentage: _Optional[int] = ..., deployment_key: _Optional[str] = ..., replica_addresses: _Optional[_Iterable[str]] = ..., external_model_json: _Optional[str] = ..., shadow_percentage: _Optional[int] = ...) -> None: ...
+    shadow_judge_endpoint: str
+    def __init__(self, served_entity_name: _Optional[str] = ..., traffic_percentage: _Optional[int] = ..., deployment_key: _Optional[str] = ..., replica_addresses: _Optional[_Iterable[str]] = ..., external_model_json: _Optional[str] = ..., shadow_percentage: _Optional[int] = ..., shadow_judge_endpoint: _Optional[str] = ...) -> None: ...
 
 class ListDeploymentsRequest(_message.Message):
     __slots__ = ()

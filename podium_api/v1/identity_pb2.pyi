@@ -104,12 +104,14 @@ class IssueReplicaCredentialRequest(_message.Message):
     def __init__(self, deployment_key: _Optional[str] = ..., endpoints: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class IssueReplicaCredentialReply(_message.Message):
-    __slots__ = ("token", "token_id")
-    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("token_id", "client_id", "client_secret")
     TOKEN_ID_FIELD_NUMBER: _ClassVar[int]
-    token: str
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_SECRET_FIELD_NUMBER: _ClassVar[int]
     token_id: str
-    def __init__(self, token: _Optional[str] = ..., token_id: _Optional[str] = ...) -> None: ...
+    client_id: str
+    client_secret: str
+    def __init__(self, token_id: _Optional[str] = ..., client_id: _Optional[str] = ..., client_secret: _Optional[str] = ...) -> None: ...
 
 class RevokeReplicaCredentialRequest(_message.Message):
     __slots__ = ("token_id",)

@@ -80,11 +80,12 @@ class ControlPlaneClient:
                                  identity_pb2.ResolveEnvironmentRequest(deployment_key=deployment_key))
         return dict(reply.environment_vars)
 
-    async def issue_replica_credential(self, deployment_key: str, endpoints: list[str]) -> tuple[str, str]:
-        """(token, token id) of a credential that may query just `endpoints`, for one replica of the deployment."""
+    async def issue_replica_credential(self, deployment_key: str, endpoints: list[str]) -> tuple[str, str, str]:
+        """(client id, client secret, token id) of an OAuth client credential whose access tokens may query
+        just `endpoints`, for one replica of the deployment."""
         reply = await self._call(self._identity.IssueReplicaCredential, identity_pb2.IssueReplicaCredentialRequest(
             deployment_key=deployment_key, endpoints=endpoints))
-        return reply.token, reply.token_id
+        return reply.client_id, reply.client_secret, reply.token_id
 
     async def revoke_replica_credential(self, token_id: str) -> None:
         await self._call(self._identity.RevokeReplicaCredential,
@@ -113,7 +114,7 @@ class ControlPlaneClient:
                 yield [EndpointRoutes(e.name, e.id, tuple(
                     RouteTarget(r.served_entity_name, r.traffic_percentage, r.deployment_key,
                                 tuple(r.replica_addresses), external_from_json(r.external_model_json),
-                                r.shadow_percentage)
+                                r.shadow_percentage, r.shadow_judge_endpoint)
                     for r in e.routes), gateway_from_json(e.gateway_json),
                     tuple((g.principal_id, g.permission_level) for g in e.acl)) for e in table.endpoints]
         finally:

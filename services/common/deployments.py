@@ -50,6 +50,7 @@ class RouteTarget:
     replica_addresses: tuple[str, ...]
     external_model: ExternalModelTarget | None = None   # set: a provider serves it, there are no replicas
     shadow_percentage: int = 0   # > 0: a shadow entity, sent a copy of this share of the queries (router/shadow.py)
+    shadow_judge_endpoint: str = ""   # a shadow's judge endpoint: whether its differing text answers agree
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,10 @@ the difference between two reads of the same router as what happened in between;
 few publish intervals, so a dead router's counters leave with it.
 
 Beside them, under `shadow_key(deployment key)`, the same value holds the comparisons of the shadow copies
-that deployment answered (ShadowOutcomes: equal, numeric difference, different, error), which a rollout's
-`gates.min_shadow_agreement` judges.
+that deployment answered (ShadowOutcomes: equal, numeric difference, different, error, and a judge
+endpoint's verdicts on differing text answers: agree, disagree, could not judge), which a rollout's
+`gates.min_shadow_agreement` judges. A shorter list (a router from before the judge verdicts) reads as zeros
+for the verdicts it lacks.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ import orjson
 
 OUTCOMES_KEY_PREFIX = "podium:outcomes:"
 SHADOW_PREFIX = "shadow:"          # deployment keys are hex digests: no clash with a deployment's own counters
-SHADOW_VERDICTS = ("equal", "numeric_difference", "different", "error")
+SHADOW_VERDICTS = ("equal", "numeric_difference", "different", "error", "judge_agree", "judge_disagree",
+                   "judge_error")
+_SHADOW_VERDICTS_BEFORE_JUDGES = 4
 # Fine enough to tell a p99 of 20 ms from one of 30 ms; the last bucket holds everything slower.
 LATENCY_EDGES_MS = (1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 75, 100, 150, 200, 300, 500, 750, 1000, 1500, 2000,
                     3000, 5000, 10000, 30000)
@@ -78,12 +82,19 @@ def encode_outcomes(outcomes: "dict[str, Outcomes | ShadowOutcomes]") -> bytes:
 
 
 def decode_outcomes(raw: bytes | str) -> dict[str, list[int]]:
-    """{deployment key: [requests, errors, bucket counts...], shadow_key(deployment key): [equal, numeric
-    difference, different, error]}; an unreadable value counts as nothing."""
+    """{deployment key: [requests, errors, bucket counts...], shadow_key(deployment key): [one count per
+    SHADOW_VERDICTS]}; an unreadable value counts as nothing."""
     try:
         data = orjson.loads(raw)
-        return {str(key): [int(v) for v in values] for key, values in data.items()
-                if isinstance(values, list) and len(values) == (len(SHADOW_VERDICTS) if str(key).startswith(
-                    SHADOW_PREFIX) else 2 + BUCKETS)}
+        out = {}
+        for key, values in data.items():
+            if not isinstance(values, list):
+                continue
+            if str(key).startswith(SHADOW_PREFIX):
+                if _SHADOW_VERDICTS_BEFORE_JUDGES <= len(values) <= len(SHADOW_VERDICTS):
+                    out[str(key)] = [int(v) for v in values] + [0] * (len(SHADOW_VERDICTS) - len(values))
+            elif len(values) == 2 + BUCKETS:
+                out[str(key)] = [int(v) for v in values]
+        return out
     except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
         return {}

@@ -53,7 +53,8 @@ async def serve(settings: ControlPlaneSettings) -> None:
     identity_store = IdentityStore(engine)
     identity = IdentityService(identity_store, keyring, auth_settings(settings))
     await identity.start()
-    tokens = TokenService(identity, keyring, settings.oauth_token_lifetime_s)
+    tokens = TokenService(identity, keyring, settings.oauth_token_lifetime_s,
+                          replica_token_lifetime_s=settings.replica_token_ttl_s)
     secrets = SecretsService(identity_store, identity, keyring)
     grants = GrantsService(engine, identity)
     await grants.start()

@@ -26,7 +26,10 @@ from services.common.deployments import Deployment, DeploymentStatus, EndpointRo
 from services.common.errors import AlreadyExists, Conflict, EndpointNotFound, Unavailable
 from services.common.principals import CAN_MANAGE, CAN_VIEW, GROUP, Principal, effective_level, require_level
 from services.common.secret_box import Cipher, reseal, seal_plaintext
-from services.control_plane import model_tasks, permissions, quotas, spec, spec_external, spec_options, views
+from services.control_plane import (
+    model_tasks, permissions, quotas, spec, spec_external, spec_options, spec_shadow, views,
+)
+from services.control_plane.config_versions import new_config
 from services.control_plane.gateway_policy import external_target, gateway_policy
 from services.control_plane.grants import GrantsService, check_writer
 from services.control_plane.identity import IdentityService
@@ -92,7 +95,8 @@ class EndpointService:
             "creation_timestamp": now_ms,
             "last_updated_timestamp": now_ms,
             "config": None,
-            "pending_config": self._new_config(await self._tasks.tag(request["config"]), 1, caller, now_ms),
+            "pending_config": new_config(await self._tasks.tag(request["config"]), 1, caller, now_ms,
+                                         request["name"], self._endpoints),
             "state": {"ready": NOT_READY, "config_update": IN_PROGRESS},
             "failure": "",
             **{k: request[k] for k in ("tags", "ai_gateway", "email_notifications", "telemetry_config",
@@ -140,7 +144,7 @@ class EndpointService:
             latest = max(c["config_version"] for c in (endpoint.get("config"), endpoint.get("pending_config")) if c)
             updated = with_rollout({   # with a rollout plan, the configs will share the traffic in steps
                 **endpoint,
-                "pending_config": self._new_config(config, latest + 1, caller, now_ms),
+                "pending_config": new_config(config, latest + 1, caller, now_ms, name, self._endpoints),
                 "state": {**endpoint["state"], "config_update": IN_PROGRESS},
                 "failure": "",
                 "last_updated_timestamp": now_ms,
@@ -304,7 +308,7 @@ class EndpointService:
                 key = deployment_key(endpoint["id"], entity)
                 external = external_target(entity["external_model"], entity_config) if is_external(entity) else None
                 routes.append(RouteTarget(entity["name"], percentage, key, observed.get(key, Observation()).ready_addresses,
-                                          external, entity.get("shadow_percentage", 0)))
+                                          external, *spec_shadow.route_fields(entity)))
             table.append(EndpointRoutes(endpoint["name"], endpoint["id"], tuple(routes),
                                         gateway_policy(endpoint, config), permissions.acl_pairs(endpoint)))
         return table
@@ -385,12 +389,6 @@ class EndpointService:
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
-
-    @staticmethod
-    def _new_config(config: dict, version: int, caller: Principal, now_ms: int) -> dict:
-        entities = [{**e, "creator": caller.name, "creation_timestamp": now_ms} for e in config["served_entities"]]
-        return {**config, "served_entities": entities, "config_version": version, "start_time": now_ms,
-                "writer_id": caller.id}   # whose READ on referenced secret scopes `resolve` checks again
 
     async def _notify(self) -> None:
         async with self._changed:

@@ -1,7 +1,7 @@
 """Credential formats: personal access tokens, service-principal secrets and Podium's own JWTs.
 
 A PAT is `dapi` + a 16-hex token id + 48 hex of randomness; a service-principal OAuth secret is the same
-with `dose`. The id finds the stored record in O(1); only a salted HMAC-SHA256 of the whole credential is
+with `dose`, and so is a replica's client secret, whose client id is `podium-replica-` + the same token id. The id finds the stored record in O(1); only a salted HMAC-SHA256 of the whole credential is
 stored. A slow password hash is not needed: the credentials are 192-bit random values, not passwords, and
 verification results are cached by the router anyway.
 """
@@ -18,6 +18,8 @@ from pathlib import Path
 import jwt
 
 PAT_PREFIX, SP_SECRET_PREFIX = "dapi", "dose"
+REPLICA_CLIENT_PREFIX = "podium-replica-"
+_REPLICA_CLIENT = re.compile(r"^podium-replica-([0-9a-f]{16})$")
 _CREDENTIAL = re.compile(r"^(dapi|dose)([0-9a-f]{16})([0-9a-f]{48})$")
 PODIUM_JWT_ALGORITHM = "HS256"
 EXTERNAL_JWT_ALGORITHMS = ("RS256", "ES256")
@@ -56,6 +58,17 @@ def parse(value: str) -> tuple[str, str] | None:
     """(prefix, token id) of a well-formed PAT or SP secret, else None."""
     match = _CREDENTIAL.fullmatch(value)
     return (match.group(1), match.group(2)) if match else None
+
+
+def replica_client_id(token_id: str) -> str:
+    """The OAuth client id of a replica credential (DATABRICKS_CLIENT_ID); not a secret."""
+    return f"{REPLICA_CLIENT_PREFIX}{token_id}"
+
+
+def replica_token_id(client_id: str) -> str | None:
+    """The token id a replica's client id names; None for any other client id (a service principal's)."""
+    match = _REPLICA_CLIENT.fullmatch(client_id)
+    return match.group(1) if match else None
 
 
 def matches(value: str, salt: str, stored_digest: str) -> bool:

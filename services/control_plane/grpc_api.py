@@ -51,7 +51,8 @@ class ControlPlaneServicer(control_plane_pb2_grpc.ControlPlaneServicer):
                     pb.Route(served_entity_name=r.served_entity_name, traffic_percentage=r.traffic_percentage,
                              deployment_key=r.deployment_key, replica_addresses=list(r.replica_addresses),
                              external_model_json=external_to_json(r.external_model),
-                             shadow_percentage=r.shadow_percentage)
+                             shadow_percentage=r.shadow_percentage,
+                             shadow_judge_endpoint=r.shadow_judge_endpoint)
                     for r in e.routes], gateway_json=gateway_to_json(e.gateway),
                     acl=[pb.Grant(principal_id=p, permission_level=level) for p, level in e.acl])
                 for e in table]))

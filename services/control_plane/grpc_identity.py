@@ -47,7 +47,8 @@ class IdentityServicer(identity_pb2_grpc.IdentityServicer):
     async def IssueReplicaCredential(self, request, context):
         issued = await self._tokens.issue_replica_credential(metadata_token(context), request.deployment_key,
                                                              list(request.endpoints))
-        return pb.IssueReplicaCredentialReply(token=issued["token"], token_id=issued["token_id"])
+        return pb.IssueReplicaCredentialReply(client_id=issued["client_id"], client_secret=issued["client_secret"],
+                                              token_id=issued["token_id"])
 
     @grpc_edge
     async def RevokeReplicaCredential(self, request, context):

@@ -35,6 +35,7 @@ BOOTSTRAP_COMMENT = "created by podium up"
 OAUTH_SIGNING_PURPOSE = "oauth-jwt"
 PODIUM_SERVICE = Principal(id="0", name="podium-internal", kind=SERVICE)
 REPLICA = "replica"   # the kind of a replica credential's record (tokens.py issues them)
+REPLICA_CLAIM = "podium_replica"   # in an access token minted from one: its record's token id
 
 
 @dataclass(frozen=True)
@@ -126,19 +127,29 @@ class IdentityService:
         expires_at = record["expiry_time"] / 1000 if record["expiry_time"] >= 0 else None
         if expires_at is not None and expires_at <= self._clock():
             raise ValueError("expired")
-        if record["kind"] == REPLICA:   # the config's writer, confined to the endpoints the model declared
-            scope = json.loads(record["comment"])
-            if self.is_live_deployment is None or not self.is_live_deployment(scope["deployment"]):
-                raise ValueError("its deployment is gone")
-            return dataclasses.replace(self.principal(record["owner_id"], expires_at),
-                                       endpoint_scope=frozenset(scope["endpoints"]))
+        if record["kind"] == REPLICA:   # one issued as a bearer token (before client credentials)
+            return self.replica_principal(record, expires_at)
         return self.principal(record["owner_id"], expires_at)
+
+    def replica_principal(self, record: dict, expires_at: float | None = None) -> Principal:
+        """A replica credential's: the config's writer confined to the endpoints the model declared, while its
+        deployment is live (KeyError / ValueError otherwise)."""
+        scope = json.loads(record["comment"])
+        if self.is_live_deployment is None or not self.is_live_deployment(scope["deployment"]):
+            raise ValueError("its deployment is gone")
+        return dataclasses.replace(self.principal(record["owner_id"], expires_at),
+                                   endpoint_scope=frozenset(scope["endpoints"]))
 
     async def _from_jwt(self, token: str) -> Principal:
         header = credentials.unverified_header(token)
         if header.get("alg") == credentials.PODIUM_JWT_ALGORITHM:
             _, key = self._keyring.derive(OAUTH_SIGNING_PURPOSE, str(header.get("kid", "")))
             claims = credentials.verify_podium_jwt(token, key, self._settings.issuer)
+            if REPLICA_CLAIM in claims:   # a replica's: valid only while its credential is (revoked with it)
+                record = self.credentials[str(claims[REPLICA_CLAIM])]
+                if record["kind"] != REPLICA or record["owner_id"] != str(claims["sub"]):
+                    raise ValueError("not a replica credential")
+                return self.replica_principal(record, float(claims["exp"]))
             return self.principal(str(claims["sub"]), float(claims["exp"]))
         if header.get("alg") in credentials.EXTERNAL_JWT_ALGORITHMS and self._jwks is not None:
             key = await asyncio.to_thread(self._jwks.signing_key, token)

@@ -72,7 +72,7 @@ class Operations:
                 c.token, c.param("name"), c.param("served_model"), build=False),
             "GET_SERVED_MODEL_BUILD_LOGS": lambda c: endpoints.served_model_logs(
                 c.token, c.param("name"), c.param("served_model"), build=True),
-            "GET_ROLLOUT": lambda c: self._rollouts.get(c.token, c.param("name")),
+            "GET_ROLLOUT": lambda c: self._rollouts.get(c.token, c.param("name"), c.query.get("judgements_since")),
             "PAUSE_ROLLOUT": lambda c: self._rollouts.pause(c.token, c.param("name")),
             "RESUME_ROLLOUT": lambda c: self._rollouts.resume(c.token, c.param("name")),
             "PROMOTE_ROLLOUT": lambda c: self._rollouts.promote(c.token, c.param("name")),

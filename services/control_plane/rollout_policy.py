@@ -11,8 +11,9 @@ once its duration is over moves on, and the last one promotes.
 The optional shadow gate (`gates.min_shadow_agreement`) reads the comparisons of the shadow copies the
 candidate's deployments answered in the window: a candidate that was a shadow entity of the serving config
 keeps getting copies of the queries the incumbent answers while the canary runs. An answer agrees when it is
-equal or differs only numerically (the same class, shape and labels); a different answer or a failed copy
-disagrees.
+equal or differs only numerically (the same class, shape and labels), or when the shadow's judge endpoint
+judged its differing text to agree; a different answer, one the judge found to disagree, or a failed copy
+disagrees. A text answer the judge could not judge is no comparison: it neither agrees nor disagrees.
 """
 
 from __future__ import annotations
@@ -155,18 +156,25 @@ class ShadowStats:
     numeric_difference: int = 0
     different: int = 0
     errors: int = 0
+    judge_agree: int = 0       # differing text answers the judge endpoint found to agree
+    judge_disagree: int = 0
+    judge_errors: int = 0      # ... it could not judge: not comparisons (neither agree nor disagree)
 
     @property
     def comparisons(self) -> int:
-        return self.equal + self.numeric_difference + self.different + self.errors
+        return self.equal + self.numeric_difference + self.different + self.errors + self.judge_agree + \
+            self.judge_disagree
 
     @property
     def agreement(self) -> float:
-        return (self.equal + self.numeric_difference) / self.comparisons if self.comparisons else 0.0
+        agreed = self.equal + self.numeric_difference + self.judge_agree
+        return agreed / self.comparisons if self.comparisons else 0.0
 
     def as_dict(self) -> dict:
         return {"comparisons": self.comparisons, "equal": self.equal, "numeric_difference": self.numeric_difference,
-                "different": self.different, "errors": self.errors, "agreement": round(self.agreement, 4)}
+                "different": self.different, "errors": self.errors, "judge_agree": self.judge_agree,
+                "judge_disagree": self.judge_disagree, "judge_errors": self.judge_errors,
+                "agreement": round(self.agreement, 4)}
 
 
 def window_stats(now: Counters, baseline: Counters, keys: Iterable[str]) -> WindowStats:
@@ -191,6 +199,8 @@ def _window(now: Counters, baseline: Counters, keys: set[str], width: int) -> li
             if key not in keys:
                 continue
             before = baseline.get(router, {}).get(key)
+            if before is not None and len(before) < len(counts):   # stored before the judge verdicts existed
+                before = [*before, *[0] * (len(counts) - len(before))]
             if before is None or len(before) != len(counts) or any(c < b for c, b in zip(counts, before)):
                 before = [0] * len(counts)
             for index, (count, base) in enumerate(zip(counts, before)):
@@ -248,8 +258,10 @@ def judge_step(plan: Mapping, step: int, step_elapsed_s: float, candidate: Windo
         return Decision(ROLLBACK, f"step {step + 1} ({current['traffic_percentage']} %) failed its gates: "
                         + "; ".join(failures))
     if is_shadow_pending(plan["gates"], incumbent, shadow):
+        unjudged = (f" ({shadow.judge_errors} not judged: the judge endpoint failed)"
+                    if shadow and shadow.judge_errors else "")
         return Decision(HOLD, f"step {step + 1}: {shadow.comparisons if shadow else 0} of "
-                        f"{plan['gates']['min_shadow_comparisons']} shadow comparisons")
+                        f"{plan['gates']['min_shadow_comparisons']} shadow comparisons{unjudged}")
     if step_elapsed_s < current["min_duration_s"]:
         return Decision(HOLD, f"step {step + 1}: gates pass; {step_elapsed_s:.0f} of "
                         f"{current['min_duration_s']:g} s")

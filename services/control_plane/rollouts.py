@@ -7,7 +7,9 @@ Each pass reads the routers' outcome counters once (Redis), and for every RUNNIN
 baseline of a window that has none yet, or asks rollout_policy.judge_step what to do and applies it. The
 counters include the shadow comparisons of the candidate's deployments (services/common/outcomes.py), which
 the plan's shadow-agreement gate reads. The
-latest judgement of each rollout is kept in memory for GET .../rollout; only transitions are written.
+latest judgement of each rollout is kept in memory for GET .../rollout; only transitions are written. So are
+the rollout's judgements since it began (its history, which the UI's charts start from): at most
+MAX_HISTORY of them, every other one dropped when full, so they span the whole rollout at a coarser grain.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from services.common.errors import Conflict
+from services.common.errors import Conflict, InvalidParameter
 from services.common.outcomes import shadow_key
 from services.common.principals import CAN_MANAGE, CAN_VIEW
 from services.control_plane import rollout_policy as policy
@@ -34,6 +36,7 @@ if TYPE_CHECKING:  # handed in by __main__
 log = logging.getLogger(__name__)
 
 _NEXT = {policy.ROLLBACK: ROLLED_BACK, policy.PROMOTE: PROMOTED, policy.ADVANCE: RUNNING}
+MAX_HISTORY = 300   # judgements kept per rollout
 
 
 class RolloutService:
@@ -44,6 +47,8 @@ class RolloutService:
         self._interval_s = interval_s
         self._clock = clock
         self._judgements: dict[str, dict] = {}   # endpoint name -> the latest judgement of its rollout
+        # endpoint name -> (its rollout's config version, the rollout's judgements, oldest first)
+        self._history: dict[str, tuple[int, list[dict]]] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -56,9 +61,10 @@ class RolloutService:
 
     async def tick(self) -> None:
         """One pass over the running rollouts."""
-        running = [e["name"] for e in self._endpoints.endpoints().values()
-                   if has_active_rollout(e) and e["rollout"]["phase"] == RUNNING]
+        endpoints = self._endpoints.endpoints()
+        running = [e["name"] for e in endpoints.values() if has_active_rollout(e) and e["rollout"]["phase"] == RUNNING]
         self._judgements = {n: j for n, j in self._judgements.items() if n in running}
+        self._history = {n: h for n, h in self._history.items() if n in endpoints}   # deleted endpoints' go
         if not running or self._outcomes is None:
             return
         counters = await self._outcomes.read()
@@ -87,11 +93,12 @@ class RolloutService:
         elapsed_s = max(0.0, now - rollout["step_started_ms"] / 1000)
         decision = policy.judge_step(rollout["plan"], rollout["step"], elapsed_s, candidate, incumbent, shadow)
         judgement = {"step": rollout["step"] + 1, "decision": decision.action, "reason": decision.reason,
-                     "window_s": round(elapsed_s, 1), "candidate": candidate.as_dict(),
+                     "window_s": round(elapsed_s, 1), "timestamp": int(now * 1000), "candidate": candidate.as_dict(),
                      "incumbent": incumbent.as_dict()}
         if shadow.comparisons or "min_shadow_agreement" in rollout["plan"]["gates"]:
             judgement["shadow"] = shadow.as_dict()
         self._judgements[name] = judgement
+        self._remember(name, rollout["config_version"], judgement)
         if decision.action == policy.HOLD:
             return
         step = rollout["step"] + 1 if decision.action == policy.ADVANCE else None
@@ -103,6 +110,15 @@ class RolloutService:
 
         if await self._change(name, marker, apply):
             log.info("rollout of endpoint %s: %s (%s)", name, decision.action, decision.reason)
+
+    def _remember(self, name: str, config_version: int, judgement: dict) -> None:
+        version, judgements = self._history.get(name, (None, []))
+        if version != config_version:   # a new rollout: its history starts here
+            judgements = []
+            self._history[name] = (config_version, judgements)
+        judgements.append(judgement)
+        if len(judgements) > MAX_HISTORY:   # full: every other one goes, the first and the latest stay
+            judgements[:] = judgements[:-1:2] + judgements[-1:]
 
     async def _change(self, name: str, marker: tuple, change) -> bool:
         """Applies `change` if the rollout is still at the step `marker` names (a manual call may have
@@ -123,11 +139,20 @@ class RolloutService:
 
     # ---- the management API: /api/2.0/serving-endpoints/{name}/rollout ----
 
-    async def get(self, token: str, name: str) -> dict:
-        """The endpoint's rollout (the latest one, finished or not), its latest judgement and its event log."""
+    async def get(self, token: str, name: str, judgements_since: str | None = None) -> dict:
+        """The endpoint's rollout (the latest one, finished or not), its latest judgement, its event log and
+        its judgements since it began (`judgements`; with `judgements_since`, a time in ms, only later ones)."""
+        try:
+            since = int(judgements_since) if judgements_since not in (None, "") else -1
+        except ValueError:
+            raise InvalidParameter("judgements_since must be a time in milliseconds since the epoch") from None
         endpoint = (await self._endpoints.authorized(token, name, CAN_VIEW))[0]
+        version, judgements = self._history.get(name, (None, []))
+        if version != (endpoint.get("rollout") or {}).get("config_version"):
+            judgements = []
         return {"name": name, "rollout": rollout_view(endpoint, self._judgements.get(name)),
-                "events": list(endpoint.get("rollout_events", []))}
+                "events": list(endpoint.get("rollout_events", [])),
+                "judgements": [j for j in judgements if j["timestamp"] > since]}
 
     async def pause(self, token: str, name: str) -> dict:
         return await self._manual(token, name, (RUNNING,), PAUSED, "paused by {caller}")

@@ -42,6 +42,11 @@ class ControlPlaneSettings(MasterKeySettings, EgressSettings, RedisSettings, Reg
     """`iss` of the OAuth JWTs Podium signs."""
     oauth_token_lifetime_s: int = Field(3600, gt=0)
     """Lifetime of an OAuth access token Podium issues."""
+    replica_token_ttl_s: int = Field(900, ge=1, le=86400)
+    """Lifetime of an access token an agent's replica gets with its client credential (DATABRICKS_CLIENT_ID /
+    DATABRICKS_CLIENT_SECRET); the databricks-sdk fetches the next one in the background after half of it. A
+    token copied out of a replica works this long at most (none once the replica stops). Keep it above 40 s:
+    the SDK counts a token within 40 s of its expiry as expired, and would fetch one before every call."""
     auth_jwks: str = ""
     """An identity provider's JWKS (URL or file): its RS256/ES256 JWTs are accepted."""
     auth_jwt_issuer: str = ""

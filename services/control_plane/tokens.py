@@ -7,8 +7,11 @@ Paths and shapes follow databricks-sdk 0.162.0: `w.tokens` (/api/2.0/token/*), `
 A credential's value is returned once, when it is created; only its salted digest is stored.
 
 Replica credentials are Podium's own: the scaler asks for one as a replica of a model logged with serving
-endpoints as resources starts. It is a PAT of the config's writer confined to those endpoints (CAN_QUERY at
-most, no other API), valid while its deployment is live, revoked when the replica is gone, and listed nowhere.
+endpoints as resources starts. It is an OAuth client credential (`podium-replica-<id>` and a `dose…` secret)
+that the replica's databricks-sdk (oauth-m2m) exchanges at the token endpoint for access tokens of the
+config's writer that live `replica_token_lifetime_s`, confined to those endpoints (CAN_QUERY at most, no other
+API). The credential and every access token minted from it are valid while its deployment is live and its
+record exists: the record is revoked when the replica is gone, and listed nowhere.
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ from services.common.errors import (
 )
 from services.common.principals import SERVICE_PRINCIPAL, USER, Principal
 from services.control_plane import credentials
-from services.control_plane.identity import INVALID_CREDENTIAL, OAUTH_SIGNING_PURPOSE, REPLICA, IdentityService
+from services.control_plane.identity import (
+    INVALID_CREDENTIAL, OAUTH_SIGNING_PURPOSE, REPLICA, REPLICA_CLAIM, IdentityService,
+)
 
 PAT, SP_SECRET = "pat", "sp_secret"
 DEFAULT_TOKEN_LIFETIME_S = 2 * 365 * 24 * 3600     # as Databricks: a PAT without a lifetime lasts 2 years
@@ -37,10 +42,12 @@ MAX_REPLICA_ENDPOINTS = 64
 
 
 class TokenService:
-    def __init__(self, identity: IdentityService, keyring, oauth_token_lifetime_s: int = 3600, clock=time.time):
+    def __init__(self, identity: IdentityService, keyring, oauth_token_lifetime_s: int = 3600, clock=time.time,
+                 replica_token_lifetime_s: int = 900):
         self._identity = identity
         self._keyring = keyring
         self._oauth_lifetime_s = oauth_token_lifetime_s
+        self._replica_lifetime_s = replica_token_lifetime_s
         self._clock = clock
         # (writer id, served entity) of each live config running a deployment: the endpoint core's
         # `deployment_entities`, set by __main__. None: no replica credential is issued.
@@ -128,7 +135,9 @@ class TokenService:
         return {}
 
     async def issue_oauth_token(self, client_id: str, client_secret: str, scope: str) -> dict:
-        """The client-credentials grant: a short-lived HS256 JWT for the service principal."""
+        """The client-credentials grant: a short-lived HS256 JWT for the service principal (or the replica)."""
+        if credentials.replica_token_id(client_id or "") is not None:
+            return self._issue_replica_access_token(client_id, client_secret, scope)
         principal = self._verify_client(client_id, client_secret)
         now = int(self._clock())
         lifetime = self._oauth_lifetime_s
@@ -143,8 +152,30 @@ class TokenService:
 
     # ---- replica credentials (internal: the scaler) ----
 
+    def _issue_replica_access_token(self, client_id: str, client_secret: str, scope: str) -> dict:
+        """A replica's grant: a JWT of its config's writer naming its credential (so it is refused once that is
+        revoked or its deployment gone), confined as the credential is, living replica_token_lifetime_s."""
+        token_id = credentials.replica_token_id(client_id)
+        record = self._identity.credentials.get(token_id or "")
+        if record is None or record["kind"] != REPLICA \
+                or credentials.parse(client_secret or "") != (credentials.SP_SECRET_PREFIX, token_id) \
+                or not credentials.matches(client_secret, record["salt"], record["digest"]):
+            raise Unauthenticated(INVALID_CREDENTIAL)
+        try:
+            principal = self._identity.replica_principal(record)
+        except (KeyError, ValueError):
+            raise Unauthenticated(INVALID_CREDENTIAL) from None
+        now, lifetime = int(self._clock()), self._replica_lifetime_s
+        kid, key = self._keyring.derive(OAUTH_SIGNING_PURPOSE)
+        access_token = credentials.mint_podium_jwt(kid, key, self._identity.issuer, principal.id,
+                                                   {"client_id": client_id, "scope": scope or "all-apis",
+                                                    REPLICA_CLAIM: record["token_id"]}, now, lifetime)
+        return {"access_token": access_token, "token_type": "Bearer", "expires_in": lifetime,
+                "scope": scope or "all-apis"}
+
     async def issue_replica_credential(self, token: str, deployment_key: str, endpoints: list[str]) -> dict:
-        """{"token", "token_id"}: a credential of the deployment's config writer that may query `endpoints`."""
+        """{"client_id", "client_secret", "token_id"}: an OAuth client credential whose access tokens are the
+        deployment's config writer's, confined to querying `endpoints`."""
         self._identity.require_service(token)
         found = self.deployment_entities(deployment_key) if self.deployment_entities is not None else []
         if not found:
@@ -159,9 +190,10 @@ class TokenService:
         except (KeyError, ValueError):
             raise PermissionDenied("The config's writer is no longer an active principal") from None
         await self._prune_replica_credentials()
-        record, value = await self._issue(credentials.PAT_PREFIX, REPLICA, writer_id, writer_id,
+        record, value = await self._issue(credentials.SP_SECRET_PREFIX, REPLICA, writer_id, writer_id,
                                           json.dumps({"deployment": deployment_key, "endpoints": names}), None)
-        return {"token": value, "token_id": record["token_id"]}
+        return {"client_id": credentials.replica_client_id(record["token_id"]), "client_secret": value,
+                "token_id": record["token_id"]}
 
     async def revoke_replica_credential(self, token: str, token_id: str) -> dict:
         self._identity.require_service(token)

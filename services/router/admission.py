@@ -13,9 +13,14 @@ import contextlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from services.common.errors import Unavailable
 from services.common.load_metrics import EntityLoadReport
+
+if TYPE_CHECKING:
+    from services.common.deployments import RouteTarget
+    from services.router.backends import RoutingTableFollower
 
 
 @dataclass
@@ -133,3 +138,12 @@ class Admission:
                     await asyncio.wait_for(changed.wait(), remaining)
         finally:
             self._tracker.add_queued(key, -1)
+
+
+def has_untried(routing: "RoutingTableFollower", route: "RouteTarget", tried: set[str]) -> Callable[[], bool]:
+    """The condition a request waiting for a replica of `route` waits on: the routing table shows one it has
+    not tried yet (or drops the route: the config changed)."""
+    def check() -> bool:
+        addresses = routing.replica_addresses(route.deployment_key)
+        return addresses is None or any(a not in tried for a in addresses)
+    return check

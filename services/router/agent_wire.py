@@ -13,7 +13,9 @@
   model); a Responses `input` given as a string (the openai SDK allows it, MLflow's ResponsesAgent signature
   takes only a list of items) is the one user message it means.
 - On endpoints with AI gateway settings, the relayed events are read for the usage record as they pass: the
-  token counts of events that carry `usage`, and the failure that ended a stream.
+  token counts of events that carry `usage`, and the failure that ended a stream. A non-streaming answer of a
+  generative model (its deployment has a task or streams) is read for its top-level `usage` where it names one
+  and is at most MAX_METERED_ANSWER bytes; a classic model's answer (`{"predictions": ...}`) never is.
 """
 
 from __future__ import annotations
@@ -32,6 +34,11 @@ OPENAI_MODEL_TASKS = {
     "agent/v1/responses": ("agent/v1/responses",),
 }
 PATH_OF_TASK = {"llm/v1/chat": "chat/completions", "agent/v1/responses": "responses"}
+APPS_PREFIX = "apps/"   # databricks-openai's `model="apps/<name>"`: an agent deployed as a Databricks App
+NO_APPS = ("Podium does not serve Databricks Apps (it has no Apps API). Serve the agent as a serving endpoint and "
+           "query it by the endpoint's name (model=\"<endpoint name>\")")
+# The largest non-streaming answer read for its token counts: parsing it costs about a millisecond per MiB.
+MAX_METERED_ANSWER = 1 << 20
 
 
 def asks_stream(body: bytes) -> bool:
@@ -55,6 +62,18 @@ def with_stream(body: bytes) -> bytes:
     if not isinstance(request, dict):
         raise BadRequest("Request body must be a JSON object")
     return orjson.dumps({**request, "stream": True})
+
+
+def endpoint_named(payload: dict) -> str:
+    """The endpoint an OpenAI-style query names in its `model`. InvalidParameter where it names none, or names a
+    Databricks App (`apps/<name>`, which databricks-openai's clients send to the App's own URL): Podium has no
+    Apps, and no endpoint name has a `/`."""
+    name = payload.get("model")
+    if not isinstance(name, str) or not name:
+        raise InvalidParameter("Missing required field: model (the name of the serving endpoint)")
+    if name.startswith(APPS_PREFIX):
+        raise InvalidParameter(f"model '{name}' names a Databricks App: {NO_APPS}")
+    return name
 
 
 def model_request(endpoint_name: str, openai_task: str, model_task: str, payload: dict) -> bytes:
@@ -140,6 +159,32 @@ def read_outcome(chunk: bytes, outcome: StreamOutcome) -> None:
         usage = event["response"].get("usage")
     if isinstance(usage, dict):
         outcome.usage = usage_of(usage)
+
+
+def is_generative(task: str, is_streaming: bool) -> bool:
+    """Whether a deployment's model (MLmodel's `metadata.task`, whether it has predict_stream) answers in one of
+    MLflow's generative interfaces, whose answers may carry `usage`; classic models have neither."""
+    return bool(task) or is_streaming
+
+
+def may_carry_usage(answer: bytes) -> bool:
+    """Whether a non-streaming answer is worth reading for its usage (`answer_usage`): it names `usage` and is
+    small enough. Most answers stop here, unparsed."""
+    return len(answer) <= MAX_METERED_ANSWER and b'"usage"' in answer
+
+
+def answer_usage(answer: bytes) -> Usage:
+    """The token counts of a generative model's non-streaming answer: its top-level `usage`, where MLflow's
+    interfaces put it (a ChatModel's chat.completion, a ChatAgentResponse: `prompt_tokens`, `completion_tokens`;
+    a ResponsesAgent's response: `input_tokens`, `output_tokens`; any OpenAI-shaped dict); 0 where it has none."""
+    if not may_carry_usage(answer):
+        return Usage()
+    try:
+        document = orjson.loads(answer)
+    except orjson.JSONDecodeError:
+        return Usage()
+    usage = document.get("usage") if isinstance(document, dict) else None
+    return usage_of(usage) if isinstance(usage, dict) else Usage()
 
 
 def usage_of(usage: dict) -> Usage:

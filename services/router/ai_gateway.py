@@ -36,6 +36,7 @@ from services.router.policy.rate_limit import Budget
 from services.router.results import CLIENT_CLOSED, QueryResult
 
 if TYPE_CHECKING:  # handed in by __main__: the core never imports aiohttp, redis or sqlalchemy itself
+    from services.common.tensors import ModelMetadata
     from services.router.external.client import ProviderClient
     from services.router.inference_log import InferenceLog
     from services.router.inference_store import InferenceStore
@@ -63,11 +64,13 @@ class AiGateway:
 
     async def query(self, endpoint: EndpointRoutes, route: RouteTarget, body: bytes, payload: dict | None,
                     caller: Principal, task: str, forward: Callable[[RouteTarget, bytes], Awaitable[QueryResult]],
-                    ask: Ask | None = None) -> QueryResult:
+                    ask: Ask | None = None,
+                    describe: Callable[[RouteTarget], Awaitable["ModelMetadata"]] | None = None) -> QueryResult:
         """`route` is the served entity the caller's query goes to first (the router core picked it); `task` is
         set on the OpenAI-style paths (which task the caller asked for); `forward(route, body)` is the plain path
         to a served entity's workers, for custom models; `ask(endpoint, body)` queries another endpoint as the
-        caller (the guard endpoint that judges safety and valid_topics)."""
+        caller (the guard endpoint that judges safety and valid_topics); `describe(route)` is a served entity's
+        model description (cached per deployment), which says whether its answers may carry token counts."""
         policy = endpoint.gateway
         started, timestamp_ms = time.monotonic(), int(self._clock() * 1000)
         # The answer's x-request-id where it fits the records' column (64), so a record is found by it.
@@ -98,13 +101,16 @@ class AiGateway:
                                          request_id, served, caller, timestamp_ms, started, sent, payload, budgets,
                                          record, codes, guarded)
                     return QueryResult(b"", result.content_type, served, chunks, request_id, result.model_ms)
-                answer = result.body
+                answer, usage = result.body, Usage()
+                if record or budgets:   # a generative model's answer may carry its token counts
+                    usage = await self._answer_usage(endpoint, served, answer, describe)
+                    self._charge(endpoint, budgets, usage, served)
                 if guardrails is not None and guardrails.output.is_active:
                     answer = await guard_body(endpoint.name, "", answer, guardrails.output, is_answer=True,
                                               judge=judge)
                 if record:
                     self._record(endpoint, request_id, served, caller, timestamp_ms, started, 200, sent, answer,
-                                 Usage(), payload, codes)
+                                 usage, payload, codes)
                 return QueryResult(answer, result.content_type, served, None, request_id, result.model_ms)
             if task and task != policy.task:
                 raise InvalidParameter(f"Endpoint '{endpoint.name}' serves {policy.task}, not {task}")
@@ -213,6 +219,24 @@ class AiGateway:
                 status = guarded.error.http_status if guarded is not None and guarded.error else status
                 self._record(endpoint, request_id, served, caller, timestamp_ms, started, status, body,
                              bytes(captured), stream.outcome.usage, payload, codes)
+
+    @staticmethod
+    async def _answer_usage(endpoint: EndpointRoutes, served: str, answer: bytes,
+                            describe: Callable[[RouteTarget], Awaitable["ModelMetadata"]] | None) -> Usage:
+        """The token counts of a custom model's non-streaming answer (agent_wire.answer_usage), read only where
+        the answer names `usage` and the served entity's model is generative (its description, asked of a replica
+        once per deployment): a classic model's answer is never parsed. Best effort: 0 tokens otherwise."""
+        route = next((r for r in endpoint.routes if r.served_entity_name == served), None)
+        if describe is None or route is None or not agent_wire.may_carry_usage(answer):
+            return Usage()
+        try:
+            metadata = await describe(route)
+        except PodiumError as exc:
+            log.info("cannot tell whether %s of %s is generative: %s", served, endpoint.name, exc.code)
+            return Usage()
+        if not agent_wire.is_generative(metadata.task, metadata.is_streaming):
+            return Usage()
+        return agent_wire.answer_usage(answer)
 
     def _charge(self, endpoint: EndpointRoutes, budgets: list, usage: Usage, served: str) -> None:
         """Rate limits' Budgets and spend budgets' SpendCharges (priced by the served entity that answered)."""

@@ -30,7 +30,7 @@ from services.common import tracing
 from services.common.request_context import traceparent_var, request_id_var
 from services.common.principals import CAN_MANAGE, CAN_QUERY, CAN_VIEW, Principal, require_level, require_unscoped
 from services.common.tensors import ModelMetadata
-from services.router.admission import Admission, LoadTracker
+from services.router.admission import Admission, LoadTracker, has_untried
 from services.router.auth import TokenCache
 from services.router.openapi import build_document
 from services.router.policy.replica_choice import pick_replica
@@ -131,8 +131,9 @@ class Gateway:
                                                               task, payload, token)
                     else:
                         result = await self._forward(endpoint_name, route, body, content_type, protocol)
-                    if self._shadow is not None and protocol is WireProtocol.DATABRICKS:
-                        self._shadow.offer(endpoint, body, content_type, result, live_key=route.deployment_key)
+                    if self._shadow is not None and protocol is WireProtocol.DATABRICKS:   # judged as the caller
+                        self._shadow.offer(endpoint, body, content_type, result, live_key=route.deployment_key,
+                                           ask=lambda judge, asked: self.query(token, judge, asked, "application/json"))
                 status = 200
             except PodiumError as exc:
                 status, error_code = exc.http_status, exc.code
@@ -154,9 +155,7 @@ class Gateway:
     async def query_openai(self, token: str, task: str, body: bytes, payload: dict) -> QueryResult:
         """The OpenAI-style paths: the endpoint is named by the body's `model`."""
         await self._auth.caller(token)
-        name = payload.get("model")
-        if not isinstance(name, str) or not name:
-            raise InvalidParameter("Missing required field: model (the name of the serving endpoint)")
+        name = agent_wire.endpoint_named(payload)   # refuses a missing name, and Databricks Apps (`apps/<name>`)
         return await self.query(token, name, body, "application/json", task=task, payload=payload)
 
     async def _query_ai_gateway(self, endpoint: EndpointRoutes, route: RouteTarget, body: bytes, content_type: str,
@@ -171,7 +170,8 @@ class Gateway:
         return await self._ai_gateway.query(
             endpoint, route, body, payload, caller, task,
             lambda target, sent: self._forward(endpoint.name, target, sent, content_type, protocol),
-            lambda guard, judged: self.query(token, guard, judged, "application/json"))   # as the caller
+            lambda guard, judged: self.query(token, guard, judged, "application/json"),   # as the caller
+            describe=lambda target: self._deployment_metadata(endpoint.name, target))
 
     def _route(self, endpoint: EndpointRoutes, served_entity_name: str | None) -> RouteTarget:
         if served_entity_name is None:
@@ -214,7 +214,7 @@ class Gateway:
             if address is None:
                 deadline = deadline or self._admission.deadline()
                 with tracing.span("router.queue"):   # waiting for capacity is its own span
-                    await self._admission.wait(route.deployment_key, _has_untried(self._routing, route, tried),
+                    await self._admission.wait(route.deployment_key, has_untried(self._routing, route, tried),
                                                deadline)
                 continue
             tried.add(address)
@@ -289,7 +289,7 @@ class Gateway:
             address = pick_replica(route.replica_addresses, self._pool.in_flight, self._rng.randint)
             if address is None:  # scaled to zero: wait for a replica as a query would (and start one)
                 with self.load.track(route.deployment_key):
-                    await self._admission.wait(route.deployment_key, _has_untried(self._routing, route, set()),
+                    await self._admission.wait(route.deployment_key, has_untried(self._routing, route, set()),
                                                self._admission.deadline())
                 address = pick_replica(self._routing.replica_addresses(route.deployment_key) or (),
                                        self._pool.in_flight, self._rng.randint)
@@ -390,10 +390,3 @@ class Gateway:
         if self._registry is None:
             raise Unavailable("this router has no model registry configured")
         return self._registry
-
-
-def _has_untried(routing: "RoutingTableFollower", route: RouteTarget, tried: set[str]):
-    def check() -> bool:
-        addresses = routing.replica_addresses(route.deployment_key)
-        return addresses is None or any(a not in tried for a in addresses)
-    return check

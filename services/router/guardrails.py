@@ -64,21 +64,34 @@ class Judge:
 
     async def _answer(self, request: dict) -> object:
         where = f"The guard endpoint '{self._guard_endpoint}' of endpoint '{self._endpoint}'"
-        if _judging.get():
-            raise Unavailable(f"{where} has guardrails judged by a guard endpoint itself: judges do not chain")
-        reset = _judging.set(True)
-        try:
-            result = await self._ask(self._guard_endpoint, orjson.dumps(request))
-        except (PermissionDenied, EndpointNotFound) as exc:   # the caller may not query it, or it is gone
-            raise PermissionDenied(f"{where} could not be queried by the caller: {exc.message}") from None
-        except PodiumError as exc:
-            raise Unavailable(f"{where} could not judge: {exc.message}", retry_after_s=exc.retry_after_s) from None
-        finally:
-            _judging.reset(reset)
-        try:
-            return orjson.loads(result.body)
-        except orjson.JSONDecodeError:
-            return None
+        return await ask_judge(self._ask, self._guard_endpoint, request, where)
+
+
+async def ask_judge(ask: Ask, judge_endpoint: str, request: dict, where: str) -> object:
+    """A judge endpoint's JSON answer to a chat request (None if it is no JSON), asked through `ask` (as the
+    caller); `where` names the judge in errors. Judges do not chain: a query a judge's question sets off
+    (the judge endpoint's own guardrails, shadows) cannot ask a judge in turn. Raises PermissionDenied (the
+    caller may not query it, or it is gone) or Unavailable (it could not answer)."""
+    if _judging.get():
+        raise Unavailable(f"{where} has guardrails judged by a guard endpoint itself: judges do not chain")
+    reset = _judging.set(True)
+    try:
+        result = await ask(judge_endpoint, orjson.dumps(request))
+    except (PermissionDenied, EndpointNotFound) as exc:   # the caller may not query it, or it is gone
+        raise PermissionDenied(f"{where} could not be queried by the caller: {exc.message}") from None
+    except PodiumError as exc:
+        raise Unavailable(f"{where} could not judge: {exc.message}", retry_after_s=exc.retry_after_s) from None
+    finally:
+        _judging.reset(reset)
+    try:
+        return orjson.loads(result.body)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def is_judging() -> bool:
+    """Whether this query was set off by a judge's question (shadow.py copies no such query)."""
+    return _judging.get()
 
 
 async def guard_document(endpoint: str, task: str, document: object, side: GuardrailSide, *,

@@ -28,6 +28,7 @@ _SERVED_ENTITY = {"type": "object", "properties": {
     "max_batch_size": {"type": "integer", "minimum": 1, "maximum": 1024},
     "max_batch_wait_ms": {"type": "number", "minimum": 0, "maximum": 1000},
     "shadow_percentage": {"type": "integer", "minimum": 1, "maximum": 100},   # Podium's shadow traffic
+    "shadow_judge_endpoint": {"type": "string", "minLength": 1},   # Podium's: judges a shadow's text answers
 }}
 MAX_SERVED_ENTITIES = 10   # as the control plane enforces (services/control_plane/spec.py)
 _CONFIG = {"type": "object", "properties": {

@@ -6,12 +6,21 @@ copy, counted. A few tasks take copies off the queue and send them to a replica 
 under the forwarding deadline (their load is counted for the scaler like any query's); each answer is
 compared with the live one row by row (policy/shadow_compare.py). Prometheus series, per endpoint and
 shadow entity: `podium_router_shadow_requests_total{outcome}` (equal, numeric_difference, different,
-error, dropped), `podium_router_shadow_rows_total{comparison}`, and the largest numeric and text-length
-differences seen, `podium_router_shadow_max_abs_difference` and `podium_router_shadow_max_length_difference`.
+error, dropped, and with a judge endpoint judge_agree, judge_disagree, judge_error),
+`podium_router_shadow_rows_total{comparison}`, and the largest numeric and text-length differences seen,
+`podium_router_shadow_max_abs_difference` and `podium_router_shadow_max_length_difference`.
 The same outcomes, per shadow deployment, go into the router's published outcomes (services/common/outcomes.py)
 for a rollout's shadow-agreement gate. On an endpoint with an inference table, each shadow answer is also a row
 of that table: the live query's request id, the shadow entity's name, its status and answer, and the
-comparison as `logging_error_codes` (SHADOW_EQUAL, SHADOW_NUMERIC_DIFFERENCE, SHADOW_DIFFERENT, SHADOW_ERROR).
+comparison as `logging_error_codes` (SHADOW_EQUAL, SHADOW_NUMERIC_DIFFERENCE, SHADOW_DIFFERENT, SHADOW_ERROR,
+SHADOW_JUDGE_AGREE, SHADOW_JUDGE_DISAGREE, SHADOW_JUDGE_ERROR).
+
+A shadow entity with a judge endpoint (`shadow_judge_endpoint`) has its differing text answers (an LLM's)
+judged: the sender asks the judge, as the query's caller, through the guardrails' judge path (guardrails.py
+`ask_judge`: the caller's permissions, rate limits and records apply, and judges do not chain), under the
+copies' deadline, whether the two answers agree; the outcome is then judge_agree, judge_disagree or
+judge_error (the judge failed or gave no verdict), never the caller's concern. A query a judge's question
+sets off is never copied.
 
 Copied: answered, unstreamed queries of custom-model endpoints, with or without an AI gateway, as long as no
 guardrail rewrites what the model is sent or what the caller gets (the shadow would then see or be judged
@@ -34,9 +43,13 @@ from services.common.deployments import EndpointRoutes, RouteTarget
 from services.common.errors import PodiumError
 from services.common.outcomes import ShadowOutcomes, shadow_key
 from services.common.request_context import current_request_id
+from services.router.guardrails import Ask, ask_judge, is_judging
 from services.router.inference_log import InferenceRecord
 from services.router.policy.replica_choice import pick_replica
-from services.router.policy.shadow_compare import DIFFERENT, EQUAL, NUMERIC, compare_answers
+from services.router.policy.shadow_compare import (
+    DIFFERENT, EQUAL, JUDGE_ERROR, MAX_JUDGED_ROWS, NUMERIC, Comparison, compare_answers, judge_request,
+    judged_verdict, read_agreement,
+)
 
 if TYPE_CHECKING:
     from services.router.admission import LoadTracker
@@ -59,6 +72,7 @@ class ShadowCopy:
     endpoint_id: str = ""
     request_id: str = ""
     is_recorded: bool = False    # the endpoint has an inference table: the comparison is a row of it
+    ask: Ask | None = None       # queries another endpoint as the caller: the shadow's judge endpoint
 
 
 class ShadowMirror:
@@ -88,10 +102,11 @@ class ShadowMirror:
         self._max_length: dict[tuple[str, str], int] = {}
 
     def offer(self, endpoint: EndpointRoutes, body: bytes, content_type: str, result: "QueryResult", *,
-              live_key: str = "") -> None:
+              live_key: str = "", ask: Ask | None = None) -> None:
         """Queues a copy of an answered query for each of the endpoint's shadow entities its draw picks;
-        `live_key` is the deployment that answered it."""
-        if result.stream is not None or not is_copied(endpoint):
+        `live_key` is the deployment that answered it, `ask(endpoint, body)` queries another endpoint as the
+        caller (a shadow's judge endpoint)."""
+        if result.stream is not None or not is_copied(endpoint) or is_judging():
             return
         policy = endpoint.gateway
         for route in endpoint.routes:
@@ -105,7 +120,7 @@ class ShadowMirror:
                 continue                                       # the caller time
             self._queue.put_nowait(ShadowCopy(endpoint.name, route, body, content_type, result.body, endpoint.id,
                                               result.request_id or current_request_id(),
-                                              policy is not None and policy.inference_table))
+                                              policy is not None and policy.inference_table, ask))
             self._queued_bytes += size
 
     async def run(self) -> None:
@@ -145,8 +160,11 @@ class ShadowMirror:
             self._record(copy, timestamp_ms, started, reply.http_status, reply.body, "error")
             return
         comparison = compare_answers(copy.live_body, reply.body)
-        self._count(copy.endpoint_name, copy.route, comparison.verdict)
-        self._record(copy, timestamp_ms, started, 200, reply.body, comparison.verdict)
+        verdict = comparison.verdict
+        if copy.route.shadow_judge_endpoint and comparison.texts:
+            verdict = await self._judge(copy, comparison)
+        self._count(copy.endpoint_name, copy.route, verdict)
+        self._record(copy, timestamp_ms, started, 200, reply.body, verdict)
         labels = (copy.endpoint_name, copy.route.served_entity_name)
         for name, rows in ((EQUAL, comparison.rows_equal), (NUMERIC, comparison.rows_numeric),
                            (DIFFERENT, comparison.rows_different)):
@@ -158,6 +176,23 @@ class ShadowMirror:
         if comparison.max_length_difference > self._max_length.get(labels, 0):
             self._max_length[labels] = comparison.max_length_difference
             self._longest.labels(*labels).set(comparison.max_length_difference)
+
+    async def _judge(self, copy: ShadowCopy, comparison: Comparison) -> str:
+        """What the shadow's judge endpoint says of the differing texts (judge_agree or judge_disagree), or
+        judge_error: it failed, gave no verdict, or did not answer within the copies' deadline."""
+        judge = copy.route.shadow_judge_endpoint
+        where = (f"The judge endpoint '{judge}' of shadow entity '{copy.route.served_entity_name}' of endpoint "
+                 f"'{copy.endpoint_name}'")
+        if copy.ask is None:
+            return JUDGE_ERROR
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                verdicts = [read_agreement(await ask_judge(copy.ask, judge, judge_request(live, shadow), where))
+                            for live, shadow in comparison.texts[:MAX_JUDGED_ROWS]]
+        except (PodiumError, TimeoutError) as exc:
+            log.info("%s", exc.message if isinstance(exc, PodiumError) else f"{where} did not answer in time")
+            return JUDGE_ERROR
+        return judged_verdict(verdicts)
 
     def _count(self, endpoint_name: str, route: RouteTarget, outcome: str) -> None:
         self._requests.labels(endpoint_name, route.served_entity_name, outcome).inc()

@@ -3,7 +3,11 @@ its served entity's `environment_vars` with `{{secrets/scope/key}}` references r
 that may query exactly the serving endpoints its model was logged with as resources.
 
 Both reach the replica only as its process environment: never a command line, a replica record or a log
-line. The credential is revoked when the replica is gone.
+line. The credential is an OAuth client credential (DATABRICKS_CLIENT_ID / DATABRICKS_CLIENT_SECRET beside
+DATABRICKS_HOST), not a token: a process's environment cannot change after it starts, so the replica's
+databricks-sdk (oauth-m2m) exchanges it at the router's token endpoint for short-lived access tokens, and
+fetches the next before each expires. It is revoked when the replica is gone, and with it every access token
+minted from it.
 """
 
 from __future__ import annotations
@@ -28,6 +32,10 @@ MAX_MLMODEL_BYTES = 1 << 20
 MAX_DECLARED_ENDPOINTS = 64
 # A replica that cannot be given these will not be given them by trying again: its start FAILED.
 FINAL_CODES = ("PERMISSION_DENIED", "INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST")
+# Variables that configure a databricks-sdk credential: a served entity that sets one in its environment_vars
+# brings its own, and Podium's is left out (the SDK refuses a token beside client credentials).
+SDK_CREDENTIAL_VARS = ("DATABRICKS_TOKEN", "DATABRICKS_CLIENT_ID", "DATABRICKS_CLIENT_SECRET", "DATABRICKS_AUTH_TYPE",
+                       "DATABRICKS_CONFIG_PROFILE", "DATABRICKS_USERNAME", "DATABRICKS_PASSWORD")
 # Engines keep a container's or a Deployment's environment in their own state, in plaintext.
 ENGINE_REFUSES_SECRETS = ("secret references in environment_vars are resolved for local replicas only "
                           "(PODIUM_REPLICA_BACKEND=local): a container engine or Kubernetes would store the value")
@@ -43,6 +51,14 @@ class GrantRefused(RuntimeError):
 
 def has_secret_reference(environment_vars: dict[str, str]) -> bool:
     return any(SECRET_REFERENCE.search(value) for value in environment_vars.values())
+
+
+def with_credential(granted: dict[str, str], env: dict[str, str]) -> dict[str, str]:
+    """The replica's environment: `env` (which wins) with the granted DATABRICKS_* variables, but without the
+    granted client credential where `env` configures a credential of its own."""
+    if any(name in env for name in SDK_CREDENTIAL_VARS):
+        granted = {k: v for k, v in granted.items() if k not in SDK_CREDENTIAL_VARS}
+    return {**granted, **env}
 
 
 def declared_endpoints(model_dir: Path) -> list[str]:
@@ -79,21 +95,23 @@ class ReplicaGrants:
                                exc.code in FINAL_CODES) from None
 
     async def credential(self, replica_id: str, key: str, model_dir: Path | None) -> dict[str, str]:
-        """DATABRICKS_HOST and DATABRICKS_TOKEN for a replica whose model declared serving endpoints: a
-        credential that may query those (one per replica); {} when it declared none."""
+        """DATABRICKS_HOST, DATABRICKS_CLIENT_ID and DATABRICKS_CLIENT_SECRET for a replica whose model declared
+        serving endpoints: a client credential whose access tokens may query those (one per replica); {} when
+        it declared none."""
         if not self._router_url or model_dir is None or replica_id in self._credentials:
             return {}
         endpoints = await asyncio.to_thread(declared_endpoints, model_dir)
         if not endpoints:
             return {}
         try:
-            token, token_id = await self._control_plane.issue_replica_credential(key, endpoints)
+            client_id, client_secret, token_id = await self._control_plane.issue_replica_credential(key, endpoints)
         except PodiumError as exc:
             raise GrantRefused(f"cannot issue the credential for the model's resources: {exc.message}",
                                exc.code in FINAL_CODES) from None
         self._credentials[replica_id] = token_id
         log.info("replica %s may query %s", replica_id, ", ".join(endpoints))
-        return {"DATABRICKS_HOST": self._router_url, "DATABRICKS_TOKEN": token}
+        return {"DATABRICKS_HOST": self._router_url, "DATABRICKS_CLIENT_ID": client_id,
+                "DATABRICKS_CLIENT_SECRET": client_secret}
 
     def credential_id(self, replica_id: str) -> str:
         return self._credentials.get(replica_id, "")

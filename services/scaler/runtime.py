@@ -35,7 +35,7 @@ from services.scaler.launchers import (
 )
 from services.scaler.policy import pick_gpus
 from services.scaler.replica import EXITED, FAILED, READY, STARTING, Replica, new_replica_id
-from services.scaler.replica_grants import GrantRefused, ReplicaGrants
+from services.scaler.replica_grants import GrantRefused, ReplicaGrants, with_credential
 from services.scaler.replica_logs import mark_ready
 from services.scaler.replica_records import ReplicaRecord, ReplicaRecords
 from services.scaler.replica_table import ReplicaTable
@@ -289,14 +289,15 @@ class LocalProcessRuntime:
 
     async def _credential(self, replica: Replica, spec: WorkerSpec, env: dict[str, str],
                           model_path: Path | None) -> dict[str, str]:
-        """`env` with DATABRICKS_HOST and DATABRICKS_TOKEN when the model declared serving endpoints it calls
-        (its credential may query those and nothing else); Podium's own variables still win."""
+        """`env` with DATABRICKS_HOST and a client credential (DATABRICKS_CLIENT_ID / _SECRET) when the model
+        declared serving endpoints it calls (its access tokens may query those and nothing else); Podium's own
+        variables still win, and a credential the served entity configures itself replaces it."""
         if self._grants is None:
             return env
         granted = await self._grants.credential(replica.replica_id, spec.key, model_path)
         if replica.is_stopping or replica.replica_id not in {r.replica_id for r in self._table.all()}:
             self._grants.release(replica.replica_id)   # forgotten while it was being issued
-        return {**granted, **env}
+        return with_credential(granted, env)
 
     async def _fetch(self, spec: WorkerSpec, env: dict[str, str], log_path: Path) -> Path:
         """The machine's copy of the model: the template's when it runs, else a download of its own."""

@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import AsyncIterator
 from concurrent.futures import Executor
 from contextlib import contextmanager
@@ -137,15 +138,21 @@ def _events(model, request: dict):
 
 
 def stop_local_trace_export() -> bool:
-    """Stops MLflow's trace exports in this replica when its tracking store is a local database or directory (the
-    platform's registry, `podium up`'s sqlite): a replica never opens it, so every traced call (agents trace
-    each predict) would fail to export in the background, spending a core on warnings. Tracing is then off for
-    every call but those that ask for their trace (`trace_collected`). A remote tracking server keeps its traces.
-    Blocking (imports mlflow); returns whether exports were stopped."""
+    """Sets up MLflow tracing in this replica for the calls that ask for their trace (`trace_collected`).
+
+    With a local tracking store (the platform's registry, `podium up`'s sqlite, a `file:` directory), which a
+    replica never opens, trace exports stop: every traced call (agents trace each predict) would fail to export
+    in the background, spending a core on warnings. Tracing is then off for every call but those that ask, whose
+    traces are kept in memory. With a remote tracking server, MLflow's tracing is left as it is (traces exported
+    there) and the trace MLflow records for a call that asks is also answered (`_trace_taker`). Blocking (imports
+    mlflow); returns whether exports were stopped."""
     import mlflow
 
-    uri = mlflow.get_tracking_uri() or ""
-    if "://" in uri and not uri.startswith(("sqlite:", "file:")):
+    if _is_remote(mlflow.get_tracking_uri() or ""):
+        try:
+            _install_trace_taking()
+        except Exception:   # noqa: BLE001 - MLflow's tracing internals moved: return_trace unanswered
+            log.warning("cannot answer the MLflow traces of requests that ask for them", exc_info=True)
         return False
     mlflow.tracing.disable()
     try:
@@ -155,8 +162,13 @@ def stop_local_trace_export() -> bool:
     return True
 
 
-# The trace of the call in progress is being collected (set in the thread that runs the model).
-_COLLECTING: ContextVar[bool] = ContextVar("podium_collecting_trace", default=False)
+def _is_remote(tracking_uri: str) -> bool:
+    """A tracking server MLflow exports traces to (http(s)://, databricks), not a local database or directory."""
+    return tracking_uri == "databricks" or ("://" in tracking_uri and not tracking_uri.startswith(("sqlite:", "file:")))
+
+
+# The request id of the call whose trace is being collected (set in the thread that runs the model).
+_COLLECTING: ContextVar[str | None] = ContextVar("podium_collecting_trace", default=None)
 
 
 class _Traces:
@@ -229,12 +241,16 @@ def _collecting(request_id: str | None):
         return
     from mlflow.pyfunc.context import Context, set_prediction_context
 
-    collecting = _COLLECTING.set(True)
+    if _taker is not None:
+        _taker.attach()
+    collecting = _COLLECTING.set(request_id)
     try:
         with set_prediction_context(Context(request_id=request_id)):
             yield
     finally:
         _COLLECTING.reset(collecting)
+        if _taker is not None:
+            _taker.finish(request_id)
 
 
 def with_databricks_output(answer: bytes, output: dict) -> bytes:
@@ -276,13 +292,78 @@ def _install_request_tracing() -> None:
 
     class RequestTracerProvider(TracerProvider):
         def get_tracer(self, *args, **kwargs):
-            return super().get_tracer(*args, **kwargs) if _COLLECTING.get() else no_op
+            return super().get_tracer(*args, **kwargs) if _COLLECTING.get() is not None else no_op
 
     tracers = RequestTracerProvider(resource=Resource({"telemetry.sdk.name": "mlflow"}))
     tracers.add_span_processor(InferenceTableSpanProcessor(KeepInMemory()))
     provider.set(tracers)
     provider.once._done = True   # MLflow would otherwise build its own provider at the first span
     _collected = kept
+
+
+_taker = None   # with a remote tracking server: the TraceTaker of `_trace_taker`
+
+
+def _install_trace_taking() -> None:
+    """With a remote tracking server: MLflow's own tracing, and a TraceTaker for the calls that ask."""
+    global _collected, _taker
+    _collected, _taker = _Traces(), _trace_taker()
+
+
+def _trace_taker():
+    from mlflow.entities import Trace, TraceData
+    from mlflow.tracing.provider import provider
+    from mlflow.tracing.trace_manager import InMemoryTraceManager
+    from mlflow.tracing.utils.truncation import set_request_response_preview
+    from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+
+    class TraceTaker(SpanProcessor):
+        """A span processor beside MLflow's, on MLflow's tracer provider, that keeps for a call that asks for its
+        trace the trace MLflow records for it (its in-memory `_Trace`, which MLflow's processor finishes and
+        exports as ever) and, once the call returns, answers a copy of it. Other calls' spans cost it a context
+        variable's read; it starts no span."""
+
+        def __init__(self):
+            self._live: dict[str, object] = {}   # request id → MLflow's _Trace of that call (calls in progress)
+            self._providers = weakref.WeakSet()   # MLflow's tracer providers it is on (MLflow may build another)
+            self._lock = threading.Lock()
+
+        def attach(self) -> None:
+            """Onto MLflow's tracer provider (built as at a traced call's first span), after its processors."""
+            provider.get_or_init_tracer(__name__)
+            tracers = provider.get()
+            if not isinstance(tracers, TracerProvider):   # tracing disabled: nothing is recorded
+                return
+            with self._lock:
+                if tracers not in self._providers:
+                    tracers.add_span_processor(self)
+                    self._providers.add(tracers)
+
+        def on_start(self, span, parent_context=None) -> None:
+            request_id = _COLLECTING.get()
+            if request_id is None or span.parent is not None:
+                return
+            manager = InMemoryTraceManager.get_instance()   # MLflow's processor registered the trace before this
+            with manager.get_trace(manager.get_mlflow_trace_id_from_otel_id(span.context.trace_id)) as live:
+                if live is not None:
+                    with self._lock:
+                        self._live[request_id] = live
+
+        def finish(self, request_id: str) -> None:
+            """The call returned: a copy of its finished trace into `_collected` (the dicts MLflow's exporter may
+            still be adding to are copied first, each copy atomic)."""
+            with self._lock:
+                live = self._live.pop(request_id, None)
+            root = live.get_root_span() if live is not None else None
+            if root is None or root.end_time_ns is None:
+                return
+            info = replace(live.info, trace_metadata=dict(live.info.trace_metadata), tags=dict(live.info.tags),
+                           assessments=list(live.info.assessments))
+            data = TraceData(spans=[span.to_immutable_span() for span in list(live.span_dict.values())])
+            set_request_response_preview(info, data)
+            _collected.put(request_id, Trace(info, data).to_dict())
+
+    return TraceTaker()
 
 
 def _log_failure(done: asyncio.Future) -> None:

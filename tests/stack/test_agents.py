@@ -427,3 +427,80 @@ def test_agent_streams_through_the_ai_gateway_are_recorded(stack, agents):
     # The stream that failed mid-way is recorded with the failure's status and the events it relayed.
     assert failed["response"] == replies[1].text and '"error"' in failed["response"]
     assert failed["status_code"] == 400
+
+
+# ---- the AI Gateway V2 base URLs, Databricks Apps, and token counts of non-streaming answers ----
+
+def test_databricks_openai_through_the_ai_gateway_base_urls(run_client, agents):
+    # use_ai_gateway=True calls <host>/ai-gateway/mlflow/v1, use_ai_gateway_native_api=True <host>/ai-gateway/openai/v1
+    # (databricks_openai/utils/clients.py `_resolve_base_url`): the same endpoints by the same `model`.
+    shown = run_client("""
+from databricks_openai import DatabricksOpenAI
+for option in ("use_ai_gateway", "use_ai_gateway_native_api"):
+    client = DatabricksOpenAI(workspace_client=workspace, max_retries=0, **{option: True})
+    reply = client.responses.create(model="agent-responses", input=[{"role": "user", "content": "via the gateway"}])
+    events = list(client.responses.create(model="agent-responses", input="streamed gateway", stream=True))
+    chat = client.chat.completions.create(model="agent-chat-model", messages=[{"role": "user", "content": "hi gw"}])
+    show(option=option, base_url=str(client.base_url), text=reply.output_text,
+         streamed="".join(e.delta for e in events if e.type == "response.output_text.delta"),
+         chat=chat.choices[0].message.content, usage=[chat.usage.prompt_tokens, chat.usage.completion_tokens])
+""")
+    assert [row.pop("base_url").split("/", 3)[-1] for row in shown] == ["ai-gateway/mlflow/v1/",
+                                                                        "ai-gateway/openai/v1/"]
+    assert shown == [{"option": option, "text": "echo: via the gateway", "streamed": "echo: streamed gateway",
+                      "chat": "echo: hi gw", "usage": [2, 3]}
+                     for option in ("use_ai_gateway", "use_ai_gateway_native_api")]
+
+
+def test_a_databricks_app_is_answered_with_a_clear_error(stack, run_client, agents):
+    # Databricks Apps: with OAuth, databricks-openai looks the App up (GET /api/2.0/apps/{name}); any client may also
+    # send model="apps/<name>" to the OpenAI-style paths. Podium has no Apps: a JSON error saying so, never a trace.
+    robot = stack.api("POST", "/api/2.0/preview/scim/v2/ServicePrincipals", json={"displayName": "apps-robot"}).json()
+    secret = stack.api("POST", f"/api/2.0/accounts/servicePrincipals/{robot['id']}/credentials/secrets").json()
+    oauth, plain = run_client(f"""
+from databricks_openai import DatabricksOpenAI
+from openai import BadRequestError
+m2m = WorkspaceClient(host=os.environ["PODIUM_URL"], client_id={robot["applicationId"]!r},
+                      client_secret={secret["secret"]!r})
+try:
+    DatabricksOpenAI(workspace_client=m2m, max_retries=0).responses.create(model="apps/my-agent", input="hi")
+except ValueError as exc:
+    show(error=str(exc))
+try:
+    DatabricksOpenAI(workspace_client=workspace, max_retries=0).chat.completions.create(
+        model="apps/my-agent", messages=[{{"role": "user", "content": "hi"}}])
+except BadRequestError as exc:
+    show(status=exc.status_code, body=exc.body)
+""")
+    assert oauth["error"].startswith("Failed to get Databricks App 'my-agent'")
+    assert "Podium does not serve Databricks Apps" in oauth["error"]
+    assert plain["status"] == 400 and plain["body"]["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert "model 'apps/my-agent' names a Databricks App" in plain["body"]["message"]
+    looked_up = stack.api("GET", "/api/2.0/apps/my-agent")
+    assert looked_up.status_code == 404 and set(looked_up.json()) == {"error_code", "message"}
+    assert looked_up.json()["error_code"] == "NOT_FOUND"
+
+
+def test_non_streaming_answers_that_carry_usage_are_counted(stack, agents):
+    from tests.support.stack import wait_for
+
+    agent = agents["chat_model"]   # its answers carry usage: the words in and out (tests/support/agent_code.py)
+    created = stack.api("POST", "/api/2.0/serving-endpoints", json={
+        "name": "agent-chat-metered", "ai_gateway": {"usage_tracking_config": {"enabled": True}},
+        "config": {"served_entities": [{"name": "chat_model", "entity_name": agent.name, "entity_version": agent.version,
+                                        "scale_to_zero_enabled": False}]}})
+    assert created.status_code == 200, created.text
+    assert stack.wait_endpoint("agent-chat-metered", timeout_s=300)["state"]["ready"] == "READY"
+    invoked = stack.api("POST", "/serving-endpoints/agent-chat-metered/invocations",
+                        json={"messages": [{"role": "user", "content": "one two three"}]})
+    openai_style = stack.api("POST", "/ai-gateway/mlflow/v1/chat/completions", json={
+        "model": "agent-chat-metered", "messages": [{"role": "user", "content": "four five"}]})
+    assert invoked.status_code == openai_style.status_code == 200, (invoked.text, openai_style.text)
+    assert invoked.json()["usage"]["prompt_tokens"] == 3 and openai_style.json()["usage"]["completion_tokens"] == 3
+
+    def usage():
+        rows = stack.api("GET", "/api/2.0/serving-endpoints/agent-chat-metered/usage").json()["usage"]
+        return rows and rows[0]["request_count"] == 2 and rows[0]
+    row = wait_for(usage, timeout_s=20, what="the two answers' usage")
+    # (3 in, 4 out: "echo: one two three") + (2 in, 3 out: "echo: four five")
+    assert (row["input_token_count"], row["output_token_count"]) == (5, 7)

@@ -54,8 +54,11 @@ REST_ROUTES = [
     ("GET", "/api/2.0/serving-endpoints/{name}/inference-table", "manage"),
     ("GET", "/api/2.0/serving-endpoints/{name}/usage", "manage"),
     # The OpenAI-style paths name the endpoint in the body's `model`.
-    *[("POST", f"/serving-endpoints/{path}{slash}", "query")
+    *[("POST", f"{base}/{path}{slash}", "query")
+      for base in ("/serving-endpoints", "/ai-gateway/mlflow/v1", "/ai-gateway/openai/v1")
       for path in ("chat/completions", "completions", "embeddings", "responses") for slash in ("", "/")],
+    # Podium has no Databricks Apps: any authenticated caller is told so (404).
+    *[(m, f"/api/2.0/apps{rest}", "person") for m in ("GET", "POST", "PATCH", "DELETE") for rest in ("", "/{rest}")],
     ("POST", "/serving-endpoints/{name}/invocations", "query"),
     ("POST", "/serving-endpoints/{name}/served-models/{served_entity}/invocations", "query"),
     ("GET", f"{SCIM}/Me", "person"),
@@ -207,8 +210,7 @@ def _is_oip(template: str) -> bool:
     return is_oip_path(template)
 
 
-OPENAI_PATHS = ("/serving-endpoints/chat/completions", "/serving-endpoints/completions", "/serving-endpoints/embeddings",
-                "/serving-endpoints/responses")
+OPENAI_PATHS = ("/chat/completions", "/completions", "/embeddings", "/responses")   # under each OpenAI-style base
 
 
 def _body_for(template: str, name: str = EP) -> dict:

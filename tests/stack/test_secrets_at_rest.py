@@ -3,7 +3,8 @@
 Secrets of every kind are made through the API of a real stack, then every file under its data directory
 (database and its WAL, the key files and their neighbours, every log, the replica records) and every
 process's command line are searched for each of them. A secret a served entity's `environment_vars`
-reference is found in its replica's environment, and nowhere else.
+reference is found in its replica's environment, and nowhere else. A replica credential (an agent's client
+secret) and an access token it got are searched for too.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from podium_api.v1 import identity_pb2, identity_pb2_grpc
+from podium_api.v1 import control_plane_pb2, control_plane_pb2_grpc, identity_pb2, identity_pb2_grpc
 from tests.support.stack import service_pids, worker_pids
 
 pytestmark = pytest.mark.stack
@@ -82,6 +83,18 @@ def test_no_plaintext_secret_anywhere(stack, iris_endpoint, iris_model):
     # (Other tests may have restarted a service or started a second router on this stack: any one will do.)
     internal_token = _environ(service_pids(stack.data_dir, "services.control_plane")[0])["PODIUM_INTERNAL_TOKEN"]
     worker_token = _environ(service_pids(stack.data_dir, "services.router")[0])["PODIUM_WORKER_TOKEN"]
+    # A replica credential, as the scaler gets one for an agent's replica: its client secret, and an access token.
+    with grpc.insecure_channel(stack.info["control_plane_target"]) as channel:
+        internal = (("authorization", f"Bearer {internal_token}"),)
+        [key] = [d.key for d in control_plane_pb2_grpc.ControlPlaneStub(channel).ListDeployments(
+            control_plane_pb2.ListDeploymentsRequest(), timeout=10, metadata=internal).deployments
+            if d.endpoint_name == "at-rest-env"]
+        replica = identity_pb2_grpc.IdentityStub(channel).IssueReplicaCredential(
+            identity_pb2.IssueReplicaCredentialRequest(deployment_key=key, endpoints=["at-rest-env"]),
+            timeout=10, metadata=internal)
+    replica_token = stack.api_as(None, "POST", "/oidc/v1/token", data={"grant_type": "client_credentials"},
+                                 auth=(replica.client_id, replica.client_secret)).json()["access_token"]
+    assert stack.api_as(replica_token, "GET", "/api/2.0/preview/scim/v2/Me").status_code == 403   # valid, confined
     # ResolveSecrets hands out only references of a live config whose writer (here the admin) may READ the scope.
     with pytest.raises(grpc.RpcError) as unreferenced:
         _resolve(stack, internal_token, "{{secrets/at-rest/openai}}")
@@ -115,6 +128,7 @@ def test_no_plaintext_secret_anywhere(stack, iris_endpoint, iris_model):
     plaintexts = {"secret value": value, "secret written after rotation": rotated_value, "personal access token": pat,
                   "secret in a model's environment_vars": model_variable,
                   "service principal secret": client_secret, "OAuth access token": jwt_token,
+                  "replica client secret": replica.client_secret, "replica access token": replica_token,
                   "internal service credential": internal_token, "router's worker credential": worker_token}
     files = _files(stack.data_dir)
     key_file = stack.data_dir / "keys" / "master-key.json"

@@ -2,7 +2,9 @@
 set share of the queries, its answers are compared with the live ones in the router's metrics, and callers
 see only the live entity's answers, none failing; caller latency with and without the shadow is printed.
 On an endpoint with an inference table each comparison is a row under the live query's request id; a
-rollout gated on shadow agreement rolls back a candidate whose shadow disagreed and promotes one that agreed."""
+rollout gated on shadow agreement rolls back a candidate whose shadow disagreed and promotes one that agreed.
+A text (LLM-like) shadow with a judge endpoint (the OpenAI-wire stand-in answering yes/no) has its differing
+answers judged, as the caller: the verdicts are in the inference table, the metrics and never the caller's."""
 
 from __future__ import annotations
 
@@ -14,9 +16,11 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.external import create_external_endpoint, external_entity
 from tests.support.flaky_model import register_flaky_model
 from tests.support.load import SteadyLoad
 from tests.support.stack import FAULTS, start_stack, wait_for
+from tests.support.text_model import register_text_model
 
 pytestmark = pytest.mark.stack
 
@@ -210,5 +214,95 @@ def test_a_rollout_gated_on_shadow_agreement_rolls_back_a_disagreeing_candidate_
     assert promoted["rollout"]["phase"] == "PROMOTED", promoted
     # The first step could pass only with its 20 shadow comparisons in, all agreeing.
     assert any("step 1 (50 %) passed its gates" in e["message"] for e in promoted["events"]), promoted["events"]
+    # The rollout's judgements since it began (what the UI's charts start from), the first one of step 1.
+    assert promoted["judgements"][0]["step"] == 1 and promoted["judgements"][-1]["decision"] == "PROMOTE"
+    later = stack.api("GET", f"/api/2.0/serving-endpoints/{name}/rollout",
+                      params={"judgements_since": promoted["judgements"][-2]["timestamp"]}).json()["judgements"]
+    assert later == promoted["judgements"][-1:]
     assert load.failed() == 0 and load.ok() > 0, load.failures
     stack.api("DELETE", f"/api/2.0/serving-endpoints/{name}")
+
+
+TEXT_MODEL = "main.default.shadow_text"
+
+
+def _endpoint_shadow_counts(stack, name: str) -> dict[str, float]:
+    """The endpoint's shadow outcomes from its metrics export (GET .../metrics, what the UI reads)."""
+    text = stack.api("GET", f"/api/2.0/serving-endpoints/{name}/metrics").text
+    return {s.labels["outcome"]: s.value for family in text_string_to_metric_families(text)
+            if family.name == "podium_router_shadow_requests" for s in family.samples if s.name.endswith("_total")}
+
+
+def test_a_text_shadow_is_judged_by_its_judge_endpoint_as_the_caller(shadow_stack, fake_providers):
+    stack, name, judge_name = shadow_stack, "shadow-judged", "shadow-judge"
+    judge = external_entity(fake_providers, "openai", "llm/v1/chat", name="judge")
+    judge["external_model"]["name"] = "__judge__"   # the stand-in answers "Yes." when B contains A, else "No."
+    create_external_endpoint(stack, judge_name, judge)
+    live = register_text_model(stack.info, TEXT_MODEL, "terse")
+    wordy = register_text_model(stack.info, TEXT_MODEL, "wordy")
+    live_entity = {"entity_name": TEXT_MODEL, "entity_version": live.version, "name": "live"}
+    shadow_entity = {"entity_name": TEXT_MODEL, "entity_version": wordy.version, "name": "shadow",
+                     "shadow_percentage": 100, "shadow_judge_endpoint": judge_name}
+    routes = {"routes": [{"served_entity_name": "live", "traffic_percentage": 100}]}
+
+    def create(entities: list[dict]) -> requests.Response:
+        return stack.api("POST", "/api/2.0/serving-endpoints", json={"name": name, "ai_gateway": LOGGED, "config": {
+            "served_entities": entities, "traffic_config": routes}})
+    for entities, needle in (
+            ([live_entity, {**shadow_entity, "shadow_judge_endpoint": "no-such-judge"}],
+             "config.served_entities[1].shadow_judge_endpoint: endpoint 'no-such-judge' does not exist"),
+            ([{**live_entity, "shadow_judge_endpoint": judge_name}, shadow_entity],
+             "config.served_entities[0].shadow_judge_endpoint judges a shadow's answers")):
+        refused = create(entities)
+        assert refused.status_code == 400 and refused.json()["error_code"] == "INVALID_PARAMETER_VALUE", refused.text
+        assert needle in refused.json()["message"], refused.text
+    created = create([live_entity, shadow_entity])
+    assert created.status_code == 200, created.text
+    assert stack.wait_endpoint(name, timeout_s=300)["state"] == {"ready": "READY", "config_update": "NOT_UPDATING"}
+    shown = stack.api("GET", f"/api/2.0/serving-endpoints/{name}").json()["config"]["served_entities"]
+    assert [e.get("shadow_judge_endpoint") for e in shown] == [None, judge_name]
+
+    expected = {"paris": "SHADOW_JUDGE_AGREE", "rome": "SHADOW_JUDGE_AGREE", "same-1": "SHADOW_EQUAL",
+                "unknown-1": "SHADOW_JUDGE_DISAGREE", "unknown-2": "SHADOW_JUDGE_DISAGREE"}
+    asked = {}
+    for q in expected:
+        reply = stack.api("POST", f"/serving-endpoints/{name}/invocations",
+                          json={"dataframe_split": {"columns": ["q"], "data": [[q]]}})
+        assert reply.status_code == 200 and reply.json() == {"predictions": [q]}, reply.text   # the live answer
+        asked[reply.headers["x-request-id"]] = q
+
+    def shadow_rows(count: int):
+        def read():
+            rows = stack.api("GET", f"/api/2.0/serving-endpoints/{name}/inference-table",
+                             params={"max_results": 200}).json()["rows"]
+            rows = [r for r in rows if r["served_entity_name"] == "shadow"]
+            return rows if len(rows) >= count else None
+        return wait_for(read, timeout_s=60, what=f"{count} judged shadow rows")
+    verdicts = {asked[r["databricks_request_id"]]: r["logging_error_codes"] for r in shadow_rows(len(expected))}
+    assert verdicts == {q: [code] for q, code in expected.items()}, verdicts
+    judged = [r["body"]["messages"][1]["content"] for r in fake_providers.requests
+              if r["provider"] == "openai" and r["body"].get("model") == "__judge__"
+              and "Answer A:" in str(r["body"]["messages"][-1].get("content"))]
+    assert sorted(judged) == sorted(f"Answer A:\n{q}\n\nAnswer B:\n" + ("I do not know." if q.startswith("unknown")
+                                                                        else f"The answer is {q}.")
+                                    for q in expected if q != "same-1")   # equal answers need no judge
+    counts = wait_for(lambda: (c := _endpoint_shadow_counts(stack, name)).get("judge_disagree") == 2 and c,
+                      timeout_s=30, what="the judge verdicts in the endpoint's metrics")
+    assert counts == {"equal": 1, "judge_agree": 2, "judge_disagree": 2}, counts
+
+    # The judge is asked as the caller: one who may query the endpoint but not the judge gets its answer as
+    # ever, and the comparison of its query is counted as the judge's failure.
+    caller = stack.user_token("shadow-caller@example.com")
+    endpoint_id = stack.api("GET", f"/api/2.0/serving-endpoints/{name}").json()["id"]
+    acl = {"access_control_list": [{"user_name": "shadow-caller@example.com", "permission_level": "CAN_QUERY"}]}
+    assert stack.api("PUT", f"/api/2.0/permissions/serving-endpoints/{endpoint_id}", json=acl).status_code == 200
+    reply = wait_for(lambda: (r := stack.api_as(caller, "POST", f"/serving-endpoints/{name}/invocations", json={
+        "dataframe_split": {"columns": ["q"], "data": [["oslo"]]}})).status_code != 404 and r, timeout_s=10,
+        what="the grant to reach the router")
+    assert reply.status_code == 200 and reply.json() == {"predictions": ["oslo"]}, reply.text
+    [failed] = [r for r in shadow_rows(len(expected) + 1) if r["databricks_request_id"] == reply.headers["x-request-id"]]
+    assert failed["logging_error_codes"] == ["SHADOW_JUDGE_ERROR"]
+    assert wait_for(lambda: _endpoint_shadow_counts(stack, name).get("judge_error") == 1, timeout_s=30,
+                    what="the judge's failure counted")
+    stack.api("DELETE", f"/api/2.0/serving-endpoints/{name}")
+    stack.api("DELETE", f"/api/2.0/serving-endpoints/{judge_name}")

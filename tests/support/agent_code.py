@@ -19,6 +19,7 @@ from mlflow.pyfunc import ChatAgent, ChatModel, PythonModel, ResponsesAgent
 from mlflow.types.agent import ChatAgentChunk, ChatAgentMessage, ChatAgentResponse
 from mlflow.types.llm import (
     ChatChoice, ChatChoiceDelta, ChatChunkChoice, ChatCompletionChunk, ChatCompletionResponse, ChatMessage,
+    TokenUsageStats,
 )
 from mlflow.types.responses import ResponsesAgentResponse, ResponsesAgentStreamEvent
 
@@ -85,10 +86,13 @@ class EchoChatAgent(ChatAgent):
 
 class EchoChatModel(ChatModel):
     def predict(self, context, messages, params):
-        text = "".join(_words(messages[-1].content or ""))
-        return ChatCompletionResponse(
+        words = _words(messages[-1].content or "")
+        return ChatCompletionResponse(   # usage: the words in and out, as an LLM's tokens
             id="chatcmpl-echo", model="echo", created=1700000000,
-            choices=[ChatChoice(index=0, message=ChatMessage(role="assistant", content=text), finish_reason="stop")])
+            choices=[ChatChoice(index=0, message=ChatMessage(role="assistant", content="".join(words)),
+                                finish_reason="stop")],
+            usage=TokenUsageStats(prompt_tokens=len((messages[-1].content or "").split()),
+                                  completion_tokens=len(words)))
 
     def predict_stream(self, context, messages, params):
         gate = (params.custom_inputs or {}).get("gate") if params.custom_inputs else None

@@ -8,7 +8,7 @@ last user message (or prompt; for OpenAI chat also the model's name) `__429__`, 
 `__echo_key__` (a 400 quoting the key, as careless providers do), `__midstream_error__`, or `__hold__`
 (a stream that stops after its first word until the test sets `release`, or HOLD_S passes: it shows the
 router relays chunks as they come). The OpenAI chat model `__judge__` answers as a guardrails judge
-(`_judgement`). Every request is kept in `requests` so tests can check what Podium sent.
+or a shadow's judge (`_judgement`). Every request is kept in `requests` so tests can check what Podium sent.
 """
 
 from __future__ import annotations
@@ -249,8 +249,12 @@ class FakeProviders:
 
 def _judgement(messages: list[dict]) -> str:
     """The model `__judge__` as a guard endpoint: UNSAFE for a text with "attack"; ON_TOPIC when the text
-    names one of the allowed topics its instruction lists ("The allowed topics are: a; b.")."""
+    names one of the allowed topics its instruction lists ("The allowed topics are: a; b."). As a shadow's judge
+    (asked whether "Answer A:" and "Answer B:" agree): "Yes." when B contains A's text, else "No."."""
     instruction, text = str(messages[0].get("content", "")), str(messages[-1].get("content", "")).lower()
+    if "compare two answers" in instruction:
+        first, _, second = text.removeprefix("answer a:\n").partition("\n\nanswer b:\n")
+        return "Yes." if first.strip() and first.strip() in second else "No."
     if "safety" in instruction:
         return "UNSAFE" if "attack" in text else "SAFE"
     topics = instruction.split("allowed topics are: ", 1)[-1].split(". ", 1)[0].split("; ")

@@ -1,8 +1,8 @@
 """Agents written for Databricks that call an LLM served by another endpoint (logged from code, chosen by the
 model_config's `kind`): a ResponsesAgent and a ChatAgent that send the conversation to the external-model
 endpoint named by model_config's `endpoint` through the unmodified databricks-sdk (`WorkspaceClient()`: on
-Databricks, and on Podium, the replica's DATABRICKS_HOST and DATABRICKS_TOKEN, given to a model logged with
-that endpoint as a resource) and answer its reply; their streams yield the reply word by word."""
+Databricks, and on Podium, the replica's DATABRICKS_HOST and client credential, DATABRICKS_CLIENT_ID /
+DATABRICKS_CLIENT_SECRET, given to a model logged with that endpoint as a resource) and answer its reply; their streams yield the reply word by word."""
 
 from __future__ import annotations
 

@@ -4,6 +4,8 @@ on a real (SQLite) database, in-process; the scaler's reading of the MLmodel fil
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import yaml
 
@@ -11,7 +13,7 @@ from services.common.errors import InvalidParameter, PermissionDenied, ResourceD
 from services.common.principals import CAN_MANAGE, CAN_QUERY, require_level
 from services.control_plane.grants import check_writer
 from services.control_plane.secrets_store import READ, SecretsService
-from services.scaler.replica_grants import declared_endpoints, has_secret_reference
+from services.scaler.replica_grants import declared_endpoints, has_secret_reference, with_credential
 from tests.support.identity import ADMIN_TOKEN, INTERNAL_TOKEN, start_identity
 
 SECRET = "sk-env-secret-value"
@@ -88,8 +90,18 @@ async def test_a_replica_credential_queries_only_its_declared_endpoints(world):
     with pytest.raises(InvalidParameter):
         await ident.tokens.issue_replica_credential(INTERNAL_TOKEN, "dep-1", ["bad name/x"])
     issued = await ident.tokens.issue_replica_credential(INTERNAL_TOKEN, "dep-1", ["ext-a", "ext-b"])
+    assert issued["client_id"] == f"podium-replica-{issued['token_id']}"
+    with pytest.raises(Unauthenticated):   # the client secret is no bearer credential: it is exchanged
+        await ident.identity.authenticate(issued["client_secret"])
+    for client_id, secret in [(issued["client_id"], issued["client_secret"][:-1] + "0"),
+                              ("podium-replica-" + "0" * 16, issued["client_secret"])]:
+        with pytest.raises(Unauthenticated):
+            await ident.tokens.issue_oauth_token(client_id, secret, "all-apis")
+    granted = await ident.tokens.issue_oauth_token(issued["client_id"], issued["client_secret"], "all-apis")
+    assert (granted["token_type"], granted["expires_in"]) == ("Bearer", 900)
+    access_token = granted["access_token"]
 
-    caller = await ident.identity.authenticate(issued["token"])
+    caller = await ident.identity.authenticate(access_token)
     assert (caller.id, caller.endpoint_scope) == (alice_id, frozenset({"ext-a", "ext-b"}))
     acl = [(alice_id, CAN_MANAGE)]   # even where its writer manages the endpoint, it may only query
     assert require_level(caller, acl, CAN_QUERY, "ext-a") == CAN_MANAGE
@@ -98,18 +110,54 @@ async def test_a_replica_credential_queries_only_its_declared_endpoints(world):
     with pytest.raises(PermissionDenied):
         require_level(caller, acl, CAN_QUERY, "other")
     with pytest.raises(PermissionDenied):   # no management, identity or secrets API at all
-        await ident.identity.authenticate_person(issued["token"])
+        await ident.identity.authenticate_person(access_token)
     listed = (await ident.tokens.list(await ident.obo(alice_id)))["token_infos"]
     assert listed and issued["token_id"] not in {t["token_id"] for t in listed}   # listed nowhere
 
+    # Revoked with its replica: no new access token, and the ones it got are refused before they expire.
     await ident.tokens.revoke_replica_credential(INTERNAL_TOKEN, issued["token_id"])
     with pytest.raises(Unauthenticated):
-        await ident.identity.authenticate(issued["token"])
+        await ident.identity.authenticate(access_token)
+    with pytest.raises(Unauthenticated):
+        await ident.tokens.issue_oauth_token(issued["client_id"], issued["client_secret"], "all-apis")
     # A credential whose deployment is gone (its scaler died before revoking it) authenticates nobody.
     orphan = await ident.tokens.issue_replica_credential(INTERNAL_TOKEN, "dep-1", ["ext-a"])
+    orphan_grant = await ident.tokens.issue_oauth_token(orphan["client_id"], orphan["client_secret"], "")
+    orphan_token = orphan_grant["access_token"]
     live.clear()
     with pytest.raises(Unauthenticated):
-        await ident.identity.authenticate(orphan["token"])
+        await ident.identity.authenticate(orphan_token)
+    with pytest.raises(Unauthenticated):
+        await ident.tokens.issue_oauth_token(orphan["client_id"], orphan["client_secret"], "")
+
+
+async def test_a_replica_access_token_lives_its_ttl(world):
+    ident, _, alice_id, _ = world
+    ident.tokens.deployment_entities = lambda key: [(alice_id, _entity({}))]
+    ident.identity.is_live_deployment = lambda key: True
+    ident.tokens._replica_lifetime_s = 60
+    issued = await ident.tokens.issue_replica_credential(INTERNAL_TOKEN, "dep-1", ["ext-a"])
+    fresh = await ident.tokens.issue_oauth_token(issued["client_id"], issued["client_secret"], "all-apis")
+    assert fresh["expires_in"] == 60
+    caller = await ident.identity.authenticate(fresh["access_token"])
+    assert caller.expires_at == pytest.approx(time.time() + 60, abs=5)
+    ident.tokens._clock = lambda: time.time() - 61   # minted 61 s ago: past its TTL
+    stale = await ident.tokens.issue_oauth_token(issued["client_id"], issued["client_secret"], "all-apis")
+    with pytest.raises(Unauthenticated):
+        await ident.identity.authenticate(stale["access_token"])
+
+
+@pytest.mark.parametrize("env, kept", [
+    ({}, {"DATABRICKS_HOST", "DATABRICKS_CLIENT_ID", "DATABRICKS_CLIENT_SECRET"}),
+    ({"DATABRICKS_TOKEN": "own"}, {"DATABRICKS_HOST", "DATABRICKS_TOKEN"}),
+    ({"DATABRICKS_HOST": "https://elsewhere", "DATABRICKS_CLIENT_ID": "a", "DATABRICKS_CLIENT_SECRET": "b"},
+     {"DATABRICKS_HOST", "DATABRICKS_CLIENT_ID", "DATABRICKS_CLIENT_SECRET"}),
+])
+def test_a_credential_the_served_entity_configures_replaces_podiums(env, kept):
+    granted = {"DATABRICKS_HOST": "http://router", "DATABRICKS_CLIENT_ID": "podium-replica-x",
+               "DATABRICKS_CLIENT_SECRET": "dose-x"}
+    merged = with_credential(granted, env)
+    assert set(merged) == kept and all(merged[k] == v for k, v in env.items())
 
 
 def test_declared_endpoints_come_from_the_mlmodel_resources(tmp_path):

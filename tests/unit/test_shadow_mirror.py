@@ -155,7 +155,7 @@ async def test_an_inference_table_gets_each_comparison_under_the_live_request_id
                     ("r-3", "id", "shadow", 503, b"", ["SHADOW_ERROR"], 1_000_000)]
     assert all(r.request == b'{"inputs": [1]}' and r.requester == "" for r in log.records)
     # ... and the same verdicts are published per shadow deployment, for a rollout's shadow gate
-    assert outcomes[shadow_key("k-shadow")].as_list() == [1, 0, 1, 1]
+    assert outcomes[shadow_key("k-shadow")].as_list() == [1, 0, 1, 1, 0, 0, 0]
 
 
 async def test_without_an_inference_table_nothing_is_recorded_but_outcomes_are_published():
@@ -165,7 +165,7 @@ async def test_without_an_inference_table_nothing_is_recorded_but_outcomes_are_p
     mirror._rng.random = lambda: 0.0
     mirror.offer(ENDPOINT, b"{}", "application/json", QueryResult(b'{"predictions": [1]}', "application/json", "live"))
     await _settle(mirror, registry, 1)
-    assert log.records == [] and outcomes[shadow_key("k-shadow")].as_list() == [1, 0, 0, 0]
+    assert log.records == [] and outcomes[shadow_key("k-shadow")].as_list() == [1, 0, 0, 0, 0, 0, 0]
 
 
 @pytest.mark.parametrize("endpoint, live_key, copied", [

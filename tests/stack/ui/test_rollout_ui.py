@@ -1,6 +1,7 @@
 """A canary rollout in the web UI, in real Chromium: while a rollout runs under load, the endpoint page's
-rollout card charts both sides (the new config and the serving one) from the judgements it reads, shows the
-gates, and the latest decision and why; and, in Node, the series those charts draw from successive judgements."""
+rollout card charts both sides (the new config and the serving one) from the rollout's judgements since it
+began (drawn on the page's first load), then the ones it reads, shows the gates, and the latest decision and
+why; and, in Node, the series those charts draw from successive judgements, and how a full history thins."""
 
 from __future__ import annotations
 
@@ -60,9 +61,19 @@ def test_a_running_rollout_charts_both_sides_and_shows_the_decision(page, stack,
             return rollout["phase"] == "RUNNING" and judgement and judgement["candidate"]["requests"] >= 5
         wait_for(judged, timeout_s=240, what="the rollout to run and judge its first step")
 
+        def history_s() -> float:
+            judgements = stack.api("GET", f"/api/2.0/serving-endpoints/{NAME}/rollout").json()["judgements"]
+            return (judgements[-1]["timestamp"] - judgements[0]["timestamp"]) / 1000 if judgements else 0.0
+        # Judgements over 8 s before the page opens: on its first load its charts span them (a page that began
+        # at its own opening would span one refresh, 1.5 s).
+        wait_for(lambda: history_s() >= 8, timeout_s=60, what="8 s of judgements")
+
         sign_in(page, stack)
         page.goto(stack.url + f"/ui/#/endpoints/{NAME}")
         card = page.locator("#rollout")
+        span = card.locator("figure[data-chart='rate'] text[data-span-s]")
+        expect(span).to_have_count(1)   # the first drawing
+        assert int(span.get_attribute("data-span-s")) >= 7, span.get_attribute("data-span-s")
         expect(card.locator("#rollout-phase")).to_have_text("RUNNING")
         expect(card.locator("#rollout-gates")).to_contain_text("error rate at most 50.0% above the serving config's")
         expect(card.locator("#rollout-decision")).to_contain_text(re.compile(r"HOLD after [\d.]+ s of step 1: "
@@ -112,3 +123,24 @@ console.log(JSON.stringify({{ candidate: history.series('candidate'), incumbent:
                                    "p99": [[1000, 25], [2000, 25], [3000, 25]]}
     assert series["incumbent"]["rate"] == [[1000, 45], [2000, 90], [3000, 5]]
     assert series["incumbent"]["errorRate"] == [[1000, 0], [2000, 5], [3000, 0]]
+
+
+def test_a_full_history_keeps_its_first_and_latest_judgements(tmp_path):
+    """metrics.js's RolloutHistory, in Node: full, every other judgement goes, so the charts still start at the
+    rollout's start; `latest` is the control plane's time of the newest one (to read only newer ones)."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    reads = [(1000 * i, {**_judgement(1, float(i), (i, 0), (i, 0)), "timestamp": 1000 * i}) for i in range(1, 8)]
+    script = tmp_path / "run.mjs"
+    script.write_text(f"""
+import {{ RolloutHistory }} from {json.dumps(METRICS_JS.as_uri())};
+const history = new RolloutHistory(2, 4);
+const empty = history.latest;
+for (const [at, judgement] of {json.dumps(reads)}) history.add(at, judgement);
+console.log(JSON.stringify({{ empty, latest: history.latest, at: history.samples.map((s) => s.at) }}));
+""")
+    out = json.loads(subprocess.run([node, str(script)], capture_output=True, text=True, check=True,
+                                    timeout=30).stdout)
+    assert out["empty"] is None and out["latest"] == 7000
+    assert out["at"][0] == 1000 and out["at"][-1] == 7000 and len(out["at"]) <= 4, out

@@ -142,7 +142,13 @@ export class MetricsHistory {
 // the 5xx share between two judgements of the same step (each judgement counts from its step's start), and
 // the p99 latency over the step so far, as the latency gate judges it.
 export class RolloutHistory {
-  constructor(configVersion = null, size = 240) { this.configVersion = configVersion; this.size = size; this.samples = []; }
+  constructor(configVersion = null, size = 300) { this.configVersion = configVersion; this.size = size; this.samples = []; }
+
+  // The control plane's time of the latest judgement held (null: none yet), to read only newer ones.
+  get latest() {
+    const last = this.samples[this.samples.length - 1];
+    return last && Number.isFinite(last.judgement.timestamp) ? last.judgement.timestamp : null;
+  }
 
   add(at, judgement) {
     if (!judgement || !judgement.candidate) return;
@@ -150,7 +156,9 @@ export class RolloutHistory {
     if (last && last.judgement.step === judgement.step && last.judgement.window_s === judgement.window_s) return;   // read again, not judged again
     if (last && judgement.step < last.judgement.step) return;   // a paused rollout shows the judgement that moved it to this step
     this.samples.push({ at, judgement });
-    if (this.samples.length > this.size) this.samples.shift();
+    // Full: every other judgement goes (the first and the latest stay), so the charts still start at the
+    // rollout's start, at a coarser grain, as the control plane keeps them (services/control_plane/rollouts.py).
+    if (this.samples.length > this.size) this.samples = [...this.samples.slice(0, -1).filter((_, i) => i % 2 === 0), this.samples[this.samples.length - 1]];
   }
 
   series(side) {

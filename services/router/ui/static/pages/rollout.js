@@ -1,9 +1,10 @@
 // The endpoint page's canary rollout card (docs/progressive-delivery.md): the steps with the current one
 // marked, the new config's share, the latest judgement of both sides, the decision and why, the event log,
 // and (CAN_MANAGE) pause, resume, promote and abort. Read from GET …/rollout on each refresh while shown.
-// Its charts draw both sides (the new config, the serving one) from the judgements read while the page is
-// open: they count what the control plane's gates judge, per deployment and over every router, which the
-// metrics export (one router's, by served entity name, which both configs may share) cannot.
+// Its charts draw both sides (the new config, the serving one) from the rollout's judgements since it began
+// (GET …/rollout's `judgements`, then only the newer ones on each refresh): they count what the control
+// plane's gates judge, per deployment and over every router, which the metrics export (one router's, by
+// served entity name, which both configs may share) cannot.
 // Also the shadow summary of the endpoint's metrics card: per shadow entity, how its copies compared.
 import { api, endpointPath } from '../api.js';
 import { append, clear, dateTime, h } from '../dom.js';
@@ -24,14 +25,17 @@ export function rolloutCard(name, getEndpoint, manage, onChange) {
     if (element.hidden) return;
     let answer;
     try {
-      answer = await api('GET', `${endpointPath(name)}/rollout`);
+      const since = history.latest;   // the judgements the charts hold already are not read again
+      answer = await api('GET', `${endpointPath(name)}/rollout${since === null ? '' : `?judgements_since=${since}`}`);
     } catch (error) {
       append(clear(element), h('h2', {}, 'Rollout'), h('p', { class: 'muted' }, `Cannot read the rollout: ${error.display}`));
       return;
     }
     const rollout = answer.rollout;
     if (history.configVersion !== rollout.config_version) history = new RolloutHistory(rollout.config_version);
-    history.add(Date.now(), rollout.last_judgement);
+    for (const judgement of answer.judgements || []) history.add(judgement.timestamp, judgement);
+    const latest = rollout.last_judgement;
+    if (latest) history.add(latest.timestamp || Date.now(), latest);
     const steps = rollout.plan.steps.map((s, i) => h('span', {
       class: `chip ${i + 1 === rollout.step && ['RUNNING', 'PAUSED'].includes(rollout.phase) ? 'chip-active' : ''}`,
     }, `${s.traffic_percentage}%`));
@@ -48,7 +52,7 @@ export function rolloutCard(name, getEndpoint, manage, onChange) {
           h('td', {}, judgement[side].requests), h('td', {}, judgement[side].errors),
           h('td', {}, `${(100 * judgement[side].error_rate).toFixed(2)}%`), h('td', {}, judgement[side].p99_latency_ms))))) : null,
       judgement && judgement.shadow ? h('p', { class: 'small', id: 'rollout-shadow' }, `Shadow agreement of the new config: ${(100 * judgement.shadow.agreement).toFixed(1)}% of ${judgement.shadow.comparisons} comparisons`,
-        h('span', { class: 'muted' }, ` (equal ${judgement.shadow.equal}, numeric difference ${judgement.shadow.numeric_difference}, different ${judgement.shadow.different}, failed ${judgement.shadow.errors})`)) : null,
+        h('span', { class: 'muted' }, ` (equal ${judgement.shadow.equal}, numeric difference ${judgement.shadow.numeric_difference}, different ${judgement.shadow.different}, failed ${judgement.shadow.errors}${judgedText(judgement.shadow)})`)) : null,
       judgement ? h('p', { id: 'rollout-decision' }, h('span', { class: `badge ${DECISION_BADGES[judgement.decision] || 'badge-neutral'}` }, judgement.decision),
         h('span', { class: 'small' }, ` after ${judgement.window_s} s of step ${judgement.step}: ${judgement.reason}`)) : null,
       rolloutCharts(history, rollout.phase),
@@ -72,6 +76,12 @@ export function rolloutCard(name, getEndpoint, manage, onChange) {
   }
 
   return { element, render };
+}
+
+// A judge endpoint's verdicts on differing text answers, when the shadow has one.
+function judgedText(shadow) {
+  const judged = (shadow.judge_agree || 0) + (shadow.judge_disagree || 0) + (shadow.judge_errors || 0);
+  return judged ? `; judged: agree ${shadow.judge_agree || 0}, disagree ${shadow.judge_disagree || 0}, not judged ${shadow.judge_errors || 0}` : '';
 }
 
 // The plan's gates in words, as the control plane judges them (services/control_plane/rollout_policy.py).
@@ -132,13 +142,14 @@ function pairChart(lines, format) {
     const d = points.filter((p) => Number.isFinite(p[1])).map((p, i) => `${i ? 'L' : 'M'}${x(p[0]).toFixed(1)},${y(p[1]).toFixed(1)}`).join('');
     if (d) chart.append(svg('path', { d, fill: 'none', stroke: color, 'stroke-width': 1.8, 'vector-effect': 'non-scaling-stroke', 'data-series': side }));
   }
-  const span = svg('text', { x: width - pad.right, y: height - 4, 'text-anchor': 'end', class: 'chart-label' });
+  const span = svg('text', { x: width - pad.right, y: height - 4, 'text-anchor': 'end', class: 'chart-label', 'data-span-s': Math.round((t1 - t0) / 1000) });
   span.textContent = `last ${Math.round((t1 - t0) / 1000)} s`;
   chart.append(span);
   return chart;
 }
 
 const OUTCOMES = ['equal', 'numeric_difference', 'different', 'error', 'dropped'];
+const JUDGED = ['judge_agree', 'judge_disagree', 'judge_error'];   // a shadow with a judge endpoint
 
 // The endpoint's shadow entities as a table (outcome counts since the router started, agreement, largest
 // numeric difference) from its Prometheus text (GET …/metrics); null when it has none.
@@ -154,13 +165,21 @@ export function shadowSummary(text) {
   }
   const names = Object.keys(entities);
   if (!names.length) return null;
+  // As the rollout gate counts: a judged agreement agrees, a text the judge could not judge is no comparison.
   const agreement = (e) => {
-    const compared = (e.equal || 0) + (e.numeric_difference || 0) + (e.different || 0) + (e.error || 0);
-    return compared ? `${((100 * ((e.equal || 0) + (e.numeric_difference || 0))) / compared).toFixed(1)}%` : '–';
+    const agreed = (e.equal || 0) + (e.numeric_difference || 0) + (e.judge_agree || 0);
+    const compared = agreed + (e.different || 0) + (e.error || 0) + (e.judge_disagree || 0);
+    return compared ? `${((100 * agreed) / compared).toFixed(1)}%` : '–';
   };
+  const judged = names.some((name) => JUDGED.some((o) => entities[name][o]));
+  const outcomes = judged ? [...OUTCOMES, ...JUDGED] : OUTCOMES;
+  const headers = ['Shadow entity', 'Equal', 'Numeric difference', 'Different', 'Failed', 'Dropped',
+    ...(judged ? ['Judged agree', 'Judged disagree', 'Judge failed'] : []), 'Agreement', 'Largest difference'];
   return h('div', { id: 'shadow-summary' }, h('h3', {}, 'Shadow comparisons'),
     h('table', { class: 'table' },
-      h('thead', {}, h('tr', {}, ['Shadow entity', 'Equal', 'Numeric difference', 'Different', 'Failed', 'Dropped', 'Agreement', 'Largest difference'].map((t) => h('th', {}, t)))),
-      h('tbody', {}, names.map((name) => h('tr', {}, h('td', {}, name), OUTCOMES.map((o) => h('td', {}, entities[name][o] || 0)),
-        h('td', {}, agreement(entities[name])), h('td', {}, entities[name].max ? entities[name].max.toPrecision(3) : '–'))))));
+      h('thead', {}, h('tr', {}, headers.map((t) => h('th', {}, t)))),
+      h('tbody', {}, names.map((name) => h('tr', { 'data-entity': name }, h('td', {}, name),
+        outcomes.map((o) => h('td', { 'data-outcome': o }, entities[name][o] || 0)),
+        h('td', { 'data-outcome': 'agreement' }, agreement(entities[name])),
+        h('td', {}, entities[name].max ? entities[name].max.toPrecision(3) : '–'))))));
 }
