@@ -84,6 +84,39 @@ def _grpc_first_event_ms(target: str, token: str, endpoint: str, body: bytes, n:
     return samples
 
 
+def _replica_first_event_ms(address: str, worker_token: str, body: bytes, n: int) -> list[float]:
+    """The router's own hop: the replica's Worker.PredictEvents called directly, as the router calls it."""
+    import grpc
+
+    from podium_api.v1 import worker_pb2, worker_pb2_grpc
+
+    samples = []
+    with grpc.insecure_channel(address) as channel:
+        stub = worker_pb2_grpc.WorkerStub(channel)
+        metadata = (("authorization", f"Bearer {worker_token}"),)
+        for i in range(n):
+            started = time.perf_counter()
+            call = stub.PredictEvents(worker_pb2.PredictItem(id=i, body=body, content_type="application/json",
+                                                             timeout_s=30), timeout=30, metadata=metadata)
+            next(call)
+            samples.append((time.perf_counter() - started) * 1000)
+            for _ in call:
+                pass
+    return samples
+
+
+def _replica_address(info: dict, endpoint: str) -> str:
+    """The gRPC address of a ready replica of `endpoint`: the scaler's service-discovery list names it,
+    its replica record gives the address."""
+    groups = requests.get(f"http://{info['metrics']['scaler']}/targets", timeout=10).json()
+    for group in groups:
+        labels = group.get("labels", {})
+        record = Path(info["data_dir"]) / "replicas" / f"{labels.get('podium_replica', '')}.json"
+        if labels.get("endpoint_name") == endpoint and record.exists():
+            return json.loads(record.read_text())["address"]
+    raise RuntimeError(f"no ready replica of {endpoint}")
+
+
 def _in_process_first_event_ms(pyfunc, body: bytes, n: int) -> list[float]:
     from mlflow.pyfunc import scoring_server
     from mlflow.utils.proto_json_utils import NumpyEncoder, _get_jsonable_obj
@@ -148,6 +181,10 @@ def main(argv: list[str] | None = None) -> int:
                                                                         body, n)),
                          ("podium gRPC", lambda n: _grpc_first_event_ms(info["grpc_target"], token,
                                                                         f"bench-{kind}", body, n)))
+                if info.get("bench_worker_token"):   # the replica alone: what the router's hop adds
+                    address = _replica_address(info, f"bench-{kind}")
+                    paths += (("replica gRPC", lambda n: _replica_first_event_ms(
+                        address, info["bench_worker_token"], body, n)),)
                 for _ in range(args.rounds):   # interleaved rounds, the best kept: other load on the machine
                     for path, measure in paths:
                         measure(30)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 
 import grpc
@@ -27,6 +28,7 @@ from services.worker import metrics, sandbox
 from services.worker.core import CallerCheck, Predictor, load_model, usable_gpu_count
 from services.worker.generative import stop_local_trace_export
 from services.worker.grpc_api import WorkerServicer
+from services.worker.model_threads import call_threads, limit_call_threads
 from services.worker.prediction_stream import StreamDrain
 from services.worker.settings import WorkerSettings
 
@@ -84,6 +86,9 @@ async def serve(settings: WorkerSettings) -> int:
     drain = StreamDrain()
     holder.servicer = WorkerServicer(predictor, drain)
     is_batching = predictor.batch_policy.rows > 1   # the scaler sizes a replica that does not for fewer requests
+    threads = call_threads(os.environ, settings.worker_device, is_batching)
+    if threads is not None and limit_call_threads(threads):
+        log.info("torch runs each model call on %d thread: this entity's replicas share the cores", threads)
     await health_servicer.set(BATCHING_HEALTH_SERVICE, health_pb2.HealthCheckResponse.SERVING if is_batching
                               else health_pb2.HealthCheckResponse.NOT_SERVING)
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)

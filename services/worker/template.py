@@ -159,7 +159,29 @@ def import_flavor(path: Path) -> list[str]:
             imported.append(module)
         except Exception as exc:  # noqa: BLE001 - the replica imports it again and reports
             log.info("could not import %s ahead of time: %s", module, exc)
+    if "transformers" in imported:
+        imported += _import_transformers_classes(flavors.get("transformers") or {})
     _check_requirements(path)
+    return imported
+
+
+_CLASS_NAME = re.compile(r"^[A-Z][A-Za-z0-9_]*$")
+
+
+def _import_transformers_classes(flavor: dict) -> list[str]:
+    """transformers imports its pipelines and model classes lazily, on first use: seconds in every replica
+    (`transformers.pipelines` alone is most of a replica's start). The classes the flavor names (pipeline,
+    model, tokenizer) are looked up here, as attributes of the installed package only."""
+    import transformers
+
+    names = [flavor.get(key) for key in ("instance_type", "pipeline_model_type", "tokenizer_type")]
+    imported = []
+    for name in ["pipeline", *(n for n in names if isinstance(n, str) and _CLASS_NAME.fullmatch(n))]:
+        try:
+            getattr(transformers, name)
+            imported.append(f"transformers.{name}")
+        except Exception as exc:  # noqa: BLE001 - the replica imports it again and reports
+            log.info("could not import transformers.%s ahead of time: %s", name, exc)
     return imported
 
 

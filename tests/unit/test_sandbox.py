@@ -171,6 +171,26 @@ def test_a_replica_with_its_own_uid_reads_its_model_through_its_scratch(tmp_path
     assert not os.stat(readable / "MLmodel").st_mode & 0o002              # the model stays read-only
 
 
+def test_the_template_imports_the_transformers_classes_the_flavor_names(tmp_path):
+    """transformers imports pipelines and model classes lazily: the template looks up the ones MLmodel names
+    (the package's own attributes only), so a forked replica does not pay for them."""
+    import sys
+
+    import yaml
+
+    pytest.importorskip("transformers")
+    from services.worker.template import import_flavor
+
+    (tmp_path / "MLmodel").write_text(yaml.safe_dump({"flavors": {
+        "python_function": {"loader_module": "mlflow.transformers"},
+        "transformers": {"instance_type": "TextClassificationPipeline", "tokenizer_type": "os.system",
+                         "pipeline_model_type": "BertForSequenceClassification"}}}))
+    imported = import_flavor(tmp_path)
+    assert imported == ["mlflow.transformers", "transformers", "transformers.pipeline",
+                        "transformers.TextClassificationPipeline", "transformers.BertForSequenceClassification"]
+    assert "transformers.pipelines" in sys.modules and "transformers.models.bert.modeling_bert" in sys.modules
+
+
 @pytest.mark.parametrize("flavors, imported", [
     ({"python_function": {"loader_module": "mlflow.sklearn"}, "sklearn": {}},
      ["mlflow.sklearn", "sklearn"] + (["skops.io"] if importlib.util.find_spec("skops") else [])),
