@@ -7,6 +7,8 @@ zero), and times, one request at a time on 127.0.0.1:
 - Podium REST: POST /serving-endpoints/<name>/invocations with `"stream": true` over one kept-alive connection,
   from the request's first byte sent to its first `data:` line read (the rest of the stream is read after);
 - Podium gRPC: Query.InvokeStream, from the call to its first message;
+- floor REST / floor gRPC: the same clients against a server that answers one event at once
+  (bench/stream_floor.py): what the transport and client cost by themselves;
 - in-process: the same registered model loaded in this process, from the JSON body to its first event rendered
   as JSON (MLflow's parse of the body, predict_stream, the first next(), the JSON encoding), which is what a
   replica does before it hands the event on.
@@ -22,6 +24,7 @@ import argparse
 import http.client
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -117,6 +120,15 @@ def _replica_address(info: dict, endpoint: str) -> str:
     raise RuntimeError(f"no ready replica of {endpoint}")
 
 
+def _start_floor(procs: Processes) -> dict[str, str]:
+    """bench/stream_floor.py in a process of its own: {"grpc": target, "http": url}."""
+    process = procs.start([sys.executable, "-m", "bench.stream_floor"], log=None, stdout=subprocess.PIPE, text=True)
+    line = process.stdout.readline()
+    if not line.startswith("grpc="):
+        raise RuntimeError(f"bench.stream_floor did not start: {line!r}")
+    return dict(part.split("=", 1) for part in line.split())
+
+
 def _in_process_first_event_ms(pyfunc, body: bytes, n: int) -> list[float]:
     from mlflow.pyfunc import scoring_server
     from mlflow.utils.proto_json_utils import NumpyEncoder, _get_jsonable_obj
@@ -149,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="podium-bench-agents-", ignore_cleanup_errors=True) as tmp:
             info = start_podium(procs, Path(tmp))
+            floor = _start_floor(procs)
             token = info["admin_token"]
             registered = {kind: agent_models.register_agent(info, kind, f"bench.agents.{kind}") for kind in PAYLOADS}
             for kind, agent in registered.items():
@@ -185,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
                     address = _replica_address(info, f"bench-{kind}")
                     paths += (("replica gRPC", lambda n: _replica_first_event_ms(
                         address, info["bench_worker_token"], body, n)),)
+                paths += (("floor REST", lambda n: _rest_first_event_ms(floor["http"], token, "floor", body, n)),
+                          ("floor gRPC", lambda n: _grpc_first_event_ms(floor["grpc"], token, "floor", body, n)))
                 for _ in range(args.rounds):   # interleaved rounds, the best kept: other load on the machine
                     for path, measure in paths:
                         measure(30)
@@ -194,9 +209,10 @@ def main(argv: list[str] | None = None) -> int:
                 for path, _ in paths:
                     row = figures[path]
                     print(f"{kind:<10} {path:<12} {row['p50']:7.2f} {row['p90']:7.2f} {row['p99']:7.2f}")
-                for path in ("podium REST", "podium gRPC"):
-                    print(f"{kind:<10} added by Podium ({path}) at p50: "
-                          f"{figures[path]['p50'] - figures['in-process']['p50']:.2f} ms")
+                for wire in ("REST", "gRPC"):
+                    added = figures[f"podium {wire}"]["p50"] - figures["in-process"]["p50"]
+                    print(f"{kind:<10} added by Podium ({wire}) at p50: {added:.2f} ms, of which the transport's "
+                          f"own floor (a server answering at once, same client) {figures[f'floor {wire}']['p50']:.2f} ms")
     finally:
         procs.stop_all()
     return 0
