@@ -16,7 +16,6 @@ import asyncio
 import json
 import logging
 import threading
-import time
 import uuid
 import weakref
 from collections.abc import AsyncIterator
@@ -68,11 +67,15 @@ def asks_stream(body: bytes, content_type: str) -> dict | None:
     return request if isinstance(request, dict) and request.get("stream") is True else None
 
 
+HAND_OVER_WAIT_S = 0.05   # a consumer slower than this (the caller reads slowly) lets the model go on
+
+
 async def stream_events(model, pool: Executor, request: dict) -> AsyncIterator[ModelEvent]:
     """The model's events for `request` (decoded, `stream` still in it), in order, as it yields them; a failure
     is the last event. Closing the iterator stops the model at its next yield."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue = asyncio.Queue()
+    taken = threading.Event()
     stop = False
 
     def hand_over(item) -> None:
@@ -81,10 +84,12 @@ async def stream_events(model, pool: Executor, request: dict) -> AsyncIterator[M
     def pump() -> None:
         try:
             for event in _events(model, request):
+                taken.clear()
                 hand_over(event)
-                # Lets the event loop take the GIL and send the event now, rather than after the switch interval
-                # (5 ms) of the model's computing the next one.
-                time.sleep(0)
+                # Waits (briefly) until the event loop has taken the event: it then holds the GIL and sends it.
+                # Otherwise the model's next step keeps the GIL, and the event waits for the switch interval
+                # (5 ms), the loop having woken only to queue for the GIL.
+                taken.wait(HAND_OVER_WAIT_S)
                 if stop:   # the caller left: the model's generator is closed below, at its yield
                     return
         finally:
@@ -93,6 +98,7 @@ async def stream_events(model, pool: Executor, request: dict) -> AsyncIterator[M
     running = loop.run_in_executor(pool, pump)
     try:
         while (item := await queue.get()) is not _END:
+            taken.set()
             yield item
             if item.http_status:
                 break
