@@ -67,24 +67,30 @@ def _rest_first_event_ms(url: str, token: str, endpoint: str, body: bytes, n: in
     return samples
 
 
+def _first_message_ms(open_call, n: int) -> list[float]:
+    """From opening a server-streaming call (`open_call(i)`) to its first message, n times; each call is then
+    read to its end."""
+    samples = []
+    for i in range(n):
+        started = time.perf_counter()
+        call = open_call(i)
+        next(call)
+        samples.append((time.perf_counter() - started) * 1000)
+        for _ in call:
+            pass
+    return samples
+
+
 def _grpc_first_event_ms(target: str, token: str, endpoint: str, body: bytes, n: int) -> list[float]:
     import grpc
 
     from podium_api.v1 import query_pb2, query_pb2_grpc
 
-    samples = []
     with grpc.insecure_channel(target) as channel:
         stub = query_pb2_grpc.QueryStub(channel)
         metadata = (("authorization", f"Bearer {token}"),)
-        for _ in range(n):
-            started = time.perf_counter()
-            call = stub.InvokeStream(query_pb2.InvokeRequest(endpoint=endpoint, body=body), timeout=30,
-                                     metadata=metadata)
-            next(call)
-            samples.append((time.perf_counter() - started) * 1000)
-            for _ in call:
-                pass
-    return samples
+        return _first_message_ms(lambda _: stub.InvokeStream(query_pb2.InvokeRequest(endpoint=endpoint, body=body),
+                                                             timeout=30, metadata=metadata), n)
 
 
 def _replica_first_event_ms(address: str, worker_token: str, body: bytes, n: int) -> list[float]:
@@ -93,19 +99,12 @@ def _replica_first_event_ms(address: str, worker_token: str, body: bytes, n: int
 
     from podium_api.v1 import worker_pb2, worker_pb2_grpc
 
-    samples = []
     with grpc.insecure_channel(address) as channel:
         stub = worker_pb2_grpc.WorkerStub(channel)
         metadata = (("authorization", f"Bearer {worker_token}"),)
-        for i in range(n):
-            started = time.perf_counter()
-            call = stub.PredictEvents(worker_pb2.PredictItem(id=i, body=body, content_type="application/json",
-                                                             timeout_s=30), timeout=30, metadata=metadata)
-            next(call)
-            samples.append((time.perf_counter() - started) * 1000)
-            for _ in call:
-                pass
-    return samples
+        return _first_message_ms(lambda i: stub.PredictEvents(
+            worker_pb2.PredictItem(id=i, body=body, content_type="application/json", timeout_s=30),
+            timeout=30, metadata=metadata), n)
 
 
 def _replica_address(info: dict, endpoint: str) -> str:
