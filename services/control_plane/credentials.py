@@ -1,9 +1,10 @@
 """Credential formats: personal access tokens, service-principal secrets and Podium's own JWTs.
 
 A PAT is `dapi` + a 16-hex token id + 48 hex of randomness; a service-principal OAuth secret is the same
-with `dose`, and so is a replica's client secret, whose client id is `podium-replica-` + the same token id. The id finds the stored record in O(1); only a salted HMAC-SHA256 of the whole credential is
-stored. A slow password hash is not needed: the credentials are 192-bit random values, not passwords, and
-verification results are cached by the router anyway.
+with `dose`, and so is a replica's client secret, whose client id is `podium-replica-` + the same token id.
+The id finds the stored record in O(1); only a salted HMAC-SHA256 of the whole credential is stored. A slow
+password hash is not needed: the credentials are 192-bit random values, not passwords, and verification
+results are cached by the router anyway.
 """
 
 from __future__ import annotations

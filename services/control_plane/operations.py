@@ -1,8 +1,9 @@
 """The management API's one entry point: an operation name → the core method that decides it.
 
 Every user-facing call of the router's Databricks routes (serving endpoints, SCIM, tokens, service-principal
-secrets, permissions, secrets and their ACLs, Unity Catalog grants) arrives as one `Management.Call` (protos/podium_api/v1/management.proto); this
-table sends each to its core and answers the REST answer's JSON. Every core method authenticates and
+secrets, permissions, secrets and their ACLs, Unity Catalog grants) arrives as one `Management.Call`
+(protos/podium_api/v1/management.proto); this table sends each to its core and answers the REST answer's
+JSON. Every core method authenticates and
 authorizes the caller itself. A new operation is one row here (and its core method) plus one route row in
 services/router/rest_management.py.
 """
