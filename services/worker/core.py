@@ -25,7 +25,7 @@ import orjson
 
 from services.common.errors import BadRequest, InvalidParameter, PodiumError, Unauthenticated, Unavailable
 from services.common.tensors import ModelMetadata, RawTensor
-from services.worker import batch_merge, generative, metrics, row_exact, signature
+from services.worker import batch_merge, generative, metrics, prediction_json, row_exact, signature
 from services.worker.batch_collector import BatchCollector
 from services.worker.direct_scoring import DirectScorer, is_plain_json
 
@@ -135,7 +135,6 @@ class Predictor:
     def __init__(self, model, threads: int, queue_limit: int, callers: CallerCheck, max_batch_size: int = 0,
                  max_batch_wait_ms: float = 0.0):
         from mlflow.pyfunc import scoring_server
-        from mlflow.utils.proto_json_utils import NumpyEncoder, _get_jsonable_obj
 
         self._callers = callers
         self._model = model
@@ -144,7 +143,6 @@ class Predictor:
         self._has_params = model.metadata.get_params_schema() is not None
         self.metadata: ModelMetadata = signature.model_metadata(model.metadata)
         self._scoring = scoring_server
-        self._jsonable, self._json_encoder = _get_jsonable_obj, NumpyEncoder   # what predictions_to_json uses
         self._invocations = scoring_server.invocations
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="predict")
         self._slots = asyncio.Semaphore(queue_limit)
@@ -280,13 +278,12 @@ class Predictor:
             return None
         # What predictions_to_json does for each part's rows (invocations() renders every answer with it), with
         # the conversion to plain lists done once for the batch: a slice of it is that of the part's rows.
-        rows = batch_merge.split_rows(self._jsonable(raw, pandas_orient="records"), counts)
+        rows = batch_merge.split_rows(prediction_json.jsonable(raw), counts)
         redo = [bool(flags.any()) for flags in batch_merge.split_rows(unsure, counts)] if unsure is not None \
             else [False] * len(parts)
         self._collector.stats.rescored += sum(redo)
-        encoder = self._json_encoder()
         return [self._score_part(part) if again else
-                ScoringResult(200, "".join(encoder.iterencode({"predictions": piece})).encode(), "application/json")
+                ScoringResult(200, prediction_json.predictions_json(piece), "application/json")
                 for part, piece, again in zip(parts, rows, redo)]
 
     def _guarded_prediction(self, request: dict):

@@ -24,7 +24,7 @@ import json
 import logging
 from typing import Any
 
-from services.worker import direct_frame, direct_sklearn
+from services.worker import direct_frame, direct_sklearn, prediction_json
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,6 @@ class DirectScorer:
 
     def __init__(self, model, columns: tuple[direct_frame.Column, ...], string_dtype):
         import mlflow.pyfunc as pyfunc
-        from mlflow.utils.proto_json_utils import NumpyEncoder, _get_jsonable_obj
 
         self._model = model
         self._columns = columns
@@ -49,7 +48,6 @@ class DirectScorer:
         self._enforce_params = pyfunc._enforce_params_schema
         self._params_warning = pyfunc._log_warning_if_params_not_in_predict_signature
         self._pyfunc_logger = pyfunc._logger
-        self._jsonable, self._json_encoder = _get_jsonable_obj, NumpyEncoder
         # A numeric scikit-learn model is handed the frame's float matrix (services/worker/direct_sklearn.py).
         self._takes_matrix = all(c.type == "double" and c.required for c in columns) \
             and direct_sklearn.takes_matrix(model, tuple(c.name for c in columns))
@@ -105,8 +103,7 @@ class DirectScorer:
 
     def encode(self, prediction) -> bytes:
         """What predictions_to_json writes for `prediction`."""
-        predictions = self._jsonable(prediction, pandas_orient="records")
-        return "".join(self._json_encoder().iterencode({"predictions": predictions})).encode()
+        return prediction_json.predictions_json(prediction_json.jsonable(prediction))
 
     def _model_input(self, request: Any, matrix: bool):
         if not isinstance(request, dict):
