@@ -24,7 +24,7 @@ from services.common.readiness import (
     BATCHING_HEALTH_SERVICE, announce_failed, announce_listening, announce_ready,
 )
 from services.common.tls import TlsFiles, add_server_port
-from services.worker import metrics, sandbox
+from services.worker import metrics, prediction_json, sandbox
 from services.worker.core import CallerCheck, Predictor, load_model, usable_gpu_count
 from services.worker.generative import stop_local_trace_export
 from services.worker.grpc_api import WorkerServicer
@@ -80,6 +80,7 @@ async def serve(settings: WorkerSettings) -> int:
     metrics.observe_model_load(time.monotonic() - load_started)
     if await asyncio.to_thread(stop_local_trace_export):
         log.info("MLflow tracing is off in this replica: its tracking store is local, which replicas never open")
+    prediction_json.use_in_scoring_server()
     freeze_startup_objects()
     predictor = Predictor(model, settings.worker_predict_threads, settings.worker_max_queued_requests, callers,
                           settings.worker_max_batch_size, settings.worker_max_batch_wait_ms)

@@ -18,11 +18,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from mlflow.pyfunc import scoring_server
 from mlflow.utils.proto_json_utils import NumpyEncoder, _get_jsonable_obj
 from pandas.core.dtypes.cast import maybe_box_native
 
 _NUMPY_KINDS = frozenset("biuf")   # booleans, signed and unsigned ints, floats: tolist() is each value's .item()
 _PLAIN_NAMES = (str, int)
+_MLFLOWS_PREDICTIONS_TO_JSON = scoring_server.predictions_to_json
 
 
 def jsonable(prediction: Any) -> Any:
@@ -85,3 +87,17 @@ def _column_values(array) -> list | None:
     if isinstance(dtype, pd.StringDtype):
         return [maybe_box_native(value) for value in array]
     return None
+
+
+def predictions_to_json(raw_predictions: Any, output, metadata: dict | None = None) -> None:
+    """MLflow's `scoring_server.predictions_to_json`, writing the same text to `output` and failing where it
+    fails; `use_in_scoring_server` puts it in MLflow's place."""
+    if metadata and "predictions" in metadata:   # MLflow's own refusal, in its words
+        return _MLFLOWS_PREDICTIONS_TO_JSON(raw_predictions, output, metadata)
+    output.write(NumpyEncoder().encode({"predictions": jsonable(raw_predictions), **(metadata or {})}))
+
+
+def use_in_scoring_server() -> None:
+    """Makes MLflow's `invocations()` (which a replica calls for every request the direct path does not take)
+    render its answers with predictions_to_json above. Called once, in a replica process only."""
+    scoring_server.predictions_to_json = predictions_to_json

@@ -94,7 +94,11 @@ def mlflows_bytes(prediction):
 
 
 def ours(prediction):
-    return prediction_json.predictions_json(prediction_json.jsonable(prediction))
+    out = io.StringIO()
+    prediction_json.predictions_to_json(prediction, out)
+    text = out.getvalue().encode()
+    assert prediction_json.predictions_json(prediction_json.jsonable(prediction)) == text
+    return text
 
 
 @settings(max_examples=600, deadline=None, database=None,
@@ -123,3 +127,32 @@ def test_types_left_to_mlflow_are_not_converted_here():
     assert prediction_json._frame_records(pd.DataFrame({"c": pd.Categorical(["a"])})) is None
     assert prediction_json._frame_records(pd.DataFrame([[1, 2]], columns=["a", "a"])) is None
     assert prediction_json._series_records(pd.Series([1], name=("a", "b"))) is None
+
+
+class Labels:
+    """A python_model answering a DataFrame of strings and floats, whatever shape it is asked in."""
+
+    def predict(self, context, model_input, params=None):
+        rows = len(model_input)
+        return pd.DataFrame({"label": pd.array(["yes"] * rows, dtype=pd.StringDtype(na_value=np.nan)),
+                             "score": np.linspace(0.1, 0.9, rows)})
+
+
+def test_mlflows_invocations_answer_the_same_with_it(tmp_path, monkeypatch):
+    import mlflow
+    from mlflow.pyfunc import scoring_server
+
+    class Model(mlflow.pyfunc.PythonModel, Labels):
+        pass
+
+    mlflow.pyfunc.save_model(tmp_path / "m", python_model=Model())
+    model = mlflow.pyfunc.load_model(str(tmp_path / "m"))
+    bodies = [b'{"inputs": [1, 2, 3]}', b'{"dataframe_split": {"columns": ["a"], "data": [[1], [2]]}}',
+              b'{"instances": [{"a": 1}]}']
+    expected = [scoring_server.invocations(b, "application/json", model, None).response for b in bodies]
+    monkeypatch.setattr(scoring_server, "predictions_to_json", scoring_server.predictions_to_json)  # restored after
+    prediction_json.use_in_scoring_server()
+    assert scoring_server.predictions_to_json is prediction_json.predictions_to_json
+    assert [scoring_server.invocations(b, "application/json", model, None).response for b in bodies] == expected
+    with pytest.raises(Exception, match="predictions"):
+        prediction_json.predictions_to_json([1], io.StringIO(), {"predictions": 1})
