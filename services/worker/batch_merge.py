@@ -285,3 +285,25 @@ def plan_batch(parts: Sequence[tuple[Hashable, int]], max_rows: int) -> list[int
             if rows == max_rows:
                 break
     return chosen
+
+
+def is_json_batchable(metadata, schema) -> bool:
+    """Whether a model's JSON requests merge: not where MLflow hands the model the raw `inputs` (a signature
+    from type hints) or a tensor's first dimension is fixed (then it is not a batch dimension)."""
+    is_type_hint = getattr(metadata, "_is_signature_from_type_hint", lambda: False)()
+    return not is_type_hint and is_tensor_batchable(schema)
+
+
+def is_tensor_batchable(schema) -> bool:
+    """Whether a model's tensor requests merge: every input's first dimension is variable."""
+    return schema is None or not schema.is_tensor_spec() or \
+        all(spec.shape and spec.shape[0] == -1 for spec in schema.inputs)
+
+
+def has_nested_columns(schema) -> bool:
+    """Whether a column holds arrays, objects or maps (then an `inputs` list is not one row per element)."""
+    from mlflow.types import DataType
+
+    if schema is None or schema.is_tensor_spec():
+        return False
+    return any(not isinstance(spec.type, DataType) for spec in schema.inputs)

@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 # thread, when the model's calls take under INLINE_MAX_MS and its body is at most INLINE_MAX_BYTES.
 INLINE_MAX_MS = 1.0
 INLINE_MAX_BYTES = 16 * 1024
+# A stream's first step runs on the event loop when the replica is otherwise idle and it typically takes under
+# INLINE_FIRST_MAX_MS: the loop would mostly wait for the GIL the model holds meanwhile anyway.
+INLINE_FIRST_MAX_MS = 2.0
 
 
 @dataclass(frozen=True)
@@ -148,17 +151,20 @@ class Predictor:
         self._slots = asyncio.Semaphore(queue_limit)
         self._in_flight = 0                     # requests in _run (the inline rule runs only without a collector)
         self._typical_ms: float | None = None   # how long an unbatched call takes (None: none ran yet)
+        self._streams = 0                       # streams in predict_events
+        self._typical_first_ms: float | None = None   # how long a stream's first step takes, as _typical_ms
         # One merged batch at a time (as Ray Serve and Triton run a replica's batches): while it runs the next
         # one grows, and a second would mostly contend for the GIL. Unmergeable requests use the other threads.
         self.batch_policy = row_exact.batch_policy(model, max_batch_size)
         self._guard = self.batch_policy.guard
         self._collector = BatchCollector(self._score_batch, self._pool, 1, self.batch_policy.rows, max_batch_wait_ms) \
             if self.batch_policy.rows > 1 else None
-        self._json_batching = self._collector is not None and _is_json_batchable(model.metadata, self._input_schema)
-        self._has_nested_columns = _has_nested_columns(self._input_schema)
+        self._json_batching = self._collector is not None and \
+            batch_merge.is_json_batchable(model.metadata, self._input_schema)
+        self._has_nested_columns = batch_merge.has_nested_columns(self._input_schema)
         # The guard reads the DataFrame a JSON request becomes: tensors are scored alone on a guarded model.
         self._tensor_batching = self._collector is not None and self._guard is None \
-            and _is_tensor_batchable(self._input_schema)
+            and batch_merge.is_tensor_batchable(self._input_schema)
         self._predict_takes_params = "params" in inspect.signature(model.predict).parameters
         self._direct = _direct_scorer(model)
         self.task, self.is_streaming = generative.model_task(model), generative.is_streaming(model)
@@ -200,8 +206,16 @@ class Predictor:
         if self._slots.locked():
             raise Unavailable("worker queue is full", retry_after_s=1)
         async with self._slots:
-            async for event in generative.stream_events(self._model, self._pool, request):
-                yield event
+            # Alone and fast to its first event: that step runs on the event loop, as _run's inline rule says.
+            inline = self._in_flight == 0 and self._streams == 0 and self._typical_first_ms is not None and \
+                self._typical_first_ms < INLINE_FIRST_MAX_MS
+            self._streams += 1
+            try:
+                async for event in generative.stream_events(self._model, self._pool, request, inline,
+                                                            self._time_first_step):
+                    yield event
+            finally:
+                self._streams -= 1
 
     def check_caller(self, token: str) -> None:
         """Unauthenticated unless `token` is the router's credential."""
@@ -219,7 +233,7 @@ class Predictor:
             metrics.observe_batch(1)
             self._in_flight += 1
             try:
-                if small and self._in_flight == 1 and self._collector is None and \
+                if small and self._in_flight == 1 and self._streams == 0 and self._collector is None and \
                         self._typical_ms is not None and self._typical_ms < INLINE_MAX_MS:
                     # Alone and fast: scored on the event loop, saving two thread hand-offs (about as long
                     # as the scoring itself for a small model); it delays no other request, being alone.
@@ -234,11 +248,10 @@ class Predictor:
         try:
             return function(*args)
         finally:
-            elapsed_ms = (time.perf_counter() - started) * 1000
-            typical = self._typical_ms
-            # A slow call counts at once (no inline run after it until calls are fast again); fast ones slowly.
-            self._typical_ms = elapsed_ms if typical is None or elapsed_ms > typical else \
-                typical + (elapsed_ms - typical) / 8
+            self._typical_ms = _typical(self._typical_ms, (time.perf_counter() - started) * 1000)
+
+    def _time_first_step(self, elapsed_ms: float) -> None:
+        self._typical_first_ms = _typical(self._typical_first_ms, elapsed_ms)
 
     async def _submit(self, part):
         if self._slots.locked():
@@ -367,30 +380,15 @@ class Predictor:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
+def _typical(typical: float | None, elapsed_ms: float) -> float:
+    """The typical duration after one more: a slow one counts at once (nothing runs inline after it until
+    calls are fast again), fast ones slowly."""
+    return elapsed_ms if typical is None or elapsed_ms > typical else typical + (elapsed_ms - typical) / 8
+
+
 def _direct_scorer(model) -> DirectScorer | None:
     try:
         return DirectScorer.for_model(model)
     except Exception:   # noqa: BLE001 - an odd model is still served, through MLflow's path
         log.warning("cannot score this model directly; every request goes through MLflow", exc_info=True)
         return None
-
-
-def _is_json_batchable(metadata, schema) -> bool:
-    """JSON requests merge unless MLflow hands the model the raw `inputs` (a signature from type hints) or a
-    tensor's first dimension is fixed (then it is not a batch dimension)."""
-    is_type_hint = getattr(metadata, "_is_signature_from_type_hint", lambda: False)()
-    return not is_type_hint and _is_tensor_batchable(schema)
-
-
-def _is_tensor_batchable(schema) -> bool:
-    return schema is None or not schema.is_tensor_spec() or \
-        all(spec.shape and spec.shape[0] == -1 for spec in schema.inputs)
-
-
-def _has_nested_columns(schema) -> bool:
-    """Whether a column holds arrays, objects or maps (then an `inputs` list is not one row per element)."""
-    from mlflow.types import DataType
-
-    if schema is None or schema.is_tensor_spec():
-        return False
-    return any(not isinstance(spec.type, DataType) for spec in schema.inputs)

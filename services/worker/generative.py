@@ -16,12 +16,13 @@ import asyncio
 import json
 import logging
 import threading
+import time
 import uuid
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, copy_context
 from dataclasses import dataclass, replace
 
 import orjson
@@ -70,33 +71,59 @@ def asks_stream(body: bytes, content_type: str) -> dict | None:
 HAND_OVER_WAIT_S = 0.05   # a consumer slower than this (the caller reads slowly) lets the model go on
 
 
-async def stream_events(model, pool: Executor, request: dict) -> AsyncIterator[ModelEvent]:
+async def stream_events(model, pool: Executor, request: dict, first_inline: bool = False,
+                        first_step_ms: Callable[[float], None] | None = None) -> AsyncIterator[ModelEvent]:
     """The model's events for `request` (decoded, `stream` still in it), in order, as it yields them; a failure
-    is the last event. Closing the iterator stops the model at its next yield."""
+    is the last event. Closing the iterator stops the model at its next yield.
+
+    `first_inline`: the model's first step (up to its first event) runs here, on the event loop, sparing two
+    thread hand-offs (a third of the time to first event of a fast model); the caller decides it is short.
+    `first_step_ms` is told how long that step took, wherever it ran."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue = asyncio.Queue()
     taken = threading.Event()
     stop = False
+    events = _events(model, request)
+    # Every step runs in this one context, whichever thread runs it: a context manager of the model's may
+    # set a context variable before a yield and reset it after.
+    context = copy_context()
+
+    def step(timed: bool = False):
+        started = time.perf_counter()
+        event = context.run(next, events, _END)
+        if timed and first_step_ms is not None:
+            first_step_ms((time.perf_counter() - started) * 1000)
+        return event
 
     def hand_over(item) -> None:
         loop.call_soon_threadsafe(queue.put_nowait, item)
 
-    def pump() -> None:
+    def pump(timed: bool) -> None:
         try:
-            for event in _events(model, request):
+            while (event := step(timed)) is not _END:
+                timed = False
                 taken.clear()
                 hand_over(event)
                 # Waits (briefly) until the event loop has taken the event: it then holds the GIL and sends it.
                 # Otherwise the model's next step keeps the GIL, and the event waits for the switch interval
                 # (5 ms), the loop having woken only to queue for the GIL.
                 taken.wait(HAND_OVER_WAIT_S)
-                if stop:   # the caller left: the model's generator is closed below, at its yield
+                if stop:   # the caller left: the model's generator is closed at its yield
                     return
         finally:
+            context.run(events.close)
             hand_over(_END)
 
-    running = loop.run_in_executor(pool, pump)
+    running = None
     try:
+        if first_inline:
+            first = step(timed=True)
+            if first is _END:
+                return
+            yield first
+            if first.http_status:
+                return
+        running = loop.run_in_executor(pool, pump, not first_inline)
         while (item := await queue.get()) is not _END:
             taken.set()
             yield item
@@ -104,7 +131,9 @@ async def stream_events(model, pool: Executor, request: dict) -> AsyncIterator[M
                 break
     finally:
         stop = True
-        if not running.done():
+        if running is None:
+            context.run(events.close)
+        elif not running.done():
             running.add_done_callback(_log_failure)
 
 
