@@ -215,11 +215,16 @@ def _warm_up_until_scaled(podium: PodiumTargets, endpoint: str, url: str, body: 
     reach it is reported beside it). Returns (seconds of warm-up, ready replicas)."""
     started = time.monotonic()
     wrk(url, body, 64, WARM_UP_S, headers)
-    ready, desired, starting = _replica_state(podium, endpoint)
-    while (starting or ready < desired) and time.monotonic() - started < SCALE_UP_LIMIT_S:
+    state = _replica_state(podium, endpoint)
+    # Steady once two looks a second of load apart agree and every replica wanted is ready: the scaler may
+    # not have decided anything yet at the first look.
+    while time.monotonic() - started < SCALE_UP_LIMIT_S:
         wrk(url, body, 64, 1.0, headers)
-        ready, desired, starting = _replica_state(podium, endpoint)
-    return round(time.monotonic() - started, 1), ready
+        state, before = _replica_state(podium, endpoint), state
+        ready, desired, starting = state
+        if state == before and not starting and ready >= desired:
+            break
+    return round(time.monotonic() - started, 1), state[0]
 
 
 def _alternating_c1(podium: tuple[str, dict], mlflow: tuple[str, dict], body: bytes, duration_s: float) -> dict:
