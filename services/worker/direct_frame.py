@@ -1,5 +1,6 @@
 """The DataFrame MLflow's scoring server hands a model with a column signature, built straight from a decoded
-`dataframe_split` or `dataframe_records` request, or None where that is not provably the same frame.
+`dataframe_split` or `dataframe_records` request (or the `inputs` of a text model, `_inputs_frame`), or None
+where that is not provably the same frame.
 
 MLflow builds it in three steps: pandas infers each column's dtype from its JSON values (`pd.DataFrame(...)`),
 `cast_df_types_according_to_schema` casts it to the signature's type, and `_enforce_schema` keeps the
@@ -39,7 +40,7 @@ _NUMBERS = frozenset((int, float, type(None)))
 
 @dataclass(frozen=True)
 class Column:
-    name: str
+    name: str | None   # None: the signature's one unnamed column
     type: str        # the MLflow DataType's name: "double", "long", "string", ...
     required: bool
 
@@ -54,6 +55,8 @@ def build_frame(columns: Sequence[Column], form: str, data: Any, string_dtype) -
 
     `string_dtype`: the dtype pandas gives a column of strings (`str_dtype()`).
     """
+    if form == "inputs":
+        return _inputs_frame(columns, data, string_dtype)
     cells = _cells(columns, form, data)
     if cells is None:
         return None
@@ -71,6 +74,19 @@ def build_frame(columns: Sequence[Column], form: str, data: Any, string_dtype) -
     if not arrays:
         return None
     return _frame(arrays, index)
+
+
+def _inputs_frame(columns: Sequence[Column], data: Any, string_dtype) -> pd.DataFrame | None:
+    """For a signature of one unnamed string column (a Hugging Face text model's), the frame MLflow makes of
+    `{"inputs": [text, ...]}`: its parse makes the list a numpy unicode array (`np.array(data, str)`, which
+    drops a trailing NUL and writes a null or a number as text) and its enforcement a column of strings named
+    0. Only lists of strings without NUL are taken."""
+    if len(columns) != 1 or columns[0].name is not None or columns[0].type != "string":
+        return None
+    if not isinstance(data, list) or not data or not all(type(v) is str and "\x00" not in v for v in data):
+        return None
+    strings = _strings(data, string_dtype)
+    return None if strings is None else _frame({0: strings}, pd.RangeIndex(len(data)))
 
 
 def build_matrix(columns: Sequence[Column], form: str, data: Any) -> np.ndarray | None:

@@ -63,8 +63,9 @@ class DirectScorer:
             log.warning("the direct path's DataFrame differs from MLflow's with this pandas; every request goes "
                         "through MLflow")
             return None
-        log.info("scoring dataframe_split/records requests directly (%d columns: %s); others go through MLflow",
-                 len(columns), ", ".join(sorted({c.type for c in columns})))
+        log.info("scoring %s requests directly (%d columns: %s); others go through MLflow",
+                 "text `inputs`" if columns[0].name is None else "dataframe_split/records", len(columns),
+                 ", ".join(sorted({c.type for c in columns})))
         return scorer
 
     def frame(self, request: Any):
@@ -109,7 +110,7 @@ class DirectScorer:
         if not isinstance(request, dict):
             return None
         forms = [key for key in request if key != "params"]
-        if len(forms) != 1:   # direct_frame builds dataframe_split and dataframe_records only: None for the rest
+        if len(forms) != 1:   # direct_frame builds dataframe_split, dataframe_records and (text) inputs only
             return None
         form, data = forms[0], request[forms[0]]
         try:
@@ -148,8 +149,9 @@ class DirectScorer:
         from mlflow.pyfunc.scoring_server import infer_and_parse_data
 
         schema = self._model.metadata.get_input_schema()
-        probe = {"dataframe_split": {"columns": [c.name for c in self._columns],
-                                     "data": [[_PROBE_VALUES[c.type] for c in self._columns]] * 2}}
+        probe = {"inputs": ["a", "b"]} if self._columns[0].name is None else \
+            {"dataframe_split": {"columns": [c.name for c in self._columns],
+                                 "data": [[_PROBE_VALUES[c.type] for c in self._columns]] * 2}}
         try:
             ours = self.frame(probe)[0]
             theirs = _enforce_schema(infer_and_parse_data(probe, schema), schema)
@@ -185,9 +187,12 @@ def _signature_columns(pyfunc_model) -> tuple[direct_frame.Column, ...] | None:
     if metadata._is_signature_from_type_hint() or metadata._is_type_hint_from_example():
         return None
     schema = metadata.get_input_schema()
-    if schema is None or schema.is_tensor_spec() or not schema.has_input_names():
+    if schema is None or schema.is_tensor_spec():
         return None
     specs = schema.inputs
+    if not schema.has_input_names():   # one unnamed string column (text models) is built from `inputs`
+        is_text = len(specs) == 1 and isinstance(specs[0].type, DataType) and specs[0].type.name == "string"
+        return (direct_frame.Column(None, "string", specs[0].required),) if is_text else None
     if not specs or any(not isinstance(spec.type, DataType) or spec.type.name not in direct_frame.column_types()
                         for spec in specs):
         return None

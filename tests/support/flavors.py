@@ -95,10 +95,22 @@ def register_pytorch(info: dict, name: str) -> Flavored:
 def register_transformers(info: dict, name: str, workdir: Path) -> Flavored:
     """A text-classification pipeline around a tiny BERT built from a config and a local vocabulary."""
     import mlflow
-    import torch
     import transformers
 
     use_registry(info)
+    pipe = text_classifier(workdir)
+    with mlflow.start_run():
+        logged = mlflow.transformers.log_model(
+            pipe, name="model", registered_model_name=name,
+            pip_requirements=[f"transformers=={transformers.__version__}", _torch_requirement()])
+    return Flavored(name, _version(logged), pipe, ["good movie", "the movie is awful", "great"])
+
+
+def text_classifier(workdir: Path):
+    """A transformers text-classification pipeline around a tiny BERT (no model hub)."""
+    import torch
+    import transformers
+
     words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "bad", "movie", "great", "awful", "the", "is"]
     vocab = workdir / "vocab.txt"
     vocab.write_text("\n".join(words))
@@ -108,12 +120,7 @@ def register_transformers(info: dict, name: str, workdir: Path) -> Flavored:
         vocab_size=len(words), hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
         max_position_embeddings=32, num_labels=2, id2label={0: "NEG", 1: "POS"}, label2id={"NEG": 0, "POS": 1})
     model = transformers.BertForSequenceClassification(config).eval()
-    pipe = transformers.pipeline("text-classification", model=model, tokenizer=tokenizer)
-    with mlflow.start_run():
-        logged = mlflow.transformers.log_model(
-            pipe, name="model", registered_model_name=name,
-            pip_requirements=[f"transformers=={transformers.__version__}", _torch_requirement()])
-    return Flavored(name, _version(logged), pipe, ["good movie", "the movie is awful", "great"])
+    return transformers.pipeline("text-classification", model=model, tokenizer=tokenizer)
 
 
 def register_custom_pyfunc(info: dict, name: str, workdir: Path) -> Flavored:

@@ -274,3 +274,27 @@ def test_missing_optional_columns_are_left_out_as_mlflow_leaves_them():
         assert ours is not None
         assert_same_frame(ours, mlflow_frame(columns, request))
     assert direct_frame.build_frame(columns, "dataframe_records", [{"b": "x"}], STRING_DTYPE) is None
+
+
+TEXT = [Column(None, "string", True)]   # a Hugging Face text model's signature: one unnamed string column
+
+
+@settings(max_examples=300, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(st.one_of(st.lists(st.one_of(st.text(max_size=8), ODD_STRINGS, st.sampled_from(["a\x00", "\x00b", "None"])),
+                          max_size=4),
+                 st.lists(WILD, max_size=3), WILD))
+def test_a_text_models_inputs_are_framed_as_mlflow_frames_them(inputs):
+    ours = _frame(TEXT, {"inputs": inputs})
+    if ours is not None:
+        assert_same_frame(ours, mlflow_frame(TEXT, {"inputs": inputs}))
+
+
+def test_ordinary_text_inputs_are_taken():
+    for inputs in (["some text"], ["é", "日本語", ""], ["a", "b", "c"]):
+        ours = _frame(TEXT, {"inputs": inputs})
+        assert ours is not None
+        assert_same_frame(ours, mlflow_frame(TEXT, {"inputs": inputs}))
+    for declined in ([], ["a\x00"], ["a", None], [1], "text", [["a"]]):   # MLflow's parse changes or refuses these
+        assert _frame(TEXT, {"inputs": declined}) is None
+    assert _frame([Column(None, "double", True)], {"inputs": [1.5]}) is None

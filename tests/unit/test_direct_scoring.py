@@ -473,3 +473,30 @@ def test_predictor_answers_directly_and_through_mlflow_alike(direct_models):
     assert (direct.http_status, direct.body) == (status, expected)
     assert refused.http_status == 400 and json.loads(refused.body)["error_code"] == "BAD_REQUEST"
     assert math.isfinite(json.loads(direct.body)["predictions"][0])
+
+
+@pytest.fixture(scope="module")
+def text_model(tmp_path_factory):
+    """A transformers text classifier: its signature is one unnamed string column, its requests `inputs`."""
+    import mlflow
+    import transformers
+
+    from tests.support.flavors import text_classifier
+
+    workdir = tmp_path_factory.mktemp("text")
+    mlflow.transformers.save_model(text_classifier(workdir), str(workdir / "model"),
+                                   pip_requirements=[f"transformers=={transformers.__version__}"])
+    return mlflow.pyfunc.load_model(str(workdir / "model"))
+
+
+def test_a_text_models_inputs_get_mlflows_answer_byte_for_byte(text_model):
+    scorer = DirectScorer.for_model(text_model)
+    assert scorer is not None, "the direct path should take a text model's `inputs`"
+    for inputs in (["good movie"], ["the movie is awful", "great", ""], ["é 日本 \U0001f600"]):
+        body = json.dumps({"inputs": inputs}).encode()
+        direct = scorer.answer_body(body)
+        assert direct is not None, f"the direct path should take {inputs}"
+        assert (200, direct) == _mlflow_answer(text_model, body)
+    for declined in ({"inputs": ["good", None]}, {"inputs": "good"}, {"inputs": ["a\x00"]}, {"instances": ["good"]},
+                     {"dataframe_split": {"columns": [0], "data": [["good"]]}}):
+        assert scorer.answer_body(json.dumps(declined).encode()) is None, declined
