@@ -298,12 +298,3 @@ def is_tensor_batchable(schema) -> bool:
     """Whether a model's tensor requests merge: every input's first dimension is variable."""
     return schema is None or not schema.is_tensor_spec() or \
         all(spec.shape and spec.shape[0] == -1 for spec in schema.inputs)
-
-
-def has_nested_columns(schema) -> bool:
-    """Whether a column holds arrays, objects or maps (then an `inputs` list is not one row per element)."""
-    from mlflow.types import DataType
-
-    if schema is None or schema.is_tensor_spec():
-        return False
-    return any(not isinstance(spec.type, DataType) for spec in schema.inputs)

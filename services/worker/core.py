@@ -147,7 +147,9 @@ class Predictor:
         self.metadata: ModelMetadata = signature.model_metadata(model.metadata)
         self._scoring = scoring_server
         self._invocations = scoring_server.invocations
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="predict")
+        self.task, self.is_streaming = generative.model_task(model), generative.is_streaming(model)
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="predict",
+                                        initializer=generative.yield_cpu if self.is_streaming else None)
         self._slots = asyncio.Semaphore(queue_limit)
         self._in_flight = 0                     # requests in _run (the inline rule runs only without a collector)
         self._typical_ms: float | None = None   # how long an unbatched call takes (None: none ran yet)
@@ -161,13 +163,12 @@ class Predictor:
             if self.batch_policy.rows > 1 else None
         self._json_batching = self._collector is not None and \
             batch_merge.is_json_batchable(model.metadata, self._input_schema)
-        self._has_nested_columns = batch_merge.has_nested_columns(self._input_schema)
+        self._has_nested_columns = signature.has_nested_columns(self._input_schema)
         # The guard reads the DataFrame a JSON request becomes: tensors are scored alone on a guarded model.
         self._tensor_batching = self._collector is not None and self._guard is None \
             and batch_merge.is_tensor_batchable(self._input_schema)
         self._predict_takes_params = "params" in inspect.signature(model.predict).parameters
         self._direct = _direct_scorer(model)
-        self.task, self.is_streaming = generative.model_task(model), generative.is_streaming(model)
         self._traces = generative.collects_traces(model)   # return_trace is looked for in this model's requests
 
     @property

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import threading
 import time
 import uuid
@@ -26,6 +27,8 @@ from contextvars import ContextVar, copy_context
 from dataclasses import dataclass, replace
 
 import orjson
+
+from services.worker.trace_store import CollectedTraces
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +72,7 @@ def asks_stream(body: bytes, content_type: str) -> dict | None:
 
 
 HAND_OVER_WAIT_S = 0.05   # a consumer slower than this (the caller reads slowly) lets the model go on
+STREAM_NICENESS = 5       # a streaming model's predict threads, below the work that delivers its events
 
 
 async def stream_events(model, pool: Executor, request: dict, first_inline: bool = False,
@@ -135,6 +139,18 @@ async def stream_events(model, pool: Executor, request: dict, first_inline: bool
             context.run(events.close)
         elif not running.done():
             running.add_done_callback(_log_failure)
+
+
+def yield_cpu() -> None:
+    """Lowers the calling thread's scheduling priority (a predict thread's, as it starts, in a replica whose
+    model streams): on a busy machine an event the model already made then reaches the caller (through the
+    replica's event loop, the router and the caller's own process) before the model's next step takes the
+    core. Best effort: Linux sets each thread's niceness."""
+    thread = threading.get_native_id()
+    try:
+        os.setpriority(os.PRIO_PROCESS, thread, min(os.getpriority(os.PRIO_PROCESS, thread) + STREAM_NICENESS, 19))
+    except OSError:
+        log.debug("cannot lower a predict thread's priority", exc_info=True)
 
 
 def _events(model, request: dict):
@@ -206,31 +222,7 @@ def _is_remote(tracking_uri: str) -> bool:
 _COLLECTING: ContextVar[str | None] = ContextVar("podium_collecting_trace", default=None)
 
 
-class _Traces:
-    """Finished traces (Trace.to_dict()) by request id, from the thread that ends a root span to the one that
-    answers. Bounded, entries expiring: a trace whose root span ends after its call returned (a generator the
-    model left open) is never taken."""
-
-    def __init__(self):
-        from cachetools import TTLCache
-
-        self._kept = TTLCache(maxsize=1000, ttl=300)
-        self._lock = threading.Lock()   # TTLCache is not thread-safe
-
-    def put(self, request_id: str, trace: dict) -> None:
-        with self._lock:
-            self._kept[request_id] = trace
-
-    def pop(self, request_id: str) -> dict | None:
-        with self._lock:
-            return self._kept.pop(request_id, None)
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._kept)
-
-
-_collected: _Traces | None = None   # None: this replica collects no traces
+_collected: CollectedTraces | None = None   # None: this replica collects no traces
 
 
 def collects_traces(model) -> bool:
@@ -313,7 +305,7 @@ def _install_request_tracing() -> None:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-    kept = _Traces()
+    kept = CollectedTraces()
     no_op = otel_trace.NoOpTracer()
 
     class KeepInMemory(SpanExporter):
@@ -342,7 +334,7 @@ _taker = None   # with a remote tracking server: the TraceTaker of `_trace_taker
 def _install_trace_taking() -> None:
     """With a remote tracking server: MLflow's own tracing, and a TraceTaker for the calls that ask."""
     global _collected, _taker
-    _collected, _taker = _Traces(), _trace_taker()
+    _collected, _taker = CollectedTraces(), _trace_taker()
 
 
 def _trace_taker():

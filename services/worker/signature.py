@@ -239,3 +239,12 @@ def _json_default(value: Any):
     if isinstance(value, np.ndarray):
         return value.tolist()
     return str(value)
+
+
+def has_nested_columns(schema) -> bool:
+    """Whether a column holds arrays, objects or maps (then an `inputs` list is not one row per element)."""
+    from mlflow.types import DataType
+
+    if schema is None or schema.is_tensor_spec():
+        return False
+    return any(not isinstance(spec.type, DataType) for spec in schema.inputs)

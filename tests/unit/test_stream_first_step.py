@@ -1,18 +1,20 @@
 """A stream's first step (services/worker/core.py, generative.py) runs on the event loop only where the replica
 is otherwise idle and that step is typically fast; every step runs in one context, whichever thread runs it;
-the events are the same either way."""
+the events are the same either way; a streaming model's predict threads run at a lower priority."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import json
+import os
 import threading
 
 import pytest
 
 from services.worker import core
 from services.worker.core import CallerCheck, Predictor
+from services.worker.generative import STREAM_NICENESS
 
 TOKEN = "router-credential"
 # Far above these models' first steps, however busy the machine: whether a step runs inline is then decided by
@@ -37,6 +39,7 @@ def thread_model(tmp_path_factory):
 
         def predict_stream(self, context, model_input, params=None):
             import contextvars
+            import os
             import threading
             import time
 
@@ -46,7 +49,8 @@ def thread_model(tmp_path_factory):
             if words and words[0].replace(".", "").isdigit():
                 time.sleep(float(words[0]) / 1000)
             for word in words:
-                yield {"word": word, "thread": threading.current_thread().name, "variable": variable.get()}
+                yield {"word": word, "thread": threading.current_thread().name, "variable": variable.get(),
+                       "niceness": os.getpriority(os.PRIO_PROCESS, threading.get_native_id())}
             variable.reset(token)   # raises ValueError where a later step runs in another context
 
     path = tmp_path_factory.mktemp("threads") / "m"
@@ -79,6 +83,10 @@ async def test_a_fast_first_step_runs_on_the_loop_once_it_is_known_to_be_fast(th
     assert _threads(second)[0] == loop_thread and loop_thread not in _threads(second)[1:]
     assert [e["word"] for e in first] == [e["word"] for e in second] == ["a", "b", "c"]
     assert all(e["variable"] == "set" for e in first + second)   # the model's context spans its yields
+    # A streaming model's predict threads yield the CPU to the work that delivers its events.
+    ours = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert {e["niceness"] for e in first + second[1:]} == {min(ours + STREAM_NICENESS, 19)}
+    assert second[0]["niceness"] == ours
 
 
 async def test_a_slow_first_step_never_runs_on_the_loop(thread_model):
