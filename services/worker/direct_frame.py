@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import base64
 import functools
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,20 +103,22 @@ def build_matrix(columns: Sequence[Column], form: str, data: Any) -> np.ndarray 
     return np.array(arrays).T
 
 
-def _frame(arrays: dict[str, Any], index: pd.Index) -> pd.DataFrame:
+def _frame(arrays: dict[Hashable, Any], index: pd.Index) -> pd.DataFrame:
     """`pd.DataFrame(arrays, index=index)`, the constructor MLflow's enforcement ends with (the same blocks,
     the same layout), without its per-call costs: inferring the column Index from the names (a third of a
     one-row request's frame, for string names) and checking columns built here to be what it keeps."""
-    from_arrays = getattr(pd.DataFrame, "_from_arrays", None)
-    if from_arrays is None:   # another pandas: the public constructor (DirectScorer checks the result at load)
+    if _FROM_ARRAYS is None:   # another pandas: the public constructor (DirectScorer checks the result at load)
         return pd.DataFrame(arrays, index=index)
     # A copy per frame: a model may rename its frame's columns Index in place.
     columns = _column_index(tuple(arrays)).copy()
-    return from_arrays(list(arrays.values()), columns=columns, index=index, verify_integrity=False)
+    return _FROM_ARRAYS(list(arrays.values()), columns=columns, index=index, verify_integrity=False)
+
+
+_FROM_ARRAYS = getattr(pd.DataFrame, "_from_arrays", None)
 
 
 @functools.lru_cache(maxsize=256)
-def _column_index(names: tuple[str, ...]) -> pd.Index:
+def _column_index(names: tuple[Hashable, ...]) -> pd.Index:
     return pd.Index(list(names))
 
 

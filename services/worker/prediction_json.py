@@ -69,8 +69,10 @@ def _series_records(series: pd.Series) -> list[dict] | None:
 
 def _array(frame: pd.DataFrame, position: int):
     """The column's values without a Series around them (the frame's own arrays, not copies)."""
-    return frame._get_column_array(position) if hasattr(frame, "_get_column_array") else \
-        frame.iloc[:, position].array
+    return frame._get_column_array(position) if _HAS_COLUMN_ARRAYS else frame.iloc[:, position].array
+
+
+_HAS_COLUMN_ARRAYS = hasattr(pd.DataFrame, "_get_column_array")   # pandas' own accessor, where this pandas has it
 
 
 def _column_values(array) -> list | None:
