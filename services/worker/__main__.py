@@ -87,9 +87,9 @@ async def serve(settings: WorkerSettings) -> int:
     drain = StreamDrain()
     holder.servicer = WorkerServicer(predictor, drain)
     is_batching = predictor.batch_policy.rows > 1   # the scaler sizes a replica that does not for fewer requests
-    threads = call_threads(os.environ, settings.worker_device, is_batching)
+    threads = call_threads(os.environ, settings.worker_device, predictor.batch_policy.wide_calls)
     if threads is not None and limit_call_threads(threads):
-        log.info("torch runs each model call on %d thread: this entity's replicas share the cores", threads)
+        log.info("torch runs each model call on %d thread: the cores are shared out by replicas, not by a call's threads", threads)
     await health_servicer.set(BATCHING_HEALTH_SERVICE, health_pb2.HealthCheckResponse.SERVING if is_batching
                               else health_pb2.HealthCheckResponse.NOT_SERVING)
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)

@@ -8,10 +8,11 @@ where the outcome is known, this builds the enforced DataFrame itself (services/
 calls the flavor's predict function as `PyFuncModel.predict` does after enforcement, so every flavor (scikit-
 learn, XGBoost, LightGBM, PyTorch, a custom python_model, ...) gets the very frame MLflow would hand it.
 
-It takes a model with a column signature of scalar types (no tensor signature, no signature from type
-hints) loaded as a plain `PyFuncModel`, and a `dataframe_split` or `dataframe_records` request (with
-`params` or without, which MLflow's own `_enforce_params_schema` checks) whose values direct_frame takes.
-A numeric scikit-learn model is handed the frame's float matrix instead (services/worker/direct_sklearn.py).
+It takes a model loaded as a plain `PyFuncModel` (no signature from type hints) with a column signature of
+scalar types, and a `dataframe_split` or `dataframe_records` request (with `params` or without, which
+MLflow's own `_enforce_params_schema` checks) whose values direct_frame takes; or with a signature of one
+unnamed numeric tensor, and an `inputs` request direct_tensor takes. A numeric scikit-learn model is handed
+the frame's float matrix instead (services/worker/direct_sklearn.py).
 Anything else (`inputs`/`instances`, CSV, LLM-style bodies, ...), any request the model raises on, and any
 answer NumpyEncoder cannot write return None and are scored by MLflow, so answers and errors stay MLflow's;
 tests/unit/test_direct_scoring.py and tests/unit/test_direct_parse.py compare the two.
@@ -24,18 +25,19 @@ import json
 import logging
 from typing import Any
 
-from services.worker import direct_frame, direct_sklearn, prediction_json
+from services.worker import direct_frame, direct_sklearn, direct_tensor, prediction_json
 
 log = logging.getLogger(__name__)
 
 class DirectScorer:
     """Scores a loaded pyfunc model's requests from the enforced DataFrame, answering as predictions_to_json."""
 
-    def __init__(self, model, columns: tuple[direct_frame.Column, ...], string_dtype):
+    def __init__(self, model, columns: tuple[direct_frame.Column, ...] | direct_tensor.Tensor, string_dtype):
         import mlflow.pyfunc as pyfunc
 
         self._model = model
-        self._columns = columns
+        self._tensor = columns if isinstance(columns, direct_tensor.Tensor) else None
+        self._columns = () if self._tensor is not None else columns
         self._string_dtype = string_dtype
         self._params_schema = model.metadata.get_params_schema()
         self._predict_fn = model._predict_fn
@@ -49,8 +51,8 @@ class DirectScorer:
         self._params_warning = pyfunc._log_warning_if_params_not_in_predict_signature
         self._pyfunc_logger = pyfunc._logger
         # A numeric scikit-learn model is handed the frame's float matrix (services/worker/direct_sklearn.py).
-        self._takes_matrix = all(c.type == "double" and c.required for c in columns) \
-            and direct_sklearn.takes_matrix(model, tuple(c.name for c in columns))
+        self._takes_matrix = bool(self._columns) and all(c.type == "double" and c.required for c in self._columns) \
+            and direct_sklearn.takes_matrix(model, tuple(c.name for c in self._columns))
 
     @classmethod
     def for_model(cls, pyfunc_model) -> "DirectScorer | None":
@@ -59,13 +61,17 @@ class DirectScorer:
         if columns is None:
             return None
         scorer = cls(pyfunc_model, columns, direct_frame.str_dtype())
-        if not scorer._builds_mlflows_frame():
-            log.warning("the direct path's DataFrame differs from MLflow's with this pandas; every request goes "
-                        "through MLflow")
+        if not scorer._builds_mlflows_input():
+            log.warning("the direct path's model input differs from MLflow's with this pandas and numpy; every "
+                        "request goes through MLflow")
             return None
-        log.info("scoring %s requests directly (%d columns: %s); others go through MLflow",
-                 "text `inputs`" if columns[0].name is None else "dataframe_split/records", len(columns),
-                 ", ".join(sorted({c.type for c in columns})))
+        if scorer._tensor is not None:
+            log.info("scoring `inputs` requests directly (a %s tensor of shape %s); others go through MLflow",
+                     scorer._tensor.dtype, scorer._tensor.shape)
+        else:
+            log.info("scoring %s requests directly (%d columns: %s); others go through MLflow",
+                     "text `inputs`" if columns[0].name is None else "dataframe_split/records", len(columns),
+                     ", ".join(sorted({c.type for c in columns})))
         return scorer
 
     def frame(self, request: Any):
@@ -114,9 +120,12 @@ class DirectScorer:
             return None
         form, data = forms[0], request[forms[0]]
         try:
-            model_input = direct_frame.build_matrix(self._columns, form, data) if matrix else None
-            if model_input is None:
-                model_input = direct_frame.build_frame(self._columns, form, data, self._string_dtype)
+            if self._tensor is not None:
+                model_input = direct_tensor.build_tensor(self._tensor, data) if form == "inputs" else None
+            else:
+                model_input = direct_frame.build_matrix(self._columns, form, data) if matrix else None
+                if model_input is None:
+                    model_input = direct_frame.build_frame(self._columns, form, data, self._string_dtype)
         except Exception:   # noqa: BLE001 - nothing known raises here; were it to, MLflow's path answers
             log.debug("the direct path could not build this request's frame", exc_info=True)
             return None
@@ -141,20 +150,29 @@ class DirectScorer:
             self._params_warning(self._pyfunc_logger, params)
             return self._predict_fn(data)
 
-    def _builds_mlflows_frame(self) -> bool:
-        """Whether MLflow's own parse and enforcement make the same frame of a probe request (a guard for
-        other pandas versions than the one tests/unit/test_direct_parse.py checks)."""
+    def _builds_mlflows_input(self) -> bool:
+        """Whether MLflow's own parse and enforcement make the same model input of a probe request (a guard for
+        other pandas and numpy versions than tests/unit/test_direct_parse.py checks)."""
+        import numpy as np
         import pandas as pd
         from mlflow.models.utils import _enforce_schema
         from mlflow.pyfunc.scoring_server import infer_and_parse_data
 
         schema = self._model.metadata.get_input_schema()
-        probe = {"inputs": ["a", "b"]} if self._columns[0].name is None else \
-            {"dataframe_split": {"columns": [c.name for c in self._columns],
-                                 "data": [[_PROBE_VALUES[c.type] for c in self._columns]] * 2}}
+        if self._tensor is not None:
+            probe = {"inputs": np.ones([2] + [1 if size == -1 else size for size in self._tensor.shape[1:]])
+                     .tolist()}
+        elif self._columns[0].name is None:
+            probe = {"inputs": ["a", "b"]}
+        else:
+            probe = {"dataframe_split": {"columns": [c.name for c in self._columns],
+                                         "data": [[_PROBE_VALUES[c.type] for c in self._columns]] * 2}}
         try:
             ours = self.frame(probe)[0]
             theirs = _enforce_schema(infer_and_parse_data(probe, schema), schema)
+            if self._tensor is not None:
+                return type(ours) is type(theirs) and ours.dtype == theirs.dtype and ours.shape == theirs.shape \
+                    and np.array_equal(ours, theirs)
             pd.testing.assert_frame_equal(ours, theirs, check_exact=True, check_column_type=True,
                                           check_index_type=True)
         except Exception:   # noqa: BLE001 - any difference, or an error on either side
@@ -173,8 +191,8 @@ _PROBE_VALUES = {"double": 1.5, "float": 0.25, "long": 7, "integer": -3, "boolea
                  "binary": "YQ==", "datetime": "2024-02-29 12:30:00"}
 
 
-def _signature_columns(pyfunc_model) -> tuple[direct_frame.Column, ...] | None:
-    """The signature's columns where the direct path applies to the model, else None."""
+def _signature_columns(pyfunc_model) -> tuple[direct_frame.Column, ...] | direct_tensor.Tensor | None:
+    """The signature's columns (or its one tensor) where the direct path applies to the model, else None."""
     from mlflow.pyfunc import PyFuncModel
     from mlflow.types import DataType
 
@@ -187,8 +205,10 @@ def _signature_columns(pyfunc_model) -> tuple[direct_frame.Column, ...] | None:
     if metadata._is_signature_from_type_hint() or metadata._is_type_hint_from_example():
         return None
     schema = metadata.get_input_schema()
-    if schema is None or schema.is_tensor_spec():
+    if schema is None:
         return None
+    if schema.is_tensor_spec():
+        return _signature_tensor(schema)
     specs = schema.inputs
     if not schema.has_input_names():   # one unnamed string column (text models) is built from `inputs`
         is_text = len(specs) == 1 and isinstance(specs[0].type, DataType) and specs[0].type.name == "string"
@@ -200,3 +220,13 @@ def _signature_columns(pyfunc_model) -> tuple[direct_frame.Column, ...] | None:
     if len({c.name for c in columns}) != len(columns):
         return None
     return columns
+
+
+def _signature_tensor(schema) -> direct_tensor.Tensor | None:
+    """A signature of one unnamed tensor with a numeric dtype and a rank (MLflow hands such a model the array)."""
+    if schema.has_input_names() or len(schema.inputs) != 1:
+        return None
+    spec = schema.inputs[0]
+    if not spec.shape or not direct_tensor.takes(spec.type):
+        return None
+    return direct_tensor.Tensor(spec.type, tuple(spec.shape))

@@ -5,8 +5,11 @@ serves more requests with more replicas (docs/models.md): up to four for `Small`
 also ran its default of one intra-op thread per core, four replicas on two cores would run eight threads,
 and an OpenMP team waits at its barrier for its slowest thread: a thread descheduled for another replica's
 stalls the whole call. So such a replica runs each torch call on one thread, and the cores are shared out
-by replicas. A replica that batches keeps torch's default (it is its entity's one busy process), as does a
-GPU replica. A served entity that sets `OMP_NUM_THREADS` in its `environment_vars` keeps what it set.
+by replicas. So does a replica whose merged calls still run the model one row at a time (a transformers
+text-classification pipeline): each tensor operation is one text's, too small to split across cores. A
+replica whose merged calls compute many rows at once keeps torch's default (it is its entity's one busy
+process), as does a GPU replica. A served entity that sets `OMP_NUM_THREADS` in its `environment_vars`
+keeps what it set.
 BLAS pools are left alone: numpy's level-1 routines split long sums across threads, so capping them could
 change an answer's last digits against the same model served elsewhere.
 """
@@ -17,9 +20,10 @@ import sys
 from collections.abc import Mapping
 
 
-def call_threads(environment: Mapping[str, str], device: str, is_batching: bool) -> int | None:
-    """The intra-op threads a model call may use, or None for torch's own default."""
-    if device != "cpu" or is_batching or environment.get("OMP_NUM_THREADS"):
+def call_threads(environment: Mapping[str, str], device: str, wide_calls: bool) -> int | None:
+    """The intra-op threads a model call may use, or None for torch's own default. `wide_calls`: one call may
+    compute many rows in one tensor operation (a merged batch)."""
+    if device != "cpu" or wide_calls or environment.get("OMP_NUM_THREADS"):
         return None
     return 1
 

@@ -10,7 +10,10 @@ step of the model computes each row by itself in a fixed order:
   columns: scalers, encoders, imputers, discretizers, feature selectors, and Pipelines, ColumnTransformers
   and FeatureUnions of those.
 
-It does not hold for matrix products (linear models, SVMs, MLPs, PCA, torch, transformers): BLAS sums a
+- transformers text-classification pipelines without a batch size: the pipeline runs each text of a list
+  by itself, as a batch of one, with no padding to its neighbours' length.
+
+It does not hold for matrix products (linear models, SVMs, MLPs, PCA, torch, other transformers): BLAS sums a
 one-row product (gemv) in another order than a many-row one (gemm), so the last digits of a probability or a
 regression differ (measured here: about half of the rows of a LinearRegression). Those stay unbatched,
 with one exception that is exact by proof rather than by construction: a linear classifier answering
@@ -33,6 +36,12 @@ class BatchPolicy:
     rows: int                          # the most rows in one merged call; 1: every request alone
     reason: str                        # why, for the replica's log
     guard: "LabelGuard | None" = None  # set where merged labels are checked row by row
+    row_at_a_time: bool = False        # a merged call still runs the model on one row at a time
+
+    @property
+    def wide_calls(self) -> bool:
+        """Whether one model call may compute many rows in one tensor operation."""
+        return self.rows > 1 and not self.row_at_a_time
 
 
 def batch_policy(pyfunc_model, max_batch_size: int = 0) -> BatchPolicy:
@@ -43,11 +52,13 @@ def batch_policy(pyfunc_model, max_batch_size: int = 0) -> BatchPolicy:
         return BatchPolicy(max_batch_size, f"batching up to {max_batch_size} rows, as the served entity asks")
     try:
         exact, why, guard = _row_exactness(pyfunc_model)
+        row_at_a_time = pyfunc_model.loader_module == "mlflow.transformers"
     except Exception as exc:   # noqa: BLE001 - an unusual model object: unbatched is always exact
         return BatchPolicy(1, f"not batched by default: cannot inspect the model ({type(exc).__name__})")
     if not exact:
         return BatchPolicy(1, f"not batched by default: {why} (max_batch_size > 1 turns it on)")
-    return BatchPolicy(DEFAULT_BATCH_ROWS, f"batching up to {DEFAULT_BATCH_ROWS} rows by default: {why}", guard)
+    return BatchPolicy(DEFAULT_BATCH_ROWS, f"batching up to {DEFAULT_BATCH_ROWS} rows by default: {why}", guard,
+                       row_at_a_time)
 
 
 def _row_exactness(pyfunc_model) -> tuple[bool, str, "LabelGuard | None"]:
@@ -68,10 +79,28 @@ def _row_exactness(pyfunc_model) -> tuple[bool, str, "LabelGuard | None"]:
         return False, f"an XGBoost {kind} model", None
     if loader == "mlflow.lightgbm" and raw is not None:
         return True, "a LightGBM model scores each row by itself", None
+    if loader == "mlflow.transformers" and implementation is not None:
+        return _pipeline_exactness(implementation, metadata)
     if loader == "mlflow.sklearn" and raw is not None:
         predict_fn = metadata.flavors.get("python_function", {}).get("predict_fn") or "predict"
         return _sklearn_exactness(raw, predict_fn)
     return False, f"the {loader} flavor's answers may depend on the batch", None
+
+
+def _pipeline_exactness(wrapper, metadata) -> tuple[bool, str, None]:
+    """A transformers text-classification pipeline runs each text of a list through tokenizer, model and
+    postprocessing by itself (batches of one: no padding to a longer neighbour), so a merged call gives each
+    row what it gets alone, unless the pipeline was built, configured or may be asked to batch."""
+    pipeline = getattr(wrapper, "pipeline", None)
+    kind = type(pipeline).__name__
+    if kind != "TextClassificationPipeline" or not type(pipeline).__module__.startswith("transformers."):
+        return False, f"a transformers {kind} may batch or answer several rows per input", None
+    configured = dict(getattr(wrapper, "model_config", None) or {}).get("batch_size")
+    params = metadata.get_params_schema() if hasattr(metadata, "get_params_schema") else None
+    if getattr(pipeline, "_batch_size", None) not in (None, 1) or configured not in (None, 1) \
+            or any(param.name == "batch_size" for param in (params.params if params is not None else [])):
+        return False, f"the {kind} may run several texts padded into one batch (batch_size)", None
+    return True, f"a transformers {kind} scores each text by itself (batches of one)", None
 
 
 def _sklearn_exactness(estimator, predict_fn: str) -> tuple[bool, str, "LabelGuard | None"]:

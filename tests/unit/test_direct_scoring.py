@@ -400,10 +400,10 @@ def test_frame_is_what_pyfunc_hands_the_flavor(zoo):
 # ---- what gets no direct path ----
 
 def test_models_only_mlflow_scores_exactly_get_no_direct_path(tmp_path_factory, zoo):
-    """No signature, a tensor signature, an array column, a signature from type hints."""
+    """No signature, an array column, a signature from type hints (tensor signatures: test_direct_tensor.py)."""
     import mlflow
     from mlflow.models import ModelSignature
-    from mlflow.types import ColSpec, DataType, Schema, TensorSpec
+    from mlflow.types import ColSpec, DataType, Schema
     from mlflow.types.schema import Array
     from sklearn.linear_model import LogisticRegression
 
@@ -412,15 +412,12 @@ def test_models_only_mlflow_scores_exactly_get_no_direct_path(tmp_path_factory, 
     plain = LogisticRegression().fit(frame, labels)
     unsigned = tmp_path_factory.mktemp("unsigned") / "model"
     mlflow.sklearn.save_model(plain, str(unsigned), pip_requirements=["scikit-learn"])
-    tensor = tmp_path_factory.mktemp("tensor") / "model"
-    mlflow.sklearn.save_model(plain, str(tensor), pip_requirements=["scikit-learn"], signature=ModelSignature(
-        Schema([TensorSpec(np.dtype("float64"), (-1, 4))])))
     nested = tmp_path_factory.mktemp("nested") / "model"
     _save_python_model(str(nested), Echo(), ModelSignature(
         Schema([ColSpec(Array(DataType.double), "v"), ColSpec(DataType.double, "w")])))
     hinted = tmp_path_factory.mktemp("hinted") / "model"
     _save_python_model(str(hinted), Hinted(), None)
-    for path in (unsigned, tensor, nested, hinted):
+    for path in (unsigned, nested, hinted):
         assert DirectScorer.for_model(mlflow.pyfunc.load_model(str(path))) is None, path
 
     # A ColumnTransformer picks columns by name: it gets the DataFrame, never the bare matrix.

@@ -5,16 +5,16 @@ import pytest
 from services.worker.model_threads import call_threads, limit_call_threads
 
 
-@pytest.mark.parametrize("environment, device, is_batching, expected", [
+@pytest.mark.parametrize("environment, device, wide_calls, expected", [
     ({}, "cpu", False, 1),                            # replicas share the cores: one thread per call
-    ({}, "cpu", True, None),                          # the entity's one busy process keeps torch's default
+    ({}, "cpu", True, None),                          # merged calls of many rows keep torch's default
     ({}, "cuda", False, None),                        # a GPU replica keeps torch's default
     ({"OMP_NUM_THREADS": "4"}, "cpu", False, None),   # the served entity's own setting wins
     ({"OMP_NUM_THREADS": ""}, "cpu", False, 1),       # an empty value sets nothing
     ({"MKL_NUM_THREADS": "4"}, "cpu", False, 1),      # not torch's intra-op setting
 ])
-def test_call_threads(environment, device, is_batching, expected):
-    assert call_threads(environment, device, is_batching) == expected
+def test_call_threads(environment, device, wide_calls, expected):
+    assert call_threads(environment, device, wide_calls) == expected
 
 
 def test_limit_call_threads_caps_torch_for_threads_started_after_it():
