@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1apodium_api/v1/worker.proto\x12\rpodium_api.v1\"\xce\x01\n\x0bPredictItem\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0c\n\x04\x62ody\x18\x02 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x13\n\x0btraceparent\x18\x05 \x01(\t\x12\x11\n\ttimeout_s\x18\x06 \x01(\x01\x12\x31\n\x06method\x18\x07 \x01(\x0e\x32!.podium_api.v1.PredictItem.Method\" \n\x06Method\x12\x0b\n\x07PREDICT\x10\x00\x12\t\n\x05INFER\x10\x01\"9\n\x0cPredictFrame\x12)\n\x05items\x18\x01 \x03(\x0b\x32\x1a.podium_api.v1.PredictItem\"\x8e\x01\n\x10PredictItemReply\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x13\n\x0bhttp_status\x18\x02 \x01(\x05\x12\x0c\n\x04\x62ody\x18\x03 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x04 \x01(\t\x12\x10\n\x08model_ms\x18\x05 \x01(\x01\x12\x12\n\nerror_code\x18\x06 \x01(\t\x12\x0f\n\x07message\x18\x07 \x01(\t\"C\n\x11PredictReplyFrame\x12.\n\x05items\x18\x01 \x03(\x0b\x32\x1f.podium_api.v1.PredictItemReply\"1\n\x0cPredictEvent\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x13\n\x0bhttp_status\x18\x02 \x01(\x05\"\x11\n\x0fMetadataRequest\"?\n\x0eTensorMetadata\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x64\x61tatype\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\"\xa4\x01\n\rMetadataReply\x12\x10\n\x08platform\x18\x01 \x01(\t\x12-\n\x06inputs\x18\x02 \x03(\x0b\x32\x1d.podium_api.v1.TensorMetadata\x12.\n\x07outputs\x18\x03 \x03(\x0b\x32\x1d.podium_api.v1.TensorMetadata\x12\x0c\n\x04task\x18\x04 \x01(\t\x12\x14\n\x0cis_streaming\x18\x05 \x01(\x08\"D\n\x06Tensor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x64\x61tatype\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\x12\x0b\n\x03raw\x18\x04 \x01(\x0c\"_\n\x0cInferRequest\x12%\n\x06inputs\x18\x01 \x03(\x0b\x32\x15.podium_api.v1.Tensor\x12\x0f\n\x07outputs\x18\x02 \x03(\t\x12\x17\n\x0fparameters_json\x18\x03 \x01(\t\"4\n\nInferReply\x12&\n\x07outputs\x18\x01 \x03(\x0b\x32\x15.podium_api.v1.Tensor2\xf2\x01\n\x06Worker\x12R\n\rPredictStream\x12\x1b.podium_api.v1.PredictFrame\x1a .podium_api.v1.PredictReplyFrame(\x01\x30\x01\x12J\n\rPredictEvents\x12\x1a.podium_api.v1.PredictItem\x1a\x1b.podium_api.v1.PredictEvent0\x01\x12H\n\x08Metadata\x12\x1e.podium_api.v1.MetadataRequest\x1a\x1c.podium_api.v1.MetadataReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1apodium_api/v1/worker.proto\x12\rpodium_api.v1\"\x82\x02\n\x0bPredictItem\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0c\n\x04\x62ody\x18\x02 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x13\n\x0btraceparent\x18\x05 \x01(\t\x12\x11\n\ttimeout_s\x18\x06 \x01(\x01\x12\x31\n\x06method\x18\x07 \x01(\x0e\x32!.podium_api.v1.PredictItem.Method\x12\x0e\n\x06\x63redit\x18\x08 \x01(\r\"D\n\x06Method\x12\x0b\n\x07PREDICT\x10\x00\x12\t\n\x05INFER\x10\x01\x12\n\n\x06\x45VENTS\x10\x02\x12\n\n\x06\x43REDIT\x10\x03\x12\n\n\x06\x43\x41NCEL\x10\x04\"9\n\x0cPredictFrame\x12)\n\x05items\x18\x01 \x03(\x0b\x32\x1a.podium_api.v1.PredictItem\"\x9c\x01\n\x10PredictItemReply\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x13\n\x0bhttp_status\x18\x02 \x01(\x05\x12\x0c\n\x04\x62ody\x18\x03 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x04 \x01(\t\x12\x10\n\x08model_ms\x18\x05 \x01(\x01\x12\x12\n\nerror_code\x18\x06 \x01(\t\x12\x0f\n\x07message\x18\x07 \x01(\t\x12\x0c\n\x04more\x18\x08 \x01(\x08\"C\n\x11PredictReplyFrame\x12.\n\x05items\x18\x01 \x03(\x0b\x32\x1f.podium_api.v1.PredictItemReply\"1\n\x0cPredictEvent\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x13\n\x0bhttp_status\x18\x02 \x01(\x05\"\x11\n\x0fMetadataRequest\"?\n\x0eTensorMetadata\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x64\x61tatype\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\"\xa4\x01\n\rMetadataReply\x12\x10\n\x08platform\x18\x01 \x01(\t\x12-\n\x06inputs\x18\x02 \x03(\x0b\x32\x1d.podium_api.v1.TensorMetadata\x12.\n\x07outputs\x18\x03 \x03(\x0b\x32\x1d.podium_api.v1.TensorMetadata\x12\x0c\n\x04task\x18\x04 \x01(\t\x12\x14\n\x0cis_streaming\x18\x05 \x01(\x08\"D\n\x06Tensor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x64\x61tatype\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\x12\x0b\n\x03raw\x18\x04 \x01(\x0c\"_\n\x0cInferRequest\x12%\n\x06inputs\x18\x01 \x03(\x0b\x32\x15.podium_api.v1.Tensor\x12\x0f\n\x07outputs\x18\x02 \x03(\t\x12\x17\n\x0fparameters_json\x18\x03 \x01(\t\"4\n\nInferReply\x12&\n\x07outputs\x18\x01 \x03(\x0b\x32\x15.podium_api.v1.Tensor2\xf2\x01\n\x06Worker\x12R\n\rPredictStream\x12\x1b.podium_api.v1.PredictFrame\x1a .podium_api.v1.PredictReplyFrame(\x01\x30\x01\x12J\n\rPredictEvents\x12\x1a.podium_api.v1.PredictItem\x1a\x1b.podium_api.v1.PredictEvent0\x01\x12H\n\x08Metadata\x12\x1e.podium_api.v1.MetadataRequest\x1a\x1c.podium_api.v1.MetadataReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,29 +32,29 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'podium_api.v1.worker_pb2', 
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_PREDICTITEM']._serialized_start=46
-  _globals['_PREDICTITEM']._serialized_end=252
-  _globals['_PREDICTITEM_METHOD']._serialized_start=220
-  _globals['_PREDICTITEM_METHOD']._serialized_end=252
-  _globals['_PREDICTFRAME']._serialized_start=254
-  _globals['_PREDICTFRAME']._serialized_end=311
-  _globals['_PREDICTITEMREPLY']._serialized_start=314
-  _globals['_PREDICTITEMREPLY']._serialized_end=456
-  _globals['_PREDICTREPLYFRAME']._serialized_start=458
-  _globals['_PREDICTREPLYFRAME']._serialized_end=525
-  _globals['_PREDICTEVENT']._serialized_start=527
-  _globals['_PREDICTEVENT']._serialized_end=576
-  _globals['_METADATAREQUEST']._serialized_start=578
-  _globals['_METADATAREQUEST']._serialized_end=595
-  _globals['_TENSORMETADATA']._serialized_start=597
-  _globals['_TENSORMETADATA']._serialized_end=660
-  _globals['_METADATAREPLY']._serialized_start=663
-  _globals['_METADATAREPLY']._serialized_end=827
-  _globals['_TENSOR']._serialized_start=829
-  _globals['_TENSOR']._serialized_end=897
-  _globals['_INFERREQUEST']._serialized_start=899
-  _globals['_INFERREQUEST']._serialized_end=994
-  _globals['_INFERREPLY']._serialized_start=996
-  _globals['_INFERREPLY']._serialized_end=1048
-  _globals['_WORKER']._serialized_start=1051
-  _globals['_WORKER']._serialized_end=1293
+  _globals['_PREDICTITEM']._serialized_end=304
+  _globals['_PREDICTITEM_METHOD']._serialized_start=236
+  _globals['_PREDICTITEM_METHOD']._serialized_end=304
+  _globals['_PREDICTFRAME']._serialized_start=306
+  _globals['_PREDICTFRAME']._serialized_end=363
+  _globals['_PREDICTITEMREPLY']._serialized_start=366
+  _globals['_PREDICTITEMREPLY']._serialized_end=522
+  _globals['_PREDICTREPLYFRAME']._serialized_start=524
+  _globals['_PREDICTREPLYFRAME']._serialized_end=591
+  _globals['_PREDICTEVENT']._serialized_start=593
+  _globals['_PREDICTEVENT']._serialized_end=642
+  _globals['_METADATAREQUEST']._serialized_start=644
+  _globals['_METADATAREQUEST']._serialized_end=661
+  _globals['_TENSORMETADATA']._serialized_start=663
+  _globals['_TENSORMETADATA']._serialized_end=726
+  _globals['_METADATAREPLY']._serialized_start=729
+  _globals['_METADATAREPLY']._serialized_end=893
+  _globals['_TENSOR']._serialized_start=895
+  _globals['_TENSOR']._serialized_end=963
+  _globals['_INFERREQUEST']._serialized_start=965
+  _globals['_INFERREQUEST']._serialized_end=1060
+  _globals['_INFERREPLY']._serialized_start=1062
+  _globals['_INFERREPLY']._serialized_end=1114
+  _globals['_WORKER']._serialized_start=1117
+  _globals['_WORKER']._serialized_end=1359
 # @@protoc_insertion_point(module_scope)

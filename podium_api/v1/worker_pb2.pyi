@@ -8,13 +8,19 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class PredictItem(_message.Message):
-    __slots__ = ("id", "body", "content_type", "request_id", "traceparent", "timeout_s", "method")
+    __slots__ = ("id", "body", "content_type", "request_id", "traceparent", "timeout_s", "method", "credit")
     class Method(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         PREDICT: _ClassVar[PredictItem.Method]
         INFER: _ClassVar[PredictItem.Method]
+        EVENTS: _ClassVar[PredictItem.Method]
+        CREDIT: _ClassVar[PredictItem.Method]
+        CANCEL: _ClassVar[PredictItem.Method]
     PREDICT: PredictItem.Method
     INFER: PredictItem.Method
+    EVENTS: PredictItem.Method
+    CREDIT: PredictItem.Method
+    CANCEL: PredictItem.Method
     ID_FIELD_NUMBER: _ClassVar[int]
     BODY_FIELD_NUMBER: _ClassVar[int]
     CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -22,6 +28,7 @@ class PredictItem(_message.Message):
     TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
     METHOD_FIELD_NUMBER: _ClassVar[int]
+    CREDIT_FIELD_NUMBER: _ClassVar[int]
     id: int
     body: bytes
     content_type: str
@@ -29,7 +36,8 @@ class PredictItem(_message.Message):
     traceparent: str
     timeout_s: float
     method: PredictItem.Method
-    def __init__(self, id: _Optional[int] = ..., body: _Optional[bytes] = ..., content_type: _Optional[str] = ..., request_id: _Optional[str] = ..., traceparent: _Optional[str] = ..., timeout_s: _Optional[float] = ..., method: _Optional[_Union[PredictItem.Method, str]] = ...) -> None: ...
+    credit: int
+    def __init__(self, id: _Optional[int] = ..., body: _Optional[bytes] = ..., content_type: _Optional[str] = ..., request_id: _Optional[str] = ..., traceparent: _Optional[str] = ..., timeout_s: _Optional[float] = ..., method: _Optional[_Union[PredictItem.Method, str]] = ..., credit: _Optional[int] = ...) -> None: ...
 
 class PredictFrame(_message.Message):
     __slots__ = ("items",)
@@ -38,7 +46,7 @@ class PredictFrame(_message.Message):
     def __init__(self, items: _Optional[_Iterable[_Union[PredictItem, _Mapping]]] = ...) -> None: ...
 
 class PredictItemReply(_message.Message):
-    __slots__ = ("id", "http_status", "body", "content_type", "model_ms", "error_code", "message")
+    __slots__ = ("id", "http_status", "body", "content_type", "model_ms", "error_code", "message", "more")
     ID_FIELD_NUMBER: _ClassVar[int]
     HTTP_STATUS_FIELD_NUMBER: _ClassVar[int]
     BODY_FIELD_NUMBER: _ClassVar[int]
@@ -46,6 +54,7 @@ class PredictItemReply(_message.Message):
     MODEL_MS_FIELD_NUMBER: _ClassVar[int]
     ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
     id: int
     http_status: int
     body: bytes
@@ -53,7 +62,8 @@ class PredictItemReply(_message.Message):
     model_ms: float
     error_code: str
     message: str
-    def __init__(self, id: _Optional[int] = ..., http_status: _Optional[int] = ..., body: _Optional[bytes] = ..., content_type: _Optional[str] = ..., model_ms: _Optional[float] = ..., error_code: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+    more: bool
+    def __init__(self, id: _Optional[int] = ..., http_status: _Optional[int] = ..., body: _Optional[bytes] = ..., content_type: _Optional[str] = ..., model_ms: _Optional[float] = ..., error_code: _Optional[str] = ..., message: _Optional[str] = ..., more: _Optional[bool] = ...) -> None: ...
 
 class PredictReplyFrame(_message.Message):
     __slots__ = ("items",)

@@ -21,7 +21,8 @@ from services.common.secret_box import SecretError
 from services.common.tensors import ModelMetadata, TensorMetadata
 from services.common.tls import TlsFiles, open_channel
 from services.router.prediction_stream import (
-    PredictionStream, WorkerEvent, WorkerEvents, WorkerReply, open_events, replica_error,
+    EventsUnsupported, PredictionStream, StreamedEvents, WorkerEvent, WorkerEvents, WorkerReply, open_events,
+    replica_error,
 )
 
 log = logging.getLogger(__name__)
@@ -92,16 +93,21 @@ class WorkerPool:
         return await self._streamed(address, timeout_s, body, "", worker_pb2.PredictItem.INFER)
 
     async def open_events(self, address: str, body: bytes, content_type: str,
-                          timeout_s: float) -> tuple[WorkerEvent, WorkerEvents]:
+                          timeout_s: float) -> tuple[WorkerEvent, StreamedEvents | WorkerEvents]:
         """A streaming model's first event for a `"stream": true` request (within timeout_s), and the rest as
         they come (each within timeout_s of the one before); the replica counts as busy until they end."""
         self._stub(address)
         self.in_flight[address] = self.in_flight.get(address, 0) + 1
-        item = worker_pb2.PredictItem(body=body, content_type=content_type, request_id=request_id_var.get(),
-                                      traceparent=tracing.current_traceparent(), timeout_s=timeout_s)
+        request_id, traceparent = request_id_var.get(), tracing.current_traceparent()
         try:
-            return await open_events(self._channels[address], self._credential, address, item, timeout_s,
-                                     lambda: self._done(address))
+            try:
+                return await self._streams[address].open_events(body, content_type, timeout_s, request_id,
+                                                                 traceparent, lambda: self._done(address))
+            except EventsUnsupported:   # a worker from before EVENTS items: a call of the stream's own
+                item = worker_pb2.PredictItem(body=body, content_type=content_type, request_id=request_id,
+                                              traceparent=traceparent, timeout_s=timeout_s)
+                return await open_events(self._channels[address], self._credential, address, item, timeout_s,
+                                         lambda: self._done(address))
         except BaseException:
             self._done(address)
             raise

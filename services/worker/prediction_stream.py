@@ -5,7 +5,9 @@ project's 2-core machine), several times what the rest of a query costs. On one 
 every request the router queued while its previous write was in flight, and a reply frame every answer
 ready since the last: under load the per-call cost is spread over many requests (0.02 ms of router CPU per
 request at 32 concurrent calls in the same measurement). A PREDICT item is scored by Predictor.predict, an
-INFER item (a serialized InferRequest) by Predictor.infer.
+INFER item (a serialized InferRequest) by Predictor.infer, and an EVENTS item's events (a streaming model's)
+come back one reply each, as the model yields them, up to the credit the router granted: the call a stream
+would otherwise open costs a third of a millisecond before its first event.
 """
 
 from __future__ import annotations
@@ -41,18 +43,40 @@ async def serve_stream(predictor: Predictor, token: str, frames, drain: StreamDr
     ready: list[worker_pb2.PredictItemReply] = []
     wake = asyncio.Event()
     tasks: set[asyncio.Task] = set()
+    streams: dict[int, tuple[asyncio.Task, _Credit]] = {}   # EVENTS items in flight, by id
+    written: list[asyncio.Future] = []   # resolved once every reply answered before them is written
     loop = asyncio.get_running_loop()
 
     def answer(reply: worker_pb2.PredictItemReply) -> None:
         ready.append(reply)
         wake.set()
 
+    def send_event(reply: worker_pb2.PredictItemReply) -> asyncio.Future:
+        answer(reply)
+        done = loop.create_future()
+        written.append(done)
+        return done
+
     async def read() -> None:
         async for frame in frames:
             for item in frame.items:
+                if item.method in (worker_pb2.PredictItem.CREDIT, worker_pb2.PredictItem.CANCEL):
+                    task, credit = streams.get(item.id, (None, None))   # (none: the item already ended)
+                    if task is not None and item.method == worker_pb2.PredictItem.CREDIT:
+                        credit.grant(item.credit)
+                    elif task is not None:
+                        task.cancel()
+                    continue
                 if drain.event.is_set():   # not started: the router sends it to another replica
                     answer(worker_pb2.PredictItemReply(id=item.id, error_code=DRAINING,
                                                        message="the replica is shutting down"))
+                    continue
+                if item.method == worker_pb2.PredictItem.EVENTS:
+                    credit = _Credit(item.credit)
+                    task = loop.create_task(_stream_events(predictor, token, item, credit, send_event, answer))
+                    streams[item.id] = (task, credit)
+                    tasks.add(task)
+                    task.add_done_callback(lambda t, key=item.id: (tasks.discard(t), streams.pop(key, None)))
                     continue
                 task = loop.create_task(_score(predictor, token, item))
                 tasks.add(task)
@@ -70,6 +94,10 @@ async def serve_stream(predictor: Predictor, token: str, frames, drain: StreamDr
             wake.clear()
             while ready:
                 yield worker_pb2.PredictReplyFrame(items=take_frame(ready))
+            for done in written:
+                if not done.done():
+                    done.set_result(None)
+            written.clear()
             if draining.done() and not reader.done():
                 reader.cancel()   # read nothing more: what the router sent since gets no answer and is re-sent
             if reader.done() and not tasks and not ready:
@@ -116,6 +144,47 @@ async def _score(predictor: Predictor, token: str, item) -> worker_pb2.PredictIt
     finally:
         request_id_var.reset(id_token)
         traceparent_var.reset(parent_token)
+
+
+class _Credit:
+    """How many more events an EVENTS item may send before the router grants more."""
+
+    def __init__(self, initial: int):
+        self._left = initial
+        self._granted = asyncio.Event()
+
+    def grant(self, count: int) -> None:
+        self._left += count
+        self._granted.set()
+
+    async def take(self) -> None:
+        while self._left <= 0:
+            self._granted.clear()
+            await self._granted.wait()
+        self._left -= 1
+
+
+async def _stream_events(predictor: Predictor, token: str, item, credit: _Credit, send_event, answer) -> None:
+    """An EVENTS item's events, one reply each (`more` set), then its end; cancelled when the router cancels it
+    or the stream ends, which stops the model at its next yield. The model's next step waits until an event
+    is written, as a call's would: it would otherwise take the core (and the GIL) the write needs."""
+    request_id_var.set(choose_request_id(item.request_id))   # this item's own task: nothing to reset
+    traceparent_var.set(item.traceparent)
+    events = predictor.predict_events(token, item.body, item.content_type)
+    try:
+        with tracing.server_span("worker.predict_events", item.traceparent):
+            async for event in events:
+                await credit.take()
+                await send_event(worker_pb2.PredictItemReply(id=item.id, body=event.data,
+                                                             http_status=event.http_status, more=True))
+        answer(worker_pb2.PredictItemReply(id=item.id))
+    except PodiumError as exc:
+        answer(worker_pb2.PredictItemReply(id=item.id, error_code=exc.code, message=exc.message))
+    except Exception:
+        log.exception("unhandled error while streaming events")
+        answer(worker_pb2.PredictItemReply(id=item.id, error_code="INTERNAL_ERROR", message="internal error"))
+    finally:
+        await events.aclose()   # the router left, or the model ended: a no-op then
 
 
 async def _infer(predictor: Predictor, token: str, body: bytes) -> ScoringResult:
