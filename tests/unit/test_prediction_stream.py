@@ -75,12 +75,15 @@ class _CountingServicer(WorkerServicer):
 
 
 class _Worker:
-    def __init__(self, model, queue_limit: int = 64):
+    """A worker servicer (by default one counting its streams and frames) on a real gRPC server."""
+
+    def __init__(self, model, queue_limit: int = 64, servicer: type[WorkerServicer] | None = None):
         self.predictor = Predictor(model, 2, queue_limit, CallerCheck(hashlib.sha256(TOKEN.encode()).hexdigest()))
         self.drain = StreamDrain()
         self.server = grpc.aio.server()
         _CountingServicer.frames = _CountingServicer.streams = 0
-        worker_pb2_grpc.add_WorkerServicer_to_server(_CountingServicer(self.predictor, self.drain), self.server)
+        worker_pb2_grpc.add_WorkerServicer_to_server((servicer or _CountingServicer)(self.predictor, self.drain),
+                                                     self.server)
         self.address = f"127.0.0.1:{self.server.add_insecure_port('127.0.0.1:0')}"
         self.channel = grpc.aio.insecure_channel(self.address)
 

@@ -6,24 +6,19 @@ EVENTS items is asked with a PredictEvents call instead."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 
-import grpc
 import pandas as pd
 import pytest
 from mlflow.pyfunc import PythonModel
 
-from podium_api.v1 import worker_pb2, worker_pb2_grpc
+from podium_api.v1 import worker_pb2
 from services.common.errors import ReplicaUnreachable, Unavailable
 from services.router.backends import WorkerPool
 from services.router.prediction_stream import EVENT_CREDIT, PredictionStream, StreamedEvents
-from services.worker.core import CallerCheck, Predictor
 from services.worker.grpc_api import WorkerServicer
 from tests.support.stack import wait_for_async
-
-TOKEN = "router-credential"
-CREDENTIAL = (("authorization", f"Bearer {TOKEN}"),)
+from tests.unit.test_prediction_stream import CREDENTIAL, TOKEN, _Worker
 EVENTS = 5 * EVENT_CREDIT
 
 
@@ -67,24 +62,6 @@ class _BeforeEvents(WorkerServicer):
                 yield frame
         async for reply in super().PredictStream(as_predict(), context):
             yield reply
-
-
-class _Worker:
-    def __init__(self, model, servicer=WorkerServicer, queue_limit: int = 8):
-        self.predictor = Predictor(model, 2, queue_limit, CallerCheck(hashlib.sha256(TOKEN.encode()).hexdigest()))
-        self.server = grpc.aio.server()
-        worker_pb2_grpc.add_WorkerServicer_to_server(servicer(self.predictor), self.server)
-        self.address = f"127.0.0.1:{self.server.add_insecure_port('127.0.0.1:0')}"
-        self.channel = grpc.aio.insecure_channel(self.address)
-
-    async def __aenter__(self):
-        await self.server.start()
-        return self
-
-    async def __aexit__(self, *exc):
-        await self.channel.close()
-        await self.server.stop(grace=None)
-        self.predictor.close()
 
 
 def _body(count: int) -> bytes:
@@ -154,7 +131,7 @@ async def test_a_worker_that_dies_fails_the_rest_of_its_streams(counter):
 
 
 async def test_a_worker_from_before_events_items_streams_over_its_own_call(counter):
-    async with _Worker(counter, _BeforeEvents) as worker:
+    async with _Worker(counter, servicer=_BeforeEvents) as worker:
         pool = WorkerPool(TOKEN)
         try:
             first, rest = await pool.open_events(worker.address, _body(4), "application/json", 10)
