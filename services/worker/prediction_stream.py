@@ -44,7 +44,7 @@ async def serve_stream(predictor: Predictor, token: str, frames, drain: StreamDr
     wake = asyncio.Event()
     tasks: set[asyncio.Task] = set()
     streams: dict[int, tuple[asyncio.Task, _Credit]] = {}   # EVENTS items in flight, by id
-    written: list[asyncio.Future] = []   # resolved once every reply answered before them is written
+    written: list[asyncio.Future] = []   # an event each, resolved once the frame holding it is written
     loop = asyncio.get_running_loop()
 
     def answer(reply: worker_pb2.PredictItemReply) -> None:
@@ -93,11 +93,12 @@ async def serve_stream(predictor: Predictor, token: str, frames, drain: StreamDr
             await wake.wait()
             wake.clear()
             while ready:
+                due = len(written)   # the events answered so far: in this frame (or, past its size, the next)
                 yield worker_pb2.PredictReplyFrame(items=take_frame(ready))
-            for done in written:
-                if not done.done():
-                    done.set_result(None)
-            written.clear()
+                for done in written[:due]:
+                    if not done.done():
+                        done.set_result(None)
+                del written[:due]
             if draining.done() and not reader.done():
                 reader.cancel()   # read nothing more: what the router sent since gets no answer and is re-sent
             if reader.done() and not tasks and not ready:
