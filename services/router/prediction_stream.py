@@ -76,11 +76,7 @@ class PredictionStream:
             expiry.cancel()
             session.forget(item_id)
         if reply.error_code:
-            if reply.error_code == STREAM_REQUIRED:
-                raise StreamRequired()
-            if reply.error_code == DRAINING:
-                raise ReplicaUnreachable(f"replica {self._address} is shutting down", retry_after_s=1)
-            raise error_from_code(reply.error_code, reply.message)
+            raise _item_error(reply, self._address, StreamRequired)
         return WorkerReply(reply.http_status, reply.body, reply.content_type, reply.model_ms)
 
     async def open_events(self, body: bytes, content_type: str, timeout_s: float, request_id: str = "",
@@ -217,6 +213,7 @@ class StreamedEvents:
                  on_close: Callable[[], None]):
         self._session, self._id, self._replies, self._address = session, item_id, replies, address
         self._idle_timeout_s = idle_timeout_s
+        self._idle = f"the model sent nothing for {idle_timeout_s:g} s"
         self._on_close: Callable[[], None] | None = on_close
         self._ended = False   # the replica sent its last reply for the item, or the stream broke
         self._taken = 0       # events taken since credit was last granted
@@ -228,7 +225,7 @@ class StreamedEvents:
         if self._on_close is None:
             raise StopAsyncIteration
         try:
-            event = await self.take(self._idle_timeout_s, f"the model sent nothing for {self._idle_timeout_s:g} s")
+            event = await self.take(self._idle_timeout_s, self._idle)
         except BaseException:
             await self.aclose()
             raise
@@ -249,12 +246,8 @@ class StreamedEvents:
             raise reply
         if not reply.more:
             self._ended = True
-            if reply.error_code == STREAM_REQUIRED:   # a worker that read EVENTS as PREDICT
-                raise EventsUnsupported()
-            if reply.error_code == DRAINING:
-                raise ReplicaUnreachable(f"replica {self._address} is shutting down", retry_after_s=1)
-            if reply.error_code:
-                raise error_from_code(reply.error_code, reply.message)
+            if reply.error_code:   # STREAM_REQUIRED: a worker that read EVENTS as PREDICT
+                raise _item_error(reply, self._address, EventsUnsupported)
             return None
         self._taken += 1
         if self._taken >= EVENT_CREDIT // 2:
@@ -350,6 +343,16 @@ def replica_error(exc: grpc.aio.AioRpcError, address: str) -> PodiumError:
         may_have_run = "failed to connect" not in (exc.details() or "").lower()
         return ReplicaUnreachable(f"replica {address} is unreachable", may_have_run=may_have_run, retry_after_s=1)
     return error_from_rpc(exc, "worker")
+
+
+def _item_error(reply: worker_pb2.PredictItemReply, address: str,
+                stream_required: type[Exception]) -> Exception:
+    """The exception for an item the worker answered with an error code."""
+    if reply.error_code == STREAM_REQUIRED:
+        return stream_required()
+    if reply.error_code == DRAINING:
+        return ReplicaUnreachable(f"replica {address} is shutting down", retry_after_s=1)
+    return error_from_code(reply.error_code, reply.message)
 
 
 def _expire(answer: asyncio.Future, timeout_s: float) -> None:

@@ -170,24 +170,31 @@ def test_default_batched_answers_are_the_unbatched_ones_on_random_rows(zoo, name
         ordinary, extreme = rows
         bodies = _bodies(frame, ordinary + extreme)
 
-        async def run():   # a Predictor belongs to one event loop: one pair per example
-            batched = Predictor(model, 2, 256, CALLERS)
-            alone = Predictor(model, 2, 256, CALLERS, max_batch_size=1)
-            try:
-                together = await asyncio.gather(*(batched.predict(TOKEN, b, "application/json") for b in bodies))
-                if not extreme:
-                    merged.append((batched.batch_stats.largest_rows, batched.batch_stats.fallbacks))
-                return together, [await alone.predict(TOKEN, b, "application/json") for b in bodies]
-            finally:
-                batched.close()
-                alone.close()
-
-        together, expected = asyncio.run(run())
+        together, expected, stats = scored_together_and_alone(model, bodies)
+        if not extreme:
+            merged.append(stats)
         assert together == expected
 
     check()
     # It did merge, and merged calls of ordinary rows held.
     assert max(rows for rows, _ in merged) > 1 and all(fallbacks == 0 for _, fallbacks in merged)
+
+
+def scored_together_and_alone(model, bodies: list[bytes]) -> tuple[list, list, tuple[int, int]]:
+    """Each body's answer scored concurrently on a batching Predictor and scored alone on an unbatched one,
+    and the batching one's (largest merged rows, fallbacks)."""
+    async def run():   # a Predictor belongs to one event loop: one pair per call
+        batched = Predictor(model, 2, 256, CALLERS)
+        alone = Predictor(model, 2, 256, CALLERS, max_batch_size=1)
+        try:
+            together = await asyncio.gather(*(batched.predict(TOKEN, b, "application/json") for b in bodies))
+            stats = (batched.batch_stats.largest_rows, batched.batch_stats.fallbacks)
+            return together, [await alone.predict(TOKEN, b, "application/json") for b in bodies], stats
+        finally:
+            batched.close()
+            alone.close()
+
+    return asyncio.run(run())
 
 
 def test_the_label_guard_flags_every_row_a_batch_could_flip():

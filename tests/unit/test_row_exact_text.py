@@ -5,21 +5,17 @@ batch by default, and neither do other pipelines."""
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
 import json
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.worker.core import CallerCheck, Predictor
 from services.worker.model_threads import call_threads
 from services.worker.row_exact import DEFAULT_BATCH_ROWS, batch_policy
 from tests.support.flavors import text_classifier
+from tests.unit.test_row_exact import scored_together_and_alone
 
-TOKEN = "router-credential"
-CALLERS = CallerCheck(hashlib.sha256(TOKEN.encode()).hexdigest())
 WORDS = ["good", "bad", "movie", "great", "awful", "the", "is", "unknown", "GOOD", "é", "a,b", "  "]
 
 
@@ -91,19 +87,8 @@ def test_batched_texts_get_what_they_get_alone(classifier):
     @given(requests=st.lists(st.lists(text, min_size=1, max_size=3), min_size=6, max_size=30))
     def check(requests):
         bodies = [json.dumps({"inputs": texts}).encode() for texts in requests]
-
-        async def run():
-            batched = Predictor(classifier, 2, 256, CALLERS)
-            alone = Predictor(classifier, 2, 256, CALLERS, max_batch_size=1)
-            try:
-                together = await asyncio.gather(*(batched.predict(TOKEN, b, "application/json") for b in bodies))
-                merged.append((batched.batch_stats.largest_rows, batched.batch_stats.fallbacks))
-                return together, [await alone.predict(TOKEN, b, "application/json") for b in bodies]
-            finally:
-                batched.close()
-                alone.close()
-
-        together, expected = asyncio.run(run())
+        together, expected, stats = scored_together_and_alone(classifier, bodies)
+        merged.append(stats)
         assert together == expected
         assert all(result.http_status == 200 for result in expected)
 
